@@ -1,0 +1,325 @@
+//! The event envelope, data types, topics and Avro (de)serialization.
+
+use std::fmt;
+use std::str::FromStr;
+
+use apache_avro::Schema;
+use apache_avro::types::Value;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::model::*;
+use crate::{SchemaError, Timestamp};
+
+/// Topic names start with this prefix; the version moves only on a breaking
+/// change, which BACKWARD compatibility rules out within a version.
+pub const TOPIC_PREFIX: &str = "tributary.v1";
+
+/// The kinds of record Tributary syncs. One topic per data type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum DataType {
+    Company,
+    Connection,
+    Account,
+    Customer,
+    Supplier,
+    Invoice,
+    Bill,
+    Payment,
+    BankTransaction,
+    JournalEntry,
+}
+
+impl DataType {
+    pub const ALL: [DataType; 10] = [
+        DataType::Company,
+        DataType::Connection,
+        DataType::Account,
+        DataType::Customer,
+        DataType::Supplier,
+        DataType::Invoice,
+        DataType::Bill,
+        DataType::Payment,
+        DataType::BankTransaction,
+        DataType::JournalEntry,
+    ];
+
+    /// The plural snake-case name used in topics, URLs and the store.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DataType::Company => "companies",
+            DataType::Connection => "connections",
+            DataType::Account => "accounts",
+            DataType::Customer => "customers",
+            DataType::Supplier => "suppliers",
+            DataType::Invoice => "invoices",
+            DataType::Bill => "bills",
+            DataType::Payment => "payments",
+            DataType::BankTransaction => "bank_transactions",
+            DataType::JournalEntry => "journal_entries",
+        }
+    }
+
+    /// The Kafka topic this data type's events are published on.
+    pub fn topic(self) -> String {
+        format!("{TOPIC_PREFIX}.{}", self.as_str())
+    }
+
+    /// The data type whose topic is `topic`, if any.
+    pub fn from_topic(topic: &str) -> Option<DataType> {
+        let name = topic.strip_prefix(TOPIC_PREFIX)?.strip_prefix('.')?;
+        name.parse().ok()
+    }
+
+    /// The Avro schema text (`.avsc`) of this data type's events.
+    pub fn schema_text(self) -> &'static str {
+        match self {
+            DataType::Company => include_str!("../avro/CompanyEvent.avsc"),
+            DataType::Connection => include_str!("../avro/ConnectionEvent.avsc"),
+            DataType::Account => include_str!("../avro/AccountEvent.avsc"),
+            DataType::Customer => include_str!("../avro/CustomerEvent.avsc"),
+            DataType::Supplier => include_str!("../avro/SupplierEvent.avsc"),
+            DataType::Invoice => include_str!("../avro/InvoiceEvent.avsc"),
+            DataType::Bill => include_str!("../avro/BillEvent.avsc"),
+            DataType::Payment => include_str!("../avro/PaymentEvent.avsc"),
+            DataType::BankTransaction => include_str!("../avro/BankTransactionEvent.avsc"),
+            DataType::JournalEntry => include_str!("../avro/JournalEntryEvent.avsc"),
+        }
+    }
+
+    pub fn schema(self) -> Result<Schema, SchemaError> {
+        parse_schema(self.schema_text())
+    }
+}
+
+impl fmt::Display for DataType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for DataType {
+    type Err = SchemaError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        DataType::ALL
+            .into_iter()
+            .find(|t| t.as_str() == s)
+            .ok_or_else(|| SchemaError::UnknownDataType(s.to_string()))
+    }
+}
+
+/// A record of any data type.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Record {
+    Company(Company),
+    Connection(Connection),
+    Account(Account),
+    Customer(Customer),
+    Supplier(Supplier),
+    Invoice(Invoice),
+    Bill(Bill),
+    Payment(Payment),
+    BankTransaction(BankTransaction),
+    JournalEntry(JournalEntry),
+}
+
+impl Record {
+    pub fn data_type(&self) -> DataType {
+        match self {
+            Record::Company(_) => DataType::Company,
+            Record::Connection(_) => DataType::Connection,
+            Record::Account(_) => DataType::Account,
+            Record::Customer(_) => DataType::Customer,
+            Record::Supplier(_) => DataType::Supplier,
+            Record::Invoice(_) => DataType::Invoice,
+            Record::Bill(_) => DataType::Bill,
+            Record::Payment(_) => DataType::Payment,
+            Record::BankTransaction(_) => DataType::BankTransaction,
+            Record::JournalEntry(_) => DataType::JournalEntry,
+        }
+    }
+
+    /// Words a person would search this record by: names, numbers,
+    /// references, descriptions. Ids of related records are included so that
+    /// a search for a customer id finds its invoices.
+    pub fn search_text(&self) -> String {
+        let words: Vec<Option<&str>> = match self {
+            Record::Company(c) => vec![Some(&c.name), c.legal_name.as_deref()],
+            Record::Connection(c) => vec![Some(&c.source)],
+            Record::Account(a) => vec![Some(&a.name), a.code.as_deref(), a.description.as_deref()],
+            Record::Customer(c) | Record::Supplier(c) => vec![Some(&c.name), c.email.as_deref()],
+            Record::Invoice(i) => [Some(i.number.as_str()), Some(&i.customer_id), i.reference.as_deref()]
+                .into_iter()
+                .chain(i.lines.iter().map(|l| Some(l.description.as_str())))
+                .collect(),
+            Record::Bill(b) => [Some(b.number.as_str()), Some(&b.supplier_id), b.reference.as_deref()]
+                .into_iter()
+                .chain(b.lines.iter().map(|l| Some(l.description.as_str())))
+                .collect(),
+            Record::Payment(p) => vec![p.reference.as_deref(), p.invoice_id.as_deref(), p.bill_id.as_deref()],
+            Record::BankTransaction(t) => vec![Some(&t.description)],
+            Record::JournalEntry(j) => vec![Some(&j.number), Some(&j.description)],
+        };
+        words.into_iter().flatten().collect::<Vec<_>>().join(" ")
+    }
+}
+
+/// One change to one record: the envelope every data type shares.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Envelope<R> {
+    pub event_id: String,
+    pub company_id: String,
+    pub connection_id: String,
+    pub data_type: String,
+    pub source: String,
+    pub source_record_id: String,
+    pub source_modified_at: Timestamp,
+    pub fetched_at: Timestamp,
+    pub deleted: bool,
+    pub record: Option<R>,
+}
+
+/// An event whose record may be of any data type.
+pub type Event = Envelope<Record>;
+
+/// The deterministic id of one version of one source record: the same record
+/// fetched twice at the same version gets the same id, so replays are
+/// recognisable downstream.
+pub fn event_id(
+    connection_id: &str,
+    data_type: DataType,
+    source_record_id: &str,
+    source_modified_at: Timestamp,
+    deleted: bool,
+) -> String {
+    let mut hasher = Sha256::new();
+    for part in [
+        connection_id,
+        data_type.as_str(),
+        source_record_id,
+        &source_modified_at.0.to_string(),
+        if deleted { "deleted" } else { "live" },
+    ] {
+        hasher.update(part.as_bytes());
+        hasher.update([0u8]);
+    }
+    let digest = hasher.finalize();
+    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Event {
+    pub fn data_type(&self) -> Result<DataType, SchemaError> {
+        self.data_type.parse()
+    }
+
+    /// Reads an event of `data_type` from a decoded Avro value.
+    pub fn from_avro(data_type: DataType, value: &Value) -> Result<Event, SchemaError> {
+        fn read<T: DeserializeOwned>(
+            value: &Value,
+            wrap: fn(T) -> Record,
+        ) -> Result<Event, SchemaError> {
+            let e: Envelope<T> = apache_avro::from_value(value).map_err(SchemaError::avro)?;
+            Ok(Envelope {
+                event_id: e.event_id,
+                company_id: e.company_id,
+                connection_id: e.connection_id,
+                data_type: e.data_type,
+                source: e.source,
+                source_record_id: e.source_record_id,
+                source_modified_at: e.source_modified_at,
+                fetched_at: e.fetched_at,
+                deleted: e.deleted,
+                record: e.record.map(wrap),
+            })
+        }
+        let event = match data_type {
+            DataType::Company => read(value, Record::Company),
+            DataType::Connection => read(value, Record::Connection),
+            DataType::Account => read(value, Record::Account),
+            DataType::Customer => read(value, Record::Customer),
+            DataType::Supplier => read(value, Record::Supplier),
+            DataType::Invoice => read(value, Record::Invoice),
+            DataType::Bill => read(value, Record::Bill),
+            DataType::Payment => read(value, Record::Payment),
+            DataType::BankTransaction => read(value, Record::BankTransaction),
+            DataType::JournalEntry => read(value, Record::JournalEntry),
+        }?;
+        if event.data_type != data_type.as_str() {
+            return Err(SchemaError::Mismatch(format!(
+                "event {} says data type {:?} but was read as {}",
+                event.event_id, event.data_type, data_type
+            )));
+        }
+        if let Some(record) = &event.record
+            && record.data_type() != data_type
+        {
+            return Err(SchemaError::Mismatch(format!(
+                "event {} carries a {} record",
+                event.event_id,
+                record.data_type()
+            )));
+        }
+        Ok(event)
+    }
+}
+
+/// The outcome of one sync of one data type for one connection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SyncRunEvent {
+    pub event_id: String,
+    pub company_id: String,
+    pub connection_id: String,
+    pub source: String,
+    pub data_type: String,
+    pub started_at: Timestamp,
+    pub finished_at: Timestamp,
+    pub status: String,
+    pub records_fetched: i64,
+    pub pages_fetched: i64,
+    pub error: Option<String>,
+}
+
+impl SyncRunEvent {
+    pub const SCHEMA_TEXT: &'static str = include_str!("../avro/SyncRunEvent.avsc");
+
+    pub fn topic() -> String {
+        format!("{TOPIC_PREFIX}.sync_runs")
+    }
+
+    pub fn schema() -> Result<Schema, SchemaError> {
+        parse_schema(Self::SCHEMA_TEXT)
+    }
+
+    pub fn from_avro(value: &Value) -> Result<Self, SchemaError> {
+        apache_avro::from_value(value).map_err(SchemaError::avro)
+    }
+}
+
+/// Every topic Tributary publishes to.
+pub fn all_topics() -> Vec<String> {
+    let mut topics: Vec<String> = DataType::ALL.iter().map(|t| t.topic()).collect();
+    topics.push(SyncRunEvent::topic());
+    topics
+}
+
+fn parse_schema(text: &str) -> Result<Schema, SchemaError> {
+    Schema::parse_str(text).map_err(SchemaError::avro)
+}
+
+/// Encodes `item` as a bare Avro datum of `schema` (no wire-format header).
+pub fn to_avro_datum<T: Serialize>(schema: &Schema, item: &T) -> Result<Vec<u8>, SchemaError> {
+    apache_avro::writer::datum::GenericDatumWriter::builder(schema)
+        .build()
+        .and_then(|w| w.write_ser_to_vec(item))
+        .map_err(SchemaError::avro)
+}
+
+/// Decodes a bare Avro datum written with `schema`.
+pub fn from_avro_datum(schema: &Schema, mut bytes: &[u8]) -> Result<Value, SchemaError> {
+    apache_avro::reader::datum::GenericDatumReader::builder(schema)
+        .build()
+        .and_then(|r| r.read_value(&mut bytes))
+        .map_err(SchemaError::avro)
+}
