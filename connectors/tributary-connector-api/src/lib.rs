@@ -1,0 +1,217 @@
+//! The connector contract.
+//!
+//! A connector does one step at a time and owns no loop:
+//! - [`Connector::authenticate`] proves the connection's credentials work;
+//! - [`Connector::fetch_page`] fetches exactly one page after a cursor;
+//! - [`Connector::map`] turns one raw source record into the common data
+//!   model, purely: no I/O, no clock.
+//!
+//! Looping over pages, rate limiting, retries, publishing and saving cursors
+//! belong to the runtime (`tributary-producer`). A connector never depends on
+//! Kafka or a database, so it is fast to test.
+//!
+//! Cursors are opaque strings owned by the connector. The runtime saves the
+//! cursor returned with a page only after every record of that page was
+//! published, so a crash re-fetches at most one page: delivery is
+//! at-least-once, and deterministic event ids make the repeat harmless.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use tributary_schemas::{DataType, Record, Timestamp};
+
+/// What the runtime knows about one company's connection to a source.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConnectionInfo {
+    pub connection_id: String,
+    pub company_id: String,
+    /// The connector's name, for example `sandbox`.
+    pub source: String,
+    /// Connector-specific settings, checked by the connector's factory.
+    pub settings: serde_json::Value,
+}
+
+/// A position in a source's change feed, opaque to the runtime.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cursor(pub String);
+
+/// What the runtime asks for.
+#[derive(Debug, Clone)]
+pub struct PageRequest {
+    pub data_type: DataType,
+    /// Resume after this position; `None` starts from the beginning.
+    pub cursor: Option<Cursor>,
+    /// The runtime's clock, so that connectors need none of their own.
+    pub now: Timestamp,
+    pub page_size: u32,
+}
+
+/// One page of raw records, as the source gave them.
+#[derive(Debug, Clone)]
+pub struct Page {
+    pub records: Vec<serde_json::Value>,
+    /// Where the next request resumes. Saved only once this page's records
+    /// are safely published.
+    pub next_cursor: Option<Cursor>,
+    /// Whether the source has more records after this page right now.
+    pub has_more: bool,
+}
+
+/// One source record in the common data model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MappedRecord {
+    pub source_record_id: String,
+    /// The record's version at the source.
+    pub source_modified_at: Timestamp,
+    /// Deleted, voided or archived-away at the source: flagged, never dropped.
+    pub deleted: bool,
+    /// `None` only for a delete the source gave no body for.
+    pub record: Option<Record>,
+}
+
+/// Who is at fault when a step fails, which decides what the runtime does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Bad settings or credentials: retrying will not help until a person acts.
+    User,
+    /// The source is down, slow or refusing: retry after a while.
+    Source,
+    /// The source asked us to slow down: retry after `retry_after`.
+    RateLimited,
+    /// One record is malformed: skip it to the dead-letter topic, keep going.
+    Data,
+    /// A bug on our side.
+    Internal,
+}
+
+/// A failed connector step.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{connector}: {message}")]
+pub struct ConnectorError {
+    pub connector: String,
+    pub fault: Fault,
+    pub message: String,
+    /// How long the source asked us to wait, when it said.
+    pub retry_after: Option<Duration>,
+}
+
+impl ConnectorError {
+    pub fn new(connector: &str, fault: Fault, message: impl fmt::Display) -> Self {
+        ConnectorError {
+            connector: connector.to_string(),
+            fault,
+            message: message.to_string(),
+            retry_after: None,
+        }
+    }
+
+    pub fn with_retry_after(mut self, after: Duration) -> Self {
+        self.retry_after = Some(after);
+        self
+    }
+
+    /// Whether trying the same step again later can succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self.fault, Fault::Source | Fault::RateLimited)
+    }
+}
+
+/// One company's connection to one source, ready to fetch.
+#[async_trait]
+pub trait Connector: Send + Sync {
+    /// The data types this source can provide, in the order to sync them
+    /// (referenced records first).
+    fn data_types(&self) -> Vec<DataType>;
+
+    /// Checks that the credentials work.
+    async fn authenticate(&self) -> Result<(), ConnectorError>;
+
+    /// Fetches one page after `request.cursor`.
+    async fn fetch_page(&self, request: &PageRequest) -> Result<Page, ConnectorError>;
+
+    /// Maps one raw record of `data_type`. Pure.
+    fn map(&self, data_type: DataType, raw: &serde_json::Value)
+    -> Result<MappedRecord, ConnectorError>;
+}
+
+/// Builds connectors of one kind from their connection's settings.
+pub trait ConnectorFactory: Send + Sync {
+    /// The name connections use in `source`, for example `sandbox`.
+    fn name(&self) -> &'static str;
+
+    /// Checks `connection.settings` and builds a connector for it.
+    fn build(&self, connection: &ConnectionInfo) -> Result<Arc<dyn Connector>, ConnectorError>;
+}
+
+/// The connectors this build knows, by name. Filled from one explicit list
+/// in the binary, never by link-time registration.
+#[derive(Default)]
+pub struct ConnectorRegistry {
+    factories: BTreeMap<&'static str, Box<dyn ConnectorFactory>>,
+}
+
+impl ConnectorRegistry {
+    pub fn new(factories: Vec<Box<dyn ConnectorFactory>>) -> Self {
+        ConnectorRegistry {
+            factories: factories.into_iter().map(|f| (f.name(), f)).collect(),
+        }
+    }
+
+    pub fn names(&self) -> Vec<&'static str> {
+        self.factories.keys().copied().collect()
+    }
+
+    /// Builds the connector for `connection`, or says which names exist.
+    pub fn build(&self, connection: &ConnectionInfo) -> Result<Arc<dyn Connector>, ConnectorError> {
+        match self.factories.get(connection.source.as_str()) {
+            Some(factory) => factory.build(connection),
+            None => Err(ConnectorError::new(
+                &connection.source,
+                Fault::User,
+                format!(
+                    "unknown connector {:?} for connection {}; known connectors: {}",
+                    connection.source,
+                    connection.connection_id,
+                    self.names().join(", ")
+                ),
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_connector_names_the_known_ones() {
+        let registry = ConnectorRegistry::new(vec![]);
+        let connection = ConnectionInfo {
+            connection_id: "c1".into(),
+            company_id: "co".into(),
+            source: "nope".into(),
+            settings: serde_json::json!({}),
+        };
+        let err = registry.build(&connection).err().unwrap();
+        assert_eq!(err.fault, Fault::User);
+        assert!(err.to_string().contains("unknown connector \"nope\" for connection c1"));
+        assert!(!err.is_retryable());
+    }
+
+    #[test]
+    fn only_outside_faults_are_retried() {
+        for (fault, retry) in [
+            (Fault::User, false),
+            (Fault::Source, true),
+            (Fault::RateLimited, true),
+            (Fault::Data, false),
+            (Fault::Internal, false),
+        ] {
+            assert_eq!(ConnectorError::new("x", fault, "m").is_retryable(), retry, "{fault:?}");
+        }
+    }
+}

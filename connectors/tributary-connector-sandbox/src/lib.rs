@@ -1,0 +1,181 @@
+//! The sandbox connector: deterministic synthetic accounting data for one
+//! company, served through the same [`Connector`] contract as real sources.
+//!
+//! Its feed behaves like a real incremental API: records come ordered by
+//! modification time then id; the cursor is the last `(modified, id)` seen;
+//! a record changed twice since the cursor comes once, at its newest version;
+//! deleted and voided records come flagged, not dropped. What a sync must end
+//! with is [`Generator::expected_live`], which tests and operators can compare
+//! the store against.
+
+pub mod generator;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use tributary_connector_api::{
+    ConnectionInfo, Connector, ConnectorError, ConnectorFactory, Cursor, Fault, MappedRecord, Page,
+    PageRequest,
+};
+use tributary_schemas::model::*;
+use tributary_schemas::{DataType, Record, Timestamp};
+
+pub use generator::{DATA_TYPES, Generator, SandboxSettings, Version};
+
+pub const NAME: &str = "sandbox";
+
+/// The wire shape of one sandbox record, like a source API's JSON.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRecord {
+    id: String,
+    updated_at: Timestamp,
+    deleted: bool,
+    data: serde_json::Value,
+}
+
+pub struct SandboxConnector {
+    generator: Generator,
+}
+
+impl SandboxConnector {
+    pub fn new(settings: SandboxSettings, company_id: &str) -> Self {
+        SandboxConnector {
+            generator: Generator::new(settings, company_id),
+        }
+    }
+
+    fn err(fault: Fault, message: impl std::fmt::Display) -> ConnectorError {
+        ConnectorError::new(NAME, fault, message)
+    }
+}
+
+fn encode_cursor(modified: Timestamp, id: &str) -> Cursor {
+    Cursor(format!("{}|{id}", modified.millis()))
+}
+
+fn decode_cursor(cursor: &Cursor) -> Result<(Timestamp, String), ConnectorError> {
+    cursor
+        .0
+        .split_once('|')
+        .and_then(|(ms, id)| Some((Timestamp(ms.parse().ok()?), id.to_string())))
+        .ok_or_else(|| {
+            SandboxConnector::err(Fault::Internal, format!("malformed sandbox cursor {:?}", cursor.0))
+        })
+}
+
+#[async_trait]
+impl Connector for SandboxConnector {
+    fn data_types(&self) -> Vec<DataType> {
+        DATA_TYPES.to_vec()
+    }
+
+    async fn authenticate(&self) -> Result<(), ConnectorError> {
+        Ok(())
+    }
+
+    async fn fetch_page(&self, request: &PageRequest) -> Result<Page, ConnectorError> {
+        if !DATA_TYPES.contains(&request.data_type) {
+            return Err(Self::err(Fault::User, format!("the sandbox has no {}", request.data_type)));
+        }
+        let after = request.cursor.as_ref().map(decode_cursor).transpose()?;
+        let Some(generation) = self.generator.visible_generation(request.now) else {
+            return Ok(Page { records: vec![], next_cursor: request.cursor.clone(), has_more: false });
+        };
+        let page_size = request.page_size.min(self.generator.settings.max_page_size).max(1) as usize;
+        let pending: Vec<Version> = self
+            .generator
+            .versions(request.data_type, generation)
+            .into_iter()
+            .filter(|v| match &after {
+                Some((modified, id)) => (v.modified_at, &v.id) > (*modified, id),
+                None => true,
+            })
+            .collect();
+        let has_more = pending.len() > page_size;
+        let page: Vec<Version> = pending.into_iter().take(page_size).collect();
+        let next_cursor = match page.last() {
+            Some(last) => Some(encode_cursor(last.modified_at, &last.id)),
+            None => request.cursor.clone(),
+        };
+        let records = page
+            .into_iter()
+            .map(|v| {
+                let data = serde_json::to_value(&v.record)
+                    .map_err(|e| Self::err(Fault::Internal, format!("cannot encode record {}: {e}", v.id)))?;
+                serde_json::to_value(RawRecord { id: v.id, updated_at: v.modified_at, deleted: v.deleted, data })
+                    .map_err(|e| Self::err(Fault::Internal, e))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Page { records, next_cursor, has_more })
+    }
+
+    fn map(&self, data_type: DataType, raw: &serde_json::Value) -> Result<MappedRecord, ConnectorError> {
+        let raw: RawRecord = serde_json::from_value(raw.clone())
+            .map_err(|e| Self::err(Fault::Data, format!("malformed {data_type} record: {e}")))?;
+        let bad = |e: serde_json::Error| {
+            Self::err(Fault::Data, format!("malformed {data_type} record {}: {e}", raw.id))
+        };
+        let data = raw.data.clone();
+        let record = match data_type {
+            DataType::Company => Record::Company(serde_json::from_value(data).map_err(bad)?),
+            DataType::Account => Record::Account(serde_json::from_value(data).map_err(bad)?),
+            DataType::Customer => Record::Customer(serde_json::from_value(data).map_err(bad)?),
+            DataType::Supplier => Record::Supplier(serde_json::from_value(data).map_err(bad)?),
+            DataType::Invoice => Record::Invoice(serde_json::from_value(data).map_err(bad)?),
+            DataType::Bill => Record::Bill(serde_json::from_value(data).map_err(bad)?),
+            DataType::Payment => Record::Payment(serde_json::from_value(data).map_err(bad)?),
+            DataType::BankTransaction => Record::BankTransaction(serde_json::from_value(data).map_err(bad)?),
+            DataType::JournalEntry => {
+                let entry: JournalEntry = serde_json::from_value(data).map_err(bad)?;
+                if !entry.is_balanced() {
+                    return Err(Self::err(Fault::Data, format!("journal entry {} does not balance", raw.id)));
+                }
+                Record::JournalEntry(entry)
+            }
+            DataType::Connection => {
+                return Err(Self::err(Fault::User, "the sandbox has no connections to map"));
+            }
+        };
+        let body_id = match &record {
+            Record::Company(r) => &r.id,
+            Record::Account(r) => &r.id,
+            Record::Customer(r) | Record::Supplier(r) => &r.id,
+            Record::Invoice(r) => &r.id,
+            Record::Bill(r) => &r.id,
+            Record::Payment(r) => &r.id,
+            Record::BankTransaction(r) => &r.id,
+            Record::JournalEntry(r) => &r.id,
+            Record::Connection(r) => &r.id,
+        };
+        if body_id != &raw.id {
+            return Err(Self::err(Fault::Data, format!("{data_type} record {} carries body id {body_id}", raw.id)));
+        }
+        Ok(MappedRecord {
+            source_record_id: raw.id,
+            source_modified_at: raw.updated_at,
+            deleted: raw.deleted,
+            record: Some(record),
+        })
+    }
+}
+
+/// Builds sandbox connectors from connection settings ([`SandboxSettings`]).
+pub struct SandboxFactory;
+
+impl ConnectorFactory for SandboxFactory {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn build(&self, connection: &ConnectionInfo) -> Result<Arc<dyn Connector>, ConnectorError> {
+        let settings: SandboxSettings = serde_json::from_value(connection.settings.clone()).map_err(|e| {
+            SandboxConnector::err(
+                Fault::User,
+                format!("invalid settings for connection {}: {e}", connection.connection_id),
+            )
+        })?;
+        Ok(Arc::new(SandboxConnector::new(settings, &connection.company_id)))
+    }
+}

@@ -1,0 +1,486 @@
+//! The sandbox's source of truth: a pure function from (settings, company,
+//! data type, record index, generation) to a record version.
+//!
+//! Generation 0 is the initial load at `epoch_ms`; each later generation,
+//! `generation_interval_secs` apart, creates, updates and deletes some
+//! records. Customers, suppliers and accounts all exist from generation 0 and
+//! are never deleted, so every reference stays valid: invoices reference
+//! customers, bills reference suppliers, payments settle invoices that are
+//! never deleted, journal lines post to accounts and balance.
+
+use serde::Deserialize;
+use tributary_schemas::model::*;
+use tributary_schemas::{DataType, Date, Decimal, Record, Timestamp};
+
+/// Settings of one sandbox connection.
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SandboxSettings {
+    /// Changes every generated value; the same seed gives the same data.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// Records per data type (accounts are a fixed chart of 12).
+    #[serde(default = "default_records")]
+    pub records: u32,
+    /// Rounds of changes after the initial load.
+    #[serde(default = "default_generations")]
+    pub generations: u32,
+    /// Time between rounds; 0 makes every round visible at once.
+    #[serde(default = "default_interval")]
+    pub generation_interval_secs: u64,
+    /// When generation 0 happened, in milliseconds since the Unix epoch.
+    pub epoch_ms: i64,
+    /// Records per page (the source's own page size limit).
+    #[serde(default = "default_page_size")]
+    pub max_page_size: u32,
+}
+
+fn default_seed() -> u64 {
+    1
+}
+fn default_records() -> u32 {
+    100
+}
+fn default_generations() -> u32 {
+    3
+}
+fn default_interval() -> u64 {
+    60
+}
+fn default_page_size() -> u32 {
+    100
+}
+
+/// The data types the sandbox serves, referenced ones first.
+pub const DATA_TYPES: [DataType; 9] = [
+    DataType::Company,
+    DataType::Account,
+    DataType::Customer,
+    DataType::Supplier,
+    DataType::Invoice,
+    DataType::Bill,
+    DataType::Payment,
+    DataType::BankTransaction,
+    DataType::JournalEntry,
+];
+
+const CHART: [(&str, &str, &str); 12] = [
+    ("090", "Business Bank Account", "ASSET"),
+    ("091", "Savings Account", "ASSET"),
+    ("120", "Accounts Receivable", "ASSET"),
+    ("200", "Sales", "INCOME"),
+    ("260", "Other Revenue", "INCOME"),
+    ("310", "Cost of Goods Sold", "EXPENSE"),
+    ("400", "Advertising", "EXPENSE"),
+    ("429", "General Expenses", "EXPENSE"),
+    ("493", "Travel", "EXPENSE"),
+    ("800", "Accounts Payable", "LIABILITY"),
+    ("820", "Sales Tax", "LIABILITY"),
+    ("970", "Owner Funds", "EQUITY"),
+];
+
+const FIRST: [&str; 16] = [
+    "Ridgeway", "Harbour", "Bluebell", "Copper", "Northgate", "Willow", "Granite", "Saffron",
+    "Kestrel", "Meadow", "Lantern", "Oakridge", "Silverline", "Thistle", "Juniper", "Foxglove",
+];
+const SECOND: [&str; 12] = [
+    "Bakery", "Joinery", "Florists", "Consulting", "Logistics", "Studio", "Dental", "Garage",
+    "Outfitters", "Brewing", "Analytics", "Print",
+];
+const ITEMS: [&str; 8] = [
+    "Consulting hours", "Website maintenance", "Catering", "Office supplies", "Delivery",
+    "Design work", "Equipment hire", "Training session",
+];
+
+/// One version of one record: what the source shows for it at a generation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Version {
+    pub id: String,
+    pub modified_at: Timestamp,
+    pub deleted: bool,
+    pub record: Record,
+}
+
+/// When a record is created, changed and deleted.
+#[derive(Debug, Clone, PartialEq)]
+struct Lifecycle {
+    created: u32,
+    updates: Vec<u32>,
+    deleted: Option<u32>,
+    /// Invoices only: the generation a payment settled it.
+    paid: Option<u32>,
+}
+
+impl Lifecycle {
+    /// The generation of the last change visible at `generation`.
+    fn last_change(&self, generation: u32) -> u32 {
+        let mut last = self.created;
+        for &g in self.updates.iter().chain(&self.deleted).chain(&self.paid) {
+            if g <= generation && g > last {
+                last = g;
+            }
+        }
+        last
+    }
+}
+
+/// The generator for one company.
+#[derive(Debug, Clone)]
+pub struct Generator {
+    pub settings: SandboxSettings,
+    pub company_id: String,
+    seed: u64,
+}
+
+/// SplitMix64: a tiny, well-mixed, dependency-free deterministic hash.
+fn mix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+fn cents(c: i64) -> Decimal {
+    Decimal::from_scaled(c as i128 * 100)
+}
+
+impl Generator {
+    pub fn new(settings: SandboxSettings, company_id: &str) -> Self {
+        let seed = company_id
+            .bytes()
+            .fold(mix(settings.seed), |acc, b| mix(acc ^ b as u64));
+        Generator {
+            settings,
+            company_id: company_id.to_string(),
+            seed,
+        }
+    }
+
+    fn h(&self, data_type: DataType, index: u32, salt: u64) -> u64 {
+        mix(self.seed ^ mix(data_type as u64 * 1_000_003 + salt) ^ mix(index as u64))
+    }
+
+    /// The newest generation visible at `now`; `None` before the epoch.
+    pub fn visible_generation(&self, now: Timestamp) -> Option<u32> {
+        let elapsed = now.millis().checked_sub(self.settings.epoch_ms)?;
+        if elapsed < 0 {
+            return None;
+        }
+        let interval = self.settings.generation_interval_secs as i64 * 1000;
+        if interval == 0 {
+            return Some(self.settings.generations);
+        }
+        Some((elapsed / interval).min(self.settings.generations as i64) as u32)
+    }
+
+    /// When generation `g` happened.
+    pub fn generation_time(&self, g: u32) -> Timestamp {
+        let interval = self.settings.generation_interval_secs as i64 * 1000;
+        Timestamp(self.settings.epoch_ms + g as i64 * interval)
+    }
+
+    /// How many records of `data_type` ever exist (some may not yet, or no longer).
+    pub fn population(&self, data_type: DataType) -> u32 {
+        match data_type {
+            DataType::Company => 1,
+            DataType::Account => CHART.len() as u32,
+            DataType::Connection => 0,
+            _ => self.settings.records,
+        }
+    }
+
+    fn lifecycle(&self, data_type: DataType, i: u32) -> Option<Lifecycle> {
+        let last = self.settings.generations;
+        let pick = |salt: u64, from: u32| from + (self.h(data_type, i, salt) % (last - from + 1) as u64) as u32;
+        let long_lived = matches!(
+            data_type,
+            DataType::Company | DataType::Account | DataType::Customer | DataType::Supplier
+        );
+        let created = if long_lived || last == 0 || self.h(data_type, i, 1) % 10 < 7 {
+            0
+        } else {
+            pick(2, 1)
+        };
+        let updates = (created + 1..=last)
+            .filter(|g| self.h(data_type, i, 100 + *g as u64) % 4 == 0)
+            .collect();
+        let mut lifecycle = Lifecycle { created, updates, deleted: None, paid: None };
+        match data_type {
+            DataType::Invoice if self.invoice_is_paid(i) => {
+                lifecycle.paid = Some(pick(3, created));
+            }
+            DataType::Payment => {
+                // Payment i settles invoice i, once it is paid.
+                let invoice = self.lifecycle(DataType::Invoice, i)?;
+                let paid = invoice.paid?;
+                return Some(Lifecycle { created: paid, updates: vec![], deleted: None, paid: None });
+            }
+            _ => {}
+        }
+        let deletable = matches!(
+            data_type,
+            DataType::Invoice | DataType::Bill | DataType::BankTransaction | DataType::JournalEntry
+        );
+        if deletable && lifecycle.paid.is_none() && created < last && self.h(data_type, i, 4) % 8 == 0 {
+            lifecycle.deleted = Some(pick(5, created + 1));
+        }
+        Some(lifecycle)
+    }
+
+    fn invoice_is_paid(&self, i: u32) -> bool {
+        self.h(DataType::Invoice, i, 6) % 3 == 0
+    }
+
+    fn record_id(data_type: DataType, i: u32) -> String {
+        let prefix = match data_type {
+            DataType::Company => "cmp",
+            DataType::Connection => "conn",
+            DataType::Account => "acc",
+            DataType::Customer => "cus",
+            DataType::Supplier => "sup",
+            DataType::Invoice => "inv",
+            DataType::Bill => "bill",
+            DataType::Payment => "pay",
+            DataType::BankTransaction => "bt",
+            DataType::JournalEntry => "jnl",
+        };
+        format!("{prefix}-{i:06}")
+    }
+
+    /// The version of record `i` visible at `generation`, if it exists by then.
+    pub fn version(&self, data_type: DataType, i: u32, generation: u32) -> Option<Version> {
+        let life = self.lifecycle(data_type, i)?;
+        if life.created > generation {
+            return None;
+        }
+        let changed = life.last_change(generation);
+        let deleted = life.deleted.is_some_and(|d| d <= generation);
+        let paid = life.paid.is_some_and(|p| p <= generation);
+        let id = match data_type {
+            DataType::Company => self.company_id.clone(),
+            DataType::Account => format!("acc-{}", CHART[i as usize].0),
+            _ => Self::record_id(data_type, i),
+        };
+        let record = self.body(data_type, i, &id, &life, changed, deleted, paid)?;
+        Some(Version {
+            id,
+            modified_at: self.generation_time(changed),
+            deleted,
+            record,
+        })
+    }
+
+    fn contact_name(&self, data_type: DataType, i: u32) -> String {
+        let h = self.h(data_type, i, 7);
+        format!(
+            "{} {} {}",
+            FIRST[(h % 16) as usize],
+            SECOND[((h >> 8) % 12) as usize],
+            i
+        )
+    }
+
+    fn document(&self, data_type: DataType, i: u32, status: &str, paid: bool) -> (Vec<DocumentLine>, [Decimal; 4], Date) {
+        let h = self.h(data_type, i, 8);
+        let n_lines = 1 + (h % 3) as u32;
+        let mut lines = Vec::new();
+        let (mut sub, mut tax) = (0i64, 0i64);
+        for l in 0..n_lines {
+            let hl = self.h(data_type, i, 200 + l as u64);
+            let qty = 1 + (hl % 5) as i64;
+            let unit = 500 + (hl >> 16) as i64 % 50_000;
+            let amount = qty * unit;
+            let line_tax = amount / 5;
+            sub += amount;
+            tax += line_tax;
+            lines.push(DocumentLine {
+                description: ITEMS[((hl >> 40) % ITEMS.len() as u64) as usize].to_string(),
+                quantity: Decimal::from_int(qty),
+                unit_amount: cents(unit),
+                account_id: Some(format!("acc-{}", if data_type == DataType::Invoice { "200" } else { "429" })),
+                tax_amount: cents(line_tax),
+                line_amount: cents(amount),
+            });
+        }
+        let total = sub + tax;
+        let due = if paid || status == "VOIDED" { 0 } else { total };
+        let issue = Date(self.generation_time(0).date().days() - (h % 60) as i32);
+        (lines, [cents(sub), cents(tax), cents(total), cents(due)], issue)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn body(&self, data_type: DataType, i: u32, id: &str, life: &Lifecycle, changed: u32, deleted: bool, paid: bool) -> Option<Record> {
+        let n = self.settings.records.max(1);
+        let revision = changed - life.created;
+        let h = self.h(data_type, i, 9);
+        let record = match data_type {
+            DataType::Company => Record::Company(Company {
+                id: id.to_string(),
+                name: format!("{} {}", FIRST[(h % 16) as usize], SECOND[((h >> 8) % 12) as usize]),
+                legal_name: Some(format!(
+                    "{} {} Ltd{}",
+                    FIRST[(h % 16) as usize],
+                    SECOND[((h >> 8) % 12) as usize],
+                    if revision > 0 { format!(" (rev {revision})") } else { String::new() }
+                )),
+                base_currency: "GBP".into(),
+                country: Some("GB".into()),
+            }),
+            // Connections are the runtime's records, never fetched from a source.
+            DataType::Connection => return None,
+            DataType::Account => {
+                let (code, name, kind) = CHART[i as usize];
+                Record::Account(Account {
+                    id: id.to_string(),
+                    code: Some(code.into()),
+                    name: name.into(),
+                    account_type: kind.into(),
+                    status: "ACTIVE".into(),
+                    currency: code.starts_with("09").then(|| "GBP".into()),
+                    description: (revision > 0).then(|| format!("revised {revision} times")),
+                })
+            }
+            DataType::Customer | DataType::Supplier => {
+                let contact = Contact {
+                    id: id.to_string(),
+                    name: self.contact_name(data_type, i),
+                    email: Some(format!("accounts{i}@{}.example", if data_type == DataType::Customer { "customer" } else { "supplier" })),
+                    phone: Some(format!("+44 20 7946 {:04}", (h + revision as u64) % 10_000)),
+                    status: if revision > 0 && h % 10 == 0 { "ARCHIVED" } else { "ACTIVE" }.into(),
+                    currency: Some("GBP".into()),
+                };
+                if data_type == DataType::Customer {
+                    Record::Customer(contact)
+                } else {
+                    Record::Supplier(contact)
+                }
+            }
+            DataType::Invoice | DataType::Bill => {
+                let party_type = if data_type == DataType::Invoice { DataType::Customer } else { DataType::Supplier };
+                let party = (i * 7 + 3) % n;
+                let status = if deleted {
+                    "VOIDED"
+                } else if paid {
+                    "PAID"
+                } else if revision == 0 && h % 4 == 0 {
+                    "DRAFT"
+                } else {
+                    "AUTHORISED"
+                };
+                let (lines, [subtotal, tax_total, total, amount_due], issue_date) = self.document(data_type, i, status, paid);
+                let party_id = Self::record_id(party_type, party);
+                let party_name = Some(self.contact_name(party_type, party));
+                let reference = Some(format!("PO-{i}-r{revision}"));
+                let due_date = Some(issue_date.add_days(30 + 7 * revision as i32));
+                if data_type == DataType::Invoice {
+                    Record::Invoice(Invoice {
+                        id: id.to_string(),
+                        number: format!("INV-{:05}", i + 1),
+                        customer_id: party_id,
+                        customer_name: party_name,
+                        issue_date,
+                        due_date,
+                        currency: "GBP".into(),
+                        status: status.into(),
+                        reference,
+                        lines,
+                        subtotal,
+                        tax_total,
+                        total,
+                        amount_due,
+                    })
+                } else {
+                    Record::Bill(Bill {
+                        id: id.to_string(),
+                        number: format!("BILL-{:05}", i + 1),
+                        supplier_id: party_id,
+                        supplier_name: party_name,
+                        issue_date,
+                        due_date,
+                        currency: "GBP".into(),
+                        status: status.into(),
+                        reference,
+                        lines,
+                        subtotal,
+                        tax_total,
+                        total,
+                        amount_due,
+                    })
+                }
+            }
+            DataType::Payment => {
+                let (_, [_, _, total, _], _) = self.document(DataType::Invoice, i, "PAID", true);
+                Record::Payment(Payment {
+                    id: id.to_string(),
+                    invoice_id: Some(Self::record_id(DataType::Invoice, i)),
+                    bill_id: None,
+                    account_id: "acc-090".into(),
+                    date: self.generation_time(life.created).date(),
+                    currency: "GBP".into(),
+                    amount: total,
+                    reference: Some(format!("INV-{:05}", i + 1)),
+                })
+            }
+            DataType::BankTransaction => {
+                let receive = h % 2 == 0;
+                let party = (i * 5 + 1) % n;
+                Record::BankTransaction(BankTransaction {
+                    id: id.to_string(),
+                    account_id: "acc-090".into(),
+                    date: self.generation_time(life.created).date(),
+                    description: format!("{} {}", if receive { "Transfer from" } else { "Card payment to" }, self.contact_name(if receive { DataType::Customer } else { DataType::Supplier }, party)),
+                    transaction_type: if receive { "RECEIVE" } else { "SPEND" }.into(),
+                    amount: cents(100 + (h >> 8) as i64 % 200_000),
+                    currency: "GBP".into(),
+                    contact_id: Some(Self::record_id(if receive { DataType::Customer } else { DataType::Supplier }, party)),
+                    reconciled: revision % 2 == 1,
+                })
+            }
+            DataType::JournalEntry => {
+                let amount = cents(1_000 + (h >> 8) as i64 % 500_000);
+                let split = cents((h >> 8) as i64 % 500);
+                let rest = amount.checked_sub(split).unwrap_or(amount);
+                let mut lines = vec![JournalLine {
+                    account_id: format!("acc-{}", CHART[(h % 12) as usize].0),
+                    description: Some(format!("accrual {i}")),
+                    debit: amount,
+                    credit: Decimal::ZERO,
+                }];
+                for (k, part) in [rest, split].into_iter().enumerate() {
+                    if part != Decimal::ZERO {
+                        lines.push(JournalLine {
+                            account_id: format!("acc-{}", CHART[((h >> (8 + k)) % 12) as usize].0),
+                            description: None,
+                            debit: Decimal::ZERO,
+                            credit: part,
+                        });
+                    }
+                }
+                Record::JournalEntry(JournalEntry {
+                    id: id.to_string(),
+                    number: format!("MJ-{:05}", i + 1),
+                    date: self.generation_time(life.created).date(),
+                    description: format!("Month-end journal {i} revision {revision}"),
+                    lines,
+                })
+            }
+        };
+        Some(record)
+    }
+
+    /// Every record of `data_type` that exists at `generation`, deleted ones
+    /// included, in feed order: by modification time, then id.
+    pub fn versions(&self, data_type: DataType, generation: u32) -> Vec<Version> {
+        let mut all: Vec<Version> = (0..self.population(data_type))
+            .filter_map(|i| self.version(data_type, i, generation))
+            .collect();
+        all.sort_by(|a, b| (a.modified_at, &a.id).cmp(&(b.modified_at, &b.id)));
+        all
+    }
+
+    /// What a complete sync must end with: the live (not deleted) records of
+    /// `data_type` at `generation`.
+    pub fn expected_live(&self, data_type: DataType, generation: u32) -> Vec<Version> {
+        self.versions(data_type, generation).into_iter().filter(|v| !v.deleted).collect()
+    }
+}
