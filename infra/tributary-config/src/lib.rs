@@ -1,0 +1,364 @@
+//! Tributary's configuration, in layers: built-in defaults, then a TOML file,
+//! then `TRIBUTARY__SECTION__KEY` environment variables.
+//!
+//! Every struct refuses unknown fields, so a typo is an error that names the
+//! key, not a silently ignored setting. Empty strings for
+//! `kafka.bootstrap_servers` and `registry.url` mean "run the embedded one".
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("config file {path} is not valid TOML: {source}")]
+    Parse { path: String, source: toml::de::Error },
+    #[error("invalid configuration ({origin}): {message}")]
+    Invalid { origin: String, message: String },
+}
+
+/// A value that must never be printed: `Debug` and `Serialize` show
+/// `[redacted]`.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("[redacted]")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where the local broker, registry, store, index and state live.
+    pub data_dir: PathBuf,
+    pub kafka: KafkaConfig,
+    pub broker: LocalBrokerConfig,
+    pub registry: RegistryConfig,
+    pub api: ApiConfig,
+    pub sandbox: SandboxConfig,
+    pub sync: SyncConfig,
+    pub projector: ProjectorConfig,
+    pub log: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("tributary-data"),
+            kafka: KafkaConfig::default(),
+            broker: LocalBrokerConfig::default(),
+            registry: RegistryConfig::default(),
+            api: ApiConfig::default(),
+            sandbox: SandboxConfig::default(),
+            sync: SyncConfig::default(),
+            projector: ProjectorConfig::default(),
+            log: "info".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// An existing cluster's bootstrap servers; empty runs the local broker.
+    pub bootstrap_servers: String,
+    /// Partitions of each topic Tributary creates.
+    pub partitions: i32,
+    pub replication_factor: i32,
+    /// Passed to librdkafka as is, for settings without a typed field
+    /// (security.protocol, sasl.*, ssl.*...). Values are redacted in dumps.
+    pub client: BTreeMap<String, Secret>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            bootstrap_servers: String::new(),
+            partitions: 6,
+            replication_factor: 1,
+            client: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LocalBrokerConfig {
+    pub port: u16,
+    /// Path to the Tansu binary; unset searches TRIBUTARY_TANSU_BIN and PATH.
+    pub tansu_binary: Option<PathBuf>,
+}
+
+impl Default for LocalBrokerConfig {
+    fn default() -> Self {
+        LocalBrokerConfig { port: 9092, tansu_binary: None }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RegistryConfig {
+    /// An external Confluent-compatible registry; empty serves the embedded one.
+    pub url: String,
+    /// Port of the embedded registry.
+    pub port: u16,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        RegistryConfig { url: String::new(), port: 8081 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    pub listen: String,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig { listen: "127.0.0.1:8080".into() }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SandboxConfig {
+    /// Create sandbox companies on first start.
+    pub enabled: bool,
+    pub companies: u32,
+    /// Records per data type per company.
+    pub records: u32,
+    /// Rounds of changes after the initial load.
+    pub generations: u32,
+    pub generation_interval_secs: u64,
+    pub seed: u64,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        SandboxConfig {
+            enabled: true,
+            companies: 3,
+            records: 200,
+            generations: 3,
+            generation_interval_secs: 30,
+            seed: 1,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SyncConfig {
+    /// Time between scheduled syncs of a connection.
+    pub interval_secs: u64,
+    pub page_size: u32,
+    /// Attempts of one page fetch before the sync run fails.
+    pub max_attempts: u32,
+    /// First retry delay; doubles each attempt, with jitter.
+    pub retry_base_ms: u64,
+    /// Connections synced at once.
+    pub concurrency: usize,
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        SyncConfig { interval_secs: 15, page_size: 100, max_attempts: 5, retry_base_ms: 500, concurrency: 4 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProjectorConfig {
+    /// Most events applied in one transaction.
+    pub batch_size: usize,
+    /// Longest wait to fill a batch.
+    pub linger_ms: u64,
+}
+
+impl Default for ProjectorConfig {
+    fn default() -> Self {
+        ProjectorConfig { batch_size: 1000, linger_ms: 100 }
+    }
+}
+
+const ENV_PREFIX: &str = "TRIBUTARY__";
+
+impl Config {
+    /// Defaults, then `file` if given, then the process environment.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        Self::load_from(file, std::env::vars())
+    }
+
+    /// Like [`Config::load`] with an explicit environment, for tests.
+    pub fn load_from(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut table = match file {
+            Some(path) => {
+                let path_text = path.display().to_string();
+                let text = std::fs::read_to_string(path)
+                    .map_err(|source| ConfigError::Read { path: path_text.clone(), source })?;
+                text.parse::<toml::Table>()
+                    .map_err(|source| ConfigError::Parse { path: path_text, source })?
+            }
+            None => toml::Table::new(),
+        };
+        let mut overridden = Vec::new();
+        for (key, value) in env {
+            let Some(rest) = key.strip_prefix(ENV_PREFIX) else { continue };
+            let path: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
+            set_path(&mut table, &path, parse_env_value(&value)).map_err(|message| ConfigError::Invalid {
+                origin: key.clone(),
+                message,
+            })?;
+            overridden.push(key);
+        }
+        let origin = match (file, overridden.is_empty()) {
+            (Some(p), true) => p.display().to_string(),
+            (Some(p), false) => format!("{} and {}", p.display(), overridden.join(", ")),
+            (None, false) => overridden.join(", "),
+            (None, true) => "defaults".into(),
+        };
+        // Deserializing from text (not from the table) makes errors quote the
+        // offending line, so they name the key.
+        let config: Config = toml::from_str(&table.to_string())
+            .map_err(|e| ConfigError::Invalid { origin: origin.clone(), message: e.to_string() })?;
+        config.validate().map_err(|message| ConfigError::Invalid { origin, message })?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.kafka.partitions < 1 {
+            return Err("kafka.partitions must be at least 1".into());
+        }
+        if self.sync.page_size == 0 || self.sync.max_attempts == 0 || self.sync.concurrency == 0 {
+            return Err("sync.page_size, sync.max_attempts and sync.concurrency must be at least 1".into());
+        }
+        if self.projector.batch_size == 0 {
+            return Err("projector.batch_size must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// The configuration as TOML, secrets redacted.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot print configuration: {e}"))
+    }
+}
+
+/// An environment value as TOML when it reads as a number, boolean or array,
+/// otherwise as a plain string.
+fn parse_env_value(raw: &str) -> toml::Value {
+    format!("v = {raw}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()))
+}
+
+fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Result<(), String> {
+    match path {
+        [] => Err("empty key".into()),
+        [last] => {
+            table.insert(last.clone(), value);
+            Ok(())
+        }
+        [first, rest @ ..] => {
+            let entry = table.entry(first.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            match entry {
+                toml::Value::Table(inner) => set_path(inner, rest, value),
+                _ => Err(format!("{first} is not a section")),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn layers_apply_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("tributary.toml");
+        std::fs::write(&file, "data_dir = \"/var/lib/t\"\n[api]\nlisten = \"0.0.0.0:1\"\n[sandbox]\ncompanies = 9\n").unwrap();
+        let config = Config::load_from(
+            Some(&file),
+            env(&[("TRIBUTARY__SANDBOX__COMPANIES", "2"), ("TRIBUTARY__KAFKA__BOOTSTRAP_SERVERS", "k1:9092,k2:9092"), ("OTHER", "x")]),
+        )
+        .unwrap();
+        assert_eq!(config.data_dir, PathBuf::from("/var/lib/t"));
+        assert_eq!(config.api.listen, "0.0.0.0:1");
+        assert_eq!(config.sandbox.companies, 2, "environment beats the file");
+        assert_eq!(config.kafka.bootstrap_servers, "k1:9092,k2:9092");
+        assert_eq!(config.sync, SyncConfig::default(), "untouched sections keep their defaults");
+    }
+
+    #[test]
+    fn typos_are_errors_naming_the_key_and_origin() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("t.toml");
+        std::fs::write(&file, "[sandbox]\ncompanys = 3\n").unwrap();
+        let err = Config::load_from(Some(&file), env(&[])).unwrap_err().to_string();
+        assert!(err.contains("companys") && err.contains("t.toml"), "{err}");
+        let err = Config::load_from(None, env(&[("TRIBUTARY__API__LISTN", "x")])).unwrap_err().to_string();
+        assert!(err.contains("listn") && err.contains("TRIBUTARY__API__LISTN"), "{err}");
+        let err = Config::load_from(None, env(&[("TRIBUTARY__SANDBOX__COMPANIES", "many")])).unwrap_err().to_string();
+        assert!(err.contains("companies"), "{err}");
+        let err = Config::load_from(None, env(&[("TRIBUTARY__KAFKA__PARTITIONS", "0")])).unwrap_err().to_string();
+        assert!(err.contains("kafka.partitions"), "{err}");
+    }
+
+    #[test]
+    fn broken_files_say_where() {
+        let err = Config::load_from(Some(Path::new("/nonexistent/t.toml")), env(&[])).unwrap_err().to_string();
+        assert!(err.contains("/nonexistent/t.toml"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bad.toml");
+        std::fs::write(&file, "[api\n").unwrap();
+        let err = Config::load_from(Some(&file), env(&[])).unwrap_err().to_string();
+        assert!(err.contains("bad.toml") && err.contains("not valid TOML"), "{err}");
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("t.toml");
+        std::fs::write(&file, "[kafka.client]\n\"sasl.password\" = \"hunter2\"\n").unwrap();
+        let config = Config::load_from(Some(&file), env(&[])).unwrap();
+        assert_eq!(config.kafka.client["sasl.password"].expose(), "hunter2");
+        assert!(!format!("{config:?}").contains("hunter2"));
+        assert!(!config.to_toml().contains("hunter2"));
+        assert!(config.to_toml().contains("[redacted]"));
+    }
+}

@@ -1,0 +1,36 @@
+//! Logs and metrics setup shared by every tributary process.
+//!
+//! Logs go to stderr through `tracing`, filtered by `RUST_LOG` or the
+//! configured level. Metrics go through the `metrics` facade into a
+//! Prometheus recorder whose [`PrometheusHandle`] renders `/metrics`.
+
+pub use metrics_exporter_prometheus::PrometheusHandle;
+use metrics_exporter_prometheus::PrometheusBuilder;
+use tracing_subscriber::EnvFilter;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    #[error("invalid log filter {filter:?}: {message}")]
+    Filter { filter: String, message: String },
+    #[error("cannot install the metrics recorder: {0}")]
+    Metrics(String),
+}
+
+/// Installs the log subscriber; `default_filter` applies when `RUST_LOG` is
+/// unset. Calling it twice keeps the first subscriber.
+pub fn init_logging(default_filter: &str) -> Result<(), TelemetryError> {
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(f) if !f.is_empty() => f,
+        _ => default_filter.to_string(),
+    };
+    let env_filter = EnvFilter::try_new(&filter)
+        .map_err(|e| TelemetryError::Filter { filter: filter.clone(), message: e.to_string() })?;
+    let _ = tracing_subscriber::fmt().with_env_filter(env_filter).with_writer(std::io::stderr).try_init();
+    Ok(())
+}
+
+/// Installs the global Prometheus recorder and returns the handle that
+/// renders the exposition text.
+pub fn init_metrics() -> Result<PrometheusHandle, TelemetryError> {
+    PrometheusBuilder::new().install_recorder().map_err(|e| TelemetryError::Metrics(e.to_string()))
+}
