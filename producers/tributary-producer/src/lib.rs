@@ -1,0 +1,34 @@
+//! Connector workers: run connectors and publish what they fetch.
+//!
+//! For each connection and data type the worker fetches a page, maps it,
+//! publishes every event with an idempotent producer, waits for the broker's
+//! acknowledgement of all of them, and only then saves the cursor.
+//!
+//! Delivery guarantee: at-least-once. A crash between publishing and saving
+//! the cursor re-fetches that page; its events carry the same deterministic
+//! event ids and versions, so every projection ignores the repeat. Nothing
+//! fetched is lost: an unmappable record goes to the dead-letter topic with
+//! its reason, and a failed page leaves the cursor where it was.
+
+pub mod metrics;
+pub mod publisher;
+pub mod state;
+pub mod worker;
+
+pub use publisher::Publisher;
+pub use state::{StateStore, StoredConnection};
+pub use worker::{SyncSettings, Worker, fetch_with_retry};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProducerError {
+    #[error("state store: {0}")]
+    State(String),
+    #[error("kafka: {0}")]
+    Kafka(String),
+    #[error("schema registry: {0}")]
+    Registry(String),
+    #[error("schema: {0}")]
+    Schema(String),
+    #[error(transparent)]
+    Connector(#[from] tributary_connector_api::ConnectorError),
+}

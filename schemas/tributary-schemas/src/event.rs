@@ -297,10 +297,17 @@ impl SyncRunEvent {
     }
 }
 
+/// Where records that cannot be mapped, decoded or stored go, as JSON with
+/// the reason, so the pipeline keeps flowing and nothing is lost silently.
+pub fn dead_letter_topic() -> String {
+    format!("{TOPIC_PREFIX}.dead_letters")
+}
+
 /// Every topic Tributary publishes to.
 pub fn all_topics() -> Vec<String> {
     let mut topics: Vec<String> = DataType::ALL.iter().map(|t| t.topic()).collect();
     topics.push(SyncRunEvent::topic());
+    topics.push(dead_letter_topic());
     topics
 }
 

@@ -207,7 +207,7 @@ fn all_event_schemas_share_the_envelope() {
         assert_eq!(DataType::from_topic(&t.topic()), Some(t));
     }
     assert!(SyncRunEvent::schema().is_ok());
-    assert_eq!(all_topics().len(), 11);
+    assert_eq!(all_topics().len(), 12);
 }
 
 #[test]

@@ -1,0 +1,179 @@
+//! Publishes events to Kafka as Avro in the Confluent wire format.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use schema_registry_converter::async_impl::avro::AvroEncoder;
+use schema_registry_converter::async_impl::schema_registry::SrSettings;
+use schema_registry_converter::avro_common::get_supplied_schema;
+use schema_registry_converter::schema_registry_common::SubjectNameStrategy;
+use serde::Serialize;
+use tributary_schemas::{DataType, Event, SyncRunEvent, dead_letter_topic};
+
+use crate::{ProducerError, metrics};
+
+/// One message ready to send.
+struct Outgoing {
+    topic: String,
+    key: String,
+    payload: Vec<u8>,
+    headers: Vec<(&'static str, String)>,
+}
+
+/// An idempotent Kafka producer with a schema-registry-backed Avro encoder.
+///
+/// Every value schema is registered (or found) under `<topic>-value` on
+/// first use, so an incompatible schema change fails loudly here, before
+/// anything is written.
+pub struct Publisher {
+    producer: FutureProducer,
+    encoder: AvroEncoder,
+    strategies: HashMap<String, SubjectNameStrategy>,
+    bootstrap: String,
+}
+
+impl Publisher {
+    pub fn new(client: &ClientConfig, registry_url: &str) -> Result<Self, ProducerError> {
+        let mut config = client.clone();
+        // Idempotence: broker-side dedupe of retried sends, in order per partition.
+        config.set("enable.idempotence", "true").set("acks", "all");
+        for (key, default) in [
+            // Tansu cannot read back snappy batches; none is also the safe default.
+            ("compression.type", "none"),
+            ("linger.ms", "5"),
+            ("message.timeout.ms", "60000"),
+        ] {
+            if config.get(key).is_none() {
+                config.set(key, default);
+            }
+        }
+        let bootstrap = config.get("bootstrap.servers").unwrap_or("?").to_string();
+        let producer: FutureProducer = config
+            .create()
+            .map_err(|e| ProducerError::Kafka(format!("create producer for {bootstrap}: {e}")))?;
+        let mut strategies = HashMap::new();
+        for data_type in DataType::ALL {
+            let schema = data_type.schema().map_err(|e| ProducerError::Schema(e.to_string()))?;
+            strategies.insert(
+                data_type.topic(),
+                SubjectNameStrategy::TopicNameStrategyWithSchema(data_type.topic(), false, get_supplied_schema(&schema)),
+            );
+        }
+        let run_schema = SyncRunEvent::schema().map_err(|e| ProducerError::Schema(e.to_string()))?;
+        strategies.insert(
+            SyncRunEvent::topic(),
+            SubjectNameStrategy::TopicNameStrategyWithSchema(SyncRunEvent::topic(), false, get_supplied_schema(&run_schema)),
+        );
+        Ok(Publisher {
+            producer,
+            encoder: AvroEncoder::new(SrSettings::new(registry_url.trim_end_matches('/').to_string())),
+            strategies,
+            bootstrap,
+        })
+    }
+
+    async fn encode<T: Serialize>(&self, topic: &str, item: &T) -> Result<Vec<u8>, ProducerError> {
+        let strategy = self
+            .strategies
+            .get(topic)
+            .ok_or_else(|| ProducerError::Schema(format!("no schema for topic {topic}")))?;
+        self.encoder
+            .encode_struct(item, strategy)
+            .await
+            .map_err(|e| ProducerError::Registry(format!("encode for {topic}: {e}")))
+    }
+
+    /// Publishes `events`, each to its data type's topic keyed by company,
+    /// and returns only once the broker acknowledged every one.
+    pub async fn publish_events(&self, events: &[Event]) -> Result<(), ProducerError> {
+        let mut outgoing = Vec::with_capacity(events.len());
+        for event in events {
+            let data_type = event.data_type().map_err(|e| ProducerError::Schema(e.to_string()))?;
+            let topic = data_type.topic();
+            let payload = self.encode(&topic, event).await?;
+            outgoing.push(Outgoing {
+                topic,
+                key: event.company_id.clone(),
+                payload,
+                headers: vec![("tributary.event_id", event.event_id.clone())],
+            });
+        }
+        self.send_all(outgoing).await
+    }
+
+    pub async fn publish_sync_run(&self, run: &SyncRunEvent) -> Result<(), ProducerError> {
+        let topic = SyncRunEvent::topic();
+        let payload = self.encode(&topic, run).await?;
+        self.send_all(vec![Outgoing { topic, key: run.company_id.clone(), payload, headers: vec![] }]).await
+    }
+
+    /// Sends a record that could not be processed to the dead-letter topic,
+    /// as JSON, with the reason also in headers.
+    pub async fn publish_dead_letter(
+        &self,
+        company_id: &str,
+        stage: &'static str,
+        reason: &str,
+        body: &serde_json::Value,
+    ) -> Result<(), ProducerError> {
+        let payload = serde_json::to_vec(&serde_json::json!({"stage": stage, "reason": reason, "body": body}))
+            .map_err(|e| ProducerError::Schema(e.to_string()))?;
+        self.send_all(vec![Outgoing {
+            topic: dead_letter_topic(),
+            key: company_id.to_string(),
+            payload,
+            headers: vec![("tributary.stage", stage.to_string()), ("tributary.reason", reason.to_string())],
+        }])
+        .await
+    }
+
+    async fn send_all(&self, outgoing: Vec<Outgoing>) -> Result<(), ProducerError> {
+        let mut pending: Vec<(String, DeliveryFuture)> = Vec::with_capacity(outgoing.len());
+        for message in &outgoing {
+            loop {
+                let mut headers = OwnedHeaders::new();
+                for (key, value) in &message.headers {
+                    headers = headers.insert(Header { key, value: Some(value.as_bytes()) });
+                }
+                let record = FutureRecord::to(&message.topic).key(&message.key).payload(&message.payload).headers(headers);
+                match self.producer.send_result(record) {
+                    Ok(delivery) => {
+                        pending.push((message.topic.clone(), delivery));
+                        break;
+                    }
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                        // The local queue is full: let deliveries drain, then retry.
+                        self.producer.poll(Duration::from_millis(100));
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                    Err((e, _)) => {
+                        return Err(ProducerError::Kafka(format!("send to {} on {}: {e}", message.topic, self.bootstrap)));
+                    }
+                }
+            }
+        }
+        let mut per_topic: HashMap<String, usize> = HashMap::new();
+        for (topic, delivery) in pending {
+            match delivery.await {
+                Ok(Ok(_)) => *per_topic.entry(topic).or_default() += 1,
+                Ok(Err((e, _))) => {
+                    return Err(ProducerError::Kafka(format!("delivery to {topic} on {}: {e}", self.bootstrap)));
+                }
+                Err(_) => return Err(ProducerError::Kafka(format!("delivery to {topic} was cancelled"))),
+            }
+        }
+        for (topic, n) in per_topic {
+            metrics::events_published(&topic, n);
+        }
+        Ok(())
+    }
+
+    /// Waits for every queued message to be delivered.
+    pub fn flush(&self, timeout: Duration) -> Result<(), ProducerError> {
+        self.producer.flush(timeout).map_err(|e| ProducerError::Kafka(format!("flush: {e}")))
+    }
+}

@@ -1,0 +1,265 @@
+//! The connector runtime: pages, retries, publishing, cursors, schedule.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Semaphore, mpsc, watch};
+use tributary_connector_api::{ConnectionInfo, Connector, ConnectorError, ConnectorRegistry, Fault, Page, PageRequest};
+use tributary_schemas::{DataType, Event, Record, SyncRunEvent, Timestamp, event_id};
+
+use crate::publisher::Publisher;
+use crate::state::{StateStore, StoredConnection};
+use crate::{ProducerError, metrics};
+
+/// How the runtime fetches.
+#[derive(Debug, Clone)]
+pub struct SyncSettings {
+    pub page_size: u32,
+    /// Attempts of one page before the run fails.
+    pub max_attempts: u32,
+    /// First retry delay; doubled each attempt, with up to 50% jitter.
+    pub retry_base: Duration,
+    /// Time between scheduled rounds.
+    pub interval: Duration,
+    /// Connections synced at once.
+    pub concurrency: usize,
+}
+
+/// Fetches one page, retrying what the outside world got wrong: rate limits
+/// (after the source's Retry-After when it gave one) and source errors (with
+/// exponential backoff and jitter). A user or data fault is returned at once.
+pub async fn fetch_with_retry(
+    connector: &dyn Connector,
+    request: &PageRequest,
+    settings: &SyncSettings,
+) -> Result<Page, ConnectorError> {
+    let mut attempt = 1;
+    loop {
+        match connector.fetch_page(request).await {
+            Ok(page) => return Ok(page),
+            Err(e) if e.is_retryable() && attempt < settings.max_attempts => {
+                let backoff = settings.retry_base.saturating_mul(1 << (attempt - 1).min(16));
+                let delay = e.retry_after.unwrap_or_else(|| backoff + jitter(backoff / 2));
+                tracing::info!(attempt, delay_ms = delay.as_millis() as u64, error = %e, "retrying page fetch");
+                tokio::time::sleep(delay).await;
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// A pseudo-random duration below `max`, from the clock's low bits: enough
+/// to spread retries of many connections apart.
+fn jitter(max: Duration) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() as u64)
+        .unwrap_or(0);
+    let max_ms = max.as_millis() as u64;
+    if max_ms == 0 { Duration::ZERO } else { Duration::from_millis(nanos.wrapping_mul(2_654_435_761) % max_ms) }
+}
+
+/// Runs connectors and publishes what they fetch.
+pub struct Worker {
+    pub state: StateStore,
+    pub connectors: Arc<ConnectorRegistry>,
+    pub publisher: Arc<Publisher>,
+    pub settings: SyncSettings,
+}
+
+impl Worker {
+    /// Syncs every data type of one connection, in the connector's order.
+    #[tracing::instrument(skip_all, fields(connection = %stored.info.connection_id, company = %stored.info.company_id, source = %stored.info.source))]
+    pub async fn sync_connection(
+        &self,
+        stored: &StoredConnection,
+        shutdown: &watch::Receiver<bool>,
+    ) -> Result<Vec<SyncRunEvent>, ProducerError> {
+        let info = &stored.info;
+        self.publish_connection(stored).await?;
+        let connector = match self.connectors.build(info) {
+            Ok(c) => c,
+            Err(e) => {
+                self.set_status(stored, "unlinked", Some(&e.to_string())).await?;
+                return Err(ProducerError::Connector(e));
+            }
+        };
+        if let Err(e) = connector.authenticate().await {
+            let status = if e.fault == Fault::User { "deauthorized" } else { "linked" };
+            self.set_status(stored, status, Some(&e.to_string())).await?;
+            return Err(ProducerError::Connector(e));
+        }
+        if stored.status != "linked" || stored.status_reason.is_some() {
+            self.set_status(stored, "linked", None).await?;
+        }
+        let mut runs = Vec::new();
+        for data_type in connector.data_types() {
+            if *shutdown.borrow() {
+                break;
+            }
+            let run = self.sync_data_type(info, connector.as_ref(), data_type, shutdown).await;
+            self.publisher.publish_sync_run(&run).await?;
+            metrics::sync_finished(&info.source, data_type, &run.status);
+            runs.push(run);
+        }
+        Ok(runs)
+    }
+
+    async fn set_status(&self, stored: &StoredConnection, status: &str, reason: Option<&str>) -> Result<(), ProducerError> {
+        let now = Timestamp::now();
+        self.state.set_status(&stored.info.connection_id, status, reason, now).await?;
+        let mut updated = stored.clone();
+        updated.status = status.to_string();
+        updated.status_reason = reason.map(str::to_string);
+        updated.updated_at = now;
+        self.publish_connection(&updated).await
+    }
+
+    /// The connection itself is a record: published so subscribers see its status.
+    async fn publish_connection(&self, stored: &StoredConnection) -> Result<(), ProducerError> {
+        let info = &stored.info;
+        let record = stored.to_record();
+        let event = Event {
+            event_id: event_id(&info.connection_id, DataType::Connection, &info.connection_id, stored.updated_at, false),
+            company_id: info.company_id.clone(),
+            connection_id: info.connection_id.clone(),
+            data_type: DataType::Connection.as_str().into(),
+            source: info.source.clone(),
+            source_record_id: info.connection_id.clone(),
+            source_modified_at: stored.updated_at,
+            fetched_at: Timestamp::now(),
+            deleted: stored.status == "unlinked",
+            record: Some(Record::Connection(record)),
+        };
+        self.publisher.publish_events(&[event]).await
+    }
+
+    /// Pages through one data type: fetch, map, publish, wait for delivery,
+    /// then save the cursor. A crash anywhere repeats at most one page.
+    #[tracing::instrument(skip_all, fields(data_type = %data_type))]
+    pub async fn sync_data_type(
+        &self,
+        info: &ConnectionInfo,
+        connector: &dyn Connector,
+        data_type: DataType,
+        shutdown: &watch::Receiver<bool>,
+    ) -> SyncRunEvent {
+        let started_at = Timestamp::now();
+        let mut run = SyncRunEvent {
+            event_id: String::new(),
+            company_id: info.company_id.clone(),
+            connection_id: info.connection_id.clone(),
+            source: info.source.clone(),
+            data_type: data_type.as_str().into(),
+            started_at,
+            finished_at: started_at,
+            status: "succeeded".into(),
+            records_fetched: 0,
+            pages_fetched: 0,
+            error: None,
+        };
+        if let Err(e) = self.sync_pages(info, connector, data_type, shutdown, &mut run).await {
+            metrics::error(&info.source, data_type, "sync", &e.to_string());
+            run.status = "failed".into();
+            run.error = Some(e.to_string());
+        }
+        run.finished_at = Timestamp::now();
+        run.event_id = event_id(&info.connection_id, data_type, "sync_run", started_at, false);
+        run
+    }
+
+    async fn sync_pages(
+        &self,
+        info: &ConnectionInfo,
+        connector: &dyn Connector,
+        data_type: DataType,
+        shutdown: &watch::Receiver<bool>,
+        run: &mut SyncRunEvent,
+    ) -> Result<(), ProducerError> {
+        loop {
+            let cursor = self.state.cursor(&info.connection_id, data_type).await?;
+            let now = Timestamp::now();
+            let request = PageRequest { data_type, cursor, now, page_size: self.settings.page_size };
+            let started = Instant::now();
+            let page = fetch_with_retry(connector, &request, &self.settings).await.map_err(ProducerError::Connector)?;
+            metrics::page_seconds(&info.source, data_type, started.elapsed().as_secs_f64());
+            metrics::records_fetched(&info.source, data_type, page.records.len());
+            run.pages_fetched += 1;
+            run.records_fetched += page.records.len() as i64;
+            let mut events = Vec::with_capacity(page.records.len());
+            for raw in &page.records {
+                match connector.map(data_type, raw) {
+                    Ok(mapped) => events.push(Event {
+                        event_id: event_id(&info.connection_id, data_type, &mapped.source_record_id, mapped.source_modified_at, mapped.deleted),
+                        company_id: info.company_id.clone(),
+                        connection_id: info.connection_id.clone(),
+                        data_type: data_type.as_str().into(),
+                        source: info.source.clone(),
+                        source_record_id: mapped.source_record_id,
+                        source_modified_at: mapped.source_modified_at,
+                        fetched_at: now,
+                        deleted: mapped.deleted,
+                        record: mapped.record,
+                    }),
+                    Err(e) => {
+                        // A bad record never stops the sync: it is kept, with the reason.
+                        metrics::error(&info.source, data_type, "map", &e.to_string());
+                        let body = serde_json::json!({"connection_id": info.connection_id, "data_type": data_type.as_str(), "raw": raw});
+                        self.publisher.publish_dead_letter(&info.company_id, "map", &e.to_string(), &body).await?;
+                    }
+                }
+            }
+            self.publisher.publish_events(&events).await?;
+            if let Some(next) = &page.next_cursor {
+                self.state.save_cursor(&info.connection_id, data_type, next, Timestamp::now()).await?;
+            }
+            if !page.has_more || *shutdown.borrow() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Syncs every connection now, `concurrency` at a time.
+    pub async fn sync_all(self: &Arc<Self>, shutdown: &watch::Receiver<bool>) -> Result<Vec<SyncRunEvent>, ProducerError> {
+        let connections = self.state.connections().await?;
+        let limit = Arc::new(Semaphore::new(self.settings.concurrency));
+        let mut tasks = tokio::task::JoinSet::new();
+        for stored in connections.into_iter().filter(|c| c.status != "unlinked") {
+            let worker = Arc::clone(self);
+            let limit = Arc::clone(&limit);
+            let shutdown = shutdown.clone();
+            tasks.spawn(async move {
+                let _permit = limit.acquire_owned().await;
+                let id = stored.info.connection_id.clone();
+                worker.sync_connection(&stored, &shutdown).await.map_err(|e| (id, e))
+            });
+        }
+        let mut runs = Vec::new();
+        while let Some(joined) = tasks.join_next().await {
+            match joined {
+                Ok(Ok(r)) => runs.extend(r),
+                Ok(Err((connection, e))) => tracing::warn!(connection, error = %e, "connection sync failed"),
+                Err(e) => tracing::error!(error = %e, "connection sync task died"),
+            }
+        }
+        Ok(runs)
+    }
+
+    /// Syncs on a schedule and on demand until `shutdown` turns true.
+    pub async fn run(self: Arc<Self>, mut on_demand: mpsc::Receiver<()>, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            if let Err(e) = self.sync_all(&shutdown).await {
+                tracing::error!(error = %e, "sync round failed");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(self.settings.interval) => {}
+                Some(()) = on_demand.recv() => tracing::info!("sync requested"),
+                _ = shutdown.changed() => {}
+            }
+            if *shutdown.borrow() {
+                return;
+            }
+        }
+    }
+}
