@@ -1,0 +1,270 @@
+//! The full-text search projection on tantivy, and its search.
+//!
+//! Contract:
+//! - One document per (company, data type, record id): the newest version
+//!   seen. Older or equal versions are ignored; deletes leave a tombstone
+//!   document that search never returns, so a late older version cannot bring
+//!   a deleted record back.
+//! - The checkpoint is the payload of the index commit that holds the batch's
+//!   documents: both become visible, or neither, at the same instant.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use tantivy::collector::TopDocs;
+use tantivy::directory::MmapDirectory;
+use tantivy::query::{BooleanQuery, Occur, Query, QueryParser, TermQuery};
+use tantivy::schema::{FAST, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TEXT, Value};
+use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term, doc};
+use tributary_projector::{Batch, Change, Checkpoint, Projection, ProjectionError};
+use tributary_schemas::Event;
+
+const PROJECTION: &str = "search-index";
+const WRITER_MEMORY: usize = 50_000_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    #[error("search index {path}: {message}")]
+    Open { path: String, message: String },
+    #[error("search: {0}")]
+    Search(String),
+}
+
+#[derive(Clone, Copy)]
+struct Fields {
+    key: Field,
+    company_id: Field,
+    data_type: Field,
+    record_id: Field,
+    live: Field,
+    modified: Field,
+    title: Field,
+    body: Field,
+}
+
+fn schema() -> (Schema, Fields) {
+    let mut b = Schema::builder();
+    let fields = Fields {
+        key: b.add_text_field("key", STRING | STORED),
+        company_id: b.add_text_field("company_id", STRING | STORED),
+        data_type: b.add_text_field("data_type", STRING | STORED),
+        record_id: b.add_text_field("record_id", STRING | STORED),
+        live: b.add_text_field("live", STRING),
+        modified: b.add_i64_field("modified", INDEXED | STORED | FAST),
+        title: b.add_text_field("title", TEXT | STORED),
+        body: b.add_text_field("body", TEXT),
+    };
+    (b.build(), fields)
+}
+
+fn key(company_id: &str, data_type: &str, record_id: &str) -> String {
+    format!("{company_id}\u{1f}{data_type}\u{1f}{record_id}")
+}
+
+#[derive(Serialize, Deserialize, Default)]
+struct Payload {
+    positions: Vec<(String, i32, i64)>,
+}
+
+/// One search hit.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Hit {
+    pub company_id: String,
+    pub data_type: String,
+    pub id: String,
+    pub title: String,
+    pub score: f32,
+}
+
+/// Read side: cheap to clone, safe to share with the API.
+#[derive(Clone)]
+pub struct SearchIndex {
+    index: Index,
+    reader: IndexReader,
+    fields: Fields,
+}
+
+/// Write side: the projection. Only one may exist per index directory.
+pub struct IndexProjection {
+    search: SearchIndex,
+    writer: IndexWriter,
+    checkpoint: Checkpoint,
+}
+
+/// Opens (creating if needed) the index in `dir`.
+pub fn open(dir: &Path) -> Result<(IndexProjection, SearchIndex), IndexError> {
+    let err = |message: String| IndexError::Open { path: dir.display().to_string(), message };
+    std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
+    let (schema, fields) = schema();
+    let directory = MmapDirectory::open(dir).map_err(|e| err(e.to_string()))?;
+    let index = Index::open_or_create(directory, schema).map_err(|e| err(e.to_string()))?;
+    let reader = index
+        .reader_builder()
+        .reload_policy(ReloadPolicy::Manual)
+        .try_into()
+        .map_err(|e: tantivy::TantivyError| err(e.to_string()))?;
+    let writer = index.writer_with_num_threads(1, WRITER_MEMORY).map_err(|e| err(e.to_string()))?;
+    let payload: Payload = match index.load_metas().map_err(|e| err(e.to_string()))?.payload {
+        Some(text) => serde_json::from_str(&text).map_err(|e| err(format!("unreadable checkpoint in the last commit: {e}")))?,
+        None => Payload::default(),
+    };
+    let checkpoint = payload.positions.into_iter().map(|(t, p, o)| ((t, p), o)).collect();
+    let search = SearchIndex { index, reader, fields };
+    Ok((IndexProjection { search: search.clone(), writer, checkpoint }, search))
+}
+
+impl SearchIndex {
+    /// Live records matching `text` (all words must match), best first,
+    /// limited to `companies` when given.
+    pub fn search(
+        &self,
+        text: &str,
+        companies: Option<&[String]>,
+        data_type: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Hit>, IndexError> {
+        self.reader.reload().map_err(|e| IndexError::Search(e.to_string()))?;
+        let searcher = self.reader.searcher();
+        let f = self.fields;
+        let mut parser = QueryParser::for_index(&self.index, vec![f.title, f.body]);
+        parser.set_conjunction_by_default();
+        let (user_query, _errors) = parser.parse_query_lenient(text);
+        let term = |field: Field, value: &str| -> Box<dyn Query> {
+            Box::new(TermQuery::new(Term::from_field_text(field, value), IndexRecordOption::Basic))
+        };
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![(Occur::Must, user_query), (Occur::Must, term(f.live, "1"))];
+        if let Some(companies) = companies {
+            let any: Vec<(Occur, Box<dyn Query>)> = companies.iter().map(|c| (Occur::Should, term(f.company_id, c))).collect();
+            clauses.push((Occur::Must, Box::new(BooleanQuery::new(any))));
+        }
+        if let Some(data_type) = data_type {
+            clauses.push((Occur::Must, term(f.data_type, data_type)));
+        }
+        let query = BooleanQuery::new(clauses);
+        let top = searcher
+            .search(&query, &TopDocs::with_limit(limit.clamp(1, 100)).order_by_score())
+            .map_err(|e| IndexError::Search(e.to_string()))?;
+        top.into_iter()
+            .map(|(score, address)| {
+                let doc: TantivyDocument = searcher.doc(address).map_err(|e| IndexError::Search(e.to_string()))?;
+                let text = |field| doc.get_first(field).and_then(|v| v.as_str()).unwrap_or_default().to_string();
+                Ok(Hit {
+                    company_id: text(f.company_id),
+                    data_type: text(f.data_type),
+                    id: text(f.record_id),
+                    title: text(f.title),
+                    score,
+                })
+            })
+            .collect()
+    }
+
+    /// Live documents of one company and data type.
+    pub fn count(&self, company_id: &str, data_type: &str) -> Result<usize, IndexError> {
+        self.reader.reload().map_err(|e| IndexError::Search(e.to_string()))?;
+        let f = self.fields;
+        let term = |field: Field, value: &str| -> Box<dyn Query> {
+            Box::new(TermQuery::new(Term::from_field_text(field, value), IndexRecordOption::Basic))
+        };
+        let query = BooleanQuery::new(vec![
+            (Occur::Must, term(f.company_id, company_id)),
+            (Occur::Must, term(f.data_type, data_type)),
+            (Occur::Must, term(f.live, "1")),
+        ]);
+        self.reader.searcher().search(&query, &tantivy::collector::Count).map_err(|e| IndexError::Search(e.to_string()))
+    }
+
+    /// The stored version of `key`, if any (committed documents only).
+    fn version_of(&self, key: &str) -> tantivy::Result<Option<i64>> {
+        let searcher = self.reader.searcher();
+        let query = TermQuery::new(Term::from_field_text(self.fields.key, key), IndexRecordOption::Basic);
+        let top = searcher.search(&query, &TopDocs::with_limit(1).order_by_score())?;
+        match top.first() {
+            Some((_, address)) => {
+                let doc: TantivyDocument = searcher.doc(*address)?;
+                Ok(doc.get_first(self.fields.modified).and_then(|v| v.as_i64()))
+            }
+            None => Ok(None),
+        }
+    }
+}
+
+fn title_of(event: &Event) -> String {
+    let text = event.record.as_ref().map(|r| r.search_text()).unwrap_or_default();
+    let mut title: String = text.chars().take(120).collect();
+    if title.is_empty() {
+        title = event.source_record_id.clone();
+    }
+    title
+}
+
+impl IndexProjection {
+    fn apply_batch(&mut self, batch: &Batch) -> tantivy::Result<()> {
+        let f = self.search.fields;
+        self.search.reader.reload()?;
+        // Versions written by this batch are not searchable until the commit.
+        let mut pending: HashMap<String, i64> = HashMap::new();
+        for item in &batch.items {
+            let applied_before = self.checkpoint.get(&(item.topic.clone(), item.partition)).is_some_and(|next| item.offset < *next);
+            let Change::Record(event) = &item.change else { continue };
+            if applied_before {
+                continue;
+            }
+            let k = key(&event.company_id, &event.data_type, &event.source_record_id);
+            let version = event.source_modified_at.millis();
+            let current = match pending.get(&k) {
+                Some(v) => Some(*v),
+                None => self.search.version_of(&k)?,
+            };
+            if current.is_some_and(|c| c >= version) {
+                continue;
+            }
+            self.writer.delete_term(Term::from_field_text(f.key, &k));
+            let body = event.record.as_ref().map(|r| r.search_text()).unwrap_or_default();
+            self.writer.add_document(doc!(
+                f.key => k.clone(),
+                f.company_id => event.company_id.clone(),
+                f.data_type => event.data_type.clone(),
+                f.record_id => event.source_record_id.clone(),
+                f.live => if event.deleted { "0" } else { "1" },
+                f.modified => version,
+                f.title => title_of(event),
+                f.body => body,
+            ))?;
+            pending.insert(k, version);
+        }
+        let mut next = self.checkpoint.clone();
+        for (partition, offset) in &batch.positions {
+            let entry = next.entry(partition.clone()).or_insert(*offset);
+            *entry = (*entry).max(*offset);
+        }
+        let payload = Payload { positions: next.iter().map(|((t, p), o)| (t.clone(), *p, *o)).collect() };
+        let mut commit = self.writer.prepare_commit()?;
+        commit.set_payload(&serde_json::to_string(&payload).map_err(|e| tantivy::TantivyError::InternalError(e.to_string()))?);
+        commit.commit()?;
+        self.checkpoint = next;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Projection for IndexProjection {
+    fn name(&self) -> &'static str {
+        PROJECTION
+    }
+
+    async fn checkpoint(&mut self) -> Result<Checkpoint, ProjectionError> {
+        Ok(self.checkpoint.clone())
+    }
+
+    async fn apply(&mut self, batch: &Batch) -> Result<(), ProjectionError> {
+        let result = tokio::task::block_in_place(|| self.apply_batch(batch));
+        result.map_err(|e| {
+            // Drop whatever the failed batch left uncommitted.
+            let _ = self.writer.rollback();
+            ProjectionError::Unavailable { projection: PROJECTION.into(), message: e.to_string() }
+        })
+    }
+}

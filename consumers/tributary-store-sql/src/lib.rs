@@ -1,0 +1,389 @@
+//! The SQL store projection (SQLite on one machine) and its queries.
+//!
+//! Contract:
+//! - One row per (company, data type, record id) holding the newest version
+//!   seen (by source modification time). An older or equal version never
+//!   overwrites a newer one, so replays and out-of-order events change
+//!   nothing. Deletes keep a tombstone row with `deleted = 1`.
+//! - The checkpoint (next offset per topic partition) is written in the same
+//!   transaction as the rows: after any crash the store and its checkpoint
+//!   agree, and the projector resumes exactly after the last applied batch.
+
+use std::path::Path;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::Serialize;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+use tributary_projector::{Batch, Change, Checkpoint, Projection, ProjectionError};
+use tributary_schemas::{Event, SyncRunEvent};
+
+const PROJECTION: &str = "sql-store";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store database {path}: {message}")]
+    Open { path: String, message: String },
+    #[error("store query: {0}")]
+    Query(#[from] sqlx::Error),
+    #[error("stored record {0} is not valid JSON")]
+    Corrupt(String),
+}
+
+/// One stored record.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StoredRecord {
+    pub company_id: String,
+    pub data_type: String,
+    pub id: String,
+    pub connection_id: String,
+    pub source: String,
+    pub event_id: String,
+    pub source_modified_at: tributary_schemas::Timestamp,
+    pub fetched_at: tributary_schemas::Timestamp,
+    pub deleted: bool,
+    pub data: serde_json::Value,
+}
+
+/// A page of records and where the next one starts.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RecordPage {
+    pub records: Vec<StoredRecord>,
+    pub next_cursor: Option<String>,
+}
+
+/// What a list query asks for.
+#[derive(Debug, Clone, Default)]
+pub struct ListQuery {
+    /// Resume after this cursor (from a previous page).
+    pub cursor: Option<String>,
+    /// Only versions modified at or after this instant.
+    pub modified_since: Option<tributary_schemas::Timestamp>,
+    pub include_deleted: bool,
+    pub limit: u32,
+}
+
+/// Status of one data type of one company.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DataTypeStatus {
+    pub data_type: String,
+    pub records: i64,
+    pub deleted: i64,
+    pub last_modified_at: Option<tributary_schemas::Timestamp>,
+    pub syncs: Vec<SyncStatus>,
+}
+
+/// The latest sync outcome through one connection.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SyncStatus {
+    pub connection_id: String,
+    pub source: String,
+    pub last_status: String,
+    pub last_started_at: tributary_schemas::Timestamp,
+    pub last_finished_at: tributary_schemas::Timestamp,
+    pub last_success_at: Option<tributary_schemas::Timestamp>,
+    pub last_error: Option<String>,
+    pub runs: i64,
+    pub failed_runs: i64,
+    pub records_fetched: i64,
+}
+
+/// The SQLite store; cheap to clone (a pool).
+#[derive(Clone)]
+pub struct SqlStore {
+    pool: SqlitePool,
+}
+
+fn unavailable(e: sqlx::Error) -> ProjectionError {
+    ProjectionError::Unavailable { projection: PROJECTION.into(), message: e.to_string() }
+}
+
+impl SqlStore {
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        let err = |message: String| StoreError::Open { path: path.display().to_string(), message };
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // The checkpoint must be as durable as the rows it covers.
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await
+            .map_err(|e| err(e.to_string()))?;
+        sqlx::migrate!("./migrations").run(&pool).await.map_err(|e| err(e.to_string()))?;
+        Ok(SqlStore { pool })
+    }
+
+    async fn apply_batch(&self, batch: &Batch) -> Result<(), sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let mut stored = Checkpoint::new();
+        for (topic, partition) in batch.positions.keys() {
+            let row: Option<(i64,)> =
+                sqlx::query_as("SELECT next_offset FROM checkpoints WHERE projection = ? AND topic = ? AND partition = ?")
+                    .bind(PROJECTION)
+                    .bind(topic)
+                    .bind(partition)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if let Some((next,)) = row {
+                stored.insert((topic.clone(), *partition), next);
+            }
+        }
+        for item in &batch.items {
+            let applied_before = stored.get(&(item.topic.clone(), item.partition)).is_some_and(|next| item.offset < *next);
+            if applied_before {
+                continue;
+            }
+            match &item.change {
+                Change::Record(event) => upsert_record(&mut tx, event).await?,
+                Change::SyncRun(run) => upsert_sync_run(&mut tx, run).await?,
+            }
+        }
+        for ((topic, partition), next) in &batch.positions {
+            sqlx::query(
+                "INSERT INTO checkpoints (projection, topic, partition, next_offset) VALUES (?, ?, ?, ?) \
+                 ON CONFLICT (projection, topic, partition) DO UPDATE SET next_offset = MAX(next_offset, excluded.next_offset)",
+            )
+            .bind(PROJECTION)
+            .bind(topic)
+            .bind(partition)
+            .bind(next)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await
+    }
+
+    /// Companies with a live company record, by name.
+    pub async fn companies(&self) -> Result<Vec<StoredRecord>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM records WHERE data_type = 'companies' AND deleted = 0 ORDER BY json_extract(data, '$.name'), company_id"
+        )))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(to_record).collect()
+    }
+
+    /// One record, deleted or not.
+    pub async fn get(&self, company_id: &str, data_type: &str, id: &str) -> Result<Option<StoredRecord>, StoreError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM records WHERE company_id = ? AND data_type = ? AND record_id = ?"
+        )))
+        .bind(company_id)
+        .bind(data_type)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(to_record).transpose()
+    }
+
+    /// Records of one company and data type, oldest version first, so that
+    /// following `next_cursor` never skips a record changed meanwhile.
+    pub async fn list(&self, company_id: &str, data_type: &str, query: &ListQuery) -> Result<RecordPage, StoreError> {
+        let (after_modified, after_id) = match query.cursor.as_deref().and_then(parse_cursor) {
+            Some((m, id)) => (m, id),
+            None => (i64::MIN, String::new()),
+        };
+        let since = query.modified_since.map_or(i64::MIN, |t| t.millis());
+        let limit = query.limit.clamp(1, 1000) as i64;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM records WHERE company_id = ? AND data_type = ? \
+             AND (source_modified_at, record_id) > (?, ?) AND source_modified_at >= ? AND (deleted = 0 OR ?) \
+             ORDER BY source_modified_at, record_id LIMIT ?"
+        )))
+        .bind(company_id)
+        .bind(data_type)
+        .bind(after_modified)
+        .bind(after_id)
+        .bind(since)
+        .bind(query.include_deleted)
+        .bind(limit + 1)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut records: Vec<StoredRecord> = rows.iter().map(to_record).collect::<Result<_, _>>()?;
+        let next_cursor = if records.len() as i64 > limit {
+            records.truncate(limit as usize);
+            records.last().map(|r| format!("{}:{}", r.source_modified_at.millis(), r.id))
+        } else {
+            None
+        };
+        Ok(RecordPage { records, next_cursor })
+    }
+
+    /// Record counts and sync outcomes per data type of one company.
+    pub async fn status(&self, company_id: &str) -> Result<Vec<DataTypeStatus>, StoreError> {
+        let counts = sqlx::query(
+            "SELECT data_type, SUM(deleted = 0), SUM(deleted = 1), MAX(source_modified_at) FROM records \
+             WHERE company_id = ? GROUP BY data_type",
+        )
+        .bind(company_id)
+        .fetch_all(&self.pool)
+        .await?;
+        let syncs = sqlx::query(
+            "SELECT data_type, connection_id, source, last_status, last_started_at, last_finished_at, last_success_at, \
+             last_error, runs, failed_runs, records_fetched FROM sync_status WHERE company_id = ? ORDER BY data_type, connection_id",
+        )
+        .bind(company_id)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out: Vec<DataTypeStatus> = counts
+            .iter()
+            .map(|r| DataTypeStatus {
+                data_type: r.get(0),
+                records: r.get(1),
+                deleted: r.get(2),
+                last_modified_at: r.get::<Option<i64>, _>(3).map(tributary_schemas::Timestamp),
+                syncs: vec![],
+            })
+            .collect();
+        for r in &syncs {
+            let data_type: String = r.get(0);
+            let status = SyncStatus {
+                connection_id: r.get(1),
+                source: r.get(2),
+                last_status: r.get(3),
+                last_started_at: tributary_schemas::Timestamp(r.get(4)),
+                last_finished_at: tributary_schemas::Timestamp(r.get(5)),
+                last_success_at: r.get::<Option<i64>, _>(6).map(tributary_schemas::Timestamp),
+                last_error: r.get(7),
+                runs: r.get(8),
+                failed_runs: r.get(9),
+                records_fetched: r.get(10),
+            };
+            match out.iter_mut().find(|s| s.data_type == data_type) {
+                Some(entry) => entry.syncs.push(status),
+                None => out.push(DataTypeStatus { data_type, records: 0, deleted: 0, last_modified_at: None, syncs: vec![status] }),
+            }
+        }
+        out.sort_by(|a, b| a.data_type.cmp(&b.data_type));
+        Ok(out)
+    }
+
+    /// Every live record of one company and data type, keyed by id: for
+    /// checks against a source of truth.
+    pub async fn live_records(&self, company_id: &str, data_type: &str) -> Result<Vec<StoredRecord>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM records WHERE company_id = ? AND data_type = ? AND deleted = 0 ORDER BY record_id"
+        )))
+        .bind(company_id)
+        .bind(data_type)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(to_record).collect()
+    }
+}
+
+const COLUMNS: &str =
+    "company_id, data_type, record_id, connection_id, source, event_id, source_modified_at, fetched_at, deleted, data";
+
+fn to_record(r: &sqlx::sqlite::SqliteRow) -> Result<StoredRecord, StoreError> {
+    let id: String = r.get(2);
+    let data: Option<String> = r.get(9);
+    let data = match data {
+        Some(text) => serde_json::from_str(&text).map_err(|_| StoreError::Corrupt(id.clone()))?,
+        None => serde_json::Value::Null,
+    };
+    Ok(StoredRecord {
+        company_id: r.get(0),
+        data_type: r.get(1),
+        id,
+        connection_id: r.get(3),
+        source: r.get(4),
+        event_id: r.get(5),
+        source_modified_at: tributary_schemas::Timestamp(r.get(6)),
+        fetched_at: tributary_schemas::Timestamp(r.get(7)),
+        deleted: r.get::<i64, _>(8) != 0,
+        data,
+    })
+}
+
+fn parse_cursor(cursor: &str) -> Option<(i64, String)> {
+    let (modified, id) = cursor.split_once(':')?;
+    Some((modified.parse().ok()?, id.to_string()))
+}
+
+async fn upsert_record(tx: &mut sqlx::SqliteConnection, event: &Event) -> Result<(), sqlx::Error> {
+    let data = match &event.record {
+        Some(record) => Some(serde_json::to_string(record).map_err(|e| sqlx::Error::Encode(Box::new(e)))?),
+        None => None,
+    };
+    // The WHERE guards the version: only a newer one replaces the row.
+    sqlx::query(
+        "INSERT INTO records (company_id, data_type, record_id, connection_id, source, event_id, source_modified_at, fetched_at, deleted, data) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+         ON CONFLICT (company_id, data_type, record_id) DO UPDATE SET \
+           connection_id = excluded.connection_id, source = excluded.source, event_id = excluded.event_id, \
+           source_modified_at = excluded.source_modified_at, fetched_at = excluded.fetched_at, \
+           deleted = excluded.deleted, data = excluded.data \
+         WHERE excluded.source_modified_at > records.source_modified_at",
+    )
+    .bind(&event.company_id)
+    .bind(&event.data_type)
+    .bind(&event.source_record_id)
+    .bind(&event.connection_id)
+    .bind(&event.source)
+    .bind(&event.event_id)
+    .bind(event.source_modified_at.millis())
+    .bind(event.fetched_at.millis())
+    .bind(event.deleted)
+    .bind(data)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+async fn upsert_sync_run(tx: &mut sqlx::SqliteConnection, run: &SyncRunEvent) -> Result<(), sqlx::Error> {
+    let succeeded = run.status == "succeeded";
+    sqlx::query(
+        "INSERT INTO sync_status (company_id, data_type, connection_id, source, last_run_id, last_started_at, last_finished_at, \
+           last_status, last_error, last_success_at, runs, failed_runs, records_fetched) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?) \
+         ON CONFLICT (company_id, data_type, connection_id) DO UPDATE SET \
+           source = excluded.source, last_run_id = excluded.last_run_id, last_started_at = excluded.last_started_at, \
+           last_finished_at = excluded.last_finished_at, last_status = excluded.last_status, last_error = excluded.last_error, \
+           last_success_at = COALESCE(excluded.last_success_at, sync_status.last_success_at), \
+           runs = sync_status.runs + 1, failed_runs = sync_status.failed_runs + excluded.failed_runs, \
+           records_fetched = sync_status.records_fetched + excluded.records_fetched \
+         WHERE excluded.last_started_at > sync_status.last_started_at",
+    )
+    .bind(&run.company_id)
+    .bind(&run.data_type)
+    .bind(&run.connection_id)
+    .bind(&run.source)
+    .bind(&run.event_id)
+    .bind(run.started_at.millis())
+    .bind(run.finished_at.millis())
+    .bind(&run.status)
+    .bind(&run.error)
+    .bind(succeeded.then_some(run.finished_at.millis()))
+    .bind(i64::from(!succeeded))
+    .bind(run.records_fetched)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+#[async_trait]
+impl Projection for SqlStore {
+    fn name(&self) -> &'static str {
+        PROJECTION
+    }
+
+    async fn checkpoint(&mut self) -> Result<Checkpoint, ProjectionError> {
+        let rows: Vec<(String, i32, i64)> =
+            sqlx::query_as("SELECT topic, partition, next_offset FROM checkpoints WHERE projection = ?")
+                .bind(PROJECTION)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(unavailable)?;
+        Ok(rows.into_iter().map(|(t, p, o)| ((t, p), o)).collect())
+    }
+
+    async fn apply(&mut self, batch: &Batch) -> Result<(), ProjectionError> {
+        self.apply_batch(batch).await.map_err(unavailable)
+    }
+}
