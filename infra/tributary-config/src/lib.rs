@@ -156,6 +156,11 @@ pub struct SandboxConfig {
     pub generations: u32,
     pub generation_interval_secs: u64,
     pub seed: u64,
+    /// When generation 0 happens (ms since the Unix epoch); unset means the
+    /// first start. Stored with each connection, so restarts keep it.
+    pub epoch_ms: Option<i64>,
+    /// Records per page the sandbox source serves at most.
+    pub max_page_size: u32,
 }
 
 impl Default for SandboxConfig {
@@ -167,6 +172,8 @@ impl Default for SandboxConfig {
             generations: 3,
             generation_interval_secs: 30,
             seed: 1,
+            epoch_ms: None,
+            max_page_size: 100,
         }
     }
 }

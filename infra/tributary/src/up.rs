@@ -1,0 +1,259 @@
+//! `tributary up`: broker, registry, topics, workers, projectors and API in
+//! one process, with embedded defaults.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use rdkafka::ClientConfig;
+use tokio::sync::{mpsc, watch};
+use tributary_broker::{LocalBroker, ensure_topics, find_tansu};
+use tributary_config::Config;
+use tributary_connector_api::{ConnectionInfo, ConnectorRegistry};
+use tributary_connector_sandbox::{Generator, SandboxFactory, SandboxSettings};
+use tributary_producer::{Publisher, StateStore, SyncSettings, Worker};
+use tributary_projector::ProjectorSettings;
+use tributary_schemas::{DataType, Timestamp, all_topics};
+
+/// Every connector this build knows: the one explicit list.
+fn connectors() -> ConnectorRegistry {
+    ConnectorRegistry::new(vec![Box::new(SandboxFactory)])
+}
+
+pub async fn up(config: Config) -> anyhow::Result<()> {
+    tributary_telemetry::init_logging(&config.log)?;
+    let metrics = tributary_telemetry::init_metrics()?;
+    let data_dir = &config.data_dir;
+    std::fs::create_dir_all(data_dir).with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
+
+    // Broker: the configured cluster, or a local durable one.
+    let (local_broker, bootstrap) = if config.kafka.bootstrap_servers.is_empty() {
+        let binary = find_tansu(config.broker.tansu_binary.as_deref())?;
+        let broker = tokio::task::block_in_place(|| LocalBroker::start(&binary, &data_dir.join("broker"), config.broker.port))?;
+        let bootstrap = broker.bootstrap_servers().to_string();
+        (Some(broker), bootstrap)
+    } else {
+        (None, config.kafka.bootstrap_servers.clone())
+    };
+    let mut client = ClientConfig::new();
+    client.set("bootstrap.servers", &bootstrap);
+    for (key, value) in &config.kafka.client {
+        client.set(key, value.expose());
+    }
+
+    let (shutdown_tx, shutdown) = watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+
+    // Registry: the configured one, or the embedded one.
+    let registry_url = if config.registry.url.is_empty() {
+        let registry = tributary_registry::Registry::open(&data_dir.join("registry.db"), tributary_registry::Compatibility::Backward).await?;
+        let address = SocketAddr::from(([127, 0, 0, 1], config.registry.port));
+        let listener = tokio::net::TcpListener::bind(address).await.with_context(|| format!("cannot listen for the schema registry on {address}"))?;
+        let mut stop = shutdown.clone();
+        tasks.spawn(async move {
+            axum::serve(listener, registry.router())
+                .with_graceful_shutdown(async move {
+                    let _ = stop.changed().await;
+                })
+                .await
+                .context("schema registry server")
+        });
+        format!("http://{address}")
+    } else {
+        config.registry.url.clone()
+    };
+
+    ensure_topics(&client, &all_topics(), config.kafka.partitions, config.kafka.replication_factor).await?;
+
+    // Connector workers.
+    let state = StateStore::open(&data_dir.join("state.db")).await?;
+    if config.sandbox.enabled {
+        add_sandbox_connections(&state, &config).await?;
+    }
+    let publisher = Arc::new(Publisher::new(&client, &registry_url)?);
+    let worker = Arc::new(Worker {
+        state,
+        connectors: Arc::new(connectors()),
+        publisher: Arc::clone(&publisher),
+        settings: SyncSettings {
+            page_size: config.sync.page_size,
+            max_attempts: config.sync.max_attempts,
+            retry_base: Duration::from_millis(config.sync.retry_base_ms),
+            interval: Duration::from_secs(config.sync.interval_secs),
+            concurrency: config.sync.concurrency,
+        },
+    });
+    let (sync_tx, sync_rx) = mpsc::channel(1);
+    {
+        let shutdown = shutdown.clone();
+        tasks.spawn(async move {
+            worker.run(sync_rx, shutdown).await;
+            Ok(())
+        });
+    }
+
+    // Projectors.
+    let store = tributary_store_sql::SqlStore::open(&data_dir.join("store.db")).await?;
+    let (index_projection, search) = tributary_index_tantivy::open(&data_dir.join("index"))?;
+    let projector_settings = ProjectorSettings {
+        batch_size: config.projector.batch_size,
+        linger: Duration::from_millis(config.projector.linger_ms),
+        topics: {
+            let mut topics: Vec<String> = DataType::ALL.iter().map(|t| t.topic()).collect();
+            topics.push(tributary_schemas::SyncRunEvent::topic());
+            topics
+        },
+    };
+    for projection in [ProjectionTask::Store(store.clone()), ProjectionTask::Index(index_projection)] {
+        let (client, url, settings, shutdown) = (client.clone(), registry_url.clone(), projector_settings.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            match projection {
+                ProjectionTask::Store(p) => tributary_projector::run(&client, &url, p, settings, shutdown).await,
+                ProjectionTask::Index(p) => tributary_projector::run(&client, &url, p, settings, shutdown).await,
+            }
+            .context("projector")
+        });
+    }
+
+    // HTTP API.
+    let api_state = tributary_api::ApiState { store, search, metrics: Some(metrics), sync_requests: Some(sync_tx) };
+    let listener = tokio::net::TcpListener::bind(&config.api.listen)
+        .await
+        .with_context(|| format!("cannot listen for the API on {}", config.api.listen))?;
+    let api_address = listener.local_addr()?;
+    {
+        let mut stop = shutdown.clone();
+        tasks.spawn(async move {
+            axum::serve(listener, tributary_api::router(api_state))
+                .with_graceful_shutdown(async move {
+                    let _ = stop.changed().await;
+                })
+                .await
+                .context("API server")
+        });
+    }
+
+    println!("tributary is up");
+    println!("  API:      http://{api_address}/v1/companies");
+    println!("  metrics:  http://{api_address}/metrics");
+    println!("  broker:   {bootstrap}{}", if local_broker.is_some() { " (local)" } else { "" });
+    println!("  registry: {registry_url}");
+    println!("  data:     {}", data_dir.display());
+    println!("Press Ctrl-C to stop.");
+
+    let outcome = tokio::select! {
+        _ = shutdown_signal() => Ok(()),
+        Some(ended) = tasks.join_next() => match ended {
+            Ok(Ok(())) => Err(anyhow::anyhow!("a pipeline task stopped unexpectedly")),
+            Ok(Err(e)) => Err(e),
+            Err(e) => Err(anyhow::anyhow!("a pipeline task panicked: {e}")),
+        },
+    };
+    tracing::info!("stopping");
+    let _ = shutdown_tx.send(true);
+    let drained = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(ended) = tasks.join_next().await {
+            if let Ok(Err(e)) = ended {
+                tracing::warn!(error = %e, "task ended with an error during shutdown");
+            }
+        }
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("some tasks did not stop within 20s");
+        tasks.abort_all();
+    }
+    let _ = publisher.flush(Duration::from_secs(10));
+    if let Some(broker) = local_broker {
+        tokio::task::block_in_place(|| broker.stop(Duration::from_secs(10)));
+    }
+    outcome
+}
+
+enum ProjectionTask {
+    Store(tributary_store_sql::SqlStore),
+    Index(tributary_index_tantivy::IndexProjection),
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+fn sandbox_company(i: u32) -> (String, String) {
+    (format!("sandbox-{:03}", i + 1), format!("conn-sandbox-{:03}", i + 1))
+}
+
+/// Creates the sandbox companies' connections on first start. Their
+/// settings, the epoch included, are stored, so restarts continue the same
+/// synthetic history.
+async fn add_sandbox_connections(state: &StateStore, config: &Config) -> anyhow::Result<()> {
+    let existing = state.connections().await?;
+    if existing.iter().any(|c| c.info.source == tributary_connector_sandbox::NAME) {
+        return Ok(());
+    }
+    let now = Timestamp::now();
+    let s = &config.sandbox;
+    let settings = SandboxSettings {
+        seed: s.seed,
+        records: s.records,
+        generations: s.generations,
+        generation_interval_secs: s.generation_interval_secs,
+        epoch_ms: s.epoch_ms.unwrap_or(now.millis()),
+        max_page_size: s.max_page_size,
+    };
+    for i in 0..s.companies {
+        let (company_id, connection_id) = sandbox_company(i);
+        let info = ConnectionInfo {
+            connection_id,
+            company_id,
+            source: tributary_connector_sandbox::NAME.into(),
+            settings: serde_json::to_value(&settings)?,
+        };
+        state.add_connection(&info, now).await?;
+    }
+    tracing::info!(companies = s.companies, "created sandbox connections");
+    Ok(())
+}
+
+/// Prints, for each sandbox connection in the state store, the live record
+/// count per data type that a complete sync must end with at this moment.
+pub async fn print_sandbox_expectation(config: &Config) -> anyhow::Result<()> {
+    let path = config.data_dir.join("state.db");
+    if !Path::new(&path).exists() {
+        bail!("no state at {}: run `tributary up` first", path.display());
+    }
+    let state = StateStore::open(&path).await?;
+    let now = Timestamp::now();
+    println!("company\tdata_type\texpected_live_records\tgeneration");
+    for stored in state.connections().await? {
+        if stored.info.source != tributary_connector_sandbox::NAME {
+            continue;
+        }
+        let settings: SandboxSettings = serde_json::from_value(stored.info.settings.clone())?;
+        let generator = Generator::new(settings, &stored.info.company_id);
+        let Some(generation) = generator.visible_generation(now) else { continue };
+        for data_type in tributary_connector_sandbox::DATA_TYPES {
+            let n = generator.expected_live(data_type, generation).len();
+            println!("{}\t{}\t{}\t{}", stored.info.company_id, data_type, n, generation);
+        }
+    }
+    Ok(())
+}
