@@ -1,0 +1,273 @@
+//! End to end through the real binary, a real Kafka-protocol broker (Tansu,
+//! which `.ci/run` installs) and the embedded registry.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tributary_connector_sandbox::{DATA_TYPES, Generator, SandboxSettings};
+use tributary_schemas::{DataType, Record, Timestamp};
+
+const COMPANIES: [&str; 2] = ["sandbox-001", "sandbox-002"];
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+struct Setup {
+    dir: tempfile::TempDir,
+    config: PathBuf,
+    api: String,
+    bootstrap: String,
+    registry: String,
+    sandbox: SandboxSettings,
+}
+
+fn setup() -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let (broker, registry, api) = (free_port(), free_port(), free_port());
+    let epoch_ms = Timestamp::now().millis();
+    let sandbox = SandboxSettings {
+        seed: 11,
+        records: 40,
+        generations: 2,
+        generation_interval_secs: 8,
+        epoch_ms,
+        max_page_size: 5,
+    };
+    let config = dir.path().join("tributary.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = {data:?}\nlog = \"info,librdkafka=warn\"\n\
+             [kafka]\npartitions = 3\n\
+             [broker]\nport = {broker}\n\
+             [registry]\nport = {registry}\n\
+             [api]\nlisten = \"127.0.0.1:{api}\"\n\
+             [sandbox]\ncompanies = 2\nrecords = {records}\ngenerations = {generations}\n\
+             generation_interval_secs = {interval}\nseed = {seed}\nepoch_ms = {epoch_ms}\nmax_page_size = {page}\n\
+             [sync]\ninterval_secs = 1\npage_size = 5\n\
+             [projector]\nbatch_size = 50\nlinger_ms = 50\n",
+            data = dir.path().join("data"),
+            records = sandbox.records,
+            generations = sandbox.generations,
+            interval = sandbox.generation_interval_secs,
+            seed = sandbox.seed,
+            page = sandbox.max_page_size,
+        ),
+    )
+    .unwrap();
+    Setup {
+        config,
+        api: format!("http://127.0.0.1:{api}"),
+        bootstrap: format!("127.0.0.1:{broker}"),
+        registry: format!("http://127.0.0.1:{registry}"),
+        sandbox,
+        dir,
+    }
+}
+
+fn start(setup: &Setup, run: u32) -> Child {
+    let log = |name: &str| std::fs::File::create(setup.dir.path().join(format!("{name}-{run}.log"))).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_tributary"))
+        .args(["--config", setup.config.to_str().unwrap(), "up"])
+        .stdin(Stdio::null())
+        .stdout(log("stdout"))
+        .stderr(log("stderr"))
+        .spawn()
+        .unwrap()
+}
+
+fn logs(setup: &Setup) -> String {
+    let mut out = String::new();
+    for entry in std::fs::read_dir(setup.dir.path()).unwrap().flatten() {
+        if entry.path().extension().is_some_and(|e| e == "log") {
+            let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(30).collect();
+            out += &format!("== {}\n{}\n", entry.path().display(), tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+        }
+    }
+    out
+}
+
+async fn get(url: &str) -> Option<Value> {
+    let resp = reqwest::get(url).await.ok()?;
+    if !resp.status().is_success() {
+        return None;
+    }
+    resp.json().await.ok()
+}
+
+/// Live record counts per (company, data type) that the API reports.
+async fn api_counts(api: &str) -> BTreeMap<(String, String), i64> {
+    let mut counts = BTreeMap::new();
+    for company in COMPANIES {
+        if let Some(status) = get(&format!("{api}/v1/companies/{company}/status")).await {
+            for entry in status["data_types"].as_array().unwrap() {
+                counts.insert((company.to_string(), entry["data_type"].as_str().unwrap().to_string()), entry["records"].as_i64().unwrap());
+            }
+        }
+    }
+    counts
+}
+
+fn expected_counts(sandbox: &SandboxSettings, generation: u32) -> BTreeMap<(String, String), i64> {
+    let mut counts = BTreeMap::new();
+    for company in COMPANIES {
+        let generator = Generator::new(sandbox.clone(), company);
+        for data_type in DATA_TYPES {
+            counts.insert((company.to_string(), data_type.as_str().to_string()), generator.expected_live(data_type, generation).len() as i64);
+        }
+        // The runtime adds the connection itself as a record.
+        counts.insert((company.to_string(), "connections".to_string()), 1);
+    }
+    counts
+}
+
+/// Every record of one company and data type, following the API's paging.
+async fn all_records(api: &str, company: &str, data_type: DataType) -> BTreeMap<String, Value> {
+    let mut out = BTreeMap::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut url = format!("{api}/v1/companies/{company}/data/{data_type}?limit=7");
+        if let Some(c) = &cursor {
+            url += &format!("&cursor={c}");
+        }
+        let page = get(&url).await.unwrap_or_else(|| panic!("GET {url} failed"));
+        for record in page["records"].as_array().unwrap() {
+            let id = record["id"].as_str().unwrap().to_string();
+            assert!(out.insert(id.clone(), record.clone()).is_none(), "{company} {data_type} {id} listed twice");
+        }
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_string()),
+            None => return out,
+        }
+    }
+}
+
+fn terminate(child: &mut Child) {
+    let pid = libc::pid_t::try_from(child.id()).unwrap();
+    #[allow(unsafe_code)]
+    // SAFETY: kill(2) on our own child, not yet reaped.
+    unsafe {
+        libc::kill(pid, libc::SIGTERM);
+    }
+}
+
+fn wait_port_free(address: &str) {
+    let start = Instant::now();
+    while std::net::TcpStream::connect(address).is_ok() {
+        assert!(start.elapsed() < Duration::from_secs(20), "{address} still answers after its process died");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sandbox_data_reaches_the_api_and_survives_kill_9() {
+    let setup = setup();
+    let api = setup.api.clone();
+    let final_generation = setup.sandbox.generations;
+    let expected = expected_counts(&setup.sandbox, final_generation);
+    let expected_total: i64 = expected.values().sum();
+
+    // First run: kill -9 as soon as data starts arriving, in mid-sync.
+    let mut child = start(&setup, 1);
+    let started = Instant::now();
+    let at_kill = loop {
+        let counts = api_counts(&api).await;
+        let total: i64 = counts.values().sum();
+        if total > 0 {
+            break total;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "no data within 60s\n{}", logs(&setup));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(at_kill < expected_total, "killed after the sync had finished ({at_kill} of {expected_total}): not mid-sync");
+    wait_port_free(&setup.bootstrap);
+
+    // Second run: it must converge to exactly the source's records.
+    let mut child = start(&setup, 2);
+    let started = Instant::now();
+    loop {
+        let counts = api_counts(&api).await;
+        if counts == expected {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "counts did not converge\nexpected {expected:?}\nfound    {counts:?}\n{}",
+            logs(&setup)
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
+    // Contents equal the source's, field for field.
+    for company in COMPANIES {
+        let generator = Generator::new(setup.sandbox.clone(), company);
+        for data_type in DATA_TYPES {
+            let found = all_records(&api, company, data_type).await;
+            let wanted = generator.expected_live(data_type, final_generation);
+            assert_eq!(found.len(), wanted.len(), "{company} {data_type}");
+            for version in wanted {
+                let record = &found[&version.id];
+                assert_eq!(record["data"], serde_json::to_value(&version.record).unwrap(), "{company} {data_type} {}", version.id);
+                assert_eq!(record["source_modified_at"], serde_json::to_value(version.modified_at).unwrap());
+                assert_eq!(record["deleted"], false);
+            }
+        }
+    }
+
+    // Full-text search finds an invoice by number and by customer name.
+    let generator = Generator::new(setup.sandbox.clone(), COMPANIES[0]);
+    let invoice = generator.expected_live(DataType::Invoice, final_generation).remove(0);
+    let Record::Invoice(inv) = &invoice.record else { panic!("not an invoice") };
+    let by_number = get(&format!("{api}/v1/search?q={}&company={}&data_type=invoices", inv.number, COMPANIES[0])).await.unwrap();
+    assert_eq!(by_number["hits"][0]["id"], inv.id.as_str(), "{by_number}");
+    let name = inv.customer_name.clone().unwrap();
+    let by_name = get(&format!("{api}/v1/search?q={}&company={}&data_type=invoices", name.replace(' ', "+"), COMPANIES[0])).await.unwrap();
+    let ids: Vec<&str> = by_name["hits"].as_array().unwrap().iter().map(|h| h["id"].as_str().unwrap()).collect();
+    assert!(ids.contains(&inv.id.as_str()), "search for {name:?} found {ids:?}");
+    let other_company = get(&format!("{api}/v1/search?q={}&company={}", inv.number, COMPANIES[1])).await.unwrap();
+    assert!(other_company["hits"].as_array().unwrap().iter().all(|h| h["company_id"] == COMPANIES[1]));
+
+    // Status shows the last successful sync per data type.
+    let status = get(&format!("{api}/v1/companies/{}/status", COMPANIES[0])).await.unwrap();
+    let invoices = status["data_types"].as_array().unwrap().iter().find(|d| d["data_type"] == "invoices").unwrap();
+    assert_eq!(invoices["syncs"][0]["last_status"], "succeeded");
+    assert!(invoices["syncs"][0]["last_success_at"].is_string());
+    let metrics = reqwest::get(format!("{api}/metrics")).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("tributary_projector_records_projected_total"), "{metrics}");
+
+    // A standard Kafka client with a standard registry client decodes every event.
+    if let Some(python) = std::env::var_os("TRIBUTARY_PYTHON") {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/read_topics.py");
+        let output = Command::new(python)
+            .arg(script)
+            .args(["--bootstrap", &setup.bootstrap, "--registry", &setup.registry])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "read_topics.py failed:\n{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+        let report: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+        assert_eq!(report["errors"], 0, "{report}");
+        for data_type in DATA_TYPES {
+            assert!(report["decoded"][data_type.topic()].as_i64().unwrap() > 0, "{report}");
+        }
+        assert_eq!(report["decoded"], report["messages"], "every message decoded: {report}");
+    } else {
+        panic!("set TRIBUTARY_PYTHON to a python with confluent-kafka[avro,schemaregistry] (.ci/run does)");
+    }
+
+    // A clean stop, then the search index agrees with the store.
+    terminate(&mut child);
+    let status = child.wait().unwrap();
+    assert!(status.success(), "tributary up exited with {status}\n{}", logs(&setup));
+    let (_, search) = tributary_index_tantivy::open(&setup.dir.path().join("data/index")).unwrap();
+    for ((company, data_type), n) in &expected {
+        assert_eq!(search.count(company, data_type).unwrap() as i64, *n, "index count of {company} {data_type}");
+    }
+}
