@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Installs what building, running and testing Tributary needs on a fresh
+# Debian machine, and skips whatever is already there:
+#   - cmake and the curl headers, for the bundled librdkafka build;
+#   - Tansu 0.6.0, the local durable Kafka-protocol broker (built from
+#     crates.io; about 20 minutes the first time);
+#   - with --python: a virtualenv with confluent-kafka, for the test that
+#     reads the topics with standard clients. Prints nothing else.
+set -euo pipefail
+
+want_python=false
+[ "${1:-}" = "--python" ] && want_python=true
+
+say() { echo "prereqs: $*" >&2; }
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+missing=()
+command -v cmake >/dev/null 2>&1 || missing+=(cmake)
+[ -f /usr/include/x86_64-linux-gnu/curl/curl.h ] || [ -f /usr/include/curl/curl.h ] || missing+=(libcurl4-openssl-dev)
+command -v g++ >/dev/null 2>&1 || missing+=(g++)
+if [ ${#missing[@]} -gt 0 ]; then
+  say "installing ${missing[*]} with apt-get"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+tansu_bin="${TRIBUTARY_TANSU_BIN:-$(command -v tansu || echo "${CARGO_HOME:-$HOME/.cargo}/bin/tansu")}"
+if ! "$tansu_bin" --version 2>/dev/null | grep -q "0.6.0"; then
+  say "building Tansu 0.6.0 from crates.io (about 20 minutes on 2 cores)"
+  # Its own target directory: Tansu's build shares nothing with ours.
+  CARGO_TARGET_DIR="${TMPDIR:-/tmp}/tansu-build" \
+    cargo install tansu --version 0.6.0 --locked --features libsql,dynostore --quiet
+  rm -rf "${TMPDIR:-/tmp}/tansu-build"
+fi
+
+if $want_python; then
+  venv="${TRIBUTARY_VENV:-$HOME/.cache/tributary/venv}"
+  if ! "$venv/bin/python" -c "import confluent_kafka.schema_registry.avro, fastavro" 2>/dev/null; then
+    say "creating $venv with confluent-kafka"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "confluent-kafka[avro,schemaregistry]"
+  fi
+  echo "$venv/bin/python"
+fi
