@@ -176,6 +176,32 @@ impl SearchIndex {
         self.reader.searcher().search(&query, &tantivy::collector::Count).map_err(|e| IndexError::Search(e.to_string()))
     }
 
+    /// Live record ids of one company and data type, with their versions.
+    pub fn live_versions(&self, company_id: &str, data_type: &str) -> Result<std::collections::BTreeMap<String, i64>, IndexError> {
+        let n = self.count(company_id, data_type)?;
+        let f = self.fields;
+        let term = |field: Field, value: &str| -> Box<dyn Query> {
+            Box::new(TermQuery::new(Term::from_field_text(field, value), IndexRecordOption::Basic))
+        };
+        let query = BooleanQuery::new(vec![
+            (Occur::Must, term(f.company_id, company_id)),
+            (Occur::Must, term(f.data_type, data_type)),
+            (Occur::Must, term(f.live, "1")),
+        ]);
+        let searcher = self.reader.searcher();
+        let top = searcher
+            .search(&query, &TopDocs::with_limit(n.max(1)).order_by_score())
+            .map_err(|e| IndexError::Search(e.to_string()))?;
+        top.into_iter()
+            .map(|(_, address)| {
+                let doc: TantivyDocument = searcher.doc(address).map_err(|e| IndexError::Search(e.to_string()))?;
+                let id = doc.get_first(f.record_id).and_then(|v| v.as_str()).unwrap_or_default().to_string();
+                let version = doc.get_first(f.modified).and_then(|v| v.as_i64()).unwrap_or_default();
+                Ok((id, version))
+            })
+            .collect()
+    }
+
     /// The stored version of `key`, if any (committed documents only).
     fn version_of(&self, key: &str) -> tantivy::Result<Option<i64>> {
         let searcher = self.reader.searcher();
@@ -201,6 +227,11 @@ fn title_of(event: &Event) -> String {
 }
 
 impl IndexProjection {
+    /// The read side of this index.
+    pub fn search_index(&self) -> &SearchIndex {
+        &self.search
+    }
+
     fn apply_batch(&mut self, batch: &Batch) -> tantivy::Result<()> {
         let f = self.search.fields;
         self.search.reader.reload()?;

@@ -12,6 +12,8 @@
 //! Projections also ignore versions older than what they hold, so a re-sent
 //! event (the producers are at-least-once) changes nothing.
 
+#[cfg(feature = "conformance")]
+pub mod conformance;
 pub mod metrics;
 
 use std::collections::BTreeMap;

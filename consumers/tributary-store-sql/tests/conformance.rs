@@ -1,0 +1,24 @@
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use tributary_projector::conformance::Harness;
+use tributary_schemas::DataType;
+use tributary_store_sql::SqlStore;
+
+struct Sqlite {
+    dir: tempfile::TempDir,
+}
+
+#[async_trait]
+impl Harness for Sqlite {
+    type P = SqlStore;
+    async fn open(&mut self) -> SqlStore {
+        SqlStore::open(&self.dir.path().join("store.db")).await.unwrap()
+    }
+    async fn live(&mut self, store: &SqlStore, company: &str, data_type: DataType) -> BTreeMap<String, i64> {
+        let records = store.live_records(company, data_type.as_str()).await.unwrap();
+        records.into_iter().map(|r| (r.id, r.source_modified_at.millis())).collect()
+    }
+}
+
+tributary_projector::conformance_suite!(Sqlite { dir: tempfile::tempdir().unwrap() });
