@@ -134,8 +134,11 @@ pub trait Connector: Send + Sync {
     async fn fetch_page(&self, request: &PageRequest) -> Result<Page, ConnectorError>;
 
     /// Maps one raw record of `data_type`. Pure.
-    fn map(&self, data_type: DataType, raw: &serde_json::Value)
-    -> Result<MappedRecord, ConnectorError>;
+    fn map(
+        &self,
+        data_type: DataType,
+        raw: &serde_json::Value,
+    ) -> Result<MappedRecord, ConnectorError>;
 }
 
 /// Builds connectors of one kind from their connection's settings.
@@ -198,7 +201,10 @@ mod tests {
         };
         let err = registry.build(&connection).err().unwrap();
         assert_eq!(err.fault, Fault::User);
-        assert!(err.to_string().contains("unknown connector \"nope\" for connection c1"));
+        assert!(
+            err.to_string()
+                .contains("unknown connector \"nope\" for connection c1")
+        );
         assert!(!err.is_retryable());
     }
 
@@ -211,7 +217,11 @@ mod tests {
             (Fault::Data, false),
             (Fault::Internal, false),
         ] {
-            assert_eq!(ConnectorError::new("x", fault, "m").is_retryable(), retry, "{fault:?}");
+            assert_eq!(
+                ConnectorError::new("x", fault, "m").is_retryable(),
+                retry,
+                "{fault:?}"
+            );
         }
     }
 }

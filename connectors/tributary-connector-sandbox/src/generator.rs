@@ -80,16 +80,46 @@ const CHART: [(&str, &str, &str); 12] = [
 ];
 
 const FIRST: [&str; 16] = [
-    "Ridgeway", "Harbour", "Bluebell", "Copper", "Northgate", "Willow", "Granite", "Saffron",
-    "Kestrel", "Meadow", "Lantern", "Oakridge", "Silverline", "Thistle", "Juniper", "Foxglove",
+    "Ridgeway",
+    "Harbour",
+    "Bluebell",
+    "Copper",
+    "Northgate",
+    "Willow",
+    "Granite",
+    "Saffron",
+    "Kestrel",
+    "Meadow",
+    "Lantern",
+    "Oakridge",
+    "Silverline",
+    "Thistle",
+    "Juniper",
+    "Foxglove",
 ];
 const SECOND: [&str; 12] = [
-    "Bakery", "Joinery", "Florists", "Consulting", "Logistics", "Studio", "Dental", "Garage",
-    "Outfitters", "Brewing", "Analytics", "Print",
+    "Bakery",
+    "Joinery",
+    "Florists",
+    "Consulting",
+    "Logistics",
+    "Studio",
+    "Dental",
+    "Garage",
+    "Outfitters",
+    "Brewing",
+    "Analytics",
+    "Print",
 ];
 const ITEMS: [&str; 8] = [
-    "Consulting hours", "Website maintenance", "Catering", "Office supplies", "Delivery",
-    "Design work", "Equipment hire", "Training session",
+    "Consulting hours",
+    "Website maintenance",
+    "Catering",
+    "Office supplies",
+    "Delivery",
+    "Design work",
+    "Equipment hire",
+    "Training session",
 ];
 
 /// One version of one record: what the source shows for it at a generation.
@@ -191,7 +221,9 @@ impl Generator {
 
     fn lifecycle(&self, data_type: DataType, i: u32) -> Option<Lifecycle> {
         let last = self.settings.generations;
-        let pick = |salt: u64, from: u32| from + (self.h(data_type, i, salt) % (last - from + 1) as u64) as u32;
+        let pick = |salt: u64, from: u32| {
+            from + (self.h(data_type, i, salt) % (last - from + 1) as u64) as u32
+        };
         let long_lived = matches!(
             data_type,
             DataType::Company | DataType::Account | DataType::Customer | DataType::Supplier
@@ -204,7 +236,12 @@ impl Generator {
         let updates = (created + 1..=last)
             .filter(|g| self.h(data_type, i, 100 + *g as u64) % 4 == 0)
             .collect();
-        let mut lifecycle = Lifecycle { created, updates, deleted: None, paid: None };
+        let mut lifecycle = Lifecycle {
+            created,
+            updates,
+            deleted: None,
+            paid: None,
+        };
         match data_type {
             DataType::Invoice if self.invoice_is_paid(i) => {
                 lifecycle.paid = Some(pick(3, created));
@@ -213,7 +250,12 @@ impl Generator {
                 // Payment i settles invoice i, once it is paid.
                 let invoice = self.lifecycle(DataType::Invoice, i)?;
                 let paid = invoice.paid?;
-                return Some(Lifecycle { created: paid, updates: vec![], deleted: None, paid: None });
+                return Some(Lifecycle {
+                    created: paid,
+                    updates: vec![],
+                    deleted: None,
+                    paid: None,
+                });
             }
             _ => {}
         }
@@ -221,7 +263,11 @@ impl Generator {
             data_type,
             DataType::Invoice | DataType::Bill | DataType::BankTransaction | DataType::JournalEntry
         );
-        if deletable && lifecycle.paid.is_none() && created < last && self.h(data_type, i, 4) % 8 == 0 {
+        if deletable
+            && lifecycle.paid.is_none()
+            && created < last
+            && self.h(data_type, i, 4) % 8 == 0
+        {
             lifecycle.deleted = Some(pick(5, created + 1));
         }
         Some(lifecycle)
@@ -280,7 +326,13 @@ impl Generator {
         )
     }
 
-    fn document(&self, data_type: DataType, i: u32, status: &str, paid: bool) -> (Vec<DocumentLine>, [Decimal; 4], Date) {
+    fn document(
+        &self,
+        data_type: DataType,
+        i: u32,
+        status: &str,
+        paid: bool,
+    ) -> (Vec<DocumentLine>, [Decimal; 4], Date) {
         let h = self.h(data_type, i, 8);
         let n_lines = 1 + (h % 3) as u32;
         let mut lines = Vec::new();
@@ -297,7 +349,14 @@ impl Generator {
                 description: ITEMS[((hl >> 40) % ITEMS.len() as u64) as usize].to_string(),
                 quantity: Decimal::from_int(qty),
                 unit_amount: cents(unit),
-                account_id: Some(format!("acc-{}", if data_type == DataType::Invoice { "200" } else { "429" })),
+                account_id: Some(format!(
+                    "acc-{}",
+                    if data_type == DataType::Invoice {
+                        "200"
+                    } else {
+                        "429"
+                    }
+                )),
                 tax_amount: cents(line_tax),
                 line_amount: cents(amount),
             });
@@ -305,23 +364,44 @@ impl Generator {
         let total = sub + tax;
         let due = if paid || status == "VOIDED" { 0 } else { total };
         let issue = Date(self.generation_time(0).date().days() - (h % 60) as i32);
-        (lines, [cents(sub), cents(tax), cents(total), cents(due)], issue)
+        (
+            lines,
+            [cents(sub), cents(tax), cents(total), cents(due)],
+            issue,
+        )
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn body(&self, data_type: DataType, i: u32, id: &str, life: &Lifecycle, changed: u32, deleted: bool, paid: bool) -> Option<Record> {
+    fn body(
+        &self,
+        data_type: DataType,
+        i: u32,
+        id: &str,
+        life: &Lifecycle,
+        changed: u32,
+        deleted: bool,
+        paid: bool,
+    ) -> Option<Record> {
         let n = self.settings.records.max(1);
         let revision = changed - life.created;
         let h = self.h(data_type, i, 9);
         let record = match data_type {
             DataType::Company => Record::Company(Company {
                 id: id.to_string(),
-                name: format!("{} {}", FIRST[(h % 16) as usize], SECOND[((h >> 8) % 12) as usize]),
+                name: format!(
+                    "{} {}",
+                    FIRST[(h % 16) as usize],
+                    SECOND[((h >> 8) % 12) as usize]
+                ),
                 legal_name: Some(format!(
                     "{} {} Ltd{}",
                     FIRST[(h % 16) as usize],
                     SECOND[((h >> 8) % 12) as usize],
-                    if revision > 0 { format!(" (rev {revision})") } else { String::new() }
+                    if revision > 0 {
+                        format!(" (rev {revision})")
+                    } else {
+                        String::new()
+                    }
                 )),
                 base_currency: "GBP".into(),
                 country: Some("GB".into()),
@@ -344,9 +424,21 @@ impl Generator {
                 let contact = Contact {
                     id: id.to_string(),
                     name: self.contact_name(data_type, i),
-                    email: Some(format!("accounts{i}@{}.example", if data_type == DataType::Customer { "customer" } else { "supplier" })),
+                    email: Some(format!(
+                        "accounts{i}@{}.example",
+                        if data_type == DataType::Customer {
+                            "customer"
+                        } else {
+                            "supplier"
+                        }
+                    )),
                     phone: Some(format!("+44 20 7946 {:04}", (h + revision as u64) % 10_000)),
-                    status: if revision > 0 && h % 10 == 0 { "ARCHIVED" } else { "ACTIVE" }.into(),
+                    status: if revision > 0 && h % 10 == 0 {
+                        "ARCHIVED"
+                    } else {
+                        "ACTIVE"
+                    }
+                    .into(),
                     currency: Some("GBP".into()),
                 };
                 if data_type == DataType::Customer {
@@ -356,7 +448,11 @@ impl Generator {
                 }
             }
             DataType::Invoice | DataType::Bill => {
-                let party_type = if data_type == DataType::Invoice { DataType::Customer } else { DataType::Supplier };
+                let party_type = if data_type == DataType::Invoice {
+                    DataType::Customer
+                } else {
+                    DataType::Supplier
+                };
                 let party = (i * 7 + 3) % n;
                 let status = if deleted {
                     "VOIDED"
@@ -367,7 +463,8 @@ impl Generator {
                 } else {
                     "AUTHORISED"
                 };
-                let (lines, [subtotal, tax_total, total, amount_due], issue_date) = self.document(data_type, i, status, paid);
+                let (lines, [subtotal, tax_total, total, amount_due], issue_date) =
+                    self.document(data_type, i, status, paid);
                 let party_id = Self::record_id(party_type, party);
                 let party_name = Some(self.contact_name(party_type, party));
                 let reference = Some(format!("PO-{i}-r{revision}"));
@@ -428,11 +525,33 @@ impl Generator {
                     id: id.to_string(),
                     account_id: "acc-090".into(),
                     date: self.generation_time(life.created).date(),
-                    description: format!("{} {}", if receive { "Transfer from" } else { "Card payment to" }, self.contact_name(if receive { DataType::Customer } else { DataType::Supplier }, party)),
+                    description: format!(
+                        "{} {}",
+                        if receive {
+                            "Transfer from"
+                        } else {
+                            "Card payment to"
+                        },
+                        self.contact_name(
+                            if receive {
+                                DataType::Customer
+                            } else {
+                                DataType::Supplier
+                            },
+                            party
+                        )
+                    ),
                     transaction_type: if receive { "RECEIVE" } else { "SPEND" }.into(),
                     amount: cents(100 + (h >> 8) as i64 % 200_000),
                     currency: "GBP".into(),
-                    contact_id: Some(Self::record_id(if receive { DataType::Customer } else { DataType::Supplier }, party)),
+                    contact_id: Some(Self::record_id(
+                        if receive {
+                            DataType::Customer
+                        } else {
+                            DataType::Supplier
+                        },
+                        party,
+                    )),
                     reconciled: revision % 2 == 1,
                 })
             }
@@ -481,6 +600,9 @@ impl Generator {
     /// What a complete sync must end with: the live (not deleted) records of
     /// `data_type` at `generation`.
     pub fn expected_live(&self, data_type: DataType, generation: u32) -> Vec<Version> {
-        self.versions(data_type, generation).into_iter().filter(|v| !v.deleted).collect()
+        self.versions(data_type, generation)
+            .into_iter()
+            .filter(|v| !v.deleted)
+            .collect()
     }
 }

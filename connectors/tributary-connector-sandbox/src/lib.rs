@@ -61,7 +61,10 @@ fn decode_cursor(cursor: &Cursor) -> Result<(Timestamp, String), ConnectorError>
         .split_once('|')
         .and_then(|(ms, id)| Some((Timestamp(ms.parse().ok()?), id.to_string())))
         .ok_or_else(|| {
-            SandboxConnector::err(Fault::Internal, format!("malformed sandbox cursor {:?}", cursor.0))
+            SandboxConnector::err(
+                Fault::Internal,
+                format!("malformed sandbox cursor {:?}", cursor.0),
+            )
         })
 }
 
@@ -77,13 +80,23 @@ impl Connector for SandboxConnector {
 
     async fn fetch_page(&self, request: &PageRequest) -> Result<Page, ConnectorError> {
         if !DATA_TYPES.contains(&request.data_type) {
-            return Err(Self::err(Fault::User, format!("the sandbox has no {}", request.data_type)));
+            return Err(Self::err(
+                Fault::User,
+                format!("the sandbox has no {}", request.data_type),
+            ));
         }
         let after = request.cursor.as_ref().map(decode_cursor).transpose()?;
         let Some(generation) = self.generator.visible_generation(request.now) else {
-            return Ok(Page { records: vec![], next_cursor: request.cursor.clone(), has_more: false });
+            return Ok(Page {
+                records: vec![],
+                next_cursor: request.cursor.clone(),
+                has_more: false,
+            });
         };
-        let page_size = request.page_size.min(self.generator.settings.max_page_size).max(1) as usize;
+        let page_size = request
+            .page_size
+            .min(self.generator.settings.max_page_size)
+            .max(1) as usize;
         let pending: Vec<Version> = self
             .generator
             .versions(request.data_type, generation)
@@ -102,20 +115,40 @@ impl Connector for SandboxConnector {
         let records = page
             .into_iter()
             .map(|v| {
-                let data = serde_json::to_value(&v.record)
-                    .map_err(|e| Self::err(Fault::Internal, format!("cannot encode record {}: {e}", v.id)))?;
-                serde_json::to_value(RawRecord { id: v.id, updated_at: v.modified_at, deleted: v.deleted, data })
-                    .map_err(|e| Self::err(Fault::Internal, e))
+                let data = serde_json::to_value(&v.record).map_err(|e| {
+                    Self::err(
+                        Fault::Internal,
+                        format!("cannot encode record {}: {e}", v.id),
+                    )
+                })?;
+                serde_json::to_value(RawRecord {
+                    id: v.id,
+                    updated_at: v.modified_at,
+                    deleted: v.deleted,
+                    data,
+                })
+                .map_err(|e| Self::err(Fault::Internal, e))
             })
             .collect::<Result<_, _>>()?;
-        Ok(Page { records, next_cursor, has_more })
+        Ok(Page {
+            records,
+            next_cursor,
+            has_more,
+        })
     }
 
-    fn map(&self, data_type: DataType, raw: &serde_json::Value) -> Result<MappedRecord, ConnectorError> {
+    fn map(
+        &self,
+        data_type: DataType,
+        raw: &serde_json::Value,
+    ) -> Result<MappedRecord, ConnectorError> {
         let raw: RawRecord = serde_json::from_value(raw.clone())
             .map_err(|e| Self::err(Fault::Data, format!("malformed {data_type} record: {e}")))?;
         let bad = |e: serde_json::Error| {
-            Self::err(Fault::Data, format!("malformed {data_type} record {}: {e}", raw.id))
+            Self::err(
+                Fault::Data,
+                format!("malformed {data_type} record {}: {e}", raw.id),
+            )
         };
         let data = raw.data.clone();
         let record = match data_type {
@@ -126,16 +159,24 @@ impl Connector for SandboxConnector {
             DataType::Invoice => Record::Invoice(serde_json::from_value(data).map_err(bad)?),
             DataType::Bill => Record::Bill(serde_json::from_value(data).map_err(bad)?),
             DataType::Payment => Record::Payment(serde_json::from_value(data).map_err(bad)?),
-            DataType::BankTransaction => Record::BankTransaction(serde_json::from_value(data).map_err(bad)?),
+            DataType::BankTransaction => {
+                Record::BankTransaction(serde_json::from_value(data).map_err(bad)?)
+            }
             DataType::JournalEntry => {
                 let entry: JournalEntry = serde_json::from_value(data).map_err(bad)?;
                 if !entry.is_balanced() {
-                    return Err(Self::err(Fault::Data, format!("journal entry {} does not balance", raw.id)));
+                    return Err(Self::err(
+                        Fault::Data,
+                        format!("journal entry {} does not balance", raw.id),
+                    ));
                 }
                 Record::JournalEntry(entry)
             }
             DataType::Connection => {
-                return Err(Self::err(Fault::User, "the sandbox has no connections to map"));
+                return Err(Self::err(
+                    Fault::User,
+                    "the sandbox has no connections to map",
+                ));
             }
         };
         let body_id = match &record {
@@ -150,7 +191,10 @@ impl Connector for SandboxConnector {
             Record::Connection(r) => &r.id,
         };
         if body_id != &raw.id {
-            return Err(Self::err(Fault::Data, format!("{data_type} record {} carries body id {body_id}", raw.id)));
+            return Err(Self::err(
+                Fault::Data,
+                format!("{data_type} record {} carries body id {body_id}", raw.id),
+            ));
         }
         Ok(MappedRecord {
             source_record_id: raw.id,
@@ -170,12 +214,19 @@ impl ConnectorFactory for SandboxFactory {
     }
 
     fn build(&self, connection: &ConnectionInfo) -> Result<Arc<dyn Connector>, ConnectorError> {
-        let settings: SandboxSettings = serde_json::from_value(connection.settings.clone()).map_err(|e| {
-            SandboxConnector::err(
-                Fault::User,
-                format!("invalid settings for connection {}: {e}", connection.connection_id),
-            )
-        })?;
-        Ok(Arc::new(SandboxConnector::new(settings, &connection.company_id)))
+        let settings: SandboxSettings = serde_json::from_value(connection.settings.clone())
+            .map_err(|e| {
+                SandboxConnector::err(
+                    Fault::User,
+                    format!(
+                        "invalid settings for connection {}: {e}",
+                        connection.connection_id
+                    ),
+                )
+            })?;
+        Ok(Arc::new(SandboxConnector::new(
+            settings,
+            &connection.company_id,
+        )))
     }
 }

@@ -33,10 +33,18 @@ async fn sync(
     let mut fetched = 0;
     loop {
         let page = connector
-            .fetch_page(&PageRequest { data_type, cursor: cursor.clone(), now, page_size: 1000 })
+            .fetch_page(&PageRequest {
+                data_type,
+                cursor: cursor.clone(),
+                now,
+                page_size: 1000,
+            })
             .await
             .unwrap();
-        assert!(page.records.len() <= 25, "the source's page size limit holds");
+        assert!(
+            page.records.len() <= 25,
+            "the source's page size limit holds"
+        );
         for raw in &page.records {
             let mapped = connector.map(data_type, raw).unwrap();
             fetched += 1;
@@ -63,20 +71,44 @@ async fn incremental_syncs_end_with_exactly_the_expected_records() {
         let mut cursor = None;
         let mut fetched_per_generation = vec![];
         for g in 0..=3 {
-            fetched_per_generation.push(sync(&connector, data_type, at_generation(g), &mut store, &mut cursor).await);
+            fetched_per_generation.push(
+                sync(
+                    &connector,
+                    data_type,
+                    at_generation(g),
+                    &mut store,
+                    &mut cursor,
+                )
+                .await,
+            );
             let live: BTreeMap<_, _> = store.iter().filter(|(_, r)| !r.deleted).collect();
             let expected = generator.expected_live(data_type, g as u32);
             assert_eq!(live.len(), expected.len(), "{data_type} at generation {g}");
             for v in expected {
-                let got = live.get(&v.id).unwrap_or_else(|| panic!("{data_type} {} missing", v.id));
+                let got = live
+                    .get(&v.id)
+                    .unwrap_or_else(|| panic!("{data_type} {} missing", v.id));
                 assert_eq!(got.record.as_ref(), Some(&v.record), "{data_type} {}", v.id);
                 assert_eq!(got.source_modified_at, v.modified_at);
             }
         }
         // A sync with nothing new fetches nothing.
-        assert_eq!(sync(&connector, data_type, at_generation(9), &mut store, &mut cursor).await, 0);
+        assert_eq!(
+            sync(
+                &connector,
+                data_type,
+                at_generation(9),
+                &mut store,
+                &mut cursor
+            )
+            .await,
+            0
+        );
         if generator.population(data_type) > 12 {
-            assert!(fetched_per_generation[1..].iter().any(|n| *n > 0), "{data_type} changes over time");
+            assert!(
+                fetched_per_generation[1..].iter().any(|n| *n > 0),
+                "{data_type} changes over time"
+            );
         }
     }
 }
@@ -84,16 +116,30 @@ async fn incremental_syncs_end_with_exactly_the_expected_records() {
 #[test]
 fn changes_over_time_include_creates_updates_and_deletes() {
     let generator = Generator::new(settings(200), "cmp-a");
-    for data_type in [DataType::Invoice, DataType::Bill, DataType::BankTransaction, DataType::JournalEntry] {
-        let first: HashSet<String> = generator.versions(data_type, 0).into_iter().map(|v| v.id).collect();
+    for data_type in [
+        DataType::Invoice,
+        DataType::Bill,
+        DataType::BankTransaction,
+        DataType::JournalEntry,
+    ] {
+        let first: HashSet<String> = generator
+            .versions(data_type, 0)
+            .into_iter()
+            .map(|v| v.id)
+            .collect();
         let last = generator.versions(data_type, 3);
         let created = last.iter().filter(|v| !first.contains(&v.id)).count();
         let deleted = last.iter().filter(|v| v.deleted).count();
         let updated = last
             .iter()
-            .filter(|v| first.contains(&v.id) && !v.deleted && v.modified_at > generator.generation_time(0))
+            .filter(|v| {
+                first.contains(&v.id) && !v.deleted && v.modified_at > generator.generation_time(0)
+            })
             .count();
-        assert!(created > 0 && deleted > 0 && updated > 0, "{data_type}: {created} {deleted} {updated}");
+        assert!(
+            created > 0 && deleted > 0 && updated > 0,
+            "{data_type}: {created} {deleted} {updated}"
+        );
     }
 }
 
@@ -101,35 +147,66 @@ fn changes_over_time_include_creates_updates_and_deletes() {
 fn relations_are_consistent() {
     let generator = Generator::new(settings(150), "cmp-b");
     let g = 3;
-    let ids = |t| -> HashSet<String> { generator.expected_live(t, g).into_iter().map(|v| v.id).collect() };
+    let ids = |t| -> HashSet<String> {
+        generator
+            .expected_live(t, g)
+            .into_iter()
+            .map(|v| v.id)
+            .collect()
+    };
     let customers = ids(DataType::Customer);
     let suppliers = ids(DataType::Supplier);
     let accounts = ids(DataType::Account);
-    let invoices: BTreeMap<String, Record> =
-        generator.expected_live(DataType::Invoice, g).into_iter().map(|v| (v.id, v.record)).collect();
+    let invoices: BTreeMap<String, Record> = generator
+        .expected_live(DataType::Invoice, g)
+        .into_iter()
+        .map(|v| (v.id, v.record))
+        .collect();
     for record in invoices.values() {
-        let Record::Invoice(inv) = record else { panic!("not an invoice") };
-        assert!(customers.contains(&inv.customer_id), "{} -> {}", inv.id, inv.customer_id);
-        let sum = inv.lines.iter().fold(Decimal::ZERO, |a, l| a.checked_add(l.line_amount).unwrap());
+        let Record::Invoice(inv) = record else {
+            panic!("not an invoice")
+        };
+        assert!(
+            customers.contains(&inv.customer_id),
+            "{} -> {}",
+            inv.id,
+            inv.customer_id
+        );
+        let sum = inv
+            .lines
+            .iter()
+            .fold(Decimal::ZERO, |a, l| a.checked_add(l.line_amount).unwrap());
         assert_eq!(sum, inv.subtotal);
         assert_eq!(inv.subtotal.checked_add(inv.tax_total), Some(inv.total));
     }
     for v in generator.expected_live(DataType::Bill, g) {
-        let Record::Bill(bill) = v.record else { panic!("not a bill") };
+        let Record::Bill(bill) = v.record else {
+            panic!("not a bill")
+        };
         assert!(suppliers.contains(&bill.supplier_id));
     }
     let payments = generator.expected_live(DataType::Payment, g);
     assert!(!payments.is_empty());
     for v in payments {
-        let Record::Payment(p) = v.record else { panic!("not a payment") };
-        let invoice = p.invoice_id.as_ref().and_then(|id| invoices.get(id)).expect("payment settles a live invoice");
-        let Record::Invoice(inv) = invoice else { panic!("not an invoice") };
+        let Record::Payment(p) = v.record else {
+            panic!("not a payment")
+        };
+        let invoice = p
+            .invoice_id
+            .as_ref()
+            .and_then(|id| invoices.get(id))
+            .expect("payment settles a live invoice");
+        let Record::Invoice(inv) = invoice else {
+            panic!("not an invoice")
+        };
         assert_eq!(inv.status, "PAID");
         assert_eq!(p.amount, inv.total);
         assert!(accounts.contains(&p.account_id));
     }
     for v in generator.expected_live(DataType::JournalEntry, g) {
-        let Record::JournalEntry(j) = v.record else { panic!("not a journal") };
+        let Record::JournalEntry(j) = v.record else {
+            panic!("not a journal")
+        };
         assert!(j.is_balanced(), "{}", j.id);
         assert!(j.lines.iter().all(|l| accounts.contains(&l.account_id)));
     }
@@ -151,9 +228,14 @@ fn maps_recorded_fixture_records() {
         serde_json::from_str(include_str!("fixtures/invoices_page.json")).unwrap();
     let live = connector.map(DataType::Invoice, &page[0]).unwrap();
     assert_eq!(live.source_record_id, "inv-000007");
-    assert_eq!(live.source_modified_at, Timestamp::parse("2026-11-22T05:00:00Z").unwrap());
+    assert_eq!(
+        live.source_modified_at,
+        Timestamp::parse("2026-11-22T05:00:00Z").unwrap()
+    );
     assert!(!live.deleted);
-    let Some(Record::Invoice(inv)) = live.record else { panic!("an invoice") };
+    let Some(Record::Invoice(inv)) = live.record else {
+        panic!("an invoice")
+    };
     assert_eq!(inv.customer_name.as_deref(), Some("Harbour Joinery 52"));
     assert_eq!(inv.total.to_string(), "433.80");
     assert_eq!(inv.lines[0].quantity, Decimal::from_int(3));
@@ -175,14 +257,18 @@ fn malformed_records_are_data_errors_naming_the_record() {
     page[1]["data"]["id"] = serde_json::json!("inv-other");
     let err = connector.map(DataType::Invoice, &page[1]).unwrap_err();
     assert!(err.message.contains("carries body id inv-other"), "{err}");
-    let err = connector.map(DataType::Invoice, &serde_json::json!({"id": 5})).unwrap_err();
+    let err = connector
+        .map(DataType::Invoice, &serde_json::json!({"id": 5}))
+        .unwrap_err();
     assert_eq!(err.fault, Fault::Data);
     let unbalanced = serde_json::json!({
         "id": "jnl-1", "updated_at": "2026-11-22T05:00:00Z", "deleted": false,
         "data": {"id": "jnl-1", "number": "MJ-1", "date": "2026-11-01", "description": "x",
                  "lines": [{"account_id": "acc-200", "description": null, "debit": "10", "credit": "0"}]}
     });
-    let err = connector.map(DataType::JournalEntry, &unbalanced).unwrap_err();
+    let err = connector
+        .map(DataType::JournalEntry, &unbalanced)
+        .unwrap_err();
     assert!(err.message.contains("does not balance"), "{err}");
 }
 
@@ -190,7 +276,12 @@ fn malformed_records_are_data_errors_naming_the_record() {
 async fn nothing_is_visible_before_the_epoch_and_bad_cursors_are_errors() {
     let connector = SandboxConnector::new(settings(10), "cmp-a");
     let page = connector
-        .fetch_page(&PageRequest { data_type: DataType::Invoice, cursor: None, now: Timestamp(EPOCH - 1), page_size: 10 })
+        .fetch_page(&PageRequest {
+            data_type: DataType::Invoice,
+            cursor: None,
+            now: Timestamp(EPOCH - 1),
+            page_size: 10,
+        })
         .await
         .unwrap();
     assert!(page.records.is_empty() && !page.has_more);
@@ -217,5 +308,8 @@ fn factory_rejects_unknown_settings() {
     };
     let err = SandboxFactory.build(&connection).err().unwrap();
     assert_eq!(err.fault, Fault::User);
-    assert!(err.message.contains("conn-1") && err.message.contains("recods"), "{err}");
+    assert!(
+        err.message.contains("conn-1") && err.message.contains("recods"),
+        "{err}"
+    );
 }

@@ -12,16 +12,31 @@ struct Api {
 /// versions 1000 + i) and one of company "b", served on port 0.
 async fn serve() -> Api {
     let dir = tempfile::tempdir().unwrap();
-    let mut store = tributary_store_sql::SqlStore::open(&dir.path().join("store.db")).await.unwrap();
+    let mut store = tributary_store_sql::SqlStore::open(&dir.path().join("store.db"))
+        .await
+        .unwrap();
     let (mut index, search) = tributary_index_tantivy::open(&dir.path().join("index")).unwrap();
     let mut events: Vec<_> = (0..25)
-        .map(|i| customer("a", &format!("c{i:02}"), 1000 + i, i == 3, &format!("Customer number{i} Ltd")))
+        .map(|i| {
+            customer(
+                "a",
+                &format!("c{i:02}"),
+                1000 + i,
+                i == 3,
+                &format!("Customer number{i} Ltd"),
+            )
+        })
         .collect();
     events.push(customer("b", "c00", 5, false, "Hidden Elsewhere Ltd"));
     let b = batch(0, events);
     store.apply(&b).await.unwrap();
     index.apply(&b).await.unwrap();
-    let state = ApiState { store, search, metrics: None, sync_requests: None };
+    let state = ApiState {
+        store,
+        search,
+        metrics: None,
+        sync_requests: None,
+    };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, router(state)).await.unwrap() });
@@ -47,13 +62,25 @@ async fn pages_through_every_live_record_once() {
             assert_eq!(r["company_id"], "a");
         }
         match page["next_cursor"].as_str() {
-            Some(c) => url = format!("{}/v1/companies/a/data/customers?limit=10&cursor={c}", api.url),
+            Some(c) => {
+                url = format!(
+                    "{}/v1/companies/a/data/customers?limit=10&cursor={c}",
+                    api.url
+                )
+            }
             None => break,
         }
     }
-    let expected: Vec<String> = (0..25).filter(|i| *i != 3).map(|i| format!("c{i:02}")).collect();
+    let expected: Vec<String> = (0..25)
+        .filter(|i| *i != 3)
+        .map(|i| format!("c{i:02}"))
+        .collect();
     assert_eq!(seen, expected);
-    let (_, with_deleted) = get(&format!("{}/v1/companies/a/data/customers?limit=1000&include_deleted=true", api.url)).await;
+    let (_, with_deleted) = get(&format!(
+        "{}/v1/companies/a/data/customers?limit=1000&include_deleted=true",
+        api.url
+    ))
+    .await;
     assert_eq!(with_deleted["records"].as_array().unwrap().len(), 25);
 }
 
@@ -61,9 +88,18 @@ async fn pages_through_every_live_record_once() {
 async fn filters_by_modified_since() {
     let api = serve().await;
     // Version 1020 is 1970-01-01T00:00:01.020Z.
-    let (status, page) = get(&format!("{}/v1/companies/a/data/customers?modified_since=1970-01-01T00:00:01.020Z", api.url)).await;
+    let (status, page) = get(&format!(
+        "{}/v1/companies/a/data/customers?modified_since=1970-01-01T00:00:01.020Z",
+        api.url
+    ))
+    .await;
     assert_eq!(status, 200);
-    let ids: Vec<&str> = page["records"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = page["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids, ["c20", "c21", "c22", "c23", "c24"]);
 }
 
@@ -77,9 +113,21 @@ async fn gets_one_record_and_searches_within_a_company() {
     let (_, hits) = get(&format!("{}/v1/search?q=number7", api.url)).await;
     assert_eq!(hits["hits"][0]["id"], "c07");
     let (_, hits) = get(&format!("{}/v1/search?q=number3", api.url)).await;
-    assert_eq!(hits["hits"].as_array().unwrap().len(), 0, "deleted records are not found");
-    let (_, hits) = get(&format!("{}/v1/search?q=Hidden+Elsewhere&company=a", api.url)).await;
-    assert_eq!(hits["hits"].as_array().unwrap().len(), 0, "another company's records stay out");
+    assert_eq!(
+        hits["hits"].as_array().unwrap().len(),
+        0,
+        "deleted records are not found"
+    );
+    let (_, hits) = get(&format!(
+        "{}/v1/search?q=Hidden+Elsewhere&company=a",
+        api.url
+    ))
+    .await;
+    assert_eq!(
+        hits["hits"].as_array().unwrap().len(),
+        0,
+        "another company's records stay out"
+    );
     let (_, hits) = get(&format!("{}/v1/search?q=Hidden+Elsewhere", api.url)).await;
     assert_eq!(hits["hits"][0]["company_id"], "b");
 }
@@ -89,13 +137,41 @@ async fn bad_requests_get_clear_json_errors() {
     let api = serve().await;
     let u = &api.url;
     let cases = [
-        (format!("{u}/v1/companies/a/data/widgets"), 400, "unknown data type"),
-        (format!("{u}/v1/companies/a/data/customers?limit=0"), 400, "limit"),
-        (format!("{u}/v1/companies/a/data/customers?limit=abc"), 400, "limit"),
-        (format!("{u}/v1/companies/a/data/customers?modified_since=yesterday"), 400, "modified_since"),
-        (format!("{u}/v1/companies/a/data/customers?cursor=garbage"), 400, "cursor"),
-        (format!("{u}/v1/companies/a/data/customers?colour=red"), 400, "unknown query parameter"),
-        (format!("{u}/v1/companies/a/data/customers/nope"), 404, "nope"),
+        (
+            format!("{u}/v1/companies/a/data/widgets"),
+            400,
+            "unknown data type",
+        ),
+        (
+            format!("{u}/v1/companies/a/data/customers?limit=0"),
+            400,
+            "limit",
+        ),
+        (
+            format!("{u}/v1/companies/a/data/customers?limit=abc"),
+            400,
+            "limit",
+        ),
+        (
+            format!("{u}/v1/companies/a/data/customers?modified_since=yesterday"),
+            400,
+            "modified_since",
+        ),
+        (
+            format!("{u}/v1/companies/a/data/customers?cursor=garbage"),
+            400,
+            "cursor",
+        ),
+        (
+            format!("{u}/v1/companies/a/data/customers?colour=red"),
+            400,
+            "unknown query parameter",
+        ),
+        (
+            format!("{u}/v1/companies/a/data/customers/nope"),
+            404,
+            "nope",
+        ),
         (format!("{u}/v1/companies/zzz/status"), 404, "zzz"),
         (format!("{u}/v1/search"), 400, "q is required"),
         (format!("{u}/v1/search?q=x&limit=1000"), 400, "limit"),
@@ -105,9 +181,16 @@ async fn bad_requests_get_clear_json_errors() {
         let (s, body) = get(&url).await;
         assert_eq!(s, status, "{url}: {body}");
         let message = body["error"]["message"].as_str().unwrap_or_default();
-        assert!(message.contains(words), "{url}: {message:?} should mention {words:?}");
+        assert!(
+            message.contains(words),
+            "{url}: {message:?} should mention {words:?}"
+        );
     }
-    let resp = reqwest::Client::new().post(format!("{u}/v1/sync")).send().await.unwrap();
+    let resp = reqwest::Client::new()
+        .post(format!("{u}/v1/sync"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status().as_u16(), 503, "no worker in this process");
     let (status, health) = get(&format!("{u}/health")).await;
     assert_eq!((status, health["status"].as_str()), (200, Some("ok")));

@@ -16,7 +16,9 @@ use serde::{Deserialize, Serialize};
 use tantivy::collector::TopDocs;
 use tantivy::directory::MmapDirectory;
 use tantivy::query::{BooleanQuery, Occur, Query, QueryParser, TermQuery};
-use tantivy::schema::{FAST, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TEXT, Value};
+use tantivy::schema::{
+    FAST, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TEXT, Value,
+};
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term, doc};
 use tributary_projector::{Batch, Change, Checkpoint, Projection, ProjectionError};
 use tributary_schemas::Event;
@@ -95,7 +97,10 @@ pub struct IndexProjection {
 
 /// Opens (creating if needed) the index in `dir`.
 pub fn open(dir: &Path) -> Result<(IndexProjection, SearchIndex), IndexError> {
-    let err = |message: String| IndexError::Open { path: dir.display().to_string(), message };
+    let err = |message: String| IndexError::Open {
+        path: dir.display().to_string(),
+        message,
+    };
     std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
     let (schema, fields) = schema();
     let directory = MmapDirectory::open(dir).map_err(|e| err(e.to_string()))?;
@@ -105,14 +110,32 @@ pub fn open(dir: &Path) -> Result<(IndexProjection, SearchIndex), IndexError> {
         .reload_policy(ReloadPolicy::Manual)
         .try_into()
         .map_err(|e: tantivy::TantivyError| err(e.to_string()))?;
-    let writer = index.writer_with_num_threads(1, WRITER_MEMORY).map_err(|e| err(e.to_string()))?;
+    let writer = index
+        .writer_with_num_threads(1, WRITER_MEMORY)
+        .map_err(|e| err(e.to_string()))?;
     let payload: Payload = match index.load_metas().map_err(|e| err(e.to_string()))?.payload {
-        Some(text) => serde_json::from_str(&text).map_err(|e| err(format!("unreadable checkpoint in the last commit: {e}")))?,
+        Some(text) => serde_json::from_str(&text)
+            .map_err(|e| err(format!("unreadable checkpoint in the last commit: {e}")))?,
         None => Payload::default(),
     };
-    let checkpoint = payload.positions.into_iter().map(|(t, p, o)| ((t, p), o)).collect();
-    let search = SearchIndex { index, reader, fields };
-    Ok((IndexProjection { search: search.clone(), writer, checkpoint }, search))
+    let checkpoint = payload
+        .positions
+        .into_iter()
+        .map(|(t, p, o)| ((t, p), o))
+        .collect();
+    let search = SearchIndex {
+        index,
+        reader,
+        fields,
+    };
+    Ok((
+        IndexProjection {
+            search: search.clone(),
+            writer,
+            checkpoint,
+        },
+        search,
+    ))
 }
 
 impl SearchIndex {
@@ -125,18 +148,27 @@ impl SearchIndex {
         data_type: Option<&str>,
         limit: usize,
     ) -> Result<Vec<Hit>, IndexError> {
-        self.reader.reload().map_err(|e| IndexError::Search(e.to_string()))?;
+        self.reader
+            .reload()
+            .map_err(|e| IndexError::Search(e.to_string()))?;
         let searcher = self.reader.searcher();
         let f = self.fields;
         let mut parser = QueryParser::for_index(&self.index, vec![f.title, f.body]);
         parser.set_conjunction_by_default();
         let (user_query, _errors) = parser.parse_query_lenient(text);
         let term = |field: Field, value: &str| -> Box<dyn Query> {
-            Box::new(TermQuery::new(Term::from_field_text(field, value), IndexRecordOption::Basic))
+            Box::new(TermQuery::new(
+                Term::from_field_text(field, value),
+                IndexRecordOption::Basic,
+            ))
         };
-        let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![(Occur::Must, user_query), (Occur::Must, term(f.live, "1"))];
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> =
+            vec![(Occur::Must, user_query), (Occur::Must, term(f.live, "1"))];
         if let Some(companies) = companies {
-            let any: Vec<(Occur, Box<dyn Query>)> = companies.iter().map(|c| (Occur::Should, term(f.company_id, c))).collect();
+            let any: Vec<(Occur, Box<dyn Query>)> = companies
+                .iter()
+                .map(|c| (Occur::Should, term(f.company_id, c)))
+                .collect();
             clauses.push((Occur::Must, Box::new(BooleanQuery::new(any))));
         }
         if let Some(data_type) = data_type {
@@ -144,12 +176,22 @@ impl SearchIndex {
         }
         let query = BooleanQuery::new(clauses);
         let top = searcher
-            .search(&query, &TopDocs::with_limit(limit.clamp(1, 100)).order_by_score())
+            .search(
+                &query,
+                &TopDocs::with_limit(limit.clamp(1, 100)).order_by_score(),
+            )
             .map_err(|e| IndexError::Search(e.to_string()))?;
         top.into_iter()
             .map(|(score, address)| {
-                let doc: TantivyDocument = searcher.doc(address).map_err(|e| IndexError::Search(e.to_string()))?;
-                let text = |field| doc.get_first(field).and_then(|v| v.as_str()).unwrap_or_default().to_string();
+                let doc: TantivyDocument = searcher
+                    .doc(address)
+                    .map_err(|e| IndexError::Search(e.to_string()))?;
+                let text = |field| {
+                    doc.get_first(field)
+                        .and_then(|v| v.as_str())
+                        .unwrap_or_default()
+                        .to_string()
+                };
                 Ok(Hit {
                     company_id: text(f.company_id),
                     data_type: text(f.data_type),
@@ -163,25 +205,40 @@ impl SearchIndex {
 
     /// Live documents of one company and data type.
     pub fn count(&self, company_id: &str, data_type: &str) -> Result<usize, IndexError> {
-        self.reader.reload().map_err(|e| IndexError::Search(e.to_string()))?;
+        self.reader
+            .reload()
+            .map_err(|e| IndexError::Search(e.to_string()))?;
         let f = self.fields;
         let term = |field: Field, value: &str| -> Box<dyn Query> {
-            Box::new(TermQuery::new(Term::from_field_text(field, value), IndexRecordOption::Basic))
+            Box::new(TermQuery::new(
+                Term::from_field_text(field, value),
+                IndexRecordOption::Basic,
+            ))
         };
         let query = BooleanQuery::new(vec![
             (Occur::Must, term(f.company_id, company_id)),
             (Occur::Must, term(f.data_type, data_type)),
             (Occur::Must, term(f.live, "1")),
         ]);
-        self.reader.searcher().search(&query, &tantivy::collector::Count).map_err(|e| IndexError::Search(e.to_string()))
+        self.reader
+            .searcher()
+            .search(&query, &tantivy::collector::Count)
+            .map_err(|e| IndexError::Search(e.to_string()))
     }
 
     /// Live record ids of one company and data type, with their versions.
-    pub fn live_versions(&self, company_id: &str, data_type: &str) -> Result<std::collections::BTreeMap<String, i64>, IndexError> {
+    pub fn live_versions(
+        &self,
+        company_id: &str,
+        data_type: &str,
+    ) -> Result<std::collections::BTreeMap<String, i64>, IndexError> {
         let n = self.count(company_id, data_type)?;
         let f = self.fields;
         let term = |field: Field, value: &str| -> Box<dyn Query> {
-            Box::new(TermQuery::new(Term::from_field_text(field, value), IndexRecordOption::Basic))
+            Box::new(TermQuery::new(
+                Term::from_field_text(field, value),
+                IndexRecordOption::Basic,
+            ))
         };
         let query = BooleanQuery::new(vec![
             (Occur::Must, term(f.company_id, company_id)),
@@ -194,9 +251,18 @@ impl SearchIndex {
             .map_err(|e| IndexError::Search(e.to_string()))?;
         top.into_iter()
             .map(|(_, address)| {
-                let doc: TantivyDocument = searcher.doc(address).map_err(|e| IndexError::Search(e.to_string()))?;
-                let id = doc.get_first(f.record_id).and_then(|v| v.as_str()).unwrap_or_default().to_string();
-                let version = doc.get_first(f.modified).and_then(|v| v.as_i64()).unwrap_or_default();
+                let doc: TantivyDocument = searcher
+                    .doc(address)
+                    .map_err(|e| IndexError::Search(e.to_string()))?;
+                let id = doc
+                    .get_first(f.record_id)
+                    .and_then(|v| v.as_str())
+                    .unwrap_or_default()
+                    .to_string();
+                let version = doc
+                    .get_first(f.modified)
+                    .and_then(|v| v.as_i64())
+                    .unwrap_or_default();
                 Ok((id, version))
             })
             .collect()
@@ -205,7 +271,10 @@ impl SearchIndex {
     /// The stored version of `key`, if any (committed documents only).
     fn version_of(&self, key: &str) -> tantivy::Result<Option<i64>> {
         let searcher = self.reader.searcher();
-        let query = TermQuery::new(Term::from_field_text(self.fields.key, key), IndexRecordOption::Basic);
+        let query = TermQuery::new(
+            Term::from_field_text(self.fields.key, key),
+            IndexRecordOption::Basic,
+        );
         let top = searcher.search(&query, &TopDocs::with_limit(1).order_by_score())?;
         match top.first() {
             Some((_, address)) => {
@@ -218,7 +287,11 @@ impl SearchIndex {
 }
 
 fn title_of(event: &Event) -> String {
-    let text = event.record.as_ref().map(|r| r.search_text()).unwrap_or_default();
+    let text = event
+        .record
+        .as_ref()
+        .map(|r| r.search_text())
+        .unwrap_or_default();
     let mut title: String = text.chars().take(120).collect();
     if title.is_empty() {
         title = event.source_record_id.clone();
@@ -238,8 +311,13 @@ impl IndexProjection {
         // Versions written by this batch are not searchable until the commit.
         let mut pending: HashMap<String, i64> = HashMap::new();
         for item in &batch.items {
-            let applied_before = self.checkpoint.get(&(item.topic.clone(), item.partition)).is_some_and(|next| item.offset < *next);
-            let Change::Record(event) = &item.change else { continue };
+            let applied_before = self
+                .checkpoint
+                .get(&(item.topic.clone(), item.partition))
+                .is_some_and(|next| item.offset < *next);
+            let Change::Record(event) = &item.change else {
+                continue;
+            };
             if applied_before {
                 continue;
             }
@@ -253,7 +331,11 @@ impl IndexProjection {
                 continue;
             }
             self.writer.delete_term(Term::from_field_text(f.key, &k));
-            let body = event.record.as_ref().map(|r| r.search_text()).unwrap_or_default();
+            let body = event
+                .record
+                .as_ref()
+                .map(|r| r.search_text())
+                .unwrap_or_default();
             self.writer.add_document(doc!(
                 f.key => k.clone(),
                 f.company_id => event.company_id.clone(),
@@ -271,9 +353,14 @@ impl IndexProjection {
             let entry = next.entry(partition.clone()).or_insert(*offset);
             *entry = (*entry).max(*offset);
         }
-        let payload = Payload { positions: next.iter().map(|((t, p), o)| (t.clone(), *p, *o)).collect() };
+        let payload = Payload {
+            positions: next.iter().map(|((t, p), o)| (t.clone(), *p, *o)).collect(),
+        };
         let mut commit = self.writer.prepare_commit()?;
-        commit.set_payload(&serde_json::to_string(&payload).map_err(|e| tantivy::TantivyError::InternalError(e.to_string()))?);
+        commit.set_payload(
+            &serde_json::to_string(&payload)
+                .map_err(|e| tantivy::TantivyError::InternalError(e.to_string()))?,
+        );
         commit.commit()?;
         self.checkpoint = next;
         Ok(())
@@ -295,7 +382,10 @@ impl Projection for IndexProjection {
         result.map_err(|e| {
             // Drop whatever the failed batch left uncommitted.
             let _ = self.writer.rollback();
-            ProjectionError::Unavailable { projection: PROJECTION.into(), message: e.to_string() }
+            ProjectionError::Unavailable {
+                projection: PROJECTION.into(),
+                message: e.to_string(),
+            }
         })
     }
 }

@@ -15,9 +15,19 @@ impl Harness for Tantivy {
     async fn open(&mut self) -> IndexProjection {
         tributary_index_tantivy::open(self.dir.path()).unwrap().0
     }
-    async fn live(&mut self, projection: &IndexProjection, company: &str, data_type: DataType) -> BTreeMap<String, i64> {
-        projection.search_index().live_versions(company, data_type.as_str()).unwrap()
+    async fn live(
+        &mut self,
+        projection: &IndexProjection,
+        company: &str,
+        data_type: DataType,
+    ) -> BTreeMap<String, i64> {
+        projection
+            .search_index()
+            .live_versions(company, data_type.as_str())
+            .unwrap()
     }
 }
 
-tributary_projector::conformance_suite!(Tantivy { dir: tempfile::tempdir().unwrap() });
+tributary_projector::conformance_suite!(Tantivy {
+    dir: tempfile::tempdir().unwrap()
+});

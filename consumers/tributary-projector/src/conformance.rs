@@ -21,7 +21,12 @@ pub trait Harness: Send {
     /// Opens the projection; called again after the previous one is dropped.
     async fn open(&mut self) -> Self::P;
     /// Live record ids of one company and data type, with their versions.
-    async fn live(&mut self, projection: &Self::P, company: &str, data_type: DataType) -> BTreeMap<String, i64>;
+    async fn live(
+        &mut self,
+        projection: &Self::P,
+        company: &str,
+        data_type: DataType,
+    ) -> BTreeMap<String, i64>;
 }
 
 pub const TOPIC: &str = "tributary.v1.customers";
@@ -54,10 +59,18 @@ pub fn batch(first: i64, events: Vec<Event>) -> Batch {
     let items: Vec<Item> = events
         .into_iter()
         .enumerate()
-        .map(|(i, e)| Item { topic: TOPIC.into(), partition: 0, offset: first + i as i64, change: Change::Record(e) })
+        .map(|(i, e)| Item {
+            topic: TOPIC.into(),
+            partition: 0,
+            offset: first + i as i64,
+            change: Change::Record(e),
+        })
         .collect();
     let next = first + items.len() as i64;
-    Batch { items, positions: Checkpoint::from([((TOPIC.to_string(), 0), next)]) }
+    Batch {
+        items,
+        positions: Checkpoint::from([((TOPIC.to_string(), 0), next)]),
+    }
 }
 
 fn versions(pairs: &[(&str, i64)]) -> BTreeMap<String, i64> {
@@ -66,84 +79,168 @@ fn versions(pairs: &[(&str, i64)]) -> BTreeMap<String, i64> {
 
 pub async fn applies_and_replays_idempotently<H: Harness>(mut h: H) {
     let mut p = h.open().await;
-    assert!(p.checkpoint().await.unwrap().is_empty(), "a new projection has no checkpoint");
-    let b = batch(0, vec![
-        customer("a", "c1", 10, false, "Ridgeway Bakery"),
-        customer("a", "c2", 10, false, "Harbour Joinery"),
-        customer("a", "c3", 10, true, "Gone Ltd"),
-        customer("b", "c1", 10, false, "Other company"),
-    ]);
+    assert!(
+        p.checkpoint().await.unwrap().is_empty(),
+        "a new projection has no checkpoint"
+    );
+    let b = batch(
+        0,
+        vec![
+            customer("a", "c1", 10, false, "Ridgeway Bakery"),
+            customer("a", "c2", 10, false, "Harbour Joinery"),
+            customer("a", "c3", 10, true, "Gone Ltd"),
+            customer("b", "c1", 10, false, "Other company"),
+        ],
+    );
     p.apply(&b).await.unwrap();
     let expected = versions(&[("c1", 10), ("c2", 10)]);
     assert_eq!(h.live(&p, "a", DataType::Customer).await, expected);
-    assert_eq!(h.live(&p, "b", DataType::Customer).await, versions(&[("c1", 10)]));
+    assert_eq!(
+        h.live(&p, "b", DataType::Customer).await,
+        versions(&[("c1", 10)])
+    );
     assert_eq!(p.checkpoint().await.unwrap(), b.positions);
     p.apply(&b).await.unwrap();
-    assert_eq!(h.live(&p, "a", DataType::Customer).await, expected, "replaying a batch changes nothing");
+    assert_eq!(
+        h.live(&p, "a", DataType::Customer).await,
+        expected,
+        "replaying a batch changes nothing"
+    );
     assert_eq!(p.checkpoint().await.unwrap(), b.positions);
 }
 
 pub async fn ignores_older_and_equal_versions<H: Harness>(mut h: H) {
     let mut p = h.open().await;
-    p.apply(&batch(0, vec![customer("a", "c1", 20, false, "v20")])).await.unwrap();
-    p.apply(&batch(1, vec![customer("a", "c1", 10, false, "v10"), customer("a", "c1", 20, true, "v20 again")]))
+    p.apply(&batch(0, vec![customer("a", "c1", 20, false, "v20")]))
         .await
         .unwrap();
-    assert_eq!(h.live(&p, "a", DataType::Customer).await, versions(&[("c1", 20)]));
-    p.apply(&batch(3, vec![customer("a", "c1", 30, false, "v30")])).await.unwrap();
-    assert_eq!(h.live(&p, "a", DataType::Customer).await, versions(&[("c1", 30)]), "a newer version wins");
-    assert_eq!(p.checkpoint().await.unwrap(), Checkpoint::from([((TOPIC.to_string(), 0), 4)]));
+    p.apply(&batch(
+        1,
+        vec![
+            customer("a", "c1", 10, false, "v10"),
+            customer("a", "c1", 20, true, "v20 again"),
+        ],
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        h.live(&p, "a", DataType::Customer).await,
+        versions(&[("c1", 20)])
+    );
+    p.apply(&batch(3, vec![customer("a", "c1", 30, false, "v30")]))
+        .await
+        .unwrap();
+    assert_eq!(
+        h.live(&p, "a", DataType::Customer).await,
+        versions(&[("c1", 30)]),
+        "a newer version wins"
+    );
+    assert_eq!(
+        p.checkpoint().await.unwrap(),
+        Checkpoint::from([((TOPIC.to_string(), 0), 4)])
+    );
 }
 
 pub async fn deletes_stick_against_older_versions<H: Harness>(mut h: H) {
     let mut p = h.open().await;
-    p.apply(&batch(0, vec![customer("a", "c1", 10, false, "v10"), customer("a", "c1", 20, true, "deleted")]))
+    p.apply(&batch(
+        0,
+        vec![
+            customer("a", "c1", 10, false, "v10"),
+            customer("a", "c1", 20, true, "deleted"),
+        ],
+    ))
+    .await
+    .unwrap();
+    assert!(h.live(&p, "a", DataType::Customer).await.is_empty());
+    p.apply(&batch(2, vec![customer("a", "c1", 10, false, "late v10")]))
         .await
         .unwrap();
-    assert!(h.live(&p, "a", DataType::Customer).await.is_empty());
-    p.apply(&batch(2, vec![customer("a", "c1", 10, false, "late v10")])).await.unwrap();
-    assert!(h.live(&p, "a", DataType::Customer).await.is_empty(), "a late older version must not undelete");
-    p.apply(&batch(3, vec![customer("a", "c1", 25, false, "recreated")])).await.unwrap();
-    assert_eq!(h.live(&p, "a", DataType::Customer).await, versions(&[("c1", 25)]));
+    assert!(
+        h.live(&p, "a", DataType::Customer).await.is_empty(),
+        "a late older version must not undelete"
+    );
+    p.apply(&batch(3, vec![customer("a", "c1", 25, false, "recreated")]))
+        .await
+        .unwrap();
+    assert_eq!(
+        h.live(&p, "a", DataType::Customer).await,
+        versions(&[("c1", 25)])
+    );
 }
 
 pub async fn resumes_from_its_checkpoint_after_restart<H: Harness>(mut h: H) {
-    let first = batch(0, vec![customer("a", "c1", 10, false, "one"), customer("a", "c2", 10, false, "two")]);
+    let first = batch(
+        0,
+        vec![
+            customer("a", "c1", 10, false, "one"),
+            customer("a", "c2", 10, false, "two"),
+        ],
+    );
     {
         let mut p = h.open().await;
         p.apply(&first).await.unwrap();
     }
     let mut p = h.open().await;
-    assert_eq!(p.checkpoint().await.unwrap(), first.positions, "the checkpoint survives a restart");
-    assert_eq!(h.live(&p, "a", DataType::Customer).await, versions(&[("c1", 10), ("c2", 10)]));
+    assert_eq!(
+        p.checkpoint().await.unwrap(),
+        first.positions,
+        "the checkpoint survives a restart"
+    );
+    assert_eq!(
+        h.live(&p, "a", DataType::Customer).await,
+        versions(&[("c1", 10), ("c2", 10)])
+    );
     // A batch that starts below the checkpoint: offsets 0 and 1 were applied
     // before, so only offset 2 may take effect, whatever 0 and 1 say now.
-    let overlapping = batch(0, vec![
-        customer("a", "c1", 99, true, "would delete"),
-        customer("a", "c9", 99, false, "would add"),
-        customer("a", "c3", 10, false, "new"),
-    ]);
+    let overlapping = batch(
+        0,
+        vec![
+            customer("a", "c1", 99, true, "would delete"),
+            customer("a", "c9", 99, false, "would add"),
+            customer("a", "c3", 10, false, "new"),
+        ],
+    );
     p.apply(&overlapping).await.unwrap();
-    assert_eq!(h.live(&p, "a", DataType::Customer).await, versions(&[("c1", 10), ("c2", 10), ("c3", 10)]));
-    assert_eq!(p.checkpoint().await.unwrap(), Checkpoint::from([((TOPIC.to_string(), 0), 3)]));
+    assert_eq!(
+        h.live(&p, "a", DataType::Customer).await,
+        versions(&[("c1", 10), ("c2", 10), ("c3", 10)])
+    );
+    assert_eq!(
+        p.checkpoint().await.unwrap(),
+        Checkpoint::from([((TOPIC.to_string(), 0), 3)])
+    );
 }
 
 pub async fn keeps_partitions_apart<H: Harness>(mut h: H) {
     let mut p = h.open().await;
     let mut b = batch(5, vec![customer("a", "c1", 10, false, "p0")]);
-    b.items.push(Item { topic: TOPIC.into(), partition: 1, offset: 0, change: Change::Record(customer("b", "c1", 10, false, "p1")) });
+    b.items.push(Item {
+        topic: TOPIC.into(),
+        partition: 1,
+        offset: 0,
+        change: Change::Record(customer("b", "c1", 10, false, "p1")),
+    });
     b.positions.insert((TOPIC.to_string(), 1), 1);
     p.apply(&b).await.unwrap();
     let expected = Checkpoint::from([((TOPIC.to_string(), 0), 6), ((TOPIC.to_string(), 1), 1)]);
     assert_eq!(p.checkpoint().await.unwrap(), expected);
     // A later batch that touches only partition 1 leaves partition 0's position alone.
     let mut later = Batch::default();
-    later.items.push(Item { topic: TOPIC.into(), partition: 1, offset: 1, change: Change::Record(customer("b", "c2", 10, false, "p1")) });
+    later.items.push(Item {
+        topic: TOPIC.into(),
+        partition: 1,
+        offset: 1,
+        change: Change::Record(customer("b", "c2", 10, false, "p1")),
+    });
     later.positions.insert((TOPIC.to_string(), 1), 2);
     p.apply(&later).await.unwrap();
     let expected = Checkpoint::from([((TOPIC.to_string(), 0), 6), ((TOPIC.to_string(), 1), 2)]);
     assert_eq!(p.checkpoint().await.unwrap(), expected);
-    assert_eq!(h.live(&p, "b", DataType::Customer).await, versions(&[("c1", 10), ("c2", 10)]));
+    assert_eq!(
+        h.live(&p, "b", DataType::Customer).await,
+        versions(&[("c1", 10), ("c2", 10)])
+    );
 }
 
 /// Runs the whole suite against a backend: `$harness` is an expression that

@@ -26,6 +26,7 @@ use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use schema_registry_converter::async_impl::avro::AvroDecoder;
 use schema_registry_converter::async_impl::schema_registry::SrSettings;
 use tokio::sync::watch;
+use tracing::Instrument;
 use tributary_schemas::{DataType, Event, SyncRunEvent};
 
 /// A topic partition.
@@ -108,21 +109,37 @@ pub struct Decoder {
 
 impl Decoder {
     pub fn new(registry_url: &str) -> Self {
-        Decoder { inner: AvroDecoder::new(SrSettings::new(registry_url.trim_end_matches('/').to_string())) }
+        Decoder {
+            inner: AvroDecoder::new(SrSettings::new(
+                registry_url.trim_end_matches('/').to_string(),
+            )),
+        }
     }
 
     /// Decodes one message of `topic`.
     pub async fn decode(&self, topic: &str, payload: Option<&[u8]>) -> Result<Change, String> {
         let payload = payload.ok_or("message has no value")?;
         if payload.len() < 5 || payload[0] != 0 {
-            return Err(format!("not in the Confluent wire format ({} bytes)", payload.len()));
+            return Err(format!(
+                "not in the Confluent wire format ({} bytes)",
+                payload.len()
+            ));
         }
-        let decoded = self.inner.decode(Some(payload)).await.map_err(|e| e.to_string())?;
+        let decoded = self
+            .inner
+            .decode(Some(payload))
+            .await
+            .map_err(|e| e.to_string())?;
         if topic == SyncRunEvent::topic() {
-            return SyncRunEvent::from_avro(&decoded.value).map(Change::SyncRun).map_err(|e| e.to_string());
+            return SyncRunEvent::from_avro(&decoded.value)
+                .map(Change::SyncRun)
+                .map_err(|e| e.to_string());
         }
-        let data_type = DataType::from_topic(topic).ok_or_else(|| format!("unknown topic {topic}"))?;
-        Event::from_avro(data_type, &decoded.value).map(Change::Record).map_err(|e| e.to_string())
+        let data_type =
+            DataType::from_topic(topic).ok_or_else(|| format!("unknown topic {topic}"))?;
+        Event::from_avro(data_type, &decoded.value)
+            .map(Change::Record)
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -143,8 +160,11 @@ pub async fn run<P: Projection>(
     if config.get("fetch.wait.max.ms").is_none() {
         config.set("fetch.wait.max.ms", "50");
     }
-    let consumer: Arc<StreamConsumer> =
-        Arc::new(config.create().map_err(|e| ProjectorError::Kafka(format!("create consumer: {e}")))?);
+    let consumer: Arc<StreamConsumer> = Arc::new(
+        config
+            .create()
+            .map_err(|e| ProjectorError::Kafka(format!("create consumer: {e}")))?,
+    );
     let partitions = partitions_of(&consumer, &settings.topics).await?;
     let checkpoint = loop {
         match projection.checkpoint().await {
@@ -167,38 +187,61 @@ pub async fn run<P: Projection>(
             .add_partition_offset(topic, *partition, offset)
             .map_err(|e| ProjectorError::Kafka(format!("assign {topic}/{partition}: {e}")))?;
     }
-    consumer.assign(&assignment).map_err(|e| ProjectorError::Kafka(format!("assign: {e}")))?;
-    tracing::info!(projection = name, partitions = partitions.len(), resumed = checkpoint.len(), "projector started");
+    consumer
+        .assign(&assignment)
+        .map_err(|e| ProjectorError::Kafka(format!("assign: {e}")))?;
+    tracing::info!(
+        projection = name,
+        partitions = partitions.len(),
+        resumed = checkpoint.len(),
+        "projector started"
+    );
 
     let decoder = Decoder::new(registry_url);
     let mut positions = checkpoint;
     let mut last_lag = Instant::now();
     loop {
-        let Some(batch) = next_batch(&consumer, &decoder, &settings, &mut shutdown, name).await? else {
+        let Some(batch) = next_batch(&consumer, &decoder, &settings, &mut shutdown, name).await?
+        else {
             return Ok(());
         };
         if batch.positions.is_empty() {
             continue;
         }
         let started = Instant::now();
-        loop {
-            match projection.apply(&batch).await {
-                Ok(()) => break,
-                Err(e @ ProjectionError::Fatal { .. }) => return Err(e.into()),
-                Err(e) => {
-                    metrics::error(name, "apply", &e.to_string());
-                    // Never skip a batch: retry it until the store is back.
-                    if wait_or_shutdown(&mut shutdown, Duration::from_secs(1)).await {
-                        return Ok(());
-                    }
-                }
-            }
+        let span = tracing::info_span!("apply", projection = name, items = batch.items.len(), positions = ?batch.positions);
+        if !apply_until_done(&mut projection, &batch, &mut shutdown)
+            .instrument(span)
+            .await?
+        {
+            return Ok(());
         }
         metrics::applied(name, batch.items.len(), started.elapsed().as_secs_f64());
         positions.extend(batch.positions.clone());
         if last_lag.elapsed() > Duration::from_secs(5) {
             last_lag = Instant::now();
             record_lag(&consumer, name, &positions).await;
+        }
+    }
+}
+
+/// Applies `batch`, retrying while the store is unavailable: a batch is
+/// never skipped. False when shutdown came first.
+async fn apply_until_done<P: Projection>(
+    projection: &mut P,
+    batch: &Batch,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<bool, ProjectorError> {
+    loop {
+        match projection.apply(batch).await {
+            Ok(()) => return Ok(true),
+            Err(e @ ProjectionError::Fatal { .. }) => return Err(e.into()),
+            Err(e) => {
+                metrics::error(projection.name(), "apply", &e.to_string());
+                if wait_or_shutdown(shutdown, Duration::from_secs(1)).await {
+                    return Ok(false);
+                }
+            }
         }
     }
 }
@@ -230,24 +273,42 @@ async fn next_batch(
     let mut next = Some(first);
     while let Some(received) = next {
         let message = received.map_err(|e| ProjectorError::Kafka(format!("receive: {e}")))?;
-        let (topic, partition, offset) = (message.topic().to_string(), message.partition(), message.offset());
+        let (topic, partition, offset) = (
+            message.topic().to_string(),
+            message.partition(),
+            message.offset(),
+        );
         match decoder.decode(&topic, message.payload()).await {
-            Ok(change) => batch.items.push(Item { topic: topic.clone(), partition, offset, change }),
+            Ok(change) => batch.items.push(Item {
+                topic: topic.clone(),
+                partition,
+                offset,
+                change,
+            }),
             Err(reason) => {
                 // The message stays in Kafka at this offset; the log names it.
-                metrics::error(name, "decode", &format!("{topic}/{partition}@{offset}: {reason}"));
+                metrics::error(
+                    name,
+                    "decode",
+                    &format!("{topic}/{partition}@{offset}: {reason}"),
+                );
             }
         }
         batch.positions.insert((topic, partition), offset + 1);
         if batch.items.len() >= settings.batch_size {
             break;
         }
-        next = tokio::time::timeout_at(deadline, consumer.recv()).await.ok();
+        next = tokio::time::timeout_at(deadline, consumer.recv())
+            .await
+            .ok();
     }
     Ok(Some(batch))
 }
 
-async fn partitions_of(consumer: &Arc<StreamConsumer>, topics: &[String]) -> Result<Vec<Partition>, ProjectorError> {
+async fn partitions_of(
+    consumer: &Arc<StreamConsumer>,
+    topics: &[String],
+) -> Result<Vec<Partition>, ProjectorError> {
     let consumer = Arc::clone(consumer);
     let topics = topics.to_vec();
     tokio::task::spawn_blocking(move || {
@@ -276,11 +337,39 @@ async fn record_lag(consumer: &Arc<StreamConsumer>, name: &'static str, position
     let _ = tokio::task::spawn_blocking(move || {
         let mut lag = 0i64;
         for ((topic, partition), next) in &positions {
-            if let Ok((_, high)) = consumer.fetch_watermarks(topic, *partition, Duration::from_secs(2)) {
+            if let Ok((_, high)) =
+                consumer.fetch_watermarks(topic, *partition, Duration::from_secs(2))
+            {
                 lag += (high - next).max(0);
             }
         }
         metrics::lag(name, lag);
     })
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn refuses_what_is_not_the_confluent_wire_format() {
+        // No registry is reachable: these must fail before asking it.
+        let decoder = Decoder::new("http://127.0.0.1:1");
+        let topic = DataType::Invoice.topic();
+        for (payload, words) in [
+            (None, "no value"),
+            (
+                Some(&b"\x00\x00\x01"[..]),
+                "not in the Confluent wire format (3 bytes)",
+            ),
+            (
+                Some(&b"{\"json\": true}"[..]),
+                "not in the Confluent wire format",
+            ),
+        ] {
+            let err = decoder.decode(&topic, payload).await.unwrap_err();
+            assert!(err.contains(words), "{err}");
+        }
+    }
 }

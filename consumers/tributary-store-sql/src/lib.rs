@@ -96,12 +96,18 @@ pub struct SqlStore {
 }
 
 fn unavailable(e: sqlx::Error) -> ProjectionError {
-    ProjectionError::Unavailable { projection: PROJECTION.into(), message: e.to_string() }
+    ProjectionError::Unavailable {
+        projection: PROJECTION.into(),
+        message: e.to_string(),
+    }
 }
 
 impl SqlStore {
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
-        let err = |message: String| StoreError::Open { path: path.display().to_string(), message };
+        let err = |message: String| StoreError::Open {
+            path: path.display().to_string(),
+            message,
+        };
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -114,7 +120,10 @@ impl SqlStore {
             .connect_with(options)
             .await
             .map_err(|e| err(e.to_string()))?;
-        sqlx::migrate!("./migrations").run(&pool).await.map_err(|e| err(e.to_string()))?;
+        sqlx::migrate!("./migrations")
+            .run(&pool)
+            .await
+            .map_err(|e| err(e.to_string()))?;
         Ok(SqlStore { pool })
     }
 
@@ -134,7 +143,9 @@ impl SqlStore {
             }
         }
         for item in &batch.items {
-            let applied_before = stored.get(&(item.topic.clone(), item.partition)).is_some_and(|next| item.offset < *next);
+            let applied_before = stored
+                .get(&(item.topic.clone(), item.partition))
+                .is_some_and(|next| item.offset < *next);
             if applied_before {
                 continue;
             }
@@ -169,7 +180,12 @@ impl SqlStore {
     }
 
     /// One record, deleted or not.
-    pub async fn get(&self, company_id: &str, data_type: &str, id: &str) -> Result<Option<StoredRecord>, StoreError> {
+    pub async fn get(
+        &self,
+        company_id: &str,
+        data_type: &str,
+        id: &str,
+    ) -> Result<Option<StoredRecord>, StoreError> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM records WHERE company_id = ? AND data_type = ? AND record_id = ?"
         )))
@@ -183,7 +199,12 @@ impl SqlStore {
 
     /// Records of one company and data type, oldest version first, so that
     /// following `next_cursor` never skips a record changed meanwhile.
-    pub async fn list(&self, company_id: &str, data_type: &str, query: &ListQuery) -> Result<RecordPage, StoreError> {
+    pub async fn list(
+        &self,
+        company_id: &str,
+        data_type: &str,
+        query: &ListQuery,
+    ) -> Result<RecordPage, StoreError> {
         let (after_modified, after_id) = match query.cursor.as_deref().and_then(parse_cursor) {
             Some((m, id)) => (m, id),
             None => (i64::MIN, String::new()),
@@ -204,14 +225,20 @@ impl SqlStore {
         .bind(limit + 1)
         .fetch_all(&self.pool)
         .await?;
-        let mut records: Vec<StoredRecord> = rows.iter().map(to_record).collect::<Result<_, _>>()?;
+        let mut records: Vec<StoredRecord> =
+            rows.iter().map(to_record).collect::<Result<_, _>>()?;
         let next_cursor = if records.len() as i64 > limit {
             records.truncate(limit as usize);
-            records.last().map(|r| format!("{}:{}", r.source_modified_at.millis(), r.id))
+            records
+                .last()
+                .map(|r| format!("{}:{}", r.source_modified_at.millis(), r.id))
         } else {
             None
         };
-        Ok(RecordPage { records, next_cursor })
+        Ok(RecordPage {
+            records,
+            next_cursor,
+        })
     }
 
     /// Record counts and sync outcomes per data type of one company.
@@ -256,7 +283,13 @@ impl SqlStore {
             };
             match out.iter_mut().find(|s| s.data_type == data_type) {
                 Some(entry) => entry.syncs.push(status),
-                None => out.push(DataTypeStatus { data_type, records: 0, deleted: 0, last_modified_at: None, syncs: vec![status] }),
+                None => out.push(DataTypeStatus {
+                    data_type,
+                    records: 0,
+                    deleted: 0,
+                    last_modified_at: None,
+                    syncs: vec![status],
+                }),
             }
         }
         out.sort_by(|a, b| a.data_type.cmp(&b.data_type));
@@ -265,7 +298,11 @@ impl SqlStore {
 
     /// Every live record of one company and data type, keyed by id: for
     /// checks against a source of truth.
-    pub async fn live_records(&self, company_id: &str, data_type: &str) -> Result<Vec<StoredRecord>, StoreError> {
+    pub async fn live_records(
+        &self,
+        company_id: &str,
+        data_type: &str,
+    ) -> Result<Vec<StoredRecord>, StoreError> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM records WHERE company_id = ? AND data_type = ? AND deleted = 0 ORDER BY record_id"
         )))
@@ -277,8 +314,7 @@ impl SqlStore {
     }
 }
 
-const COLUMNS: &str =
-    "company_id, data_type, record_id, connection_id, source, event_id, source_modified_at, fetched_at, deleted, data";
+const COLUMNS: &str = "company_id, data_type, record_id, connection_id, source, event_id, source_modified_at, fetched_at, deleted, data";
 
 fn to_record(r: &sqlx::sqlite::SqliteRow) -> Result<StoredRecord, StoreError> {
     let id: String = r.get(2);
@@ -308,7 +344,9 @@ fn parse_cursor(cursor: &str) -> Option<(i64, String)> {
 
 async fn upsert_record(tx: &mut sqlx::SqliteConnection, event: &Event) -> Result<(), sqlx::Error> {
     let data = match &event.record {
-        Some(record) => Some(serde_json::to_string(record).map_err(|e| sqlx::Error::Encode(Box::new(e)))?),
+        Some(record) => {
+            Some(serde_json::to_string(record).map_err(|e| sqlx::Error::Encode(Box::new(e)))?)
+        }
         None => None,
     };
     // The WHERE guards the version: only a newer one replaces the row.
@@ -336,7 +374,10 @@ async fn upsert_record(tx: &mut sqlx::SqliteConnection, event: &Event) -> Result
     Ok(())
 }
 
-async fn upsert_sync_run(tx: &mut sqlx::SqliteConnection, run: &SyncRunEvent) -> Result<(), sqlx::Error> {
+async fn upsert_sync_run(
+    tx: &mut sqlx::SqliteConnection,
+    run: &SyncRunEvent,
+) -> Result<(), sqlx::Error> {
     let succeeded = run.status == "succeeded";
     sqlx::query(
         "INSERT INTO sync_status (company_id, data_type, connection_id, source, last_run_id, last_started_at, last_finished_at, \
@@ -374,12 +415,13 @@ impl Projection for SqlStore {
     }
 
     async fn checkpoint(&mut self) -> Result<Checkpoint, ProjectionError> {
-        let rows: Vec<(String, i32, i64)> =
-            sqlx::query_as("SELECT topic, partition, next_offset FROM checkpoints WHERE projection = ?")
-                .bind(PROJECTION)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(unavailable)?;
+        let rows: Vec<(String, i32, i64)> = sqlx::query_as(
+            "SELECT topic, partition, next_offset FROM checkpoints WHERE projection = ?",
+        )
+        .bind(PROJECTION)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
         Ok(rows.into_iter().map(|(t, p, o)| ((t, p), o)).collect())
     }
 

@@ -13,12 +13,27 @@ struct Sqlite {
 impl Harness for Sqlite {
     type P = SqlStore;
     async fn open(&mut self) -> SqlStore {
-        SqlStore::open(&self.dir.path().join("store.db")).await.unwrap()
+        SqlStore::open(&self.dir.path().join("store.db"))
+            .await
+            .unwrap()
     }
-    async fn live(&mut self, store: &SqlStore, company: &str, data_type: DataType) -> BTreeMap<String, i64> {
-        let records = store.live_records(company, data_type.as_str()).await.unwrap();
-        records.into_iter().map(|r| (r.id, r.source_modified_at.millis())).collect()
+    async fn live(
+        &mut self,
+        store: &SqlStore,
+        company: &str,
+        data_type: DataType,
+    ) -> BTreeMap<String, i64> {
+        let records = store
+            .live_records(company, data_type.as_str())
+            .await
+            .unwrap();
+        records
+            .into_iter()
+            .map(|r| (r.id, r.source_modified_at.millis()))
+            .collect()
     }
 }
 
-tributary_projector::conformance_suite!(Sqlite { dir: tempfile::tempdir().unwrap() });
+tributary_projector::conformance_suite!(Sqlite {
+    dir: tempfile::tempdir().unwrap()
+});

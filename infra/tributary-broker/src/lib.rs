@@ -28,13 +28,23 @@ pub enum BrokerError {
     )]
     NotInstalled,
     #[error("cannot create broker data directory {path}: {source}")]
-    DataDir { path: String, source: std::io::Error },
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("cannot start local broker {binary}: {source}")]
-    Spawn { binary: String, source: std::io::Error },
+    Spawn {
+        binary: String,
+        source: std::io::Error,
+    },
     #[error("local broker exited before it was ready ({status}); see {log}")]
     Exited { status: String, log: String },
     #[error("local broker did not accept connections on {address} within {seconds}s; see {log}")]
-    NotReady { address: String, seconds: u64, log: String },
+    NotReady {
+        address: String,
+        seconds: u64,
+        log: String,
+    },
     #[error("kafka admin on {bootstrap}: {message}")]
     Admin { bootstrap: String, message: String },
 }
@@ -43,7 +53,11 @@ pub enum BrokerError {
 /// then cargo's install directory.
 pub fn find_tansu(configured: Option<&Path>) -> Result<PathBuf, BrokerError> {
     if let Some(path) = configured {
-        return if path.is_file() { Ok(path.to_path_buf()) } else { Err(BrokerError::NotInstalled) };
+        return if path.is_file() {
+            Ok(path.to_path_buf())
+        } else {
+            Err(BrokerError::NotInstalled)
+        };
     }
     let mut candidates: Vec<PathBuf> = Vec::new();
     if let Some(path) = std::env::var_os("TRIBUTARY_TANSU_BIN") {
@@ -52,10 +66,15 @@ pub fn find_tansu(configured: Option<&Path>) -> Result<PathBuf, BrokerError> {
     if let Some(paths) = std::env::var_os("PATH") {
         candidates.extend(std::env::split_paths(&paths).map(|p| p.join("tansu")));
     }
-    if let Some(home) = std::env::var_os("CARGO_HOME").or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo").into())) {
+    if let Some(home) = std::env::var_os("CARGO_HOME")
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo").into()))
+    {
         candidates.push(Path::new(&home).join("bin").join("tansu"));
     }
-    candidates.into_iter().find(|p| p.is_file()).ok_or(BrokerError::NotInstalled)
+    candidates
+        .into_iter()
+        .find(|p| p.is_file())
+        .ok_or(BrokerError::NotInstalled)
 }
 
 /// A Tansu broker running as our child process.
@@ -69,18 +88,26 @@ impl LocalBroker {
     /// Starts Tansu on `127.0.0.1:port` with its SQLite database in
     /// `data_dir`, and waits until it accepts connections.
     pub fn start(binary: &Path, data_dir: &Path, port: u16) -> Result<LocalBroker, BrokerError> {
-        std::fs::create_dir_all(data_dir)
-            .map_err(|source| BrokerError::DataDir { path: data_dir.display().to_string(), source })?;
+        std::fs::create_dir_all(data_dir).map_err(|source| BrokerError::DataDir {
+            path: data_dir.display().to_string(),
+            source,
+        })?;
         let address = format!("127.0.0.1:{port}");
         let log = data_dir.join("broker.log");
         let log_file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&log)
-            .map_err(|source| BrokerError::DataDir { path: log.display().to_string(), source })?;
+            .map_err(|source| BrokerError::DataDir {
+                path: log.display().to_string(),
+                source,
+            })?;
         let log_err = log_file
             .try_clone()
-            .map_err(|source| BrokerError::DataDir { path: log.display().to_string(), source })?;
+            .map_err(|source| BrokerError::DataDir {
+                path: log.display().to_string(),
+                source,
+            })?;
         let mut command = Command::new(binary);
         command
             // Tansu resolves a sqlite:// path against its working directory.
@@ -94,10 +121,15 @@ impl LocalBroker {
             .stdout(Stdio::from(log_file))
             .stderr(Stdio::from(log_err));
         die_with_parent(&mut command);
-        let child = command
-            .spawn()
-            .map_err(|source| BrokerError::Spawn { binary: binary.display().to_string(), source })?;
-        let mut broker = LocalBroker { child, address, log };
+        let child = command.spawn().map_err(|source| BrokerError::Spawn {
+            binary: binary.display().to_string(),
+            source,
+        })?;
+        let mut broker = LocalBroker {
+            child,
+            address,
+            log,
+        };
         broker.wait_ready(Duration::from_secs(30))?;
         tracing::info!(address = %broker.address, "local broker ready");
         Ok(broker)
@@ -107,7 +139,10 @@ impl LocalBroker {
         let start = Instant::now();
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
-                return Err(BrokerError::Exited { status: status.to_string(), log: self.log.display().to_string() });
+                return Err(BrokerError::Exited {
+                    status: status.to_string(),
+                    log: self.log.display().to_string(),
+                });
             }
             if TcpStream::connect(&self.address).is_ok() {
                 return Ok(());
@@ -189,47 +224,76 @@ pub async fn ensure_topics(
     replication: i32,
 ) -> Result<(), BrokerError> {
     let bootstrap = client.get("bootstrap.servers").unwrap_or("?").to_string();
-    let admin_err = |message: String| BrokerError::Admin { bootstrap: bootstrap.clone(), message };
-    let admin: AdminClient<DefaultClientContext> = client.create().map_err(|e| admin_err(e.to_string()))?;
+    let admin_err = |message: String| BrokerError::Admin {
+        bootstrap: bootstrap.clone(),
+        message,
+    };
+    let admin: AdminClient<DefaultClientContext> =
+        client.create().map_err(|e| admin_err(e.to_string()))?;
     let new_topics: Vec<NewTopic> = topics
         .iter()
         .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(replication)))
         .collect();
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-    let results = admin.create_topics(&new_topics, &options).await.map_err(|e| admin_err(e.to_string()))?;
+    let results = admin
+        .create_topics(&new_topics, &options)
+        .await
+        .map_err(|e| admin_err(e.to_string()))?;
     for result in results {
         match result {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((topic, code)) => return Err(admin_err(format!("cannot create topic {topic}: {code}"))),
+            Err((topic, code)) => {
+                return Err(admin_err(format!("cannot create topic {topic}: {code}")));
+            }
         }
     }
-    let missing = topic_partitions(client, topics).await?.into_iter().filter(|(_, n)| *n == 0).collect::<Vec<_>>();
+    let missing = topic_partitions(client, topics)
+        .await?
+        .into_iter()
+        .filter(|(_, n)| *n == 0)
+        .collect::<Vec<_>>();
     if !missing.is_empty() {
-        return Err(admin_err(format!("topics missing after creation: {missing:?}")));
+        return Err(admin_err(format!(
+            "topics missing after creation: {missing:?}"
+        )));
     }
     Ok(())
 }
 
 /// The partition count of each topic (0 when the broker does not know it).
-pub async fn topic_partitions(client: &ClientConfig, topics: &[String]) -> Result<Vec<(String, i32)>, BrokerError> {
+pub async fn topic_partitions(
+    client: &ClientConfig,
+    topics: &[String],
+) -> Result<Vec<(String, i32)>, BrokerError> {
     let bootstrap = client.get("bootstrap.servers").unwrap_or("?").to_string();
     let client = client.clone();
     let topics = topics.to_vec();
     tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer = client
-            .create()
-            .map_err(|e| BrokerError::Admin { bootstrap: bootstrap.clone(), message: e.to_string() })?;
+        let consumer: BaseConsumer = client.create().map_err(|e| BrokerError::Admin {
+            bootstrap: bootstrap.clone(),
+            message: e.to_string(),
+        })?;
         let metadata = consumer
             .fetch_metadata(None, Duration::from_secs(10))
-            .map_err(|e| BrokerError::Admin { bootstrap: bootstrap.clone(), message: format!("metadata: {e}") })?;
+            .map_err(|e| BrokerError::Admin {
+                bootstrap: bootstrap.clone(),
+                message: format!("metadata: {e}"),
+            })?;
         Ok(topics
             .iter()
             .map(|t| {
-                let n = metadata.topics().iter().find(|m| m.name() == t).map_or(0, |m| m.partitions().len() as i32);
+                let n = metadata
+                    .topics()
+                    .iter()
+                    .find(|m| m.name() == t)
+                    .map_or(0, |m| m.partitions().len() as i32);
                 (t.clone(), n)
             })
             .collect())
     })
     .await
-    .map_err(|e| BrokerError::Admin { bootstrap: "?".into(), message: e.to_string() })?
+    .map_err(|e| BrokerError::Admin {
+        bootstrap: "?".into(),
+        message: e.to_string(),
+    })?
 }

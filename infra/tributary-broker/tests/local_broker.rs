@@ -6,7 +6,11 @@ use rdkafka::ClientConfig;
 use tributary_broker::{LocalBroker, ensure_topics, find_tansu, topic_partitions};
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 #[tokio::test]
@@ -25,13 +29,21 @@ async fn starts_creates_topics_and_keeps_them_across_restarts() {
 
     let broker = LocalBroker::start(&tansu, dir.path(), port).unwrap();
     let found = topic_partitions(&client, &topics).await.unwrap();
-    assert_eq!(found, vec![("t.one".to_string(), 3), ("t.two".to_string(), 3)]);
+    assert_eq!(
+        found,
+        vec![("t.one".to_string(), 3), ("t.two".to_string(), 3)]
+    );
     drop(broker);
-    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err(), "dropping the handle stops the broker");
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "dropping the handle stops the broker"
+    );
 }
 
 #[test]
 fn a_missing_binary_says_how_to_install_it() {
-    let err = find_tansu(Some(std::path::Path::new("/nonexistent/tansu"))).err().unwrap();
+    let err = find_tansu(Some(std::path::Path::new("/nonexistent/tansu")))
+        .err()
+        .unwrap();
     assert!(err.to_string().contains("cargo install tansu"), "{err}");
 }

@@ -14,9 +14,15 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("config file {path} is not valid TOML: {source}")]
-    Parse { path: String, source: toml::de::Error },
+    Parse {
+        path: String,
+        source: toml::de::Error,
+    },
     #[error("invalid configuration ({origin}): {message}")]
     Invalid { origin: String, message: String },
 }
@@ -113,7 +119,10 @@ pub struct LocalBrokerConfig {
 
 impl Default for LocalBrokerConfig {
     fn default() -> Self {
-        LocalBrokerConfig { port: 9092, tansu_binary: None }
+        LocalBrokerConfig {
+            port: 9092,
+            tansu_binary: None,
+        }
     }
 }
 
@@ -128,7 +137,10 @@ pub struct RegistryConfig {
 
 impl Default for RegistryConfig {
     fn default() -> Self {
-        RegistryConfig { url: String::new(), port: 8081 }
+        RegistryConfig {
+            url: String::new(),
+            port: 8081,
+        }
     }
 }
 
@@ -140,7 +152,9 @@ pub struct ApiConfig {
 
 impl Default for ApiConfig {
     fn default() -> Self {
-        ApiConfig { listen: "127.0.0.1:8080".into() }
+        ApiConfig {
+            listen: "127.0.0.1:8080".into(),
+        }
     }
 }
 
@@ -194,7 +208,13 @@ pub struct SyncConfig {
 
 impl Default for SyncConfig {
     fn default() -> Self {
-        SyncConfig { interval_secs: 15, page_size: 100, max_attempts: 5, retry_base_ms: 500, concurrency: 4 }
+        SyncConfig {
+            interval_secs: 15,
+            page_size: 100,
+            max_attempts: 5,
+            retry_base_ms: 500,
+            concurrency: 4,
+        }
     }
 }
 
@@ -209,7 +229,10 @@ pub struct ProjectorConfig {
 
 impl Default for ProjectorConfig {
     fn default() -> Self {
-        ProjectorConfig { batch_size: 1000, linger_ms: 100 }
+        ProjectorConfig {
+            batch_size: 1000,
+            linger_ms: 100,
+        }
     }
 }
 
@@ -229,20 +252,29 @@ impl Config {
         let mut table = match file {
             Some(path) => {
                 let path_text = path.display().to_string();
-                let text = std::fs::read_to_string(path)
-                    .map_err(|source| ConfigError::Read { path: path_text.clone(), source })?;
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path_text.clone(),
+                    source,
+                })?;
                 text.parse::<toml::Table>()
-                    .map_err(|source| ConfigError::Parse { path: path_text, source })?
+                    .map_err(|source| ConfigError::Parse {
+                        path: path_text,
+                        source,
+                    })?
             }
             None => toml::Table::new(),
         };
         let mut overridden = Vec::new();
         for (key, value) in env {
-            let Some(rest) = key.strip_prefix(ENV_PREFIX) else { continue };
+            let Some(rest) = key.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
             let path: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
-            set_path(&mut table, &path, parse_env_value(&value)).map_err(|message| ConfigError::Invalid {
-                origin: key.clone(),
-                message,
+            set_path(&mut table, &path, parse_env_value(&value)).map_err(|message| {
+                ConfigError::Invalid {
+                    origin: key.clone(),
+                    message,
+                }
             })?;
             overridden.push(key);
         }
@@ -254,9 +286,14 @@ impl Config {
         };
         // Deserializing from text (not from the table) makes errors quote the
         // offending line, so they name the key.
-        let config: Config = toml::from_str(&table.to_string())
-            .map_err(|e| ConfigError::Invalid { origin: origin.clone(), message: e.to_string() })?;
-        config.validate().map_err(|message| ConfigError::Invalid { origin, message })?;
+        let config: Config =
+            toml::from_str(&table.to_string()).map_err(|e| ConfigError::Invalid {
+                origin: origin.clone(),
+                message: e.to_string(),
+            })?;
+        config
+            .validate()
+            .map_err(|message| ConfigError::Invalid { origin, message })?;
         Ok(config)
     }
 
@@ -265,7 +302,9 @@ impl Config {
             return Err("kafka.partitions must be at least 1".into());
         }
         if self.sync.page_size == 0 || self.sync.max_attempts == 0 || self.sync.concurrency == 0 {
-            return Err("sync.page_size, sync.max_attempts and sync.concurrency must be at least 1".into());
+            return Err(
+                "sync.page_size, sync.max_attempts and sync.concurrency must be at least 1".into(),
+            );
         }
         if self.projector.batch_size == 0 {
             return Err("projector.batch_size must be at least 1".into());
@@ -275,7 +314,8 @@ impl Config {
 
     /// The configuration as TOML, secrets redacted.
     pub fn to_toml(&self) -> String {
-        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot print configuration: {e}"))
+        toml::to_string_pretty(self)
+            .unwrap_or_else(|e| format!("# cannot print configuration: {e}"))
     }
 }
 
@@ -297,7 +337,9 @@ fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Res
             Ok(())
         }
         [first, rest @ ..] => {
-            let entry = table.entry(first.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            let entry = table
+                .entry(first.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
             match entry {
                 toml::Value::Table(inner) => set_path(inner, rest, value),
                 _ => Err(format!("{first} is not a section")),
@@ -311,24 +353,39 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn layers_apply_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("tributary.toml");
-        std::fs::write(&file, "data_dir = \"/var/lib/t\"\n[api]\nlisten = \"0.0.0.0:1\"\n[sandbox]\ncompanies = 9\n").unwrap();
+        std::fs::write(
+            &file,
+            "data_dir = \"/var/lib/t\"\n[api]\nlisten = \"0.0.0.0:1\"\n[sandbox]\ncompanies = 9\n",
+        )
+        .unwrap();
         let config = Config::load_from(
             Some(&file),
-            env(&[("TRIBUTARY__SANDBOX__COMPANIES", "2"), ("TRIBUTARY__KAFKA__BOOTSTRAP_SERVERS", "k1:9092,k2:9092"), ("OTHER", "x")]),
+            env(&[
+                ("TRIBUTARY__SANDBOX__COMPANIES", "2"),
+                ("TRIBUTARY__KAFKA__BOOTSTRAP_SERVERS", "k1:9092,k2:9092"),
+                ("OTHER", "x"),
+            ]),
         )
         .unwrap();
         assert_eq!(config.data_dir, PathBuf::from("/var/lib/t"));
         assert_eq!(config.api.listen, "0.0.0.0:1");
         assert_eq!(config.sandbox.companies, 2, "environment beats the file");
         assert_eq!(config.kafka.bootstrap_servers, "k1:9092,k2:9092");
-        assert_eq!(config.sync, SyncConfig::default(), "untouched sections keep their defaults");
+        assert_eq!(
+            config.sync,
+            SyncConfig::default(),
+            "untouched sections keep their defaults"
+        );
     }
 
     #[test]
@@ -336,25 +393,43 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("t.toml");
         std::fs::write(&file, "[sandbox]\ncompanys = 3\n").unwrap();
-        let err = Config::load_from(Some(&file), env(&[])).unwrap_err().to_string();
+        let err = Config::load_from(Some(&file), env(&[]))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("companys") && err.contains("t.toml"), "{err}");
-        let err = Config::load_from(None, env(&[("TRIBUTARY__API__LISTN", "x")])).unwrap_err().to_string();
-        assert!(err.contains("listn") && err.contains("TRIBUTARY__API__LISTN"), "{err}");
-        let err = Config::load_from(None, env(&[("TRIBUTARY__SANDBOX__COMPANIES", "many")])).unwrap_err().to_string();
+        let err = Config::load_from(None, env(&[("TRIBUTARY__API__LISTN", "x")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("listn") && err.contains("TRIBUTARY__API__LISTN"),
+            "{err}"
+        );
+        let err = Config::load_from(None, env(&[("TRIBUTARY__SANDBOX__COMPANIES", "many")]))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("companies"), "{err}");
-        let err = Config::load_from(None, env(&[("TRIBUTARY__KAFKA__PARTITIONS", "0")])).unwrap_err().to_string();
+        let err = Config::load_from(None, env(&[("TRIBUTARY__KAFKA__PARTITIONS", "0")]))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("kafka.partitions"), "{err}");
     }
 
     #[test]
     fn broken_files_say_where() {
-        let err = Config::load_from(Some(Path::new("/nonexistent/t.toml")), env(&[])).unwrap_err().to_string();
+        let err = Config::load_from(Some(Path::new("/nonexistent/t.toml")), env(&[]))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("/nonexistent/t.toml"), "{err}");
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("bad.toml");
         std::fs::write(&file, "[api\n").unwrap();
-        let err = Config::load_from(Some(&file), env(&[])).unwrap_err().to_string();
-        assert!(err.contains("bad.toml") && err.contains("not valid TOML"), "{err}");
+        let err = Config::load_from(Some(&file), env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("bad.toml") && err.contains("not valid TOML"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -84,12 +84,14 @@ impl Compatibility {
         };
         for old in against {
             if backward {
-                SchemaCompatibility::can_read(old, new)
-                    .map_err(|e| format!("new schema cannot read data written with an existing one: {e}"))?;
+                SchemaCompatibility::can_read(old, new).map_err(|e| {
+                    format!("new schema cannot read data written with an existing one: {e}")
+                })?;
             }
             if forward {
-                SchemaCompatibility::can_read(new, old)
-                    .map_err(|e| format!("existing schema cannot read data written with the new one: {e}"))?;
+                SchemaCompatibility::can_read(new, old).map_err(|e| {
+                    format!("existing schema cannot read data written with the new one: {e}")
+                })?;
             }
         }
         Ok(())
@@ -105,6 +107,9 @@ fn last(schemas: &[Schema]) -> &[Schema] {
 pub struct Registry {
     pool: SqlitePool,
     default_level: Compatibility,
+    /// Registrations run one at a time: the check against the latest
+    /// version and the insert of the next one must not interleave.
+    registering: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 /// An error answered to the client, in Confluent's shape.
@@ -116,20 +121,36 @@ struct ApiError {
 
 impl ApiError {
     fn new(status: StatusCode, code: u32, message: impl Into<String>) -> Self {
-        ApiError { status, code, message: message.into() }
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
     }
     fn subject_not_found(subject: &str) -> Self {
-        Self::new(StatusCode::NOT_FOUND, 40401, format!("Subject '{subject}' not found."))
+        Self::new(
+            StatusCode::NOT_FOUND,
+            40401,
+            format!("Subject '{subject}' not found."),
+        )
     }
     fn version_not_found(subject: &str, version: &str) -> Self {
-        Self::new(StatusCode::NOT_FOUND, 40402, format!("Version {version} not found for subject '{subject}'."))
+        Self::new(
+            StatusCode::NOT_FOUND,
+            40402,
+            format!("Version {version} not found for subject '{subject}'."),
+        )
     }
     fn schema_not_found() -> Self {
         Self::new(StatusCode::NOT_FOUND, 40403, "Schema not found")
     }
     fn internal(e: impl std::fmt::Display) -> Self {
         tracing::error!(error = %e, "schema registry storage failed");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, 50001, format!("Error in the backend data store: {e}"))
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            50001,
+            format!("Error in the backend data store: {e}"),
+        )
     }
 }
 
@@ -141,12 +162,20 @@ impl From<sqlx::Error> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        reply(self.status, json!({"error_code": self.code, "message": self.message}))
+        reply(
+            self.status,
+            json!({"error_code": self.code, "message": self.message}),
+        )
     }
 }
 
 fn reply(status: StatusCode, body: serde_json::Value) -> Response {
-    (status, [(header::CONTENT_TYPE, CONTENT_TYPE)], body.to_string()).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, CONTENT_TYPE)],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 fn ok(body: serde_json::Value) -> Result<Response, ApiError> {
@@ -168,12 +197,19 @@ impl SchemaRequest {
         let invalid = |m: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, 42201, m);
         match self.schema_type.as_deref() {
             None | Some("AVRO") => {}
-            Some(other) => return Err(invalid(format!("Invalid schema: schema type {other} is not supported, only AVRO"))),
+            Some(other) => {
+                return Err(invalid(format!(
+                    "Invalid schema: schema type {other} is not supported, only AVRO"
+                )));
+            }
         }
         if !self.references.is_empty() {
-            return Err(invalid("Invalid schema: schema references are not supported".into()));
+            return Err(invalid(
+                "Invalid schema: schema references are not supported".into(),
+            ));
         }
-        let schema = Schema::parse_str(&self.schema).map_err(|e| invalid(format!("Invalid schema: {e}")))?;
+        let schema =
+            Schema::parse_str(&self.schema).map_err(|e| invalid(format!("Invalid schema: {e}")))?;
         let compact = serde_json::from_str::<serde_json::Value>(&self.schema)
             .map(|v| v.to_string())
             .map_err(|e| invalid(format!("Invalid schema: {e}")))?;
@@ -198,9 +234,16 @@ impl Registry {
             .max_connections(4)
             .connect_with(options)
             .await
-            .map_err(|source| RegistryError::Open { path: path.display().to_string(), source })?;
+            .map_err(|source| RegistryError::Open {
+                path: path.display().to_string(),
+                source,
+            })?;
         sqlx::migrate!("./migrations").run(&pool).await?;
-        Ok(Registry { pool, default_level })
+        Ok(Registry {
+            pool,
+            default_level,
+            registering: Default::default(),
+        })
     }
 
     /// The REST API, to be served at the registry's root URL.
@@ -215,11 +258,23 @@ impl Registry {
             .route("/subjects/{subject}", post(lookup).delete(delete_subject))
             .route("/subjects/{subject}/versions", get(versions).post(register))
             .route("/subjects/{subject}/versions/{version}", get(version))
-            .route("/subjects/{subject}/versions/{version}/schema", get(version_raw))
-            .route("/compatibility/subjects/{subject}/versions/{version}", post(check_compatibility))
-            .route("/compatibility/subjects/{subject}/versions", post(check_compatibility_all))
+            .route(
+                "/subjects/{subject}/versions/{version}/schema",
+                get(version_raw),
+            )
+            .route(
+                "/compatibility/subjects/{subject}/versions/{version}",
+                post(check_compatibility),
+            )
+            .route(
+                "/compatibility/subjects/{subject}/versions",
+                post(check_compatibility_all),
+            )
             .route("/config", get(global_config).put(set_global_config))
-            .route("/config/{subject}", get(subject_config).put(set_subject_config))
+            .route(
+                "/config/{subject}",
+                get(subject_config).put(set_subject_config),
+            )
             .with_state(self)
     }
 
@@ -228,7 +283,9 @@ impl Registry {
             .bind(subject)
             .fetch_optional(&self.pool)
             .await?;
-        Ok(row.and_then(|(l,)| l.parse().ok()).unwrap_or(self.default_level))
+        Ok(row
+            .and_then(|(l,)| l.parse().ok())
+            .unwrap_or(self.default_level))
     }
 
     /// Live versions of `subject`, oldest first: (version, schema id, text).
@@ -240,10 +297,17 @@ impl Registry {
         .bind(subject)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect())
     }
 
-    async fn resolve_version(&self, subject: &str, version: &str) -> Result<(i64, i64, String), ApiError> {
+    async fn resolve_version(
+        &self,
+        subject: &str,
+        version: &str,
+    ) -> Result<(i64, i64, String), ApiError> {
         let all = self.subject_versions(subject).await?;
         if all.is_empty() {
             return Err(ApiError::subject_not_found(subject));
@@ -260,13 +324,21 @@ impl Registry {
         found.ok_or_else(|| ApiError::version_not_found(subject, version))
     }
 
-    async fn check(&self, subject: &str, new: &Schema, against: Option<&str>) -> Result<Result<(), String>, ApiError> {
+    async fn check(
+        &self,
+        subject: &str,
+        new: &Schema,
+        against: Option<&str>,
+    ) -> Result<Result<(), String>, ApiError> {
         let level = self.level(subject).await?;
         let existing = match against {
             Some(version) => vec![self.resolve_version(subject, version).await?],
             None => self.subject_versions(subject).await?,
         };
-        let schemas: Vec<Schema> = existing.iter().filter_map(|(_, _, text)| Schema::parse_str(text).ok()).collect();
+        let schemas: Vec<Schema> = existing
+            .iter()
+            .filter_map(|(_, _, text)| Schema::parse_str(text).ok())
+            .collect();
         let level = if against.is_some() {
             // Checking against one named version: that version is the whole history.
             match level {
@@ -282,19 +354,37 @@ impl Registry {
     }
 }
 
-async fn schema_by_id(State(r): State<Registry>, UrlPath(id): UrlPath<i64>) -> Result<Response, ApiError> {
-    let row: Option<(String,)> = sqlx::query_as("SELECT schema_text FROM schemas WHERE id = ?").bind(id).fetch_optional(&r.pool).await?;
+async fn schema_by_id(
+    State(r): State<Registry>,
+    UrlPath(id): UrlPath<i64>,
+) -> Result<Response, ApiError> {
+    let row: Option<(String,)> = sqlx::query_as("SELECT schema_text FROM schemas WHERE id = ?")
+        .bind(id)
+        .fetch_optional(&r.pool)
+        .await?;
     let (text,) = row.ok_or_else(ApiError::schema_not_found)?;
     ok(json!({"schema": text}))
 }
 
-async fn raw_schema_by_id(State(r): State<Registry>, UrlPath(id): UrlPath<i64>) -> Result<Response, ApiError> {
-    let row: Option<(String,)> = sqlx::query_as("SELECT schema_text FROM schemas WHERE id = ?").bind(id).fetch_optional(&r.pool).await?;
+async fn raw_schema_by_id(
+    State(r): State<Registry>,
+    UrlPath(id): UrlPath<i64>,
+) -> Result<Response, ApiError> {
+    let row: Option<(String,)> = sqlx::query_as("SELECT schema_text FROM schemas WHERE id = ?")
+        .bind(id)
+        .fetch_optional(&r.pool)
+        .await?;
     let (text,) = row.ok_or_else(ApiError::schema_not_found)?;
-    Ok(reply(StatusCode::OK, serde_json::from_str(&text).map_err(ApiError::internal)?))
+    Ok(reply(
+        StatusCode::OK,
+        serde_json::from_str(&text).map_err(ApiError::internal)?,
+    ))
 }
 
-async fn versions_of_id(State(r): State<Registry>, UrlPath(id): UrlPath<i64>) -> Result<Response, ApiError> {
+async fn versions_of_id(
+    State(r): State<Registry>,
+    UrlPath(id): UrlPath<i64>,
+) -> Result<Response, ApiError> {
     let rows = sqlx::query("SELECT subject, version FROM subject_versions WHERE schema_id = ? AND deleted = 0 ORDER BY subject, version")
         .bind(id)
         .fetch_all(&r.pool)
@@ -302,31 +392,52 @@ async fn versions_of_id(State(r): State<Registry>, UrlPath(id): UrlPath<i64>) ->
     if rows.is_empty() {
         return Err(ApiError::schema_not_found());
     }
-    let list: Vec<_> = rows.iter().map(|row| json!({"subject": row.get::<String, _>(0), "version": row.get::<i64, _>(1)})).collect();
+    let list: Vec<_> = rows
+        .iter()
+        .map(|row| json!({"subject": row.get::<String, _>(0), "version": row.get::<i64, _>(1)}))
+        .collect();
     ok(json!(list))
 }
 
 async fn subjects(State(r): State<Registry>) -> Result<Response, ApiError> {
-    let rows: Vec<(String,)> = sqlx::query_as("SELECT DISTINCT subject FROM subject_versions WHERE deleted = 0 ORDER BY subject").fetch_all(&r.pool).await?;
+    let rows: Vec<(String,)> = sqlx::query_as(
+        "SELECT DISTINCT subject FROM subject_versions WHERE deleted = 0 ORDER BY subject",
+    )
+    .fetch_all(&r.pool)
+    .await?;
     ok(json!(rows.into_iter().map(|(s,)| s).collect::<Vec<_>>()))
 }
 
-async fn versions(State(r): State<Registry>, UrlPath(subject): UrlPath<String>) -> Result<Response, ApiError> {
+async fn versions(
+    State(r): State<Registry>,
+    UrlPath(subject): UrlPath<String>,
+) -> Result<Response, ApiError> {
     let all = r.subject_versions(&subject).await?;
     if all.is_empty() {
         return Err(ApiError::subject_not_found(&subject));
     }
-    ok(json!(all.into_iter().map(|(v, _, _)| v).collect::<Vec<_>>()))
+    ok(json!(
+        all.into_iter().map(|(v, _, _)| v).collect::<Vec<_>>()
+    ))
 }
 
-async fn version(State(r): State<Registry>, UrlPath((subject, version)): UrlPath<(String, String)>) -> Result<Response, ApiError> {
+async fn version(
+    State(r): State<Registry>,
+    UrlPath((subject, version)): UrlPath<(String, String)>,
+) -> Result<Response, ApiError> {
     let (v, id, text) = r.resolve_version(&subject, &version).await?;
     ok(json!({"subject": subject, "version": v, "id": id, "schema": text}))
 }
 
-async fn version_raw(State(r): State<Registry>, UrlPath((subject, version)): UrlPath<(String, String)>) -> Result<Response, ApiError> {
+async fn version_raw(
+    State(r): State<Registry>,
+    UrlPath((subject, version)): UrlPath<(String, String)>,
+) -> Result<Response, ApiError> {
     let (_, _, text) = r.resolve_version(&subject, &version).await?;
-    Ok(reply(StatusCode::OK, serde_json::from_str(&text).map_err(ApiError::internal)?))
+    Ok(reply(
+        StatusCode::OK,
+        serde_json::from_str(&text).map_err(ApiError::internal)?,
+    ))
 }
 
 async fn register(
@@ -335,6 +446,7 @@ async fn register(
     Json(request): Json<SchemaRequest>,
 ) -> Result<Response, ApiError> {
     let (schema, text) = request.parse()?;
+    let _one_at_a_time = r.registering.lock().await;
     let existing = r.subject_versions(&subject).await?;
     if let Some((_, id, _)) = existing.iter().find(|(_, _, t)| *t == text) {
         return ok(json!({"id": id}));
@@ -343,13 +455,18 @@ async fn register(
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             409,
-            format!("Schema being registered is incompatible with an earlier schema for subject \"{subject}\": {reason}"),
+            format!(
+                "Schema being registered is incompatible with an earlier schema for subject \"{subject}\": {reason}"
+            ),
         ));
     }
     // One transaction: the schema row and the new version land together.
     let mut tx = r.pool.begin().await?;
     // Look up before inserting: a conflicting insert would still use up an id.
-    let known: Option<(i64,)> = sqlx::query_as("SELECT id FROM schemas WHERE schema_text = ?").bind(&text).fetch_optional(&mut *tx).await?;
+    let known: Option<(i64,)> = sqlx::query_as("SELECT id FROM schemas WHERE schema_text = ?")
+        .bind(&text)
+        .fetch_optional(&mut *tx)
+        .await?;
     let id = match known {
         Some((id,)) => id,
         None => sqlx::query("INSERT INTO schemas (schema_type, schema_text) VALUES ('AVRO', ?)")
@@ -358,10 +475,12 @@ async fn register(
             .await?
             .last_insert_rowid(),
     };
-    let (next,): (i64,) = sqlx::query_as("SELECT COALESCE(MAX(version), 0) + 1 FROM subject_versions WHERE subject = ?")
-        .bind(&subject)
-        .fetch_one(&mut *tx)
-        .await?;
+    let (next,): (i64,) = sqlx::query_as(
+        "SELECT COALESCE(MAX(version), 0) + 1 FROM subject_versions WHERE subject = ?",
+    )
+    .bind(&subject)
+    .fetch_one(&mut *tx)
+    .await?;
     sqlx::query("INSERT INTO subject_versions (subject, version, schema_id) VALUES (?, ?, ?)")
         .bind(&subject)
         .bind(next)
@@ -383,17 +502,28 @@ async fn lookup(
     if existing.is_empty() {
         return Err(ApiError::subject_not_found(&subject));
     }
-    let (v, id, text) = existing.into_iter().find(|(_, _, t)| *t == text).ok_or_else(ApiError::schema_not_found)?;
+    let (v, id, text) = existing
+        .into_iter()
+        .find(|(_, _, t)| *t == text)
+        .ok_or_else(ApiError::schema_not_found)?;
     ok(json!({"subject": subject, "version": v, "id": id, "schema": text}))
 }
 
-async fn delete_subject(State(r): State<Registry>, UrlPath(subject): UrlPath<String>) -> Result<Response, ApiError> {
+async fn delete_subject(
+    State(r): State<Registry>,
+    UrlPath(subject): UrlPath<String>,
+) -> Result<Response, ApiError> {
     let all = r.subject_versions(&subject).await?;
     if all.is_empty() {
         return Err(ApiError::subject_not_found(&subject));
     }
-    sqlx::query("UPDATE subject_versions SET deleted = 1 WHERE subject = ?").bind(&subject).execute(&r.pool).await?;
-    ok(json!(all.into_iter().map(|(v, _, _)| v).collect::<Vec<_>>()))
+    sqlx::query("UPDATE subject_versions SET deleted = 1 WHERE subject = ?")
+        .bind(&subject)
+        .execute(&r.pool)
+        .await?;
+    ok(json!(
+        all.into_iter().map(|(v, _, _)| v).collect::<Vec<_>>()
+    ))
 }
 
 async fn check_compatibility(
@@ -429,15 +559,29 @@ async fn global_config(State(r): State<Registry>) -> Result<Response, ApiError> 
     ok(json!({"compatibilityLevel": r.level("").await?.as_str()}))
 }
 
-async fn subject_config(State(r): State<Registry>, UrlPath(subject): UrlPath<String>) -> Result<Response, ApiError> {
-    let row: Option<(String,)> = sqlx::query_as("SELECT level FROM compatibility WHERE subject = ?").bind(&subject).fetch_optional(&r.pool).await?;
+async fn subject_config(
+    State(r): State<Registry>,
+    UrlPath(subject): UrlPath<String>,
+) -> Result<Response, ApiError> {
+    let row: Option<(String,)> =
+        sqlx::query_as("SELECT level FROM compatibility WHERE subject = ?")
+            .bind(&subject)
+            .fetch_optional(&r.pool)
+            .await?;
     match row {
         Some((level,)) => ok(json!({"compatibilityLevel": level})),
-        None => Err(ApiError::new(StatusCode::NOT_FOUND, 40408, format!("Subject '{subject}' does not have subject-level compatibility configured"))),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            40408,
+            format!("Subject '{subject}' does not have subject-level compatibility configured"),
+        )),
     }
 }
 
-async fn set_global_config(State(r): State<Registry>, Json(request): Json<ConfigRequest>) -> Result<Response, ApiError> {
+async fn set_global_config(
+    State(r): State<Registry>,
+    Json(request): Json<ConfigRequest>,
+) -> Result<Response, ApiError> {
     set_level(&r, "", request).await
 }
 
@@ -449,9 +593,17 @@ async fn set_subject_config(
     set_level(&r, &subject, request).await
 }
 
-async fn set_level(r: &Registry, subject: &str, request: ConfigRequest) -> Result<Response, ApiError> {
+async fn set_level(
+    r: &Registry,
+    subject: &str,
+    request: ConfigRequest,
+) -> Result<Response, ApiError> {
     let level: Compatibility = request.compatibility.parse().map_err(|_| {
-        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, 42203, format!("Invalid compatibility level {:?}", request.compatibility))
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            42203,
+            format!("Invalid compatibility level {:?}", request.compatibility),
+        )
     })?;
     sqlx::query("INSERT INTO compatibility (subject, level) VALUES (?, ?) ON CONFLICT (subject) DO UPDATE SET level = excluded.level")
         .bind(subject)

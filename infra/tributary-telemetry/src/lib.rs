@@ -4,8 +4,8 @@
 //! configured level. Metrics go through the `metrics` facade into a
 //! Prometheus recorder whose [`PrometheusHandle`] renders `/metrics`.
 
-pub use metrics_exporter_prometheus::PrometheusHandle;
 use metrics_exporter_prometheus::PrometheusBuilder;
+pub use metrics_exporter_prometheus::PrometheusHandle;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, thiserror::Error)]
@@ -23,14 +23,21 @@ pub fn init_logging(default_filter: &str) -> Result<(), TelemetryError> {
         Ok(f) if !f.is_empty() => f,
         _ => default_filter.to_string(),
     };
-    let env_filter = EnvFilter::try_new(&filter)
-        .map_err(|e| TelemetryError::Filter { filter: filter.clone(), message: e.to_string() })?;
-    let _ = tracing_subscriber::fmt().with_env_filter(env_filter).with_writer(std::io::stderr).try_init();
+    let env_filter = EnvFilter::try_new(&filter).map_err(|e| TelemetryError::Filter {
+        filter: filter.clone(),
+        message: e.to_string(),
+    })?;
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(env_filter)
+        .with_writer(std::io::stderr)
+        .try_init();
     Ok(())
 }
 
 /// Installs the global Prometheus recorder and returns the handle that
 /// renders the exposition text.
 pub fn init_metrics() -> Result<PrometheusHandle, TelemetryError> {
-    PrometheusBuilder::new().install_recorder().map_err(|e| TelemetryError::Metrics(e.to_string()))
+    PrometheusBuilder::new()
+        .install_recorder()
+        .map_err(|e| TelemetryError::Metrics(e.to_string()))
 }

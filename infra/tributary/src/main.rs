@@ -9,7 +9,11 @@ use clap::{Parser, Subcommand};
 use tributary_config::Config;
 
 #[derive(Parser)]
-#[command(name = "tributary", version, about = "Small-business financial data pipeline")]
+#[command(
+    name = "tributary",
+    version,
+    about = "Small-business financial data pipeline"
+)]
 struct Cli {
     /// Configuration file (TOML); TRIBUTARY__SECTION__KEY variables override it.
     #[arg(long, short, global = true, env = "TRIBUTARY_CONFIG")]
@@ -35,7 +39,10 @@ fn main() -> anyhow::Result<()> {
     let config = Config::load(cli.config.as_deref()).context("cannot load configuration")?;
     match cli.command {
         Command::Up => {
-            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
             runtime.block_on(up::up(config))
         }
         Command::Config => {
@@ -44,14 +51,26 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Topics => {
             for data_type in tributary_schemas::DataType::ALL {
-                println!("{}\tkey=company_id\tvalue=io.tributary.v1.{}", data_type.topic(), schema_name(data_type.schema_text()));
+                println!(
+                    "{}\tkey=company_id\tvalue=io.tributary.v1.{}",
+                    data_type.topic(),
+                    schema_name(data_type.schema_text())
+                );
             }
-            println!("{}\tkey=company_id\tvalue=io.tributary.v1.SyncRunEvent", tributary_schemas::SyncRunEvent::topic());
-            println!("{}\tkey=company_id\tvalue=JSON {{stage, reason, body}}", tributary_schemas::dead_letter_topic());
+            println!(
+                "{}\tkey=company_id\tvalue=io.tributary.v1.SyncRunEvent",
+                tributary_schemas::SyncRunEvent::topic()
+            );
+            println!(
+                "{}\tkey=company_id\tvalue=JSON {{stage, reason, body}}",
+                tributary_schemas::dead_letter_topic()
+            );
             Ok(())
         }
         Command::SandboxExpect => {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
             runtime.block_on(up::print_sandbox_expectation(&config))
         }
     }

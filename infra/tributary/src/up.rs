@@ -26,12 +26,15 @@ pub async fn up(config: Config) -> anyhow::Result<()> {
     tributary_telemetry::init_logging(&config.log)?;
     let metrics = tributary_telemetry::init_metrics()?;
     let data_dir = &config.data_dir;
-    std::fs::create_dir_all(data_dir).with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
 
     // Broker: the configured cluster, or a local durable one.
     let (local_broker, bootstrap) = if config.kafka.bootstrap_servers.is_empty() {
         let binary = find_tansu(config.broker.tansu_binary.as_deref())?;
-        let broker = tokio::task::block_in_place(|| LocalBroker::start(&binary, &data_dir.join("broker"), config.broker.port))?;
+        let broker = tokio::task::block_in_place(|| {
+            LocalBroker::start(&binary, &data_dir.join("broker"), config.broker.port)
+        })?;
         let bootstrap = broker.bootstrap_servers().to_string();
         (Some(broker), bootstrap)
     } else {
@@ -48,9 +51,15 @@ pub async fn up(config: Config) -> anyhow::Result<()> {
 
     // Registry: the configured one, or the embedded one.
     let registry_url = if config.registry.url.is_empty() {
-        let registry = tributary_registry::Registry::open(&data_dir.join("registry.db"), tributary_registry::Compatibility::Backward).await?;
+        let registry = tributary_registry::Registry::open(
+            &data_dir.join("registry.db"),
+            tributary_registry::Compatibility::Backward,
+        )
+        .await?;
         let address = SocketAddr::from(([127, 0, 0, 1], config.registry.port));
-        let listener = tokio::net::TcpListener::bind(address).await.with_context(|| format!("cannot listen for the schema registry on {address}"))?;
+        let listener = tokio::net::TcpListener::bind(address)
+            .await
+            .with_context(|| format!("cannot listen for the schema registry on {address}"))?;
         let mut stop = shutdown.clone();
         tasks.spawn(async move {
             axum::serve(listener, registry.router())
@@ -65,7 +74,13 @@ pub async fn up(config: Config) -> anyhow::Result<()> {
         config.registry.url.clone()
     };
 
-    ensure_topics(&client, &all_topics(), config.kafka.partitions, config.kafka.replication_factor).await?;
+    ensure_topics(
+        &client,
+        &all_topics(),
+        config.kafka.partitions,
+        config.kafka.replication_factor,
+    )
+    .await?;
 
     // Connector workers.
     let state = StateStore::open(&data_dir.join("state.db")).await?;
@@ -106,19 +121,36 @@ pub async fn up(config: Config) -> anyhow::Result<()> {
             topics
         },
     };
-    for projection in [ProjectionTask::Store(store.clone()), ProjectionTask::Index(index_projection)] {
-        let (client, url, settings, shutdown) = (client.clone(), registry_url.clone(), projector_settings.clone(), shutdown.clone());
+    for projection in [
+        ProjectionTask::Store(store.clone()),
+        ProjectionTask::Index(index_projection),
+    ] {
+        let (client, url, settings, shutdown) = (
+            client.clone(),
+            registry_url.clone(),
+            projector_settings.clone(),
+            shutdown.clone(),
+        );
         tasks.spawn(async move {
             match projection {
-                ProjectionTask::Store(p) => tributary_projector::run(&client, &url, p, settings, shutdown).await,
-                ProjectionTask::Index(p) => tributary_projector::run(&client, &url, p, settings, shutdown).await,
+                ProjectionTask::Store(p) => {
+                    tributary_projector::run(&client, &url, p, settings, shutdown).await
+                }
+                ProjectionTask::Index(p) => {
+                    tributary_projector::run(&client, &url, p, settings, shutdown).await
+                }
             }
             .context("projector")
         });
     }
 
     // HTTP API.
-    let api_state = tributary_api::ApiState { store, search, metrics: Some(metrics), sync_requests: Some(sync_tx) };
+    let api_state = tributary_api::ApiState {
+        store,
+        search,
+        metrics: Some(metrics),
+        sync_requests: Some(sync_tx),
+    };
     let listener = tokio::net::TcpListener::bind(&config.api.listen)
         .await
         .with_context(|| format!("cannot listen for the API on {}", config.api.listen))?;
@@ -138,7 +170,14 @@ pub async fn up(config: Config) -> anyhow::Result<()> {
     println!("tributary is up");
     println!("  API:      http://{api_address}/v1/companies");
     println!("  metrics:  http://{api_address}/metrics");
-    println!("  broker:   {bootstrap}{}", if local_broker.is_some() { " (local)" } else { "" });
+    println!(
+        "  broker:   {bootstrap}{}",
+        if local_broker.is_some() {
+            " (local)"
+        } else {
+            ""
+        }
+    );
     println!("  registry: {registry_url}");
     println!("  data:     {}", data_dir.display());
     println!("Press Ctrl-C to stop.");
@@ -181,13 +220,14 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}
@@ -198,7 +238,10 @@ async fn shutdown_signal() {
 }
 
 fn sandbox_company(i: u32) -> (String, String) {
-    (format!("sandbox-{:03}", i + 1), format!("conn-sandbox-{:03}", i + 1))
+    (
+        format!("sandbox-{:03}", i + 1),
+        format!("conn-sandbox-{:03}", i + 1),
+    )
 }
 
 /// Creates the sandbox companies' connections on first start. Their
@@ -206,7 +249,10 @@ fn sandbox_company(i: u32) -> (String, String) {
 /// synthetic history.
 async fn add_sandbox_connections(state: &StateStore, config: &Config) -> anyhow::Result<()> {
     let existing = state.connections().await?;
-    if existing.iter().any(|c| c.info.source == tributary_connector_sandbox::NAME) {
+    if existing
+        .iter()
+        .any(|c| c.info.source == tributary_connector_sandbox::NAME)
+    {
         return Ok(());
     }
     let now = Timestamp::now();
@@ -249,10 +295,15 @@ pub async fn print_sandbox_expectation(config: &Config) -> anyhow::Result<()> {
         }
         let settings: SandboxSettings = serde_json::from_value(stored.info.settings.clone())?;
         let generator = Generator::new(settings, &stored.info.company_id);
-        let Some(generation) = generator.visible_generation(now) else { continue };
+        let Some(generation) = generator.visible_generation(now) else {
+            continue;
+        };
         for data_type in tributary_connector_sandbox::DATA_TYPES {
             let n = generator.expected_live(data_type, generation).len();
-            println!("{}\t{}\t{}\t{}", stored.info.company_id, data_type, n, generation);
+            println!(
+                "{}\t{}\t{}\t{}",
+                stored.info.company_id, data_type, n, generation
+            );
         }
     }
     Ok(())

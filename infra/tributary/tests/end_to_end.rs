@@ -13,7 +13,11 @@ use tributary_schemas::{DataType, Record, Timestamp};
 const COMPANIES: [&str; 2] = ["sandbox-001", "sandbox-002"];
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 struct Setup {
@@ -70,7 +74,9 @@ fn setup() -> Setup {
 }
 
 fn start(setup: &Setup, run: u32) -> Child {
-    let log = |name: &str| std::fs::File::create(setup.dir.path().join(format!("{name}-{run}.log"))).unwrap();
+    let log = |name: &str| {
+        std::fs::File::create(setup.dir.path().join(format!("{name}-{run}.log"))).unwrap()
+    };
     Command::new(env!("CARGO_BIN_EXE_tributary"))
         .args(["--config", setup.config.to_str().unwrap(), "up"])
         .stdin(Stdio::null())
@@ -86,7 +92,11 @@ fn logs(setup: &Setup) -> String {
         if entry.path().extension().is_some_and(|e| e == "log") {
             let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
             let tail: Vec<&str> = text.lines().rev().take(30).collect();
-            out += &format!("== {}\n{}\n", entry.path().display(), tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+            out += &format!(
+                "== {}\n{}\n",
+                entry.path().display(),
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
         }
     }
     out
@@ -106,7 +116,13 @@ async fn api_counts(api: &str) -> BTreeMap<(String, String), i64> {
     for company in COMPANIES {
         if let Some(status) = get(&format!("{api}/v1/companies/{company}/status")).await {
             for entry in status["data_types"].as_array().unwrap() {
-                counts.insert((company.to_string(), entry["data_type"].as_str().unwrap().to_string()), entry["records"].as_i64().unwrap());
+                counts.insert(
+                    (
+                        company.to_string(),
+                        entry["data_type"].as_str().unwrap().to_string(),
+                    ),
+                    entry["records"].as_i64().unwrap(),
+                );
             }
         }
     }
@@ -118,7 +134,10 @@ fn expected_counts(sandbox: &SandboxSettings, generation: u32) -> BTreeMap<(Stri
     for company in COMPANIES {
         let generator = Generator::new(sandbox.clone(), company);
         for data_type in DATA_TYPES {
-            counts.insert((company.to_string(), data_type.as_str().to_string()), generator.expected_live(data_type, generation).len() as i64);
+            counts.insert(
+                (company.to_string(), data_type.as_str().to_string()),
+                generator.expected_live(data_type, generation).len() as i64,
+            );
         }
         // The runtime adds the connection itself as a record.
         counts.insert((company.to_string(), "connections".to_string()), 1);
@@ -135,10 +154,15 @@ async fn all_records(api: &str, company: &str, data_type: DataType) -> BTreeMap<
         if let Some(c) = &cursor {
             url += &format!("&cursor={c}");
         }
-        let page = get(&url).await.unwrap_or_else(|| panic!("GET {url} failed"));
+        let page = get(&url)
+            .await
+            .unwrap_or_else(|| panic!("GET {url} failed"));
         for record in page["records"].as_array().unwrap() {
             let id = record["id"].as_str().unwrap().to_string();
-            assert!(out.insert(id.clone(), record.clone()).is_none(), "{company} {data_type} {id} listed twice");
+            assert!(
+                out.insert(id.clone(), record.clone()).is_none(),
+                "{company} {data_type} {id} listed twice"
+            );
         }
         match page["next_cursor"].as_str() {
             Some(next) => cursor = Some(next.to_string()),
@@ -159,7 +183,10 @@ fn terminate(child: &mut Child) {
 fn wait_port_free(address: &str) {
     let start = Instant::now();
     while std::net::TcpStream::connect(address).is_ok() {
-        assert!(start.elapsed() < Duration::from_secs(20), "{address} still answers after its process died");
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{address} still answers after its process died"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -181,12 +208,19 @@ async fn sandbox_data_reaches_the_api_and_survives_kill_9() {
         if total > 0 {
             break total;
         }
-        assert!(started.elapsed() < Duration::from_secs(60), "no data within 60s\n{}", logs(&setup));
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no data within 60s\n{}",
+            logs(&setup)
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     child.kill().unwrap();
     child.wait().unwrap();
-    assert!(at_kill < expected_total, "killed after the sync had finished ({at_kill} of {expected_total}): not mid-sync");
+    assert!(
+        at_kill < expected_total,
+        "killed after the sync had finished ({at_kill} of {expected_total}): not mid-sync"
+    );
     wait_port_free(&setup.bootstrap);
 
     // Second run: it must converge to exactly the source's records.
@@ -214,8 +248,16 @@ async fn sandbox_data_reaches_the_api_and_survives_kill_9() {
             assert_eq!(found.len(), wanted.len(), "{company} {data_type}");
             for version in wanted {
                 let record = &found[&version.id];
-                assert_eq!(record["data"], serde_json::to_value(&version.record).unwrap(), "{company} {data_type} {}", version.id);
-                assert_eq!(record["source_modified_at"], serde_json::to_value(version.modified_at).unwrap());
+                assert_eq!(
+                    record["data"],
+                    serde_json::to_value(&version.record).unwrap(),
+                    "{company} {data_type} {}",
+                    version.id
+                );
+                assert_eq!(
+                    record["source_modified_at"],
+                    serde_json::to_value(version.modified_at).unwrap()
+                );
                 assert_eq!(record["deleted"], false);
             }
         }
@@ -223,51 +265,125 @@ async fn sandbox_data_reaches_the_api_and_survives_kill_9() {
 
     // Full-text search finds an invoice by number and by customer name.
     let generator = Generator::new(setup.sandbox.clone(), COMPANIES[0]);
-    let invoice = generator.expected_live(DataType::Invoice, final_generation).remove(0);
-    let Record::Invoice(inv) = &invoice.record else { panic!("not an invoice") };
-    let by_number = get(&format!("{api}/v1/search?q={}&company={}&data_type=invoices", inv.number, COMPANIES[0])).await.unwrap();
+    let invoice = generator
+        .expected_live(DataType::Invoice, final_generation)
+        .remove(0);
+    let Record::Invoice(inv) = &invoice.record else {
+        panic!("not an invoice")
+    };
+    let by_number = get(&format!(
+        "{api}/v1/search?q={}&company={}&data_type=invoices",
+        inv.number, COMPANIES[0]
+    ))
+    .await
+    .unwrap();
     assert_eq!(by_number["hits"][0]["id"], inv.id.as_str(), "{by_number}");
     let name = inv.customer_name.clone().unwrap();
-    let by_name = get(&format!("{api}/v1/search?q={}&company={}&data_type=invoices", name.replace(' ', "+"), COMPANIES[0])).await.unwrap();
-    let ids: Vec<&str> = by_name["hits"].as_array().unwrap().iter().map(|h| h["id"].as_str().unwrap()).collect();
-    assert!(ids.contains(&inv.id.as_str()), "search for {name:?} found {ids:?}");
-    let other_company = get(&format!("{api}/v1/search?q={}&company={}", inv.number, COMPANIES[1])).await.unwrap();
-    assert!(other_company["hits"].as_array().unwrap().iter().all(|h| h["company_id"] == COMPANIES[1]));
+    let by_name = get(&format!(
+        "{api}/v1/search?q={}&company={}&data_type=invoices",
+        name.replace(' ', "+"),
+        COMPANIES[0]
+    ))
+    .await
+    .unwrap();
+    let ids: Vec<&str> = by_name["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["id"].as_str().unwrap())
+        .collect();
+    assert!(
+        ids.contains(&inv.id.as_str()),
+        "search for {name:?} found {ids:?}"
+    );
+    let other_company = get(&format!(
+        "{api}/v1/search?q={}&company={}",
+        inv.number, COMPANIES[1]
+    ))
+    .await
+    .unwrap();
+    assert!(
+        other_company["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|h| h["company_id"] == COMPANIES[1])
+    );
 
     // Status shows the last successful sync per data type.
-    let status = get(&format!("{api}/v1/companies/{}/status", COMPANIES[0])).await.unwrap();
-    let invoices = status["data_types"].as_array().unwrap().iter().find(|d| d["data_type"] == "invoices").unwrap();
+    let status = get(&format!("{api}/v1/companies/{}/status", COMPANIES[0]))
+        .await
+        .unwrap();
+    let invoices = status["data_types"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["data_type"] == "invoices")
+        .unwrap();
     assert_eq!(invoices["syncs"][0]["last_status"], "succeeded");
     assert!(invoices["syncs"][0]["last_success_at"].is_string());
-    let metrics = reqwest::get(format!("{api}/metrics")).await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("tributary_projector_records_projected_total"), "{metrics}");
+    let metrics = reqwest::get(format!("{api}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("tributary_projector_records_projected_total"),
+        "{metrics}"
+    );
 
     // A standard Kafka client with a standard registry client decodes every event.
     if let Some(python) = std::env::var_os("TRIBUTARY_PYTHON") {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/read_topics.py");
         let output = Command::new(python)
             .arg(script)
-            .args(["--bootstrap", &setup.bootstrap, "--registry", &setup.registry])
+            .args([
+                "--bootstrap",
+                &setup.bootstrap,
+                "--registry",
+                &setup.registry,
+            ])
             .output()
             .unwrap();
         let stdout = String::from_utf8_lossy(&output.stdout);
-        assert!(output.status.success(), "read_topics.py failed:\n{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success(),
+            "read_topics.py failed:\n{stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         let report: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
         assert_eq!(report["errors"], 0, "{report}");
         for data_type in DATA_TYPES {
-            assert!(report["decoded"][data_type.topic()].as_i64().unwrap() > 0, "{report}");
+            assert!(
+                report["decoded"][data_type.topic()].as_i64().unwrap() > 0,
+                "{report}"
+            );
         }
-        assert_eq!(report["decoded"], report["messages"], "every message decoded: {report}");
+        assert_eq!(
+            report["decoded"], report["messages"],
+            "every message decoded: {report}"
+        );
     } else {
-        panic!("set TRIBUTARY_PYTHON to a python with confluent-kafka[avro,schemaregistry] (.ci/run does)");
+        panic!(
+            "set TRIBUTARY_PYTHON to a python with confluent-kafka[avro,schemaregistry] (.ci/run does)"
+        );
     }
 
     // A clean stop, then the search index agrees with the store.
     terminate(&mut child);
     let status = child.wait().unwrap();
-    assert!(status.success(), "tributary up exited with {status}\n{}", logs(&setup));
+    assert!(
+        status.success(),
+        "tributary up exited with {status}\n{}",
+        logs(&setup)
+    );
     let (_, search) = tributary_index_tantivy::open(&setup.dir.path().join("data/index")).unwrap();
     for ((company, data_type), n) in &expected {
-        assert_eq!(search.count(company, data_type).unwrap() as i64, *n, "index count of {company} {data_type}");
+        assert_eq!(
+            search.count(company, data_type).unwrap() as i64,
+            *n,
+            "index count of {company} {data_type}"
+        );
     }
 }

@@ -9,7 +9,8 @@ pub fn records_fetched(source: &str, data_type: DataType, n: usize) {
 }
 
 pub fn events_published(topic: &str, n: usize) {
-    counter!("tributary_producer_events_published_total", "topic" => topic.to_string()).increment(n as u64);
+    counter!("tributary_producer_events_published_total", "topic" => topic.to_string())
+        .increment(n as u64);
 }
 
 pub fn page_seconds(source: &str, data_type: DataType, seconds: f64) {
@@ -19,7 +20,13 @@ pub fn page_seconds(source: &str, data_type: DataType, seconds: f64) {
 
 /// Logs and counts one failed step: the few events an operator must see.
 pub fn error(source: &str, data_type: DataType, kind: &'static str, message: &str) {
-    tracing::warn!(source, data_type = data_type.as_str(), kind, error = message, "sync step failed");
+    tracing::warn!(
+        source,
+        data_type = data_type.as_str(),
+        kind,
+        error = message,
+        "sync step failed"
+    );
     counter!("tributary_producer_errors_total", "source" => source.to_string(), "data_type" => data_type.as_str(), "kind" => kind)
         .increment(1);
 }

@@ -57,20 +57,33 @@ impl Publisher {
             .map_err(|e| ProducerError::Kafka(format!("create producer for {bootstrap}: {e}")))?;
         let mut strategies = HashMap::new();
         for data_type in DataType::ALL {
-            let schema = data_type.schema().map_err(|e| ProducerError::Schema(e.to_string()))?;
+            let schema = data_type
+                .schema()
+                .map_err(|e| ProducerError::Schema(e.to_string()))?;
             strategies.insert(
                 data_type.topic(),
-                SubjectNameStrategy::TopicNameStrategyWithSchema(data_type.topic(), false, get_supplied_schema(&schema)),
+                SubjectNameStrategy::TopicNameStrategyWithSchema(
+                    data_type.topic(),
+                    false,
+                    get_supplied_schema(&schema),
+                ),
             );
         }
-        let run_schema = SyncRunEvent::schema().map_err(|e| ProducerError::Schema(e.to_string()))?;
+        let run_schema =
+            SyncRunEvent::schema().map_err(|e| ProducerError::Schema(e.to_string()))?;
         strategies.insert(
             SyncRunEvent::topic(),
-            SubjectNameStrategy::TopicNameStrategyWithSchema(SyncRunEvent::topic(), false, get_supplied_schema(&run_schema)),
+            SubjectNameStrategy::TopicNameStrategyWithSchema(
+                SyncRunEvent::topic(),
+                false,
+                get_supplied_schema(&run_schema),
+            ),
         );
         Ok(Publisher {
             producer,
-            encoder: AvroEncoder::new(SrSettings::new(registry_url.trim_end_matches('/').to_string())),
+            encoder: AvroEncoder::new(SrSettings::new(
+                registry_url.trim_end_matches('/').to_string(),
+            )),
             strategies,
             bootstrap,
         })
@@ -92,7 +105,9 @@ impl Publisher {
     pub async fn publish_events(&self, events: &[Event]) -> Result<(), ProducerError> {
         let mut outgoing = Vec::with_capacity(events.len());
         for event in events {
-            let data_type = event.data_type().map_err(|e| ProducerError::Schema(e.to_string()))?;
+            let data_type = event
+                .data_type()
+                .map_err(|e| ProducerError::Schema(e.to_string()))?;
             let topic = data_type.topic();
             let payload = self.encode(&topic, event).await?;
             outgoing.push(Outgoing {
@@ -108,7 +123,13 @@ impl Publisher {
     pub async fn publish_sync_run(&self, run: &SyncRunEvent) -> Result<(), ProducerError> {
         let topic = SyncRunEvent::topic();
         let payload = self.encode(&topic, run).await?;
-        self.send_all(vec![Outgoing { topic, key: run.company_id.clone(), payload, headers: vec![] }]).await
+        self.send_all(vec![Outgoing {
+            topic,
+            key: run.company_id.clone(),
+            payload,
+            headers: vec![],
+        }])
+        .await
     }
 
     /// Sends a record that could not be processed to the dead-letter topic,
@@ -120,13 +141,18 @@ impl Publisher {
         reason: &str,
         body: &serde_json::Value,
     ) -> Result<(), ProducerError> {
-        let payload = serde_json::to_vec(&serde_json::json!({"stage": stage, "reason": reason, "body": body}))
-            .map_err(|e| ProducerError::Schema(e.to_string()))?;
+        let payload = serde_json::to_vec(
+            &serde_json::json!({"stage": stage, "reason": reason, "body": body}),
+        )
+        .map_err(|e| ProducerError::Schema(e.to_string()))?;
         self.send_all(vec![Outgoing {
             topic: dead_letter_topic(),
             key: company_id.to_string(),
             payload,
-            headers: vec![("tributary.stage", stage.to_string()), ("tributary.reason", reason.to_string())],
+            headers: vec![
+                ("tributary.stage", stage.to_string()),
+                ("tributary.reason", reason.to_string()),
+            ],
         }])
         .await
     }
@@ -137,9 +163,15 @@ impl Publisher {
             loop {
                 let mut headers = OwnedHeaders::new();
                 for (key, value) in &message.headers {
-                    headers = headers.insert(Header { key, value: Some(value.as_bytes()) });
+                    headers = headers.insert(Header {
+                        key,
+                        value: Some(value.as_bytes()),
+                    });
                 }
-                let record = FutureRecord::to(&message.topic).key(&message.key).payload(&message.payload).headers(headers);
+                let record = FutureRecord::to(&message.topic)
+                    .key(&message.key)
+                    .payload(&message.payload)
+                    .headers(headers);
                 match self.producer.send_result(record) {
                     Ok(delivery) => {
                         pending.push((message.topic.clone(), delivery));
@@ -151,7 +183,10 @@ impl Publisher {
                         tokio::time::sleep(Duration::from_millis(10)).await;
                     }
                     Err((e, _)) => {
-                        return Err(ProducerError::Kafka(format!("send to {} on {}: {e}", message.topic, self.bootstrap)));
+                        return Err(ProducerError::Kafka(format!(
+                            "send to {} on {}: {e}",
+                            message.topic, self.bootstrap
+                        )));
                     }
                 }
             }
@@ -161,9 +196,16 @@ impl Publisher {
             match delivery.await {
                 Ok(Ok(_)) => *per_topic.entry(topic).or_default() += 1,
                 Ok(Err((e, _))) => {
-                    return Err(ProducerError::Kafka(format!("delivery to {topic} on {}: {e}", self.bootstrap)));
+                    return Err(ProducerError::Kafka(format!(
+                        "delivery to {topic} on {}: {e}",
+                        self.bootstrap
+                    )));
                 }
-                Err(_) => return Err(ProducerError::Kafka(format!("delivery to {topic} was cancelled"))),
+                Err(_) => {
+                    return Err(ProducerError::Kafka(format!(
+                        "delivery to {topic} was cancelled"
+                    )));
+                }
             }
         }
         for (topic, n) in per_topic {
@@ -174,6 +216,8 @@ impl Publisher {
 
     /// Waits for every queued message to be delivered.
     pub fn flush(&self, timeout: Duration) -> Result<(), ProducerError> {
-        self.producer.flush(timeout).map_err(|e| ProducerError::Kafka(format!("flush: {e}")))
+        self.producer
+            .flush(timeout)
+            .map_err(|e| ProducerError::Kafka(format!("flush: {e}")))
     }
 }

@@ -63,7 +63,11 @@ impl StateStore {
     }
 
     /// Adds a connection; an existing id is left as it is. Returns whether it was added.
-    pub async fn add_connection(&self, info: &ConnectionInfo, now: Timestamp) -> Result<bool, ProducerError> {
+    pub async fn add_connection(
+        &self,
+        info: &ConnectionInfo,
+        now: Timestamp,
+    ) -> Result<bool, ProducerError> {
         let done = sqlx::query(
             "INSERT INTO connections (id, company_id, source, settings, status, created_at, updated_at) \
              VALUES (?, ?, ?, ?, 'linked', ?, ?) ON CONFLICT (id) DO NOTHING",
@@ -91,10 +95,16 @@ impl StateStore {
             .map(|r| {
                 let id: String = r.get(0);
                 let settings: String = r.get(3);
-                let settings = serde_json::from_str(&settings)
-                    .map_err(|e| ProducerError::State(format!("connection {id} has unreadable settings: {e}")))?;
+                let settings = serde_json::from_str(&settings).map_err(|e| {
+                    ProducerError::State(format!("connection {id} has unreadable settings: {e}"))
+                })?;
                 Ok(StoredConnection {
-                    info: ConnectionInfo { connection_id: id, company_id: r.get(1), source: r.get(2), settings },
+                    info: ConnectionInfo {
+                        connection_id: id,
+                        company_id: r.get(1),
+                        source: r.get(2),
+                        settings,
+                    },
                     status: r.get(4),
                     status_reason: r.get(5),
                     created_at: Timestamp(r.get(6)),
@@ -127,13 +137,18 @@ impl StateStore {
         Ok(())
     }
 
-    pub async fn cursor(&self, connection_id: &str, data_type: DataType) -> Result<Option<Cursor>, ProducerError> {
-        let row: Option<(String,)> = sqlx::query_as("SELECT cursor FROM cursors WHERE connection_id = ? AND data_type = ?")
-            .bind(connection_id)
-            .bind(data_type.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(state_err)?;
+    pub async fn cursor(
+        &self,
+        connection_id: &str,
+        data_type: DataType,
+    ) -> Result<Option<Cursor>, ProducerError> {
+        let row: Option<(String,)> =
+            sqlx::query_as("SELECT cursor FROM cursors WHERE connection_id = ? AND data_type = ?")
+                .bind(connection_id)
+                .bind(data_type.as_str())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(state_err)?;
         Ok(row.map(|(c,)| Cursor(c)))
     }
 

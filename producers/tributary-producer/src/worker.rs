@@ -4,7 +4,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{Semaphore, mpsc, watch};
-use tributary_connector_api::{ConnectionInfo, Connector, ConnectorError, ConnectorRegistry, Fault, Page, PageRequest};
+use tributary_connector_api::{
+    ConnectionInfo, Connector, ConnectorError, ConnectorRegistry, Fault, Page, PageRequest,
+};
 use tributary_schemas::{DataType, Event, Record, SyncRunEvent, Timestamp, event_id};
 
 use crate::publisher::Publisher;
@@ -38,8 +40,12 @@ pub async fn fetch_with_retry(
         match connector.fetch_page(request).await {
             Ok(page) => return Ok(page),
             Err(e) if e.is_retryable() && attempt < settings.max_attempts => {
-                let backoff = settings.retry_base.saturating_mul(1 << (attempt - 1).min(16));
-                let delay = e.retry_after.unwrap_or_else(|| backoff + jitter(backoff / 2));
+                let backoff = settings
+                    .retry_base
+                    .saturating_mul(1 << (attempt - 1).min(16));
+                let delay = e
+                    .retry_after
+                    .unwrap_or_else(|| backoff + jitter(backoff / 2));
                 tracing::info!(attempt, delay_ms = delay.as_millis() as u64, error = %e, "retrying page fetch");
                 tokio::time::sleep(delay).await;
                 attempt += 1;
@@ -57,7 +63,11 @@ fn jitter(max: Duration) -> Duration {
         .map(|d| d.subsec_nanos() as u64)
         .unwrap_or(0);
     let max_ms = max.as_millis() as u64;
-    if max_ms == 0 { Duration::ZERO } else { Duration::from_millis(nanos.wrapping_mul(2_654_435_761) % max_ms) }
+    if max_ms == 0 {
+        Duration::ZERO
+    } else {
+        Duration::from_millis(nanos.wrapping_mul(2_654_435_761) % max_ms)
+    }
 }
 
 /// Runs connectors and publishes what they fetch.
@@ -81,13 +91,19 @@ impl Worker {
         let connector = match self.connectors.build(info) {
             Ok(c) => c,
             Err(e) => {
-                self.set_status(stored, "unlinked", Some(&e.to_string())).await?;
+                self.set_status(stored, "unlinked", Some(&e.to_string()))
+                    .await?;
                 return Err(ProducerError::Connector(e));
             }
         };
         if let Err(e) = connector.authenticate().await {
-            let status = if e.fault == Fault::User { "deauthorized" } else { "linked" };
-            self.set_status(stored, status, Some(&e.to_string())).await?;
+            let status = if e.fault == Fault::User {
+                "deauthorized"
+            } else {
+                "linked"
+            };
+            self.set_status(stored, status, Some(&e.to_string()))
+                .await?;
             return Err(ProducerError::Connector(e));
         }
         if stored.status != "linked" || stored.status_reason.is_some() {
@@ -98,7 +114,9 @@ impl Worker {
             if *shutdown.borrow() {
                 break;
             }
-            let run = self.sync_data_type(info, connector.as_ref(), data_type, shutdown).await;
+            let run = self
+                .sync_data_type(info, connector.as_ref(), data_type, shutdown)
+                .await;
             self.publisher.publish_sync_run(&run).await?;
             metrics::sync_finished(&info.source, data_type, &run.status);
             runs.push(run);
@@ -106,9 +124,16 @@ impl Worker {
         Ok(runs)
     }
 
-    async fn set_status(&self, stored: &StoredConnection, status: &str, reason: Option<&str>) -> Result<(), ProducerError> {
+    async fn set_status(
+        &self,
+        stored: &StoredConnection,
+        status: &str,
+        reason: Option<&str>,
+    ) -> Result<(), ProducerError> {
         let now = Timestamp::now();
-        self.state.set_status(&stored.info.connection_id, status, reason, now).await?;
+        self.state
+            .set_status(&stored.info.connection_id, status, reason, now)
+            .await?;
         let mut updated = stored.clone();
         updated.status = status.to_string();
         updated.status_reason = reason.map(str::to_string);
@@ -121,7 +146,13 @@ impl Worker {
         let info = &stored.info;
         let record = stored.to_record();
         let event = Event {
-            event_id: event_id(&info.connection_id, DataType::Connection, &info.connection_id, stored.updated_at, false),
+            event_id: event_id(
+                &info.connection_id,
+                DataType::Connection,
+                &info.connection_id,
+                stored.updated_at,
+                false,
+            ),
             company_id: info.company_id.clone(),
             connection_id: info.connection_id.clone(),
             data_type: DataType::Connection.as_str().into(),
@@ -159,13 +190,22 @@ impl Worker {
             pages_fetched: 0,
             error: None,
         };
-        if let Err(e) = self.sync_pages(info, connector, data_type, shutdown, &mut run).await {
+        if let Err(e) = self
+            .sync_pages(info, connector, data_type, shutdown, &mut run)
+            .await
+        {
             metrics::error(&info.source, data_type, "sync", &e.to_string());
             run.status = "failed".into();
             run.error = Some(e.to_string());
         }
         run.finished_at = Timestamp::now();
-        run.event_id = event_id(&info.connection_id, data_type, "sync_run", started_at, false);
+        run.event_id = event_id(
+            &info.connection_id,
+            data_type,
+            "sync_run",
+            started_at,
+            false,
+        );
         run
     }
 
@@ -180,9 +220,16 @@ impl Worker {
         loop {
             let cursor = self.state.cursor(&info.connection_id, data_type).await?;
             let now = Timestamp::now();
-            let request = PageRequest { data_type, cursor, now, page_size: self.settings.page_size };
+            let request = PageRequest {
+                data_type,
+                cursor,
+                now,
+                page_size: self.settings.page_size,
+            };
             let started = Instant::now();
-            let page = fetch_with_retry(connector, &request, &self.settings).await.map_err(ProducerError::Connector)?;
+            let page = fetch_with_retry(connector, &request, &self.settings)
+                .await
+                .map_err(ProducerError::Connector)?;
             metrics::page_seconds(&info.source, data_type, started.elapsed().as_secs_f64());
             metrics::records_fetched(&info.source, data_type, page.records.len());
             run.pages_fetched += 1;
@@ -191,7 +238,13 @@ impl Worker {
             for raw in &page.records {
                 match connector.map(data_type, raw) {
                     Ok(mapped) => events.push(Event {
-                        event_id: event_id(&info.connection_id, data_type, &mapped.source_record_id, mapped.source_modified_at, mapped.deleted),
+                        event_id: event_id(
+                            &info.connection_id,
+                            data_type,
+                            &mapped.source_record_id,
+                            mapped.source_modified_at,
+                            mapped.deleted,
+                        ),
                         company_id: info.company_id.clone(),
                         connection_id: info.connection_id.clone(),
                         data_type: data_type.as_str().into(),
@@ -206,13 +259,17 @@ impl Worker {
                         // A bad record never stops the sync: it is kept, with the reason.
                         metrics::error(&info.source, data_type, "map", &e.to_string());
                         let body = serde_json::json!({"connection_id": info.connection_id, "data_type": data_type.as_str(), "raw": raw});
-                        self.publisher.publish_dead_letter(&info.company_id, "map", &e.to_string(), &body).await?;
+                        self.publisher
+                            .publish_dead_letter(&info.company_id, "map", &e.to_string(), &body)
+                            .await?;
                     }
                 }
             }
             self.publisher.publish_events(&events).await?;
             if let Some(next) = &page.next_cursor {
-                self.state.save_cursor(&info.connection_id, data_type, next, Timestamp::now()).await?;
+                self.state
+                    .save_cursor(&info.connection_id, data_type, next, Timestamp::now())
+                    .await?;
             }
             if !page.has_more || *shutdown.borrow() {
                 return Ok(());
@@ -221,7 +278,10 @@ impl Worker {
     }
 
     /// Syncs every connection now, `concurrency` at a time.
-    pub async fn sync_all(self: &Arc<Self>, shutdown: &watch::Receiver<bool>) -> Result<Vec<SyncRunEvent>, ProducerError> {
+    pub async fn sync_all(
+        self: &Arc<Self>,
+        shutdown: &watch::Receiver<bool>,
+    ) -> Result<Vec<SyncRunEvent>, ProducerError> {
         let connections = self.state.connections().await?;
         let limit = Arc::new(Semaphore::new(self.settings.concurrency));
         let mut tasks = tokio::task::JoinSet::new();
@@ -232,14 +292,19 @@ impl Worker {
             tasks.spawn(async move {
                 let _permit = limit.acquire_owned().await;
                 let id = stored.info.connection_id.clone();
-                worker.sync_connection(&stored, &shutdown).await.map_err(|e| (id, e))
+                worker
+                    .sync_connection(&stored, &shutdown)
+                    .await
+                    .map_err(|e| (id, e))
             });
         }
         let mut runs = Vec::new();
         while let Some(joined) = tasks.join_next().await {
             match joined {
                 Ok(Ok(r)) => runs.extend(r),
-                Ok(Err((connection, e))) => tracing::warn!(connection, error = %e, "connection sync failed"),
+                Ok(Err((connection, e))) => {
+                    tracing::warn!(connection, error = %e, "connection sync failed")
+                }
                 Err(e) => tracing::error!(error = %e, "connection sync task died"),
             }
         }
@@ -247,7 +312,11 @@ impl Worker {
     }
 
     /// Syncs on a schedule and on demand until `shutdown` turns true.
-    pub async fn run(self: Arc<Self>, mut on_demand: mpsc::Receiver<()>, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(
+        self: Arc<Self>,
+        mut on_demand: mpsc::Receiver<()>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
         loop {
             if let Err(e) = self.sync_all(&shutdown).await {
                 tracing::error!(error = %e, "sync round failed");

@@ -15,7 +15,10 @@ struct Scripted {
 impl Scripted {
     fn new(mut errors: Vec<ConnectorError>) -> Self {
         errors.reverse();
-        Scripted { errors: Mutex::new(errors), calls: Mutex::new(vec![]) }
+        Scripted {
+            errors: Mutex::new(errors),
+            calls: Mutex::new(vec![]),
+        }
     }
     fn gaps(&self) -> Vec<Duration> {
         let calls = self.calls.lock().unwrap();
@@ -35,7 +38,11 @@ impl Connector for Scripted {
         self.calls.lock().unwrap().push(tokio::time::Instant::now());
         match self.errors.lock().unwrap().pop() {
             Some(e) => Err(e),
-            None => Ok(Page { records: vec![serde_json::json!({"id": 1})], next_cursor: None, has_more: false }),
+            None => Ok(Page {
+                records: vec![serde_json::json!({"id": 1})],
+                next_cursor: None,
+                has_more: false,
+            }),
         }
     }
     fn map(&self, _: DataType, _: &serde_json::Value) -> Result<MappedRecord, ConnectorError> {
@@ -54,7 +61,12 @@ fn settings(max_attempts: u32) -> SyncSettings {
 }
 
 fn request() -> PageRequest {
-    PageRequest { data_type: DataType::Invoice, cursor: None, now: Timestamp(0), page_size: 10 }
+    PageRequest {
+        data_type: DataType::Invoice,
+        cursor: None,
+        now: Timestamp(0),
+        page_size: 10,
+    }
 }
 
 fn source_down() -> ConnectorError {
@@ -64,36 +76,52 @@ fn source_down() -> ConnectorError {
 #[tokio::test(start_paused = true)]
 async fn source_errors_back_off_exponentially_with_jitter() {
     let connector = Scripted::new(vec![source_down(), source_down(), source_down()]);
-    let page = fetch_with_retry(&connector, &request(), &settings(5)).await.unwrap();
+    let page = fetch_with_retry(&connector, &request(), &settings(5))
+        .await
+        .unwrap();
     assert_eq!(page.records.len(), 1);
     let gaps = connector.gaps();
     assert_eq!(gaps.len(), 3);
     for (gap, base) in gaps.iter().zip([1u64, 2, 4]) {
         let base = Duration::from_secs(base);
-        assert!(*gap >= base && *gap < base + base / 2 + Duration::from_millis(1), "gap {gap:?} for base {base:?}");
+        assert!(
+            *gap >= base && *gap < base + base / 2 + Duration::from_millis(1),
+            "gap {gap:?} for base {base:?}"
+        );
     }
 }
 
 #[tokio::test(start_paused = true)]
 async fn rate_limits_wait_exactly_as_long_as_the_source_asked() {
-    let limited = ConnectorError::new("scripted", Fault::RateLimited, "HTTP 429").with_retry_after(Duration::from_secs(37));
+    let limited = ConnectorError::new("scripted", Fault::RateLimited, "HTTP 429")
+        .with_retry_after(Duration::from_secs(37));
     let connector = Scripted::new(vec![limited]);
-    fetch_with_retry(&connector, &request(), &settings(5)).await.unwrap();
+    fetch_with_retry(&connector, &request(), &settings(5))
+        .await
+        .unwrap();
     assert_eq!(connector.gaps(), vec![Duration::from_secs(37)]);
 }
 
 #[tokio::test(start_paused = true)]
 async fn gives_up_after_max_attempts_with_the_last_error() {
     let connector = Scripted::new(vec![source_down(), source_down(), source_down()]);
-    let err = fetch_with_retry(&connector, &request(), &settings(3)).await.unwrap_err();
+    let err = fetch_with_retry(&connector, &request(), &settings(3))
+        .await
+        .unwrap_err();
     assert_eq!(err.message, "HTTP 503");
     assert_eq!(connector.calls.lock().unwrap().len(), 3);
 }
 
 #[tokio::test(start_paused = true)]
 async fn user_faults_are_not_retried() {
-    let connector = Scripted::new(vec![ConnectorError::new("scripted", Fault::User, "bad API key")]);
-    let err = fetch_with_retry(&connector, &request(), &settings(5)).await.unwrap_err();
+    let connector = Scripted::new(vec![ConnectorError::new(
+        "scripted",
+        Fault::User,
+        "bad API key",
+    )]);
+    let err = fetch_with_retry(&connector, &request(), &settings(5))
+        .await
+        .unwrap_err();
     assert_eq!(err.fault, Fault::User);
     assert_eq!(connector.calls.lock().unwrap().len(), 1);
 }

@@ -129,7 +129,11 @@ impl FromStr for Decimal {
         if whole.is_empty() && frac.is_empty() {
             return Err(err("no digits"));
         }
-        if !whole.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit()) {
+        if !whole
+            .bytes()
+            .chain(frac.bytes())
+            .all(|b| b.is_ascii_digit())
+        {
             return Err(err("only digits, one point and a leading sign are allowed"));
         }
         if frac.len() > SCALE as usize {
@@ -211,13 +215,26 @@ mod tests {
             (".5", "0.50"),
             ("1234567890123456789.1234", "1234567890123456789.1234"),
         ] {
-            assert_eq!(input.parse::<Decimal>().unwrap().to_string(), printed, "{input}");
+            assert_eq!(
+                input.parse::<Decimal>().unwrap().to_string(),
+                printed,
+                "{input}"
+            );
         }
     }
 
     #[test]
     fn refuses_what_it_cannot_hold_exactly() {
-        for bad in ["", "-", "1.23456", "1e5", "12,5", "1.2.3", "abc", "99999999999999999999999999999999999999"] {
+        for bad in [
+            "",
+            "-",
+            "1.23456",
+            "1e5",
+            "12,5",
+            "1.2.3",
+            "abc",
+            "99999999999999999999999999999999999999",
+        ] {
             assert!(bad.parse::<Decimal>().is_err(), "{bad:?} should be refused");
         }
     }
@@ -229,7 +246,17 @@ mod tests {
         assert_eq!(Decimal::from_scaled(128).to_avro_bytes(), vec![0x00, 0x80]);
         assert_eq!(Decimal::from_scaled(-1).to_avro_bytes(), vec![0xff]);
         assert_eq!(Decimal::from_scaled(-129).to_avro_bytes(), vec![0xff, 0x7f]);
-        for units in [0, 1, -1, 255, -256, 1_000_000_007, i64::MAX as i128, i128::MIN, i128::MAX] {
+        for units in [
+            0,
+            1,
+            -1,
+            255,
+            -256,
+            1_000_000_007,
+            i64::MAX as i128,
+            i128::MIN,
+            i128::MAX,
+        ] {
             let d = Decimal::from_scaled(units);
             assert_eq!(Decimal::from_avro_bytes(&d.to_avro_bytes()).unwrap(), d);
         }
@@ -245,6 +272,12 @@ mod tests {
         let a: Decimal = "0.0005".parse().unwrap();
         let half: Decimal = "0.5".parse().unwrap();
         assert_eq!(a.checked_mul(half).unwrap().scaled(), 3);
-        assert_eq!(a.checked_mul(half).map(|d| Decimal::from_scaled(-d.scaled())).unwrap().scaled(), -3);
+        assert_eq!(
+            a.checked_mul(half)
+                .map(|d| Decimal::from_scaled(-d.scaled()))
+                .unwrap()
+                .scaled(),
+            -3
+        );
     }
 }

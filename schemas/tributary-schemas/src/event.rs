@@ -150,15 +150,29 @@ impl Record {
             Record::Connection(c) => vec![Some(&c.source)],
             Record::Account(a) => vec![Some(&a.name), a.code.as_deref(), a.description.as_deref()],
             Record::Customer(c) | Record::Supplier(c) => vec![Some(&c.name), c.email.as_deref()],
-            Record::Invoice(i) => [Some(i.number.as_str()), Some(&i.customer_id), i.customer_name.as_deref(), i.reference.as_deref()]
-                .into_iter()
-                .chain(i.lines.iter().map(|l| Some(l.description.as_str())))
-                .collect(),
-            Record::Bill(b) => [Some(b.number.as_str()), Some(&b.supplier_id), b.supplier_name.as_deref(), b.reference.as_deref()]
-                .into_iter()
-                .chain(b.lines.iter().map(|l| Some(l.description.as_str())))
-                .collect(),
-            Record::Payment(p) => vec![p.reference.as_deref(), p.invoice_id.as_deref(), p.bill_id.as_deref()],
+            Record::Invoice(i) => [
+                Some(i.number.as_str()),
+                Some(&i.customer_id),
+                i.customer_name.as_deref(),
+                i.reference.as_deref(),
+            ]
+            .into_iter()
+            .chain(i.lines.iter().map(|l| Some(l.description.as_str())))
+            .collect(),
+            Record::Bill(b) => [
+                Some(b.number.as_str()),
+                Some(&b.supplier_id),
+                b.supplier_name.as_deref(),
+                b.reference.as_deref(),
+            ]
+            .into_iter()
+            .chain(b.lines.iter().map(|l| Some(l.description.as_str())))
+            .collect(),
+            Record::Payment(p) => vec![
+                p.reference.as_deref(),
+                p.invoice_id.as_deref(),
+                p.bill_id.as_deref(),
+            ],
             Record::BankTransaction(t) => vec![Some(&t.description)],
             Record::JournalEntry(j) => vec![Some(&j.number), Some(&j.description)],
         };

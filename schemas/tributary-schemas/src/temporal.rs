@@ -193,14 +193,20 @@ mod tests {
         let t = Timestamp(1_539_993_600_123);
         assert_eq!(t.to_string(), "2018-10-20T00:00:00.123Z");
         assert_eq!(Timestamp::parse("2018-10-20T00:00:00.123Z").unwrap(), t);
-        assert_eq!(Timestamp::parse("2018-10-20T02:00:00.123+02:00").unwrap(), t);
+        assert_eq!(
+            Timestamp::parse("2018-10-20T02:00:00.123+02:00").unwrap(),
+            t
+        );
         assert!(Timestamp::parse("2018-10-20").is_err());
     }
 
     #[test]
     fn dates_print_and_parse() {
         assert_eq!(Date(0).to_string(), "1970-01-01");
-        assert_eq!(Date::parse("2018-10-20").unwrap(), Timestamp(1_539_993_600_000).date());
+        assert_eq!(
+            Date::parse("2018-10-20").unwrap(),
+            Timestamp(1_539_993_600_000).date()
+        );
         assert_eq!(Date::parse("1969-12-31").unwrap(), Date(-1));
         assert!(Date::parse("2018-13-01").is_err());
     }

@@ -161,7 +161,10 @@ fn deletes_without_a_body_round_trip() {
     let schema = DataType::Invoice.schema().unwrap();
     let event = envelope(None, DataType::Invoice, true);
     let bytes = to_avro_datum(&schema, &event).unwrap();
-    let back = Event::from_avro(DataType::Invoice, &from_avro_datum(&schema, &bytes).unwrap());
+    let back = Event::from_avro(
+        DataType::Invoice,
+        &from_avro_datum(&schema, &bytes).unwrap(),
+    );
     assert_eq!(back.unwrap(), event);
 }
 
@@ -182,7 +185,10 @@ fn money_is_an_avro_decimal_not_a_float() {
     let event = envelope(Some(record), DataType::Payment, false);
     let value = from_avro_datum(&schema, &to_avro_datum(&schema, &event).unwrap()).unwrap();
     let text = format!("{value:?}");
-    assert!(text.contains("Decimal("), "amount should decode as Avro decimal: {text}");
+    assert!(
+        text.contains("Decimal("),
+        "amount should decode as Avro decimal: {text}"
+    );
     let json = serde_json::to_value(&event).unwrap();
     assert_eq!(json["record"]["amount"], "99999999999999.9999");
     assert_eq!(json["source_modified_at"], "2025-11-13T02:13:20.000Z");
@@ -203,7 +209,10 @@ fn all_event_schemas_share_the_envelope() {
     for t in DataType::ALL {
         assert_eq!(envelope_of(t.schema_text()), first, "{t}");
         let json: serde_json::Value = serde_json::from_str(t.schema_text()).unwrap();
-        assert!(json["doc"].as_str().unwrap().contains(&t.topic()), "{t} doc names its topic");
+        assert!(
+            json["doc"].as_str().unwrap().contains(&t.topic()),
+            "{t} doc names its topic"
+        );
         assert_eq!(DataType::from_topic(&t.topic()), Some(t));
     }
     assert!(SyncRunEvent::schema().is_ok());
@@ -213,12 +222,21 @@ fn all_event_schemas_share_the_envelope() {
 #[test]
 fn event_ids_are_deterministic_and_distinguish_versions() {
     let a = event_id("c", DataType::Invoice, "1", Timestamp(5), false);
-    assert_eq!(a, event_id("c", DataType::Invoice, "1", Timestamp(5), false));
+    assert_eq!(
+        a,
+        event_id("c", DataType::Invoice, "1", Timestamp(5), false)
+    );
     assert_eq!(a.len(), 32);
-    assert_ne!(a, event_id("c", DataType::Invoice, "1", Timestamp(6), false));
+    assert_ne!(
+        a,
+        event_id("c", DataType::Invoice, "1", Timestamp(6), false)
+    );
     assert_ne!(a, event_id("c", DataType::Invoice, "1", Timestamp(5), true));
     assert_ne!(a, event_id("c", DataType::Bill, "1", Timestamp(5), false));
-    assert_ne!(a, event_id("d", DataType::Invoice, "1", Timestamp(5), false));
+    assert_ne!(
+        a,
+        event_id("d", DataType::Invoice, "1", Timestamp(5), false)
+    );
 }
 
 #[test]
