@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# The test command: installs what the tests need, then runs every test of
-# the workspace, the end-to-end run through a real broker included.
+# The test command: installs what the tests need, checks formatting and
+# lints, then runs every test of the workspace, the end-to-end run through a
+# real broker included.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 python_bin="$(infra/scripts/prereqs.sh --python)"
 export TRIBUTARY_PYTHON="$python_bin"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked --quiet -- -D warnings
 cargo test --workspace --locked "$@"

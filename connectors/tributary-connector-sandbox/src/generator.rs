@@ -234,7 +234,7 @@ impl Generator {
             pick(2, 1)
         };
         let updates = (created + 1..=last)
-            .filter(|g| self.h(data_type, i, 100 + *g as u64) % 4 == 0)
+            .filter(|g| self.h(data_type, i, 100 + *g as u64).is_multiple_of(4))
             .collect();
         let mut lifecycle = Lifecycle {
             created,
@@ -266,7 +266,7 @@ impl Generator {
         if deletable
             && lifecycle.paid.is_none()
             && created < last
-            && self.h(data_type, i, 4) % 8 == 0
+            && self.h(data_type, i, 4).is_multiple_of(8)
         {
             lifecycle.deleted = Some(pick(5, created + 1));
         }
@@ -274,7 +274,7 @@ impl Generator {
     }
 
     fn invoice_is_paid(&self, i: u32) -> bool {
-        self.h(DataType::Invoice, i, 6) % 3 == 0
+        self.h(DataType::Invoice, i, 6).is_multiple_of(3)
     }
 
     fn record_id(data_type: DataType, i: u32) -> String {
@@ -433,7 +433,7 @@ impl Generator {
                         }
                     )),
                     phone: Some(format!("+44 20 7946 {:04}", (h + revision as u64) % 10_000)),
-                    status: if revision > 0 && h % 10 == 0 {
+                    status: if revision > 0 && h.is_multiple_of(10) {
                         "ARCHIVED"
                     } else {
                         "ACTIVE"
@@ -458,7 +458,7 @@ impl Generator {
                     "VOIDED"
                 } else if paid {
                     "PAID"
-                } else if revision == 0 && h % 4 == 0 {
+                } else if revision == 0 && h.is_multiple_of(4) {
                     "DRAFT"
                 } else {
                     "AUTHORISED"
@@ -519,7 +519,7 @@ impl Generator {
                 })
             }
             DataType::BankTransaction => {
-                let receive = h % 2 == 0;
+                let receive = h.is_multiple_of(2);
                 let party = (i * 5 + 1) % n;
                 Record::BankTransaction(BankTransaction {
                     id: id.to_string(),

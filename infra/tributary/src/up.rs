@@ -121,28 +121,21 @@ pub async fn up(config: Config) -> anyhow::Result<()> {
             topics
         },
     };
-    for projection in [
-        ProjectionTask::Store(store.clone()),
-        ProjectionTask::Index(index_projection),
-    ] {
-        let (client, url, settings, shutdown) = (
+    let projector = |name: &'static str| {
+        (
+            name,
             client.clone(),
             registry_url.clone(),
             projector_settings.clone(),
             shutdown.clone(),
-        );
-        tasks.spawn(async move {
-            match projection {
-                ProjectionTask::Store(p) => {
-                    tributary_projector::run(&client, &url, p, settings, shutdown).await
-                }
-                ProjectionTask::Index(p) => {
-                    tributary_projector::run(&client, &url, p, settings, shutdown).await
-                }
-            }
-            .context("projector")
-        });
-    }
+        )
+    };
+    spawn_projector(&mut tasks, projector("SQL store projector"), store.clone());
+    spawn_projector(
+        &mut tasks,
+        projector("search index projector"),
+        index_projection,
+    );
 
     // HTTP API.
     let api_state = tributary_api::ApiState {
@@ -205,15 +198,32 @@ pub async fn up(config: Config) -> anyhow::Result<()> {
         tasks.abort_all();
     }
     let _ = publisher.flush(Duration::from_secs(10));
+    // Kafka clients go before the broker, so none of them logs its loss.
+    drop(publisher);
     if let Some(broker) = local_broker {
         tokio::task::block_in_place(|| broker.stop(Duration::from_secs(10)));
     }
     outcome
 }
 
-enum ProjectionTask {
-    Store(tributary_store_sql::SqlStore),
-    Index(tributary_index_tantivy::IndexProjection),
+type ProjectorParts = (
+    &'static str,
+    ClientConfig,
+    String,
+    ProjectorSettings,
+    watch::Receiver<bool>,
+);
+
+fn spawn_projector<P: tributary_projector::Projection + 'static>(
+    tasks: &mut tokio::task::JoinSet<anyhow::Result<()>>,
+    (name, client, url, settings, shutdown): ProjectorParts,
+    projection: P,
+) {
+    tasks.spawn(async move {
+        tributary_projector::run(&client, &url, projection, settings, shutdown)
+            .await
+            .context(name)
+    });
 }
 
 async fn shutdown_signal() {
