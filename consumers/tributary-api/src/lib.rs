@@ -15,6 +15,7 @@
 //! Bad requests get a 4xx with `{"error": {"code", "message"}}`.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
@@ -26,12 +27,12 @@ use serde_json::json;
 use tokio::sync::mpsc;
 use tributary_index_tantivy::SearchIndex;
 use tributary_schemas::{DataType, Timestamp};
-use tributary_store_sql::{ListQuery, SqlStore};
+use tributary_store::{ListQuery, ReadStore};
 
 /// What the handlers share.
 #[derive(Clone)]
 pub struct ApiState {
-    pub store: SqlStore,
+    pub store: Arc<dyn ReadStore>,
     pub search: SearchIndex,
     pub metrics: Option<PrometheusHandle>,
     /// Where `POST /v1/sync` sends its request; `None` when no worker runs here.

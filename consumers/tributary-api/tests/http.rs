@@ -12,7 +12,7 @@ struct Api {
 /// versions 1000 + i) and one of company "b", served on port 0.
 async fn serve() -> Api {
     let dir = tempfile::tempdir().unwrap();
-    let mut store = tributary_store_sql::SqlStore::open(&dir.path().join("store.db"))
+    let mut store = tributary_store_sqlite::SqliteStore::open(&dir.path().join("store.db"))
         .await
         .unwrap();
     let (mut index, search) = tributary_index_tantivy::open(&dir.path().join("index")).unwrap();
@@ -32,7 +32,7 @@ async fn serve() -> Api {
     store.apply(&b).await.unwrap();
     index.apply(&b).await.unwrap();
     let state = ApiState {
-        store,
+        store: std::sync::Arc::new(store),
         search,
         metrics: None,
         sync_requests: None,

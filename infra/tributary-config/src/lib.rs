@@ -63,6 +63,7 @@ pub struct Config {
     pub broker: LocalBrokerConfig,
     pub registry: RegistryConfig,
     pub api: ApiConfig,
+    pub store: StoreConfig,
     pub sandbox: SandboxConfig,
     pub sync: SyncConfig,
     pub projector: ProjectorConfig,
@@ -77,6 +78,7 @@ impl Default for Config {
             broker: LocalBrokerConfig::default(),
             registry: RegistryConfig::default(),
             api: ApiConfig::default(),
+            store: StoreConfig::default(),
             sandbox: SandboxConfig::default(),
             sync: SyncConfig::default(),
             projector: ProjectorConfig::default(),
@@ -156,6 +158,14 @@ impl Default for ApiConfig {
             listen: "127.0.0.1:8080".into(),
         }
     }
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// A PostgreSQL URL (`postgres://user:password@host/db`) for the SQL
+    /// store; empty keeps it in SQLite under the data directory.
+    pub url: Secret,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

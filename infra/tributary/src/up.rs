@@ -110,7 +110,6 @@ pub async fn up(config: Config) -> anyhow::Result<()> {
     }
 
     // Projectors.
-    let store = tributary_store_sql::SqlStore::open(&data_dir.join("store.db")).await?;
     let (index_projection, search) = tributary_index_tantivy::open(&data_dir.join("index"))?;
     let projector_settings = ProjectorSettings {
         batch_size: config.projector.batch_size,
@@ -130,7 +129,25 @@ pub async fn up(config: Config) -> anyhow::Result<()> {
             shutdown.clone(),
         )
     };
-    spawn_projector(&mut tasks, projector("SQL store projector"), store.clone());
+    // The SQL store: PostgreSQL when configured, else SQLite in the data directory.
+    let store: Arc<dyn tributary_store::ReadStore> = if config.store.url.expose().is_empty() {
+        let sqlite = tributary_store_sqlite::SqliteStore::open(&data_dir.join("store.db")).await?;
+        spawn_projector(
+            &mut tasks,
+            projector("SQLite store projector"),
+            sqlite.clone(),
+        );
+        Arc::new(sqlite)
+    } else {
+        let postgres =
+            tributary_store_postgres::PostgresStore::connect(config.store.url.expose()).await?;
+        spawn_projector(
+            &mut tasks,
+            projector("PostgreSQL store projector"),
+            postgres.clone(),
+        );
+        Arc::new(postgres)
+    };
     spawn_projector(
         &mut tasks,
         projector("search index projector"),

@@ -1,4 +1,5 @@
-//! The SQL store projection (SQLite on one machine) and its queries.
+//! The SQLite store backend: the store projection and its queries, for a
+//! single machine.
 //!
 //! Contract:
 //! - One row per (company, data type, record id) holding the newest version
@@ -13,86 +14,25 @@ use std::path::Path;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use serde::Serialize;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 use tributary_projector::{Batch, Change, Checkpoint, Projection, ProjectionError};
-use tributary_schemas::{Event, SyncRunEvent};
+use tributary_schemas::{Event, SyncRunEvent, Timestamp};
+use tributary_store::{
+    DataTypeStatus, ListQuery, ReadStore, RecordPage, StoreError, StoredRecord, SyncStatus,
+    cursor_after, merge_status, parse_cursor,
+};
 
 const PROJECTION: &str = "sql-store";
 
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("store database {path}: {message}")]
-    Open { path: String, message: String },
-    #[error("store query: {0}")]
-    Query(#[from] sqlx::Error),
-    #[error("stored record {0} is not valid JSON")]
-    Corrupt(String),
-}
-
-/// One stored record.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct StoredRecord {
-    pub company_id: String,
-    pub data_type: String,
-    pub id: String,
-    pub connection_id: String,
-    pub source: String,
-    pub event_id: String,
-    pub source_modified_at: tributary_schemas::Timestamp,
-    pub fetched_at: tributary_schemas::Timestamp,
-    pub deleted: bool,
-    pub data: serde_json::Value,
-}
-
-/// A page of records and where the next one starts.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct RecordPage {
-    pub records: Vec<StoredRecord>,
-    pub next_cursor: Option<String>,
-}
-
-/// What a list query asks for.
-#[derive(Debug, Clone, Default)]
-pub struct ListQuery {
-    /// Resume after this cursor (from a previous page).
-    pub cursor: Option<String>,
-    /// Only versions modified at or after this instant.
-    pub modified_since: Option<tributary_schemas::Timestamp>,
-    pub include_deleted: bool,
-    pub limit: u32,
-}
-
-/// Status of one data type of one company.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct DataTypeStatus {
-    pub data_type: String,
-    pub records: i64,
-    pub deleted: i64,
-    pub last_modified_at: Option<tributary_schemas::Timestamp>,
-    pub syncs: Vec<SyncStatus>,
-}
-
-/// The latest sync outcome through one connection.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct SyncStatus {
-    pub connection_id: String,
-    pub source: String,
-    pub last_status: String,
-    pub last_started_at: tributary_schemas::Timestamp,
-    pub last_finished_at: tributary_schemas::Timestamp,
-    pub last_success_at: Option<tributary_schemas::Timestamp>,
-    pub last_error: Option<String>,
-    pub runs: i64,
-    pub failed_runs: i64,
-    pub records_fetched: i64,
-}
-
 /// The SQLite store; cheap to clone (a pool).
 #[derive(Clone)]
-pub struct SqlStore {
+pub struct SqliteStore {
     pool: SqlitePool,
+}
+
+fn query_err(e: sqlx::Error) -> StoreError {
+    StoreError::Query(e.to_string())
 }
 
 fn unavailable(e: sqlx::Error) -> ProjectionError {
@@ -102,7 +42,7 @@ fn unavailable(e: sqlx::Error) -> ProjectionError {
     }
 }
 
-impl SqlStore {
+impl SqliteStore {
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
         let err = |message: String| StoreError::Open {
             path: path.display().to_string(),
@@ -124,7 +64,7 @@ impl SqlStore {
             .run(&pool)
             .await
             .map_err(|e| err(e.to_string()))?;
-        Ok(SqlStore { pool })
+        Ok(SqliteStore { pool })
     }
 
     async fn apply_batch(&self, batch: &Batch) -> Result<(), sqlx::Error> {
@@ -168,19 +108,22 @@ impl SqlStore {
         }
         tx.commit().await
     }
+}
 
+#[async_trait]
+impl ReadStore for SqliteStore {
     /// Companies with a live company record, by name.
-    pub async fn companies(&self) -> Result<Vec<StoredRecord>, StoreError> {
+    async fn companies(&self) -> Result<Vec<StoredRecord>, StoreError> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM records WHERE data_type = 'companies' AND deleted = 0 ORDER BY json_extract(data, '$.name'), company_id"
         )))
         .fetch_all(&self.pool)
-        .await?;
+        .await.map_err(query_err)?;
         rows.iter().map(to_record).collect()
     }
 
     /// One record, deleted or not.
-    pub async fn get(
+    async fn get(
         &self,
         company_id: &str,
         data_type: &str,
@@ -193,13 +136,14 @@ impl SqlStore {
         .bind(data_type)
         .bind(id)
         .fetch_optional(&self.pool)
-        .await?;
+        .await
+        .map_err(query_err)?;
         row.as_ref().map(to_record).transpose()
     }
 
     /// Records of one company and data type, oldest version first, so that
     /// following `next_cursor` never skips a record changed meanwhile.
-    pub async fn list(
+    async fn list(
         &self,
         company_id: &str,
         data_type: &str,
@@ -224,14 +168,12 @@ impl SqlStore {
         .bind(query.include_deleted)
         .bind(limit + 1)
         .fetch_all(&self.pool)
-        .await?;
+        .await.map_err(query_err)?;
         let mut records: Vec<StoredRecord> =
             rows.iter().map(to_record).collect::<Result<_, _>>()?;
         let next_cursor = if records.len() as i64 > limit {
             records.truncate(limit as usize);
-            records
-                .last()
-                .map(|r| format!("{}:{}", r.source_modified_at.millis(), r.id))
+            records.last().map(cursor_after)
         } else {
             None
         };
@@ -242,63 +184,55 @@ impl SqlStore {
     }
 
     /// Record counts and sync outcomes per data type of one company.
-    pub async fn status(&self, company_id: &str) -> Result<Vec<DataTypeStatus>, StoreError> {
+    async fn status(&self, company_id: &str) -> Result<Vec<DataTypeStatus>, StoreError> {
         let counts = sqlx::query(
             "SELECT data_type, SUM(deleted = 0), SUM(deleted = 1), MAX(source_modified_at) FROM records \
              WHERE company_id = ? GROUP BY data_type",
         )
         .bind(company_id)
         .fetch_all(&self.pool)
-        .await?;
+        .await.map_err(query_err)?;
         let syncs = sqlx::query(
             "SELECT data_type, connection_id, source, last_status, last_started_at, last_finished_at, last_success_at, \
              last_error, runs, failed_runs, records_fetched FROM sync_status WHERE company_id = ? ORDER BY data_type, connection_id",
         )
         .bind(company_id)
         .fetch_all(&self.pool)
-        .await?;
-        let mut out: Vec<DataTypeStatus> = counts
+        .await.map_err(query_err)?;
+        let counts = counts
             .iter()
             .map(|r| DataTypeStatus {
                 data_type: r.get(0),
                 records: r.get(1),
                 deleted: r.get(2),
-                last_modified_at: r.get::<Option<i64>, _>(3).map(tributary_schemas::Timestamp),
+                last_modified_at: r.get::<Option<i64>, _>(3).map(Timestamp),
                 syncs: vec![],
             })
             .collect();
-        for r in &syncs {
-            let data_type: String = r.get(0);
-            let status = SyncStatus {
-                connection_id: r.get(1),
-                source: r.get(2),
-                last_status: r.get(3),
-                last_started_at: tributary_schemas::Timestamp(r.get(4)),
-                last_finished_at: tributary_schemas::Timestamp(r.get(5)),
-                last_success_at: r.get::<Option<i64>, _>(6).map(tributary_schemas::Timestamp),
-                last_error: r.get(7),
-                runs: r.get(8),
-                failed_runs: r.get(9),
-                records_fetched: r.get(10),
-            };
-            match out.iter_mut().find(|s| s.data_type == data_type) {
-                Some(entry) => entry.syncs.push(status),
-                None => out.push(DataTypeStatus {
-                    data_type,
-                    records: 0,
-                    deleted: 0,
-                    last_modified_at: None,
-                    syncs: vec![status],
-                }),
-            }
-        }
-        out.sort_by(|a, b| a.data_type.cmp(&b.data_type));
-        Ok(out)
+        let syncs = syncs
+            .iter()
+            .map(|r| {
+                let status = SyncStatus {
+                    connection_id: r.get(1),
+                    source: r.get(2),
+                    last_status: r.get(3),
+                    last_started_at: Timestamp(r.get(4)),
+                    last_finished_at: Timestamp(r.get(5)),
+                    last_success_at: r.get::<Option<i64>, _>(6).map(Timestamp),
+                    last_error: r.get(7),
+                    runs: r.get(8),
+                    failed_runs: r.get(9),
+                    records_fetched: r.get(10),
+                };
+                (r.get(0), status)
+            })
+            .collect();
+        Ok(merge_status(counts, syncs))
     }
 
     /// Every live record of one company and data type, keyed by id: for
     /// checks against a source of truth.
-    pub async fn live_records(
+    async fn live_records(
         &self,
         company_id: &str,
         data_type: &str,
@@ -309,7 +243,7 @@ impl SqlStore {
         .bind(company_id)
         .bind(data_type)
         .fetch_all(&self.pool)
-        .await?;
+        .await.map_err(query_err)?;
         rows.iter().map(to_record).collect()
     }
 }
@@ -330,16 +264,11 @@ fn to_record(r: &sqlx::sqlite::SqliteRow) -> Result<StoredRecord, StoreError> {
         connection_id: r.get(3),
         source: r.get(4),
         event_id: r.get(5),
-        source_modified_at: tributary_schemas::Timestamp(r.get(6)),
-        fetched_at: tributary_schemas::Timestamp(r.get(7)),
+        source_modified_at: Timestamp(r.get(6)),
+        fetched_at: Timestamp(r.get(7)),
         deleted: r.get::<i64, _>(8) != 0,
         data,
     })
-}
-
-fn parse_cursor(cursor: &str) -> Option<(i64, String)> {
-    let (modified, id) = cursor.split_once(':')?;
-    Some((modified.parse().ok()?, id.to_string()))
 }
 
 async fn upsert_record(tx: &mut sqlx::SqliteConnection, event: &Event) -> Result<(), sqlx::Error> {
@@ -409,7 +338,7 @@ async fn upsert_sync_run(
 }
 
 #[async_trait]
-impl Projection for SqlStore {
+impl Projection for SqliteStore {
     fn name(&self) -> &'static str {
         PROJECTION
     }

@@ -3,23 +3,24 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use tributary_projector::conformance::Harness;
 use tributary_schemas::DataType;
-use tributary_store_sql::SqlStore;
+use tributary_store::ReadStore;
+use tributary_store_postgres::PostgresStore;
+use tributary_testkit::PgCluster;
 
-struct Sqlite {
-    dir: tempfile::TempDir,
+/// A real PostgreSQL per test, stopped and deleted when the test ends.
+struct Postgres {
+    cluster: PgCluster,
 }
 
 #[async_trait]
-impl Harness for Sqlite {
-    type P = SqlStore;
-    async fn open(&mut self) -> SqlStore {
-        SqlStore::open(&self.dir.path().join("store.db"))
-            .await
-            .unwrap()
+impl Harness for Postgres {
+    type P = PostgresStore;
+    async fn open(&mut self) -> PostgresStore {
+        PostgresStore::connect(&self.cluster.url()).await.unwrap()
     }
     async fn live(
         &mut self,
-        store: &SqlStore,
+        store: &PostgresStore,
         company: &str,
         data_type: DataType,
     ) -> BTreeMap<String, i64> {
@@ -34,6 +35,6 @@ impl Harness for Sqlite {
     }
 }
 
-tributary_projector::conformance_suite!(Sqlite {
-    dir: tempfile::tempdir().unwrap()
+tributary_projector::conformance_suite!(Postgres {
+    cluster: PgCluster::start()
 });

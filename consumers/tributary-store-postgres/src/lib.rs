@@ -1,0 +1,467 @@
+//! The PostgreSQL store backend: the store projection and its queries, for
+//! running at scale.
+//!
+//! Same contract as the SQLite backend (see `tributary-store`): one row per
+//! record at its newest version, tombstones for deletes, and the checkpoint
+//! written in the same transaction as the rows.
+//!
+//! Writes are batched: the records of a batch go in one
+//! `INSERT … SELECT FROM UNNEST(…) ON CONFLICT DO UPDATE … WHERE newer`
+//! statement, after keeping only the newest version of each record within the
+//! batch (a statement may not update one row twice).
+//!
+//! Several projector processes may apply the same partition during a
+//! rebalance: each transaction first locks the checkpoint rows of its
+//! partitions (in a fixed order, so two transactions cannot deadlock), then
+//! skips what the checkpoint says was applied. A revoked partition's batch
+//! is thus either applied whole with its checkpoint, or skipped.
+
+use std::collections::{BTreeMap, HashMap};
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::{Postgres, Row, Transaction};
+use tributary_projector::{Batch, Change, Checkpoint, Projection, ProjectionError};
+use tributary_schemas::{Event, SyncRunEvent, Timestamp};
+use tributary_store::{
+    DataTypeStatus, ListQuery, ReadStore, RecordPage, StoreError, StoredRecord, SyncStatus,
+    cursor_after, merge_status, parse_cursor,
+};
+
+const PROJECTION: &str = "sql-store";
+
+/// The PostgreSQL store; cheap to clone (a pool).
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+fn query_err(e: sqlx::Error) -> StoreError {
+    StoreError::Query(e.to_string())
+}
+
+fn unavailable(e: sqlx::Error) -> ProjectionError {
+    ProjectionError::Unavailable {
+        projection: PROJECTION.into(),
+        message: e.to_string(),
+    }
+}
+
+/// Hides the password of a connection URL, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:[redacted]{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+impl PostgresStore {
+    /// Connects and brings the schema up to date.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let err = |message: String| StoreError::Open {
+            path: redact(url),
+            message,
+        };
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .connect(url)
+            .await
+            .map_err(|e| err(e.to_string()))?;
+        sqlx::migrate!("./migrations")
+            .run(&pool)
+            .await
+            .map_err(|e| err(e.to_string()))?;
+        Ok(PostgresStore { pool })
+    }
+
+    async fn apply_batch(&self, batch: &Batch) -> Result<(), sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let stored = lock_checkpoints(&mut tx, &batch.positions).await?;
+        // Only what was not applied before, newest version per record.
+        let mut newest: HashMap<(&str, &str, &str), &Event> = HashMap::new();
+        let mut runs: Vec<&SyncRunEvent> = Vec::new();
+        for item in &batch.items {
+            let applied_before = stored
+                .get(&(item.topic.clone(), item.partition))
+                .is_some_and(|next| item.offset < *next);
+            if applied_before {
+                continue;
+            }
+            match &item.change {
+                Change::Record(event) => {
+                    let key = (
+                        event.company_id.as_str(),
+                        event.data_type.as_str(),
+                        event.source_record_id.as_str(),
+                    );
+                    let keep = newest
+                        .get(&key)
+                        .is_none_or(|old| old.source_modified_at < event.source_modified_at);
+                    if keep {
+                        newest.insert(key, event);
+                    }
+                }
+                Change::SyncRun(run) => runs.push(run),
+            }
+        }
+        upsert_records(&mut tx, newest.into_values().collect()).await?;
+        for run in runs {
+            upsert_sync_run(&mut tx, run).await?;
+        }
+        let (topics, partitions, offsets) = unzip_positions(&batch.positions);
+        sqlx::query(
+            "UPDATE checkpoints c SET next_offset = GREATEST(c.next_offset, p.next_offset) \
+             FROM UNNEST($2::text[], $3::int[], $4::bigint[]) AS p(topic, partition, next_offset) \
+             WHERE c.projection = $1 AND c.topic = p.topic AND c.partition = p.partition",
+        )
+        .bind(PROJECTION)
+        .bind(&topics)
+        .bind(&partitions)
+        .bind(&offsets)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await
+    }
+}
+
+fn unzip_positions(positions: &Checkpoint) -> (Vec<String>, Vec<i32>, Vec<i64>) {
+    let mut topics = Vec::new();
+    let mut partitions = Vec::new();
+    let mut offsets = Vec::new();
+    for ((topic, partition), offset) in positions {
+        topics.push(topic.clone());
+        partitions.push(*partition);
+        offsets.push(*offset);
+    }
+    (topics, partitions, offsets)
+}
+
+/// Locks the checkpoint rows of `positions` (creating missing ones) in key
+/// order and returns what they hold.
+async fn lock_checkpoints(
+    tx: &mut Transaction<'_, Postgres>,
+    positions: &Checkpoint,
+) -> Result<Checkpoint, sqlx::Error> {
+    let (topics, partitions, _) = unzip_positions(positions);
+    sqlx::query(
+        "INSERT INTO checkpoints (projection, topic, partition, next_offset) \
+         SELECT $1, topic, partition, 0 FROM UNNEST($2::text[], $3::int[]) AS p(topic, partition) \
+         ORDER BY topic, partition ON CONFLICT DO NOTHING",
+    )
+    .bind(PROJECTION)
+    .bind(&topics)
+    .bind(&partitions)
+    .execute(&mut **tx)
+    .await?;
+    let rows: Vec<(String, i32, i64)> = sqlx::query_as(
+        "SELECT c.topic, c.partition, c.next_offset FROM checkpoints c \
+         JOIN UNNEST($2::text[], $3::int[]) AS p(topic, partition) ON c.topic = p.topic AND c.partition = p.partition \
+         WHERE c.projection = $1 ORDER BY c.topic, c.partition FOR UPDATE OF c",
+    )
+    .bind(PROJECTION)
+    .bind(&topics)
+    .bind(&partitions)
+    .fetch_all(&mut **tx)
+    .await?;
+    Ok(rows.into_iter().map(|(t, p, o)| ((t, p), o)).collect())
+}
+
+async fn upsert_records(
+    tx: &mut Transaction<'_, Postgres>,
+    events: Vec<&Event>,
+) -> Result<(), sqlx::Error> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let mut columns: (
+        Vec<&str>,
+        Vec<&str>,
+        Vec<&str>,
+        Vec<&str>,
+        Vec<&str>,
+        Vec<&str>,
+    ) = Default::default();
+    let mut modified = Vec::with_capacity(events.len());
+    let mut fetched = Vec::with_capacity(events.len());
+    let mut deleted = Vec::with_capacity(events.len());
+    let mut data: Vec<Option<String>> = Vec::with_capacity(events.len());
+    for e in &events {
+        columns.0.push(&e.company_id);
+        columns.1.push(&e.data_type);
+        columns.2.push(&e.source_record_id);
+        columns.3.push(&e.connection_id);
+        columns.4.push(&e.source);
+        columns.5.push(&e.event_id);
+        modified.push(e.source_modified_at.millis());
+        fetched.push(e.fetched_at.millis());
+        deleted.push(e.deleted);
+        data.push(match &e.record {
+            Some(r) => {
+                Some(serde_json::to_string(r).map_err(|err| sqlx::Error::Encode(Box::new(err)))?)
+            }
+            None => None,
+        });
+    }
+    // The WHERE guards the version: only a newer one replaces the row.
+    sqlx::query(
+        "INSERT INTO records (company_id, data_type, record_id, connection_id, source, event_id, source_modified_at, fetched_at, deleted, data) \
+         SELECT company_id, data_type, record_id, connection_id, source, event_id, source_modified_at, fetched_at, deleted, data::jsonb \
+         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[], $8::bigint[], $9::bool[], $10::text[]) \
+           AS u(company_id, data_type, record_id, connection_id, source, event_id, source_modified_at, fetched_at, deleted, data) \
+         ON CONFLICT (company_id, data_type, record_id) DO UPDATE SET \
+           connection_id = excluded.connection_id, source = excluded.source, event_id = excluded.event_id, \
+           source_modified_at = excluded.source_modified_at, fetched_at = excluded.fetched_at, \
+           deleted = excluded.deleted, data = excluded.data \
+         WHERE excluded.source_modified_at > records.source_modified_at",
+    )
+    .bind(&columns.0)
+    .bind(&columns.1)
+    .bind(&columns.2)
+    .bind(&columns.3)
+    .bind(&columns.4)
+    .bind(&columns.5)
+    .bind(&modified)
+    .bind(&fetched)
+    .bind(&deleted)
+    .bind(&data)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn upsert_sync_run(
+    tx: &mut Transaction<'_, Postgres>,
+    run: &SyncRunEvent,
+) -> Result<(), sqlx::Error> {
+    let succeeded = run.status == "succeeded";
+    sqlx::query(
+        "INSERT INTO sync_status (company_id, data_type, connection_id, source, last_run_id, last_started_at, last_finished_at, \
+           last_status, last_error, last_success_at, runs, failed_runs, records_fetched) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 1, $11, $12) \
+         ON CONFLICT (company_id, data_type, connection_id) DO UPDATE SET \
+           source = excluded.source, last_run_id = excluded.last_run_id, last_started_at = excluded.last_started_at, \
+           last_finished_at = excluded.last_finished_at, last_status = excluded.last_status, last_error = excluded.last_error, \
+           last_success_at = COALESCE(excluded.last_success_at, sync_status.last_success_at), \
+           runs = sync_status.runs + 1, failed_runs = sync_status.failed_runs + excluded.failed_runs, \
+           records_fetched = sync_status.records_fetched + excluded.records_fetched \
+         WHERE excluded.last_started_at > sync_status.last_started_at",
+    )
+    .bind(&run.company_id)
+    .bind(&run.data_type)
+    .bind(&run.connection_id)
+    .bind(&run.source)
+    .bind(&run.event_id)
+    .bind(run.started_at.millis())
+    .bind(run.finished_at.millis())
+    .bind(&run.status)
+    .bind(&run.error)
+    .bind(succeeded.then_some(run.finished_at.millis()))
+    .bind(i64::from(!succeeded))
+    .bind(run.records_fetched)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+const COLUMNS: &str = "company_id, data_type, record_id, connection_id, source, event_id, source_modified_at, fetched_at, deleted, data::text";
+
+fn to_record(r: &sqlx::postgres::PgRow) -> Result<StoredRecord, StoreError> {
+    let id: String = r.get(2);
+    let data: Option<String> = r.get(9);
+    let data = match data {
+        Some(text) => serde_json::from_str(&text).map_err(|_| StoreError::Corrupt(id.clone()))?,
+        None => serde_json::Value::Null,
+    };
+    Ok(StoredRecord {
+        company_id: r.get(0),
+        data_type: r.get(1),
+        id,
+        connection_id: r.get(3),
+        source: r.get(4),
+        event_id: r.get(5),
+        source_modified_at: Timestamp(r.get(6)),
+        fetched_at: Timestamp(r.get(7)),
+        deleted: r.get(8),
+        data,
+    })
+}
+
+#[async_trait]
+impl ReadStore for PostgresStore {
+    async fn companies(&self) -> Result<Vec<StoredRecord>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM records WHERE data_type = 'companies' AND NOT deleted ORDER BY data->>'name', company_id"
+        )))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_err)?;
+        rows.iter().map(to_record).collect()
+    }
+
+    async fn get(
+        &self,
+        company_id: &str,
+        data_type: &str,
+        id: &str,
+    ) -> Result<Option<StoredRecord>, StoreError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM records WHERE company_id = $1 AND data_type = $2 AND record_id = $3"
+        )))
+        .bind(company_id)
+        .bind(data_type)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(query_err)?;
+        row.as_ref().map(to_record).transpose()
+    }
+
+    async fn list(
+        &self,
+        company_id: &str,
+        data_type: &str,
+        query: &ListQuery,
+    ) -> Result<RecordPage, StoreError> {
+        let (after_modified, after_id) = query
+            .cursor
+            .as_deref()
+            .and_then(parse_cursor)
+            .unwrap_or((i64::MIN, String::new()));
+        let since = query.modified_since.map_or(i64::MIN, |t| t.millis());
+        let limit = query.limit.clamp(1, 1000) as i64;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM records WHERE company_id = $1 AND data_type = $2 \
+             AND (source_modified_at, record_id) > ($3, $4) AND source_modified_at >= $5 AND (NOT deleted OR $6) \
+             ORDER BY source_modified_at, record_id LIMIT $7"
+        )))
+        .bind(company_id)
+        .bind(data_type)
+        .bind(after_modified)
+        .bind(after_id)
+        .bind(since)
+        .bind(query.include_deleted)
+        .bind(limit + 1)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_err)?;
+        let mut records: Vec<StoredRecord> =
+            rows.iter().map(to_record).collect::<Result<_, _>>()?;
+        let next_cursor = if records.len() as i64 > limit {
+            records.truncate(limit as usize);
+            records.last().map(cursor_after)
+        } else {
+            None
+        };
+        Ok(RecordPage {
+            records,
+            next_cursor,
+        })
+    }
+
+    async fn status(&self, company_id: &str) -> Result<Vec<DataTypeStatus>, StoreError> {
+        let counts = sqlx::query(
+            "SELECT data_type, COUNT(*) FILTER (WHERE NOT deleted), COUNT(*) FILTER (WHERE deleted), MAX(source_modified_at) \
+             FROM records WHERE company_id = $1 GROUP BY data_type",
+        )
+        .bind(company_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_err)?;
+        let syncs = sqlx::query(
+            "SELECT data_type, connection_id, source, last_status, last_started_at, last_finished_at, last_success_at, \
+             last_error, runs, failed_runs, records_fetched FROM sync_status WHERE company_id = $1 ORDER BY data_type, connection_id",
+        )
+        .bind(company_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_err)?;
+        let counts = counts
+            .iter()
+            .map(|r| DataTypeStatus {
+                data_type: r.get(0),
+                records: r.get(1),
+                deleted: r.get(2),
+                last_modified_at: r.get::<Option<i64>, _>(3).map(Timestamp),
+                syncs: vec![],
+            })
+            .collect();
+        let syncs = syncs
+            .iter()
+            .map(|r| {
+                let status = SyncStatus {
+                    connection_id: r.get(1),
+                    source: r.get(2),
+                    last_status: r.get(3),
+                    last_started_at: Timestamp(r.get(4)),
+                    last_finished_at: Timestamp(r.get(5)),
+                    last_success_at: r.get::<Option<i64>, _>(6).map(Timestamp),
+                    last_error: r.get(7),
+                    runs: r.get(8),
+                    failed_runs: r.get(9),
+                    records_fetched: r.get(10),
+                };
+                (r.get(0), status)
+            })
+            .collect();
+        Ok(merge_status(counts, syncs))
+    }
+
+    async fn live_records(
+        &self,
+        company_id: &str,
+        data_type: &str,
+    ) -> Result<Vec<StoredRecord>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM records WHERE company_id = $1 AND data_type = $2 AND NOT deleted ORDER BY record_id"
+        )))
+        .bind(company_id)
+        .bind(data_type)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_err)?;
+        rows.iter().map(to_record).collect()
+    }
+}
+
+#[async_trait]
+impl Projection for PostgresStore {
+    fn name(&self) -> &'static str {
+        PROJECTION
+    }
+
+    async fn checkpoint(&mut self) -> Result<Checkpoint, ProjectionError> {
+        let rows: Vec<(String, i32, i64)> = sqlx::query_as(
+            "SELECT topic, partition, next_offset FROM checkpoints WHERE projection = $1",
+        )
+        .bind(PROJECTION)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(rows
+            .into_iter()
+            .map(|(t, p, o)| ((t, p), o))
+            .collect::<BTreeMap<_, _>>())
+    }
+
+    async fn apply(&mut self, batch: &Batch) -> Result<(), ProjectionError> {
+        self.apply_batch(batch).await.map_err(unavailable)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn urls_lose_their_password_in_messages() {
+        assert_eq!(
+            super::redact("postgres://u:secret@h:5432/db"),
+            "postgres://u:[redacted]@h:5432/db"
+        );
+        assert_eq!(super::redact("postgres://u@h/db"), "postgres://u@h/db");
+    }
+}

@@ -1,0 +1,40 @@
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use tributary_projector::conformance::Harness;
+use tributary_schemas::DataType;
+use tributary_store::ReadStore;
+use tributary_store_sqlite::SqliteStore;
+
+struct Sqlite {
+    dir: tempfile::TempDir,
+}
+
+#[async_trait]
+impl Harness for Sqlite {
+    type P = SqliteStore;
+    async fn open(&mut self) -> SqliteStore {
+        SqliteStore::open(&self.dir.path().join("store.db"))
+            .await
+            .unwrap()
+    }
+    async fn live(
+        &mut self,
+        store: &SqliteStore,
+        company: &str,
+        data_type: DataType,
+    ) -> BTreeMap<String, i64> {
+        let records = store
+            .live_records(company, data_type.as_str())
+            .await
+            .unwrap();
+        records
+            .into_iter()
+            .map(|r| (r.id, r.source_modified_at.millis()))
+            .collect()
+    }
+}
+
+tributary_projector::conformance_suite!(Sqlite {
+    dir: tempfile::tempdir().unwrap()
+});

@@ -1,0 +1,182 @@
+//! Test support shared by the workspace's tests: free ports, and throwaway
+//! PostgreSQL clusters started with the server binaries installed on the
+//! machine (`/usr/lib/postgresql/<version>/bin`, or `TRIBUTARY_PG_BIN`).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// A TCP port nobody listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("cannot find a free port")
+}
+
+/// A PostgreSQL cluster in a temporary directory, stopped and deleted on drop.
+pub struct PgCluster {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    port: u16,
+}
+
+fn pg_bin() -> PathBuf {
+    if let Some(dir) = std::env::var_os("TRIBUTARY_PG_BIN") {
+        return dir.into();
+    }
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.path().join("bin"))
+                .filter(|p| p.join("initdb").exists())
+                .collect()
+        })
+        .unwrap_or_default();
+    versions.sort();
+    versions
+        .pop()
+        .expect("no PostgreSQL server binaries under /usr/lib/postgresql; set TRIBUTARY_PG_BIN")
+}
+
+#[allow(unsafe_code)]
+fn running_as_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+impl PgCluster {
+    /// Initialises and starts a cluster on a free port, with user
+    /// `tributary` trusted on loopback and fsync off (tests need no
+    /// durability against power loss, only against process death).
+    pub fn start() -> PgCluster {
+        let dir = tempfile::tempdir().expect("cannot create a temporary directory");
+        let cluster = PgCluster {
+            bin: pg_bin(),
+            port: free_port(),
+            dir,
+        };
+        if running_as_root() {
+            // PostgreSQL refuses to run as root: hand the directory to its own user.
+            let status = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(cluster.dir.path())
+                .status();
+            assert!(
+                status.is_ok_and(|s| s.success()),
+                "cannot chown the cluster directory to postgres"
+            );
+        }
+        let data = cluster.data_dir();
+        cluster.run(
+            "initdb",
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-U",
+                "tributary",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ],
+        );
+        cluster.start_server();
+        cluster
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// A command running `program` of the server binaries, as the
+    /// `postgres` user when we are root.
+    fn command(&self, program: &str) -> Command {
+        let path = self.bin.join(program);
+        if running_as_root() {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(path);
+            c
+        } else {
+            Command::new(path)
+        }
+    }
+
+    fn run(&self, program: &str, args: &[&str]) {
+        let path = self.bin.join(program);
+        let output = self
+            .command(program)
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", path.display()));
+        assert!(
+            output.status.success(),
+            "{program} {args:?} failed: {}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    /// Starts the server (again, after [`PgCluster::stop`]).
+    pub fn start_server(&self) {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c max_connections=100",
+            self.port,
+            self.dir.path().display()
+        );
+        let log = self.dir.path().join("postgres.log");
+        self.run(
+            "pg_ctl",
+            &[
+                "-D",
+                self.data_dir().to_str().unwrap(),
+                "-l",
+                log.to_str().unwrap(),
+                "-o",
+                &options,
+                "-w",
+                "start",
+            ],
+        );
+    }
+
+    /// Stops the server at once, like a crash: no checkpoint, no goodbye.
+    pub fn stop(&self) {
+        self.run(
+            "pg_ctl",
+            &[
+                "-D",
+                self.data_dir().to_str().unwrap(),
+                "-m",
+                "immediate",
+                "-w",
+                "stop",
+            ],
+        );
+    }
+
+    /// A connection URL for database `postgres` as user `tributary`.
+    pub fn url(&self) -> String {
+        format!("postgres://tributary@127.0.0.1:{}/postgres", self.port)
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for PgCluster {
+    fn drop(&mut self) {
+        let data = self.data_dir();
+        let _ = self
+            .command("pg_ctl")
+            .args([
+                "-D",
+                data.to_str().unwrap_or_default(),
+                "-m",
+                "immediate",
+                "stop",
+            ])
+            .output();
+    }
+}
