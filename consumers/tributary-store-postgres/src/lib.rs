@@ -172,6 +172,21 @@ async fn lock_checkpoints(
     Ok(rows.into_iter().map(|(t, p, o)| ((t, p), o)).collect())
 }
 
+/// A batch of records as one array per column, for `UNNEST`.
+#[derive(Default)]
+struct RecordColumns<'a> {
+    company_id: Vec<&'a str>,
+    data_type: Vec<&'a str>,
+    record_id: Vec<&'a str>,
+    connection_id: Vec<&'a str>,
+    source: Vec<&'a str>,
+    event_id: Vec<&'a str>,
+    modified: Vec<i64>,
+    fetched: Vec<i64>,
+    deleted: Vec<bool>,
+    data: Vec<Option<String>>,
+}
+
 async fn upsert_records(
     tx: &mut Transaction<'_, Postgres>,
     events: Vec<&Event>,
@@ -179,29 +194,18 @@ async fn upsert_records(
     if events.is_empty() {
         return Ok(());
     }
-    let mut columns: (
-        Vec<&str>,
-        Vec<&str>,
-        Vec<&str>,
-        Vec<&str>,
-        Vec<&str>,
-        Vec<&str>,
-    ) = Default::default();
-    let mut modified = Vec::with_capacity(events.len());
-    let mut fetched = Vec::with_capacity(events.len());
-    let mut deleted = Vec::with_capacity(events.len());
-    let mut data: Vec<Option<String>> = Vec::with_capacity(events.len());
+    let mut c = RecordColumns::default();
     for e in &events {
-        columns.0.push(&e.company_id);
-        columns.1.push(&e.data_type);
-        columns.2.push(&e.source_record_id);
-        columns.3.push(&e.connection_id);
-        columns.4.push(&e.source);
-        columns.5.push(&e.event_id);
-        modified.push(e.source_modified_at.millis());
-        fetched.push(e.fetched_at.millis());
-        deleted.push(e.deleted);
-        data.push(match &e.record {
+        c.company_id.push(&e.company_id);
+        c.data_type.push(&e.data_type);
+        c.record_id.push(&e.source_record_id);
+        c.connection_id.push(&e.connection_id);
+        c.source.push(&e.source);
+        c.event_id.push(&e.event_id);
+        c.modified.push(e.source_modified_at.millis());
+        c.fetched.push(e.fetched_at.millis());
+        c.deleted.push(e.deleted);
+        c.data.push(match &e.record {
             Some(r) => {
                 Some(serde_json::to_string(r).map_err(|err| sqlx::Error::Encode(Box::new(err)))?)
             }
@@ -220,16 +224,16 @@ async fn upsert_records(
            deleted = excluded.deleted, data = excluded.data \
          WHERE excluded.source_modified_at > records.source_modified_at",
     )
-    .bind(&columns.0)
-    .bind(&columns.1)
-    .bind(&columns.2)
-    .bind(&columns.3)
-    .bind(&columns.4)
-    .bind(&columns.5)
-    .bind(&modified)
-    .bind(&fetched)
-    .bind(&deleted)
-    .bind(&data)
+    .bind(&c.company_id)
+    .bind(&c.data_type)
+    .bind(&c.record_id)
+    .bind(&c.connection_id)
+    .bind(&c.source)
+    .bind(&c.event_id)
+    .bind(&c.modified)
+    .bind(&c.fetched)
+    .bind(&c.deleted)
+    .bind(&c.data)
     .execute(&mut **tx)
     .await?;
     Ok(())
