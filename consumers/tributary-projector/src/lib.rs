@@ -22,12 +22,14 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use schema_registry_converter::async_impl::avro::AvroDecoder;
 use schema_registry_converter::async_impl::schema_registry::SrSettings;
 use tokio::sync::watch;
 use tracing::Instrument;
-use tributary_schemas::{DataType, Event, SyncRunEvent};
+use tributary_schemas::{DataType, Event, SyncRunEvent, dead_letter, dead_letter_topic};
 
 /// A topic partition.
 pub type Partition = (String, i32);
@@ -58,7 +60,7 @@ pub struct Item {
 pub struct Batch {
     pub items: Vec<Item>,
     /// Next offset per partition this batch read from (including messages
-    /// that could not be decoded, which are skipped with an error).
+    /// that could not be decoded, which are in the dead-letter topic).
     pub positions: Checkpoint,
 }
 
@@ -104,6 +106,16 @@ pub struct ProjectorSettings {
     pub topics: Vec<String>,
 }
 
+/// Why a message could not be decoded.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DecodeError {
+    /// The registry could not be reached: try the same message again later.
+    Retry(String),
+    /// The message itself is bad (not the wire format, unknown schema, does
+    /// not fit its topic's type): it goes to the dead-letter topic.
+    Poison(String),
+}
+
 /// Decodes wire-format messages through the schema registry.
 pub struct Decoder {
     inner: AvroDecoder,
@@ -119,29 +131,90 @@ impl Decoder {
     }
 
     /// Decodes one message of `topic`.
-    pub async fn decode(&self, topic: &str, payload: Option<&[u8]>) -> Result<Change, String> {
-        let payload = payload.ok_or("message has no value")?;
+    pub async fn decode(&self, topic: &str, payload: Option<&[u8]>) -> Result<Change, DecodeError> {
+        let poison = |m: String| DecodeError::Poison(m);
+        let payload = payload.ok_or_else(|| poison("message has no value".into()))?;
+        // Checked here so a stray message never reaches the registry client.
         if payload.len() < 5 || payload[0] != 0 {
-            return Err(format!(
+            return Err(poison(format!(
                 "not in the Confluent wire format ({} bytes)",
                 payload.len()
-            ));
+            )));
         }
-        let decoded = self
-            .inner
-            .decode(Some(payload))
-            .await
-            .map_err(|e| e.to_string())?;
+        let decoded = self.inner.decode(Some(payload)).await.map_err(|e| {
+            if e.retriable {
+                DecodeError::Retry(e.to_string())
+            } else {
+                DecodeError::Poison(e.to_string())
+            }
+        })?;
         if topic == SyncRunEvent::topic() {
             return SyncRunEvent::from_avro(&decoded.value)
                 .map(Change::SyncRun)
-                .map_err(|e| e.to_string());
+                .map_err(|e| poison(e.to_string()));
         }
         let data_type =
-            DataType::from_topic(topic).ok_or_else(|| format!("unknown topic {topic}"))?;
+            DataType::from_topic(topic).ok_or_else(|| poison(format!("unknown topic {topic}")))?;
         Event::from_avro(data_type, &decoded.value)
             .map(Change::Record)
-            .map_err(|e| e.to_string())
+            .map_err(|e| poison(e.to_string()))
+    }
+}
+
+/// Sends messages a projection cannot decode to the dead-letter topic, with
+/// where they came from, so the partition keeps flowing and an operator can
+/// inspect and replay them (`tributary dlq`).
+struct DeadLetters {
+    producer: FutureProducer,
+    projection: &'static str,
+}
+
+impl DeadLetters {
+    async fn send(&self, message: &BorrowedMessage<'_>, reason: &str) -> Result<(), String> {
+        let replays = message
+            .headers()
+            .and_then(|h| h.iter().find(|h| h.key == dead_letter::REPLAYS))
+            .and_then(|h| h.value)
+            .map(|v| String::from_utf8_lossy(v).to_string())
+            .unwrap_or_else(|| "0".into());
+        let fields = [
+            (dead_letter::STAGE, "decode".to_string()),
+            (dead_letter::REASON, reason.to_string()),
+            (dead_letter::PROJECTION, self.projection.to_string()),
+            (dead_letter::SOURCE_TOPIC, message.topic().to_string()),
+            (
+                dead_letter::SOURCE_PARTITION,
+                message.partition().to_string(),
+            ),
+            (dead_letter::SOURCE_OFFSET, message.offset().to_string()),
+            (dead_letter::REPLAYS, replays),
+        ];
+        let mut headers = OwnedHeaders::new();
+        for (key, value) in &fields {
+            headers = headers.insert(Header {
+                key,
+                value: Some(value.as_bytes()),
+            });
+        }
+        let topic = dead_letter_topic();
+        let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&topic)
+            .payload(message.payload().unwrap_or_default())
+            .headers(headers);
+        if let Some(key) = message.key() {
+            record = record.key(key);
+        }
+        self.producer
+            .send(record, Duration::from_secs(30))
+            .await
+            .map(|_| ())
+            .map_err(|(e, _)| {
+                format!(
+                    "cannot dead-letter {}/{}@{}: {e}",
+                    message.topic(),
+                    message.partition(),
+                    message.offset()
+                )
+            })
     }
 }
 
@@ -200,10 +273,24 @@ pub async fn run<P: Projection>(
     );
 
     let decoder = Decoder::new(registry_url);
+    let mut producer_config = client.clone();
+    producer_config
+        .set("enable.idempotence", "true")
+        .set("acks", "all");
+    if producer_config.get("compression.type").is_none() {
+        producer_config.set("compression.type", "none");
+    }
+    let dead_letters = DeadLetters {
+        producer: producer_config
+            .create()
+            .map_err(|e| ProjectorError::Kafka(format!("create dead-letter producer: {e}")))?,
+        projection: name,
+    };
     let mut positions = checkpoint;
     let mut last_lag = Instant::now();
     loop {
-        let Some(batch) = next_batch(&consumer, &decoder, &settings, &mut shutdown, name).await?
+        let Some(batch) =
+            next_batch(&consumer, &decoder, &dead_letters, &settings, &mut shutdown).await?
         else {
             return Ok(());
         };
@@ -262,10 +349,11 @@ async fn wait_or_shutdown(shutdown: &mut watch::Receiver<bool>, delay: Duration)
 async fn next_batch(
     consumer: &StreamConsumer,
     decoder: &Decoder,
+    dead_letters: &DeadLetters,
     settings: &ProjectorSettings,
     shutdown: &mut watch::Receiver<bool>,
-    name: &'static str,
 ) -> Result<Option<Batch>, ProjectorError> {
+    let name = dead_letters.projection;
     let mut batch = Batch::default();
     let first = tokio::select! {
         m = consumer.recv() => m,
@@ -280,20 +368,35 @@ async fn next_batch(
             message.partition(),
             message.offset(),
         );
-        match decoder.decode(&topic, message.payload()).await {
-            Ok(change) => batch.items.push(Item {
-                topic: topic.clone(),
-                partition,
-                offset,
-                change,
-            }),
-            Err(reason) => {
-                // The message stays in Kafka at this offset; the log names it.
-                metrics::error(
+        loop {
+            match decoder.decode(&topic, message.payload()).await {
+                Ok(change) => {
+                    batch.items.push(Item {
+                        topic: topic.clone(),
+                        partition,
+                        offset,
+                        change,
+                    });
+                    break;
+                }
+                Err(DecodeError::Poison(reason)) => {
+                    // Kept in the dead-letter topic before the position moves past it.
+                    match dead_letters.send(&message, &reason).await {
+                        Ok(()) => {
+                            metrics::dead_lettered(name, &topic, &reason, partition, offset);
+                            break;
+                        }
+                        Err(e) => metrics::error(name, "dead_letter", &e),
+                    }
+                }
+                Err(DecodeError::Retry(reason)) => metrics::error(
                     name,
                     "decode",
                     &format!("{topic}/{partition}@{offset}: {reason}"),
-                );
+                ),
+            }
+            if wait_or_shutdown(shutdown, Duration::from_secs(1)).await {
+                return Ok(None);
             }
         }
         batch.positions.insert((topic, partition), offset + 1);
@@ -370,7 +473,9 @@ mod tests {
                 "not in the Confluent wire format",
             ),
         ] {
-            let err = decoder.decode(&topic, payload).await.unwrap_err();
+            let Err(DecodeError::Poison(err)) = decoder.decode(&topic, payload).await else {
+                panic!("{payload:?} should be poison")
+            };
             assert!(err.contains(words), "{err}");
         }
     }

@@ -21,3 +21,22 @@ pub fn error(projection: &'static str, kind: &'static str, message: &str) {
     counter!("tributary_projector_errors_total", "projection" => projection, "kind" => kind)
         .increment(1);
 }
+
+/// Logs and counts a message sent to the dead-letter topic.
+pub fn dead_lettered(
+    projection: &'static str,
+    topic: &str,
+    reason: &str,
+    partition: i32,
+    offset: i64,
+) {
+    tracing::warn!(
+        projection,
+        topic,
+        partition,
+        offset,
+        reason,
+        "message dead-lettered"
+    );
+    counter!("tributary_projector_dead_letters_total", "projection" => projection, "topic" => topic.to_string()).increment(1);
+}

@@ -32,6 +32,26 @@ enum Command {
     Topics,
     /// Print what the sandbox says a complete sync holds now, per company and data type.
     SandboxExpect,
+    /// Inspect and replay dead letters (needs the broker: `tributary up` running, or kafka.bootstrap_servers).
+    Dlq {
+        #[command(subcommand)]
+        action: DlqAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum DlqAction {
+    /// List every dead letter: where it is, stage, reason, origin, replays.
+    List,
+    /// Send decode-stage dead letters back to the topic they came from.
+    Replay {
+        /// Replay every decode-stage dead letter not replayed by an earlier --all.
+        #[arg(long, conflicts_with = "at")]
+        all: bool,
+        /// Replay the dead letter at PARTITION@OFFSET of the dead-letter topic (repeatable).
+        #[arg(long, value_name = "PARTITION@OFFSET")]
+        at: Vec<String>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -67,6 +87,12 @@ fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Dlq { action } => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(dlq(&config, action))
+        }
         Command::SandboxExpect => {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -81,4 +107,112 @@ fn schema_name(text: &str) -> String {
         .ok()
         .and_then(|v| v["name"].as_str().map(str::to_string))
         .unwrap_or_default()
+}
+
+async fn dlq(config: &Config, action: DlqAction) -> anyhow::Result<()> {
+    use tributary_broker::dead_letters;
+    use tributary_schemas::dead_letter as h;
+    let client = up::kafka_client(config, &up::bootstrap_servers(config));
+    let letters = dead_letters::read_all(&client)
+        .await
+        .context("cannot read the dead-letter topic (is `tributary up` running?)")?;
+    match action {
+        DlqAction::List => {
+            println!("at\tstage\tprojection\torigin\treplays\treplayed\treason");
+            for l in &letters {
+                let origin = match l.header(h::STAGE) {
+                    "map" => format!("{} {}", l.header(h::CONNECTION_ID), l.header(h::DATA_TYPE)),
+                    _ => format!(
+                        "{}/{}@{}",
+                        l.header(h::SOURCE_TOPIC),
+                        l.header(h::SOURCE_PARTITION),
+                        l.header(h::SOURCE_OFFSET)
+                    ),
+                };
+                println!(
+                    "{}@{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                    l.partition,
+                    l.offset,
+                    l.header(h::STAGE),
+                    l.header(h::PROJECTION),
+                    origin,
+                    l.replays(),
+                    if l.replayed { "yes" } else { "no" },
+                    l.header(h::REASON)
+                );
+            }
+            eprintln!("{} dead letters", letters.len());
+            Ok(())
+        }
+        DlqAction::Replay { all, at } => {
+            if !all && at.is_empty() {
+                anyhow::bail!("say which dead letters to replay: --all, or --at PARTITION@OFFSET");
+            }
+            let wanted: Vec<&dead_letters::DeadLetter> = if all {
+                letters
+                    .iter()
+                    .filter(|l| !l.replayed && l.header(h::STAGE) == "decode")
+                    .collect()
+            } else {
+                at.iter()
+                    .map(|spec| {
+                        letters
+                            .iter()
+                            .find(|l| format!("{}@{}", l.partition, l.offset) == *spec)
+                            .with_context(|| format!("no dead letter at {spec}"))
+                    })
+                    .collect::<anyhow::Result<_>>()?
+            };
+            let mut refused = 0;
+            let mut done = Vec::new();
+            // Every projection that failed a message dead-lettered it: send each message back once.
+            let mut sent = std::collections::BTreeSet::new();
+            for letter in wanted {
+                let origin = (
+                    letter.header(h::SOURCE_TOPIC).to_string(),
+                    letter.header(h::SOURCE_PARTITION).to_string(),
+                    letter.header(h::SOURCE_OFFSET).to_string(),
+                );
+                if !sent.insert(origin) {
+                    println!(
+                        "skipped {}@{}: the same message is replayed already",
+                        letter.partition, letter.offset
+                    );
+                    done.push((letter.partition, letter.offset));
+                    continue;
+                }
+                match dead_letters::replay(&client, letter).await {
+                    Ok(topic) => println!(
+                        "replayed {}@{} to {topic} (replay {})",
+                        letter.partition,
+                        letter.offset,
+                        letter.replays() + 1
+                    ),
+                    Err(dead_letters::ReplayError::Refused(why)) => {
+                        refused += 1;
+                        println!("refused {}@{}: {why}", letter.partition, letter.offset);
+                    }
+                    Err(dead_letters::ReplayError::Failed(e)) => {
+                        // Stop: what was replayed so far is still marked below.
+                        if all {
+                            dead_letters::mark_replayed(&client, &done).await?;
+                        }
+                        return Err(e).context(format!(
+                            "replay stopped at {}@{}",
+                            letter.partition, letter.offset
+                        ));
+                    }
+                }
+                done.push((letter.partition, letter.offset));
+            }
+            if all {
+                // Refused letters count as handled too: --all never retries them.
+                dead_letters::mark_replayed(&client, &done).await?;
+            }
+            if refused > 0 {
+                anyhow::bail!("{refused} dead letters were not replayed");
+            }
+            Ok(())
+        }
+    }
 }

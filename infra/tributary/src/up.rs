@@ -17,6 +17,25 @@ use tributary_producer::{Publisher, StateStore, SyncSettings, Worker};
 use tributary_projector::ProjectorSettings;
 use tributary_schemas::{DataType, Timestamp, all_topics};
 
+/// The broker to use: the configured cluster, or the local one.
+pub fn bootstrap_servers(config: &Config) -> String {
+    if config.kafka.bootstrap_servers.is_empty() {
+        format!("127.0.0.1:{}", config.broker.port)
+    } else {
+        config.kafka.bootstrap_servers.clone()
+    }
+}
+
+/// Client settings every Kafka client of ours starts from.
+pub fn kafka_client(config: &Config, bootstrap: &str) -> ClientConfig {
+    let mut client = ClientConfig::new();
+    client.set("bootstrap.servers", bootstrap);
+    for (key, value) in &config.kafka.client {
+        client.set(key, value.expose());
+    }
+    client
+}
+
 /// Every connector this build knows: the one explicit list.
 fn connectors() -> ConnectorRegistry {
     ConnectorRegistry::new(vec![Box::new(SandboxFactory)])
@@ -40,11 +59,7 @@ pub async fn up(config: Config) -> anyhow::Result<()> {
     } else {
         (None, config.kafka.bootstrap_servers.clone())
     };
-    let mut client = ClientConfig::new();
-    client.set("bootstrap.servers", &bootstrap);
-    for (key, value) in &config.kafka.client {
-        client.set(key, value.expose());
-    }
+    let client = kafka_client(&config, &bootstrap);
 
     let (shutdown_tx, shutdown) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();

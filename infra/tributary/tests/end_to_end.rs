@@ -377,6 +377,15 @@ async fn end_to_end(store_url: Option<&str>, check_standard_clients: bool) {
         );
     }
 
+    if check_standard_clients {
+        poison_messages_go_to_dead_letters_and_replay(&setup).await;
+        assert_eq!(
+            api_counts(&api).await,
+            expected,
+            "poison messages changed nothing in the store"
+        );
+    }
+
     // A clean stop, then the search index agrees with the store.
     terminate(&mut child);
     let status = child.wait().unwrap();
@@ -393,4 +402,146 @@ async fn end_to_end(store_url: Option<&str>, check_standard_clients: bool) {
             "index count of {company} {data_type}"
         );
     }
+}
+
+/// Runs `tributary` with the test's config and `args`; (success, stdout, stderr).
+fn tributary(setup: &Setup, args: &[&str]) -> (bool, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_tributary"))
+        .args(["--config", setup.config.to_str().unwrap()])
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).to_string(),
+        String::from_utf8_lossy(&output.stderr).to_string(),
+    )
+}
+
+/// Dead letters listed by `tributary dlq list`, one row of columns each.
+fn dead_letter_rows(setup: &Setup) -> Vec<Vec<String>> {
+    let (ok, stdout, stderr) = tributary(setup, &["dlq", "list"]);
+    assert!(ok, "dlq list failed: {stderr}");
+    stdout
+        .lines()
+        .skip(1)
+        .map(|l| l.split('\t').map(str::to_string).collect())
+        .collect()
+}
+
+async fn wait_for_dead_letters(setup: &Setup, n: usize) -> Vec<Vec<String>> {
+    let started = Instant::now();
+    loop {
+        let rows = dead_letter_rows(setup);
+        if rows.len() >= n {
+            assert_eq!(rows.len(), n, "{rows:?}");
+            return rows;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "expected {n} dead letters, found {rows:?}\n{}",
+            logs(setup)
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// Three bad messages on the invoices topic: not Avro at all, an unknown
+/// schema id, and a customer event (valid Avro, wrong type for the topic).
+async fn poison_messages_go_to_dead_letters_and_replay(setup: &Setup) {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    use rdkafka::{ClientConfig, Message};
+
+    let mut client = ClientConfig::new();
+    client.set("bootstrap.servers", &setup.bootstrap);
+    let customer_event: Vec<u8> = {
+        let mut config = client.clone();
+        config
+            .set("group.id", "e2e-peek")
+            .set("fetch.wait.max.ms", "50");
+        let consumer: BaseConsumer = config.create().unwrap();
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        for p in 0..3 {
+            tpl.add_partition_offset(&DataType::Customer.topic(), p, rdkafka::Offset::Beginning)
+                .unwrap();
+        }
+        consumer.assign(&tpl).unwrap();
+        drop(tpl);
+        let message = loop {
+            if let Some(m) = consumer.poll(Duration::from_secs(1)) {
+                break m.unwrap();
+            }
+        };
+        message.payload().unwrap().to_vec()
+    };
+    let unknown_schema = [&[0u8, 0, 6, 0x7a, 0x7a][..], b"\x02xy"].concat();
+    let producer: FutureProducer = client.create().unwrap();
+    let invoices = DataType::Invoice.topic();
+    for payload in [&b"not avro at all"[..], &unknown_schema, &customer_event] {
+        producer
+            .send(
+                FutureRecord::to(&invoices)
+                    .key("sandbox-001")
+                    .payload(payload),
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap();
+    }
+
+    // Each of the two projections dead-letters each message, and moves on.
+    let rows = wait_for_dead_letters(setup, 6).await;
+    let reasons: Vec<&str> = rows.iter().map(|r| r[6].as_str()).collect();
+    assert_eq!(
+        reasons
+            .iter()
+            .filter(|r| r.contains("not in the Confluent wire format"))
+            .count(),
+        2,
+        "{reasons:?}"
+    );
+    assert_eq!(
+        reasons.iter().filter(|r| r.contains("customers")).count(),
+        2,
+        "{reasons:?}"
+    );
+    for row in &rows {
+        assert_eq!(row[1], "decode");
+        assert!(
+            row[3].starts_with(&format!("{invoices}/")),
+            "origin {row:?}"
+        );
+        assert_eq!((row[4].as_str(), row[5].as_str()), ("0", "no"));
+    }
+    let projections: std::collections::BTreeSet<&str> =
+        rows.iter().map(|r| r[2].as_str()).collect();
+    assert_eq!(projections, ["search-index", "sql-store"].into());
+
+    // Replay sends them back; they fail again and come back counted.
+    let (ok, stdout, stderr) = tributary(setup, &["dlq", "replay", "--all"]);
+    assert!(ok, "{stdout}{stderr}");
+    // Two letters per message (one per projection), but each message goes back once.
+    assert_eq!(
+        stdout.lines().filter(|l| l.starts_with("replayed")).count(),
+        3,
+        "{stdout}"
+    );
+    let rows = wait_for_dead_letters(setup, 12).await;
+    assert_eq!(rows.iter().filter(|r| r[4] == "1").count(), 6, "{rows:?}");
+    assert_eq!(
+        rows.iter().filter(|r| r[5] == "yes").count(),
+        6,
+        "the first six are marked replayed"
+    );
+    let (_, stdout, _) = tributary(setup, &["dlq", "replay", "--all"]);
+    assert_eq!(
+        stdout.lines().filter(|l| l.starts_with("replayed")).count(),
+        3,
+        "only the new ones: {stdout}"
+    );
+    assert!(
+        stdout.lines().all(|l| !l.contains("(replay 1)")),
+        "old letters are not sent again: {stdout}"
+    );
 }

@@ -12,7 +12,7 @@ use schema_registry_converter::async_impl::schema_registry::SrSettings;
 use schema_registry_converter::avro_common::get_supplied_schema;
 use schema_registry_converter::schema_registry_common::SubjectNameStrategy;
 use serde::Serialize;
-use tributary_schemas::{DataType, Event, SyncRunEvent, dead_letter_topic};
+use tributary_schemas::{DataType, Event, SyncRunEvent, dead_letter, dead_letter_topic};
 
 use crate::{ProducerError, metrics};
 
@@ -132,26 +132,26 @@ impl Publisher {
         .await
     }
 
-    /// Sends a record that could not be processed to the dead-letter topic,
-    /// as JSON, with the reason also in headers.
+    /// Sends a source record that could not be mapped to the dead-letter
+    /// topic: the raw record as the value, why and where from in headers.
     pub async fn publish_dead_letter(
         &self,
         company_id: &str,
-        stage: &'static str,
+        connection_id: &str,
+        data_type: DataType,
         reason: &str,
-        body: &serde_json::Value,
+        raw: &serde_json::Value,
     ) -> Result<(), ProducerError> {
-        let payload = serde_json::to_vec(
-            &serde_json::json!({"stage": stage, "reason": reason, "body": body}),
-        )
-        .map_err(|e| ProducerError::Schema(e.to_string()))?;
+        let payload = serde_json::to_vec(raw).map_err(|e| ProducerError::Schema(e.to_string()))?;
         self.send_all(vec![Outgoing {
             topic: dead_letter_topic(),
             key: company_id.to_string(),
             payload,
             headers: vec![
-                ("tributary.stage", stage.to_string()),
-                ("tributary.reason", reason.to_string()),
+                (dead_letter::STAGE, "map".to_string()),
+                (dead_letter::REASON, reason.to_string()),
+                (dead_letter::CONNECTION_ID, connection_id.to_string()),
+                (dead_letter::DATA_TYPE, data_type.as_str().to_string()),
             ],
         }])
         .await

@@ -258,9 +258,14 @@ impl Worker {
                     Err(e) => {
                         // A bad record never stops the sync: it is kept, with the reason.
                         metrics::error(&info.source, data_type, "map", &e.to_string());
-                        let body = serde_json::json!({"connection_id": info.connection_id, "data_type": data_type.as_str(), "raw": raw});
                         self.publisher
-                            .publish_dead_letter(&info.company_id, "map", &e.to_string(), &body)
+                            .publish_dead_letter(
+                                &info.company_id,
+                                &info.connection_id,
+                                data_type,
+                                &e.to_string(),
+                                raw,
+                            )
                             .await?;
                     }
                 }

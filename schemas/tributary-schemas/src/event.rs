@@ -248,6 +248,16 @@ impl Event {
                 record: e.record.map(wrap),
             })
         }
+        // Name a wrong type plainly, before the fields fail to fit.
+        if let Value::Record(fields) = value
+            && let Some((_, Value::String(found))) =
+                fields.iter().find(|(name, _)| name == "data_type")
+            && found != data_type.as_str()
+        {
+            return Err(SchemaError::Mismatch(format!(
+                "a {found} event cannot be read as {data_type}"
+            )));
+        }
         let event = match data_type {
             DataType::Company => read(value, Record::Company),
             DataType::Connection => read(value, Record::Connection),
@@ -311,10 +321,34 @@ impl SyncRunEvent {
     }
 }
 
-/// Where records that cannot be mapped, decoded or stored go, as JSON with
-/// the reason, so the pipeline keeps flowing and nothing is lost silently.
+/// Where records that cannot be mapped or decoded go, so the pipeline keeps
+/// flowing and nothing is lost silently. The value is what failed, as it
+/// was (the raw source JSON for `map`, the original Kafka value for
+/// `decode`); the headers in [`dead_letter`] say why and where from.
 pub fn dead_letter_topic() -> String {
     format!("{TOPIC_PREFIX}.dead_letters")
+}
+
+/// Header names of dead-letter messages.
+pub mod dead_letter {
+    /// `map` (a connector could not map a source record) or `decode` (a
+    /// projector could not decode a message).
+    pub const STAGE: &str = "tributary.stage";
+    /// What went wrong, in words.
+    pub const REASON: &str = "tributary.reason";
+    /// `decode`: the projection that gave up on the message.
+    pub const PROJECTION: &str = "tributary.projection";
+    /// `decode`: where the message was read.
+    pub const SOURCE_TOPIC: &str = "tributary.source.topic";
+    pub const SOURCE_PARTITION: &str = "tributary.source.partition";
+    pub const SOURCE_OFFSET: &str = "tributary.source.offset";
+    /// `map`: the connection and data type the record came through.
+    pub const CONNECTION_ID: &str = "tributary.connection_id";
+    pub const DATA_TYPE: &str = "tributary.data_type";
+    /// How many times an operator replayed this message already; replays
+    /// stop at [`MAX_REPLAYS`] so a message that always fails cannot loop.
+    pub const REPLAYS: &str = "tributary.replays";
+    pub const MAX_REPLAYS: u32 = 3;
 }
 
 /// Every topic Tributary publishes to.

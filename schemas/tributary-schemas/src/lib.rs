@@ -25,8 +25,8 @@ pub mod temporal;
 
 pub use decimal::{Decimal, DecimalError};
 pub use event::{
-    DataType, Envelope, Event, Record, SyncRunEvent, TOPIC_PREFIX, all_topics, dead_letter_topic,
-    event_id, from_avro_datum, to_avro_datum,
+    DataType, Envelope, Event, Record, SyncRunEvent, TOPIC_PREFIX, all_topics, dead_letter,
+    dead_letter_topic, event_id, from_avro_datum, to_avro_datum,
 };
 pub use temporal::{Date, TemporalError, Timestamp};
 
