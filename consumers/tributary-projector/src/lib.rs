@@ -104,6 +104,74 @@ pub struct ProjectorSettings {
     pub batch_size: usize,
     pub linger: Duration,
     pub topics: Vec<String>,
+    pub assignment: Assignment,
+}
+
+/// Which partitions a projector reads.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Assignment {
+    /// All of them, from the projection's own checkpoint: for a projection
+    /// only one process may write (a tantivy index, a SQLite file).
+    All,
+    /// A share, in the consumer group with this id, so that several
+    /// processes split the partitions and rebalance when one comes or goes.
+    /// The id must change when the store is replaced by an empty one, or the
+    /// group's committed offsets would skip what the new store never saw.
+    Group(String),
+}
+
+/// Logs what the group gives and takes away.
+pub struct ProjectorContext {
+    projection: &'static str,
+}
+
+impl rdkafka::ClientContext for ProjectorContext {}
+
+impl rdkafka::consumer::ConsumerContext for ProjectorContext {
+    fn post_rebalance(
+        &self,
+        _: &rdkafka::consumer::BaseConsumer<Self>,
+        rebalance: &rdkafka::consumer::Rebalance<'_>,
+    ) {
+        match rebalance {
+            rdkafka::consumer::Rebalance::Assign(tpl) => {
+                let partitions: Vec<String> = tpl
+                    .elements()
+                    .iter()
+                    .map(|e| format!("{}/{}", e.topic(), e.partition()))
+                    .collect();
+                tracing::info!(projection = self.projection, count = partitions.len(), partitions = ?partitions, "partitions assigned");
+            }
+            rdkafka::consumer::Rebalance::Revoke(tpl) => {
+                tracing::info!(
+                    projection = self.projection,
+                    count = tpl.count(),
+                    "partitions revoked"
+                );
+            }
+            rdkafka::consumer::Rebalance::Error(e) => {
+                metrics::error(self.projection, "rebalance", &e.to_string());
+            }
+        }
+    }
+}
+
+/// Tells the group how far this member got, so a partition's next owner
+/// starts near there. Only a hint: correctness rests on the projection's
+/// checkpoint, so a failed commit (say, mid-rebalance) is harmless.
+fn commit_hint(consumer: &StreamConsumer<ProjectorContext>, positions: &Checkpoint) {
+    let mut tpl = TopicPartitionList::new();
+    for ((topic, partition), next) in positions {
+        if tpl
+            .add_partition_offset(topic, *partition, Offset::Offset(*next))
+            .is_err()
+        {
+            return;
+        }
+    }
+    if let Err(e) = consumer.commit(&tpl, rdkafka::consumer::CommitMode::Async) {
+        tracing::debug!(error = %e, "offset commit hint failed");
+    }
 }
 
 /// Why a message could not be decoded.
@@ -228,19 +296,29 @@ pub async fn run<P: Projection>(
 ) -> Result<(), ProjectorError> {
     let name = projection.name();
     let mut config = client.clone();
+    let group_id = match &settings.assignment {
+        Assignment::All => format!("tributary-projector-{name}"),
+        Assignment::Group(id) => id.clone(),
+    };
     config
-        .set("group.id", format!("tributary-projector-{name}"))
+        .set("group.id", &group_id)
         .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false");
-    if config.get("fetch.wait.max.ms").is_none() {
-        config.set("fetch.wait.max.ms", "50");
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest");
+    for (key, default) in [
+        ("fetch.wait.max.ms", "50"),
+        ("session.timeout.ms", "6000"),
+        ("heartbeat.interval.ms", "1000"),
+    ] {
+        if config.get(key).is_none() {
+            config.set(key, default);
+        }
     }
-    let consumer: Arc<StreamConsumer> = Arc::new(
+    let consumer: Arc<StreamConsumer<ProjectorContext>> = Arc::new(
         config
-            .create()
+            .create_with_context(ProjectorContext { projection: name })
             .map_err(|e| ProjectorError::Kafka(format!("create consumer: {e}")))?,
     );
-    let partitions = partitions_of(&consumer, &settings.topics).await?;
     let checkpoint = loop {
         match projection.checkpoint().await {
             Ok(c) => break c,
@@ -252,26 +330,44 @@ pub async fn run<P: Projection>(
             }
         }
     };
-    let mut assignment = TopicPartitionList::new();
-    for (topic, partition) in &partitions {
-        let offset = match checkpoint.get(&(topic.clone(), *partition)) {
-            Some(next) => Offset::Offset(*next),
-            None => Offset::Beginning,
-        };
-        assignment
-            .add_partition_offset(topic, *partition, offset)
-            .map_err(|e| ProjectorError::Kafka(format!("assign {topic}/{partition}: {e}")))?;
+    match &settings.assignment {
+        Assignment::All => {
+            // Every partition, from exactly where the projection's checkpoint says.
+            let partitions = partitions_of(&consumer, &settings.topics).await?;
+            let mut assignment = TopicPartitionList::new();
+            for (topic, partition) in &partitions {
+                let offset = match checkpoint.get(&(topic.clone(), *partition)) {
+                    Some(next) => Offset::Offset(*next),
+                    None => Offset::Beginning,
+                };
+                assignment
+                    .add_partition_offset(topic, *partition, offset)
+                    .map_err(|e| {
+                        ProjectorError::Kafka(format!("assign {topic}/{partition}: {e}"))
+                    })?;
+            }
+            consumer
+                .assign(&assignment)
+                .map_err(|e| ProjectorError::Kafka(format!("assign: {e}")))?;
+            tracing::info!(
+                projection = name,
+                partitions = partitions.len(),
+                resumed = checkpoint.len(),
+                "projector started"
+            );
+        }
+        Assignment::Group(_) => {
+            // The group splits the partitions; each starts at the group's
+            // committed offset, which never passes the projection's
+            // checkpoint (it is committed after it), so anything read twice
+            // is below the checkpoint and skipped by the projection.
+            let topics: Vec<&str> = settings.topics.iter().map(String::as_str).collect();
+            consumer
+                .subscribe(&topics)
+                .map_err(|e| ProjectorError::Kafka(format!("subscribe: {e}")))?;
+            tracing::info!(projection = name, group = %group_id, "projector joined its consumer group");
+        }
     }
-    consumer
-        .assign(&assignment)
-        .map_err(|e| ProjectorError::Kafka(format!("assign: {e}")))?;
-    tracing::info!(
-        projection = name,
-        partitions = partitions.len(),
-        resumed = checkpoint.len(),
-        "projector started"
-    );
-
     let decoder = Decoder::new(registry_url);
     let mut producer_config = client.clone();
     producer_config
@@ -306,6 +402,9 @@ pub async fn run<P: Projection>(
             return Ok(());
         }
         metrics::applied(name, batch.items.len(), started.elapsed().as_secs_f64());
+        if let Assignment::Group(_) = settings.assignment {
+            commit_hint(&consumer, &batch.positions);
+        }
         positions.extend(batch.positions.clone());
         if last_lag.elapsed() > Duration::from_secs(5) {
             last_lag = Instant::now();
@@ -347,7 +446,7 @@ async fn wait_or_shutdown(shutdown: &mut watch::Receiver<bool>, delay: Duration)
 /// Reads up to `batch_size` messages, waiting at most `linger` after the
 /// first one. `None` on shutdown.
 async fn next_batch(
-    consumer: &StreamConsumer,
+    consumer: &StreamConsumer<ProjectorContext>,
     decoder: &Decoder,
     dead_letters: &DeadLetters,
     settings: &ProjectorSettings,
@@ -411,7 +510,7 @@ async fn next_batch(
 }
 
 async fn partitions_of(
-    consumer: &Arc<StreamConsumer>,
+    consumer: &Arc<StreamConsumer<ProjectorContext>>,
     topics: &[String],
 ) -> Result<Vec<Partition>, ProjectorError> {
     let consumer = Arc::clone(consumer);
@@ -436,12 +535,25 @@ async fn partitions_of(
     .map_err(|e| ProjectorError::Kafka(e.to_string()))?
 }
 
-async fn record_lag(consumer: &Arc<StreamConsumer>, name: &'static str, positions: &Checkpoint) {
+async fn record_lag(
+    consumer: &Arc<StreamConsumer<ProjectorContext>>,
+    name: &'static str,
+    positions: &Checkpoint,
+) {
     let consumer = Arc::clone(consumer);
     let positions = positions.clone();
     let _ = tokio::task::spawn_blocking(move || {
+        // Only partitions this member still owns.
+        let owned: Vec<Partition> = match consumer.assignment() {
+            Ok(tpl) => tpl
+                .elements()
+                .iter()
+                .map(|e| (e.topic().to_string(), e.partition()))
+                .collect(),
+            Err(_) => return,
+        };
         let mut lag = 0i64;
-        for ((topic, partition), next) in &positions {
+        for ((topic, partition), next) in positions.iter().filter(|(p, _)| owned.contains(p)) {
             if let Ok((_, high)) =
                 consumer.fetch_watermarks(topic, *partition, Duration::from_secs(2))
             {

@@ -80,6 +80,15 @@ impl PostgresStore {
         Ok(PostgresStore { pool })
     }
 
+    /// This store's identity, made when its schema was created.
+    pub async fn identity(&self) -> Result<String, StoreError> {
+        let (id,): (String,) = sqlx::query_as("SELECT id FROM store_identity")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(query_err)?;
+        Ok(id)
+    }
+
     async fn apply_batch(&self, batch: &Batch) -> Result<(), sqlx::Error> {
         let mut tx = self.pool.begin().await?;
         let stored = lock_checkpoints(&mut tx, &batch.positions).await?;

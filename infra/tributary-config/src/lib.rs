@@ -67,6 +67,7 @@ pub struct Config {
     pub sandbox: SandboxConfig,
     pub sync: SyncConfig,
     pub projector: ProjectorConfig,
+    pub roles: RolesConfig,
     pub log: String,
 }
 
@@ -82,6 +83,7 @@ impl Default for Config {
             sandbox: SandboxConfig::default(),
             sync: SyncConfig::default(),
             projector: ProjectorConfig::default(),
+            roles: RolesConfig::default(),
             log: "info".into(),
         }
     }
@@ -246,6 +248,33 @@ impl Default for ProjectorConfig {
     }
 }
 
+/// What `tributary up` runs in this process. All of it by default; at scale,
+/// processes take some roles each and share the broker, registry and store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RolesConfig {
+    /// Connector workers (sync the connections in the state store).
+    pub workers: bool,
+    /// The SQL store projector. With a PostgreSQL store, any number of
+    /// processes may run it: they split the partitions in a consumer group.
+    pub store_projector: bool,
+    /// The search index projector (one process: the index is local).
+    pub index_projector: bool,
+    /// The HTTP API.
+    pub api: bool,
+}
+
+impl Default for RolesConfig {
+    fn default() -> Self {
+        RolesConfig {
+            workers: true,
+            store_projector: true,
+            index_projector: true,
+            api: true,
+        }
+    }
+}
+
 const ENV_PREFIX: &str = "TRIBUTARY__";
 
 impl Config {
@@ -314,6 +343,11 @@ impl Config {
         if self.sync.page_size == 0 || self.sync.max_attempts == 0 || self.sync.concurrency == 0 {
             return Err(
                 "sync.page_size, sync.max_attempts and sync.concurrency must be at least 1".into(),
+            );
+        }
+        if !self.store.url.expose().is_empty() && !self.store.url.expose().starts_with("postgres") {
+            return Err(
+                "store.url must be a postgres:// or postgresql:// URL, or empty for SQLite".into(),
             );
         }
         if self.projector.batch_size == 0 {

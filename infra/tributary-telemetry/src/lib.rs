@@ -27,9 +27,12 @@ pub fn init_logging(default_filter: &str) -> Result<(), TelemetryError> {
         filter: filter.clone(),
         message: e.to_string(),
     })?;
+    // Colours only for a person at a terminal, never into log files.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(env_filter)
         .with_writer(std::io::stderr)
+        .with_ansi(ansi)
         .try_init();
     Ok(())
 }

@@ -14,7 +14,7 @@ use tributary_config::Config;
 use tributary_connector_api::{ConnectionInfo, ConnectorRegistry};
 use tributary_connector_sandbox::{Generator, SandboxFactory, SandboxSettings};
 use tributary_producer::{Publisher, StateStore, SyncSettings, Worker};
-use tributary_projector::ProjectorSettings;
+use tributary_projector::{Assignment, ProjectorSettings};
 use tributary_schemas::{DataType, Timestamp, all_topics};
 
 /// The broker to use: the configured cluster, or the local one.
@@ -97,104 +97,150 @@ pub async fn up(config: Config) -> anyhow::Result<()> {
     )
     .await?;
 
+    let roles = &config.roles;
+
     // Connector workers.
-    let state = StateStore::open(&data_dir.join("state.db")).await?;
-    if config.sandbox.enabled {
-        add_sandbox_connections(&state, &config).await?;
-    }
-    let publisher = Arc::new(Publisher::new(&client, &registry_url)?);
-    let worker = Arc::new(Worker {
-        state,
-        connectors: Arc::new(connectors()),
-        publisher: Arc::clone(&publisher),
-        settings: SyncSettings {
-            page_size: config.sync.page_size,
-            max_attempts: config.sync.max_attempts,
-            retry_base: Duration::from_millis(config.sync.retry_base_ms),
-            interval: Duration::from_secs(config.sync.interval_secs),
-            concurrency: config.sync.concurrency,
-        },
-    });
-    let (sync_tx, sync_rx) = mpsc::channel(1);
-    {
+    let (publisher, sync_requests) = if roles.workers {
+        let state = StateStore::open(&data_dir.join("state.db")).await?;
+        if config.sandbox.enabled {
+            add_sandbox_connections(&state, &config).await?;
+        }
+        let publisher = Arc::new(Publisher::new(&client, &registry_url)?);
+        let worker = Arc::new(Worker {
+            state,
+            connectors: Arc::new(connectors()),
+            publisher: Arc::clone(&publisher),
+            settings: SyncSettings {
+                page_size: config.sync.page_size,
+                max_attempts: config.sync.max_attempts,
+                retry_base: Duration::from_millis(config.sync.retry_base_ms),
+                interval: Duration::from_secs(config.sync.interval_secs),
+                concurrency: config.sync.concurrency,
+            },
+        });
+        let (sync_tx, sync_rx) = mpsc::channel(1);
         let shutdown = shutdown.clone();
         tasks.spawn(async move {
             worker.run(sync_rx, shutdown).await;
             Ok(())
         });
-    }
+        (Some(publisher), Some(sync_tx))
+    } else {
+        (None, None)
+    };
 
     // Projectors.
-    let (index_projection, search) = tributary_index_tantivy::open(&data_dir.join("index"))?;
-    let projector_settings = ProjectorSettings {
-        batch_size: config.projector.batch_size,
-        linger: Duration::from_millis(config.projector.linger_ms),
-        topics: {
-            let mut topics: Vec<String> = DataType::ALL.iter().map(|t| t.topic()).collect();
-            topics.push(tributary_schemas::SyncRunEvent::topic());
-            topics
-        },
-    };
-    let projector = |name: &'static str| {
+    let topics: Vec<String> = DataType::ALL
+        .iter()
+        .map(|t| t.topic())
+        .chain([tributary_schemas::SyncRunEvent::topic()])
+        .collect();
+    let projector = |name: &'static str, assignment: Assignment| {
+        let settings = ProjectorSettings {
+            batch_size: config.projector.batch_size,
+            linger: Duration::from_millis(config.projector.linger_ms),
+            topics: topics.clone(),
+            assignment,
+        };
         (
             name,
             client.clone(),
             registry_url.clone(),
-            projector_settings.clone(),
+            settings,
             shutdown.clone(),
         )
     };
     // The SQL store: PostgreSQL when configured, else SQLite in the data directory.
-    let store: Arc<dyn tributary_store::ReadStore> = if config.store.url.expose().is_empty() {
+    let store: Option<Arc<dyn tributary_store::ReadStore>> = if !(roles.store_projector
+        || roles.api)
+    {
+        None
+    } else if config.store.url.expose().is_empty() {
         let sqlite = tributary_store_sqlite::SqliteStore::open(&data_dir.join("store.db")).await?;
-        spawn_projector(
-            &mut tasks,
-            projector("SQLite store projector"),
-            sqlite.clone(),
-        );
-        Arc::new(sqlite)
+        if roles.store_projector {
+            // One writer: the SQLite file is local to this process.
+            spawn_projector(
+                &mut tasks,
+                projector("SQLite store projector", Assignment::All),
+                sqlite.clone(),
+            );
+        }
+        Some(Arc::new(sqlite))
     } else {
         let postgres =
             tributary_store_postgres::PostgresStore::connect(config.store.url.expose()).await?;
-        spawn_projector(
-            &mut tasks,
-            projector("PostgreSQL store projector"),
-            postgres.clone(),
-        );
-        Arc::new(postgres)
+        if roles.store_projector {
+            // Any number of processes: they share the partitions in one group.
+            let group = format!(
+                "tributary-projector-sql-store-{}",
+                postgres.identity().await?
+            );
+            spawn_projector(
+                &mut tasks,
+                projector("PostgreSQL store projector", Assignment::Group(group)),
+                postgres.clone(),
+            );
+        }
+        Some(Arc::new(postgres))
     };
-    spawn_projector(
-        &mut tasks,
-        projector("search index projector"),
-        index_projection,
-    );
+    let search = if roles.index_projector || roles.api {
+        let (index_projection, search) = tributary_index_tantivy::open(&data_dir.join("index"))?;
+        if roles.index_projector {
+            spawn_projector(
+                &mut tasks,
+                projector("search index projector", Assignment::All),
+                index_projection,
+            );
+        }
+        Some(search)
+    } else {
+        None
+    };
 
     // HTTP API.
-    let api_state = tributary_api::ApiState {
-        store,
-        search,
-        metrics: Some(metrics),
-        sync_requests: Some(sync_tx),
-    };
-    let listener = tokio::net::TcpListener::bind(&config.api.listen)
-        .await
-        .with_context(|| format!("cannot listen for the API on {}", config.api.listen))?;
-    let api_address = listener.local_addr()?;
-    {
-        let mut stop = shutdown.clone();
-        tasks.spawn(async move {
-            axum::serve(listener, tributary_api::router(api_state))
-                .with_graceful_shutdown(async move {
-                    let _ = stop.changed().await;
-                })
+    let api_address = match (roles.api, store, search) {
+        (true, Some(store), Some(search)) => {
+            let api_state = tributary_api::ApiState {
+                store,
+                search,
+                metrics: Some(metrics),
+                sync_requests,
+            };
+            let listener = tokio::net::TcpListener::bind(&config.api.listen)
                 .await
-                .context("API server")
-        });
+                .with_context(|| format!("cannot listen for the API on {}", config.api.listen))?;
+            let address = listener.local_addr()?;
+            let mut stop = shutdown.clone();
+            tasks.spawn(async move {
+                axum::serve(listener, tributary_api::router(api_state))
+                    .with_graceful_shutdown(async move {
+                        let _ = stop.changed().await;
+                    })
+                    .await
+                    .context("API server")
+            });
+            Some(address)
+        }
+        _ => None,
+    };
+    if tasks.is_empty() {
+        bail!(
+            "no role to run: enable at least one of roles.workers, roles.store_projector, roles.index_projector, roles.api"
+        );
     }
 
     println!("tributary is up");
-    println!("  API:      http://{api_address}/v1/companies");
-    println!("  metrics:  http://{api_address}/metrics");
+    match api_address {
+        Some(address) => {
+            println!("  API:      http://{address}/v1/companies");
+            println!("  metrics:  http://{address}/metrics");
+        }
+        None => println!("  API:      not in this process (roles.api = false)"),
+    }
+    println!(
+        "  roles:    workers={} store_projector={} index_projector={} api={}",
+        roles.workers, roles.store_projector, roles.index_projector, roles.api
+    );
     println!(
         "  broker:   {bootstrap}{}",
         if local_broker.is_some() {
@@ -229,9 +275,11 @@ pub async fn up(config: Config) -> anyhow::Result<()> {
         tracing::warn!("some tasks did not stop within 20s");
         tasks.abort_all();
     }
-    let _ = publisher.flush(Duration::from_secs(10));
-    // Kafka clients go before the broker, so none of them logs its loss.
-    drop(publisher);
+    if let Some(publisher) = publisher {
+        let _ = publisher.flush(Duration::from_secs(10));
+        // Kafka clients go before the broker, so none of them logs its loss.
+        drop(publisher);
+    }
     if let Some(broker) = local_broker {
         tokio::task::block_in_place(|| broker.stop(Duration::from_secs(10)));
     }

@@ -1,7 +1,6 @@
 //! End to end through the real binary, a real Kafka-protocol broker (Tansu,
 //! which `.ci/run` installs) and the embedded registry.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -9,6 +8,10 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tributary_connector_sandbox::{DATA_TYPES, Generator, SandboxSettings};
 use tributary_schemas::{DataType, Record, Timestamp};
+
+mod common;
+
+use common::*;
 
 const COMPANIES: [&str; 2] = ["sandbox-001", "sandbox-002"];
 
@@ -82,111 +85,6 @@ fn start(setup: &Setup, run: u32) -> Child {
         .unwrap()
 }
 
-fn logs(setup: &Setup) -> String {
-    let mut out = String::new();
-    for entry in std::fs::read_dir(setup.dir.path()).unwrap().flatten() {
-        if entry.path().extension().is_some_and(|e| e == "log") {
-            let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
-            let tail: Vec<&str> = text.lines().rev().take(30).collect();
-            out += &format!(
-                "== {}\n{}\n",
-                entry.path().display(),
-                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-            );
-        }
-    }
-    out
-}
-
-async fn get(url: &str) -> Option<Value> {
-    let resp = reqwest::get(url).await.ok()?;
-    if !resp.status().is_success() {
-        return None;
-    }
-    resp.json().await.ok()
-}
-
-/// Live record counts per (company, data type) that the API reports.
-async fn api_counts(api: &str) -> BTreeMap<(String, String), i64> {
-    let mut counts = BTreeMap::new();
-    for company in COMPANIES {
-        if let Some(status) = get(&format!("{api}/v1/companies/{company}/status")).await {
-            for entry in status["data_types"].as_array().unwrap() {
-                counts.insert(
-                    (
-                        company.to_string(),
-                        entry["data_type"].as_str().unwrap().to_string(),
-                    ),
-                    entry["records"].as_i64().unwrap(),
-                );
-            }
-        }
-    }
-    counts
-}
-
-fn expected_counts(sandbox: &SandboxSettings, generation: u32) -> BTreeMap<(String, String), i64> {
-    let mut counts = BTreeMap::new();
-    for company in COMPANIES {
-        let generator = Generator::new(sandbox.clone(), company);
-        for data_type in DATA_TYPES {
-            counts.insert(
-                (company.to_string(), data_type.as_str().to_string()),
-                generator.expected_live(data_type, generation).len() as i64,
-            );
-        }
-        // The runtime adds the connection itself as a record.
-        counts.insert((company.to_string(), "connections".to_string()), 1);
-    }
-    counts
-}
-
-/// Every record of one company and data type, following the API's paging.
-async fn all_records(api: &str, company: &str, data_type: DataType) -> BTreeMap<String, Value> {
-    let mut out = BTreeMap::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let mut url = format!("{api}/v1/companies/{company}/data/{data_type}?limit=7");
-        if let Some(c) = &cursor {
-            url += &format!("&cursor={c}");
-        }
-        let page = get(&url)
-            .await
-            .unwrap_or_else(|| panic!("GET {url} failed"));
-        for record in page["records"].as_array().unwrap() {
-            let id = record["id"].as_str().unwrap().to_string();
-            assert!(
-                out.insert(id.clone(), record.clone()).is_none(),
-                "{company} {data_type} {id} listed twice"
-            );
-        }
-        match page["next_cursor"].as_str() {
-            Some(next) => cursor = Some(next.to_string()),
-            None => return out,
-        }
-    }
-}
-
-fn terminate(child: &mut Child) {
-    let pid = libc::pid_t::try_from(child.id()).unwrap();
-    #[allow(unsafe_code)]
-    // SAFETY: kill(2) on our own child, not yet reaped.
-    unsafe {
-        libc::kill(pid, libc::SIGTERM);
-    }
-}
-
-fn wait_port_free(address: &str) {
-    let start = Instant::now();
-    while std::net::TcpStream::connect(address).is_ok() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "{address} still answers after its process died"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_store_survives_kill_9_and_standard_clients_read_the_topics() {
     end_to_end(None, true).await;
@@ -204,14 +102,14 @@ async fn end_to_end(store_url: Option<&str>, check_standard_clients: bool) {
     let setup = setup(store_url);
     let api = setup.api.clone();
     let final_generation = setup.sandbox.generations;
-    let expected = expected_counts(&setup.sandbox, final_generation);
+    let expected = expected_counts(&setup.sandbox, &companies(2), final_generation);
     let expected_total: i64 = expected.values().sum();
 
     // First run: kill -9 as soon as data starts arriving, in mid-sync.
     let mut child = start(&setup, 1);
     let started = Instant::now();
     let at_kill = loop {
-        let counts = api_counts(&api).await;
+        let counts = api_counts(&api, &companies(2)).await;
         let total: i64 = counts.values().sum();
         if total > 0 {
             break total;
@@ -219,7 +117,7 @@ async fn end_to_end(store_url: Option<&str>, check_standard_clients: bool) {
         assert!(
             started.elapsed() < Duration::from_secs(60),
             "no data within 60s\n{}",
-            logs(&setup)
+            logs(setup.dir.path())
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
@@ -233,43 +131,17 @@ async fn end_to_end(store_url: Option<&str>, check_standard_clients: bool) {
 
     // Second run: it must converge to exactly the source's records.
     let mut child = start(&setup, 2);
-    let started = Instant::now();
-    loop {
-        let counts = api_counts(&api).await;
-        if counts == expected {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "counts did not converge\nexpected {expected:?}\nfound    {counts:?}\n{}",
-            logs(&setup)
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    wait_for_counts(
+        &api,
+        &companies(2),
+        &expected,
+        Duration::from_secs(120),
+        setup.dir.path(),
+    )
+    .await;
 
     // Contents equal the source's, field for field.
-    for company in COMPANIES {
-        let generator = Generator::new(setup.sandbox.clone(), company);
-        for data_type in DATA_TYPES {
-            let found = all_records(&api, company, data_type).await;
-            let wanted = generator.expected_live(data_type, final_generation);
-            assert_eq!(found.len(), wanted.len(), "{company} {data_type}");
-            for version in wanted {
-                let record = &found[&version.id];
-                assert_eq!(
-                    record["data"],
-                    serde_json::to_value(&version.record).unwrap(),
-                    "{company} {data_type} {}",
-                    version.id
-                );
-                assert_eq!(
-                    record["source_modified_at"],
-                    serde_json::to_value(version.modified_at).unwrap()
-                );
-                assert_eq!(record["deleted"], false);
-            }
-        }
-    }
+    assert_contents(&api, &setup.sandbox, &companies(2), final_generation).await;
 
     // Full-text search finds an invoice by number and by customer name.
     let generator = Generator::new(setup.sandbox.clone(), COMPANIES[0]);
@@ -380,7 +252,7 @@ async fn end_to_end(store_url: Option<&str>, check_standard_clients: bool) {
     if check_standard_clients {
         poison_messages_go_to_dead_letters_and_replay(&setup).await;
         assert_eq!(
-            api_counts(&api).await,
+            api_counts(&api, &companies(2)).await,
             expected,
             "poison messages changed nothing in the store"
         );
@@ -392,7 +264,7 @@ async fn end_to_end(store_url: Option<&str>, check_standard_clients: bool) {
     assert!(
         status.success(),
         "tributary up exited with {status}\n{}",
-        logs(&setup)
+        logs(setup.dir.path())
     );
     let (_, search) = tributary_index_tantivy::open(&setup.dir.path().join("data/index")).unwrap();
     for ((company, data_type), n) in &expected {
@@ -440,7 +312,7 @@ async fn wait_for_dead_letters(setup: &Setup, n: usize) -> Vec<Vec<String>> {
         assert!(
             started.elapsed() < Duration::from_secs(60),
             "expected {n} dead letters, found {rows:?}\n{}",
-            logs(setup)
+            logs(setup.dir.path())
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }

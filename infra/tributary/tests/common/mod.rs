@@ -1,0 +1,181 @@
+//! Helpers shared by the tests that run the real binary.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tributary_connector_sandbox::{DATA_TYPES, Generator, SandboxSettings};
+use tributary_schemas::DataType;
+
+/// The sandbox's company ids for `n` companies.
+pub fn companies(n: u32) -> Vec<String> {
+    (1..=n).map(|i| format!("sandbox-{i:03}")).collect()
+}
+
+/// The last lines of every `*.log` file in `dir`, for failure messages.
+pub fn logs(dir: &Path) -> String {
+    let mut out = String::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        if entry.path().extension().is_some_and(|e| e == "log") {
+            let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(30).collect();
+            out += &format!(
+                "== {}\n{}\n",
+                entry.path().display(),
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
+    }
+    out
+}
+
+pub async fn get(url: &str) -> Option<Value> {
+    let resp = reqwest::get(url).await.ok()?;
+    if !resp.status().is_success() {
+        return None;
+    }
+    resp.json().await.ok()
+}
+
+/// Live record counts per (company, data type) that the API reports.
+pub async fn api_counts(api: &str, companies: &[String]) -> BTreeMap<(String, String), i64> {
+    let mut counts = BTreeMap::new();
+    for company in companies {
+        if let Some(status) = get(&format!("{api}/v1/companies/{company}/status")).await {
+            for entry in status["data_types"].as_array().unwrap() {
+                counts.insert(
+                    (
+                        company.clone(),
+                        entry["data_type"].as_str().unwrap().to_string(),
+                    ),
+                    entry["records"].as_i64().unwrap(),
+                );
+            }
+        }
+    }
+    counts
+}
+
+/// What the sandbox says a complete sync holds, per (company, data type).
+pub fn expected_counts(
+    sandbox: &SandboxSettings,
+    companies: &[String],
+    generation: u32,
+) -> BTreeMap<(String, String), i64> {
+    let mut counts = BTreeMap::new();
+    for company in companies {
+        let generator = Generator::new(sandbox.clone(), company);
+        for data_type in DATA_TYPES {
+            counts.insert(
+                (company.clone(), data_type.as_str().to_string()),
+                generator.expected_live(data_type, generation).len() as i64,
+            );
+        }
+        // The runtime adds the connection itself as a record.
+        counts.insert((company.clone(), "connections".to_string()), 1);
+    }
+    counts
+}
+
+/// Waits until the API's counts equal `expected`, or fails with both and the logs.
+pub async fn wait_for_counts(
+    api: &str,
+    companies: &[String],
+    expected: &BTreeMap<(String, String), i64>,
+    within: Duration,
+    logs_dir: &Path,
+) {
+    let started = Instant::now();
+    loop {
+        let counts = api_counts(api, companies).await;
+        if counts == *expected {
+            return;
+        }
+        assert!(
+            started.elapsed() < within,
+            "counts did not converge\nexpected {expected:?}\nfound    {counts:?}\n{}",
+            logs(logs_dir)
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Every record of one company and data type, following the API's paging.
+pub async fn all_records(api: &str, company: &str, data_type: DataType) -> BTreeMap<String, Value> {
+    let mut out = BTreeMap::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut url = format!("{api}/v1/companies/{company}/data/{data_type}?limit=7");
+        if let Some(c) = &cursor {
+            url += &format!("&cursor={c}");
+        }
+        let page = get(&url)
+            .await
+            .unwrap_or_else(|| panic!("GET {url} failed"));
+        for record in page["records"].as_array().unwrap() {
+            let id = record["id"].as_str().unwrap().to_string();
+            assert!(
+                out.insert(id.clone(), record.clone()).is_none(),
+                "{company} {data_type} {id} listed twice"
+            );
+        }
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_string()),
+            None => return out,
+        }
+    }
+}
+
+/// The API serves exactly the sandbox's records at `generation`, field for field.
+pub async fn assert_contents(
+    api: &str,
+    sandbox: &SandboxSettings,
+    companies: &[String],
+    generation: u32,
+) {
+    for company in companies {
+        let generator = Generator::new(sandbox.clone(), company);
+        for data_type in DATA_TYPES {
+            let found = all_records(api, company, data_type).await;
+            let wanted = generator.expected_live(data_type, generation);
+            assert_eq!(found.len(), wanted.len(), "{company} {data_type}");
+            for version in wanted {
+                let record = &found[&version.id];
+                assert_eq!(
+                    record["data"],
+                    serde_json::to_value(&version.record).unwrap(),
+                    "{company} {data_type} {}",
+                    version.id
+                );
+                assert_eq!(
+                    record["source_modified_at"],
+                    serde_json::to_value(version.modified_at).unwrap()
+                );
+                assert_eq!(record["deleted"], false);
+            }
+        }
+    }
+}
+
+pub fn terminate(child: &mut Child) {
+    let pid = libc::pid_t::try_from(child.id()).unwrap();
+    #[allow(unsafe_code)]
+    // SAFETY: kill(2) on our own child, not yet reaped.
+    unsafe {
+        libc::kill(pid, libc::SIGTERM);
+    }
+}
+
+pub fn wait_port_free(address: &str) {
+    let start = Instant::now();
+    while std::net::TcpStream::connect(address).is_ok() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{address} still answers after its process died"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -1,0 +1,155 @@
+//! Several store projector processes on one consumer group, sharing the
+//! partitions of a PostgreSQL store, through the real binary and broker.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use tributary_connector_sandbox::SandboxSettings;
+use tributary_schemas::Timestamp;
+use tributary_testkit::{PgCluster, free_port};
+
+const COMPANIES: u32 = 6;
+
+fn spawn(dir: &Path, name: &str, config: &str) -> Child {
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, config).unwrap();
+    let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_tributary"))
+        .args(["--config", path.to_str().unwrap(), "up"])
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap()
+}
+
+/// Whether `name`'s log shows it was given at least one partition.
+fn was_assigned_partitions(dir: &Path, name: &str) -> bool {
+    let text = std::fs::read_to_string(dir.join(format!("{name}.log"))).unwrap_or_default();
+    text.lines()
+        .filter(|l| l.contains("partitions assigned"))
+        .any(|l| {
+            l.split("count=")
+                .nth(1)
+                .and_then(|r| r.split_whitespace().next())
+                .is_some_and(|n| n != "0")
+        })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_projectors_share_partitions_and_survive_a_rebalance() {
+    let cluster = PgCluster::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (broker, registry, api) = (free_port(), free_port(), free_port());
+    let sandbox = SandboxSettings {
+        seed: 5,
+        records: 120,
+        generations: 1,
+        generation_interval_secs: 0,
+        epoch_ms: Timestamp::now().millis(),
+        max_page_size: 25,
+    };
+    let common_config = format!(
+        "log = \"info,librdkafka=warn\"\n[store]\nurl = {url:?}\n[projector]\nbatch_size = 100\nlinger_ms = 50\n",
+        url = cluster.url()
+    );
+    // The pipeline's home: broker, registry, workers, index and API; no store projector.
+    let mut main = spawn(
+        dir.path(),
+        "main",
+        &format!(
+            "data_dir = {data:?}\n{common_config}\
+             [kafka]\npartitions = 6\n[broker]\nport = {broker}\n[registry]\nport = {registry}\n\
+             [api]\nlisten = \"127.0.0.1:{api}\"\n\
+             [sandbox]\ncompanies = {COMPANIES}\nrecords = {records}\ngenerations = 1\ngeneration_interval_secs = 0\n\
+             seed = {seed}\nepoch_ms = {epoch}\nmax_page_size = 25\n\
+             [sync]\ninterval_secs = 2\npage_size = 25\n\
+             [roles]\nstore_projector = false\n",
+            data = dir.path().join("main"),
+            records = sandbox.records,
+            seed = sandbox.seed,
+            epoch = sandbox.epoch_ms,
+        ),
+    );
+    let api = format!("http://127.0.0.1:{api}");
+    let started = Instant::now();
+    while get(&format!("{api}/health")).await.is_none() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the pipeline did not start\n{}",
+            logs(dir.path())
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Store projectors only, pointed at the same broker, registry and store.
+    let projector = |name: &str| {
+        spawn(
+            dir.path(),
+            name,
+            &format!(
+                "data_dir = {data:?}\n{common_config}\
+                 [kafka]\nbootstrap_servers = \"127.0.0.1:{broker}\"\n[registry]\nurl = \"http://127.0.0.1:{registry}\"\n\
+                 [sandbox]\nenabled = false\n\
+                 [roles]\nworkers = false\nindex_projector = false\napi = false\n",
+                data = dir.path().join(name),
+            ),
+        )
+    };
+    let mut p1 = projector("p1");
+    let mut p2 = projector("p2");
+    let mut p3 = projector("p3");
+
+    // Once data flows, kill one (its partitions move to the others), and
+    // add another (the group rebalances again).
+    let names = companies(COMPANIES);
+    let started = Instant::now();
+    while api_counts(&api, &names).await.values().sum::<i64>() == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "no data reached the store\n{}",
+            logs(dir.path())
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    p2.kill().unwrap();
+    p2.wait().unwrap();
+    // Past p2's session timeout (6 s): Tansu drops a dead member then, but
+    // only moves its partitions at the next join (Kafka moves them at once),
+    // which p4 provides.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let mut p4 = projector("p4");
+
+    let expected = expected_counts(&sandbox, &names, 1);
+    wait_for_counts(
+        &api,
+        &names,
+        &expected,
+        Duration::from_secs(180),
+        dir.path(),
+    )
+    .await;
+    assert_contents(&api, &sandbox, &names, 1).await;
+    let shared = ["p1", "p2", "p3", "p4"]
+        .iter()
+        .filter(|n| was_assigned_partitions(dir.path(), n))
+        .count();
+    assert!(
+        shared >= 2,
+        "the partitions were not shared between processes\n{}",
+        logs(dir.path())
+    );
+
+    for child in [&mut p1, &mut p3, &mut p4, &mut main] {
+        terminate(child);
+        let status = child.wait().unwrap();
+        assert!(
+            status.success(),
+            "a process exited with {status}\n{}",
+            logs(dir.path())
+        );
+    }
+}
