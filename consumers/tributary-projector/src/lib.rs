@@ -461,7 +461,20 @@ async fn next_batch(
     let deadline = tokio::time::Instant::now() + settings.linger;
     let mut next = Some(first);
     while let Some(received) = next {
-        let message = received.map_err(|e| ProjectorError::Kafka(format!("receive: {e}")))?;
+        let message = match received {
+            Ok(m) => m,
+            Err(e) => {
+                // The broker went away or a fetch failed: librdkafka
+                // reconnects by itself; keep what this batch has so far.
+                metrics::error(name, "receive", &e.to_string());
+                if batch.positions.is_empty()
+                    && wait_or_shutdown(shutdown, Duration::from_millis(500)).await
+                {
+                    return Ok(None);
+                }
+                break;
+            }
+        };
         let (topic, partition, offset) = (
             message.topic().to_string(),
             message.partition(),

@@ -237,6 +237,12 @@ pub struct ProjectorConfig {
     pub batch_size: usize,
     /// Longest wait to fill a batch.
     pub linger_ms: u64,
+    /// Run the SQL store projector in a Kafka consumer group, so that several
+    /// processes share the partitions (PostgreSQL store only). Off: one
+    /// process reads every partition from the store's own checkpoint.
+    /// Needs a real Kafka cluster: the local broker's group coordinator
+    /// (Tansu 0.6) has been seen to fail under load.
+    pub consumer_group: bool,
 }
 
 impl Default for ProjectorConfig {
@@ -244,6 +250,7 @@ impl Default for ProjectorConfig {
         ProjectorConfig {
             batch_size: 1000,
             linger_ms: 100,
+            consumer_group: false,
         }
     }
 }
@@ -349,6 +356,9 @@ impl Config {
             return Err(
                 "store.url must be a postgres:// or postgresql:// URL, or empty for SQLite".into(),
             );
+        }
+        if self.projector.consumer_group && self.store.url.expose().is_empty() {
+            return Err("projector.consumer_group needs a PostgreSQL store (store.url): a SQLite store has one writer".into());
         }
         if self.projector.batch_size == 0 {
             return Err("projector.batch_size must be at least 1".into());

@@ -47,8 +47,10 @@ fn running_as_root() -> bool {
 
 impl PgCluster {
     /// Initialises and starts a cluster on a free port, with user
-    /// `tributary` trusted on loopback and fsync off (tests need no
-    /// durability against power loss, only against process death).
+    /// `tributary` trusted on loopback and fsync off: tests need durability
+    /// against process death (a commit is in the OS's hands before it is
+    /// acknowledged), not against power loss. `synchronous_commit` stays on,
+    /// or a crash could lose acknowledged commits.
     pub fn start() -> PgCluster {
         let dir = tempfile::tempdir().expect("cannot create a temporary directory");
         let cluster = PgCluster {
@@ -120,7 +122,7 @@ impl PgCluster {
     /// Starts the server (again, after [`PgCluster::stop`]).
     pub fn start_server(&self) {
         let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c max_connections=100",
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=100",
             self.port,
             self.dir.path().display()
         );

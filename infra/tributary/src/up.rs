@@ -170,14 +170,18 @@ pub async fn up(config: Config) -> anyhow::Result<()> {
         let postgres =
             tributary_store_postgres::PostgresStore::connect(config.store.url.expose()).await?;
         if roles.store_projector {
-            // Any number of processes: they share the partitions in one group.
-            let group = format!(
-                "tributary-projector-sql-store-{}",
-                postgres.identity().await?
-            );
+            let assignment = if config.projector.consumer_group {
+                // Any number of processes: they share the partitions in one group.
+                Assignment::Group(format!(
+                    "tributary-projector-sql-store-{}",
+                    postgres.identity().await?
+                ))
+            } else {
+                Assignment::All
+            };
             spawn_projector(
                 &mut tasks,
-                projector("PostgreSQL store projector", Assignment::Group(group)),
+                projector("PostgreSQL store projector", assignment),
                 postgres.clone(),
             );
         }

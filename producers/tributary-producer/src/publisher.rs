@@ -30,7 +30,10 @@ struct Outgoing {
 /// first use, so an incompatible schema change fails loudly here, before
 /// anything is written.
 pub struct Publisher {
-    producer: FutureProducer,
+    /// Replaced when it fails fatally (an idempotent producer does when the
+    /// broker forgets its sequence numbers, as after a broker restart).
+    producer: std::sync::RwLock<FutureProducer>,
+    config: ClientConfig,
     encoder: AvroEncoder,
     strategies: HashMap<String, SubjectNameStrategy>,
     bootstrap: String,
@@ -80,7 +83,8 @@ impl Publisher {
             ),
         );
         Ok(Publisher {
-            producer,
+            producer: std::sync::RwLock::new(producer),
+            config,
             encoder: AvroEncoder::new(SrSettings::new(
                 registry_url.trim_end_matches('/').to_string(),
             )),
@@ -157,7 +161,43 @@ impl Publisher {
         .await
     }
 
+    fn producer(&self) -> FutureProducer {
+        match self.producer.read() {
+            Ok(p) => p.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Swaps in a new producer after a failed send. An idempotent
+    /// producer's session can be broken for good, by a fatal error or by a
+    /// broker that forgot its sequence numbers (as Tansu does when it
+    /// restarts); a new producer has a new id and starts clean. Safe: the
+    /// failed page is published again with the same event ids.
+    fn renew_producer(&self, error: &ProducerError) {
+        let fatal = self.producer().client().fatal_error();
+        tracing::warn!(%error, ?fatal, "kafka send failed; replacing the producer");
+        match self.config.create::<FutureProducer>() {
+            Ok(fresh) => match self.producer.write() {
+                Ok(mut p) => *p = fresh,
+                Err(poisoned) => *poisoned.into_inner() = fresh,
+            },
+            Err(e) => tracing::error!(error = %e, "cannot create a new kafka producer"),
+        }
+    }
+
     async fn send_all(&self, outgoing: Vec<Outgoing>) -> Result<(), ProducerError> {
+        let result = self.send_with(&self.producer(), outgoing).await;
+        if let Err(e) = &result {
+            self.renew_producer(e);
+        }
+        result
+    }
+
+    async fn send_with(
+        &self,
+        producer: &FutureProducer,
+        outgoing: Vec<Outgoing>,
+    ) -> Result<(), ProducerError> {
         let mut pending: Vec<(String, DeliveryFuture)> = Vec::with_capacity(outgoing.len());
         for message in &outgoing {
             loop {
@@ -172,14 +212,14 @@ impl Publisher {
                     .key(&message.key)
                     .payload(&message.payload)
                     .headers(headers);
-                match self.producer.send_result(record) {
+                match producer.send_result(record) {
                     Ok(delivery) => {
                         pending.push((message.topic.clone(), delivery));
                         break;
                     }
                     Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
                         // The local queue is full: let deliveries drain, then retry.
-                        self.producer.poll(Duration::from_millis(100));
+                        producer.poll(Duration::from_millis(100));
                         tokio::time::sleep(Duration::from_millis(10)).await;
                     }
                     Err((e, _)) => {
@@ -216,7 +256,7 @@ impl Publisher {
 
     /// Waits for every queued message to be delivered.
     pub fn flush(&self, timeout: Duration) -> Result<(), ProducerError> {
-        self.producer
+        self.producer()
             .flush(timeout)
             .map_err(|e| ProducerError::Kafka(format!("flush: {e}")))
     }
