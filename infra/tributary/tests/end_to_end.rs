@@ -2,7 +2,7 @@
 //! which `.ci/run` installs) and the embedded registry.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -72,17 +72,19 @@ fn setup(store_url: Option<&str>) -> Setup {
     }
 }
 
-fn start(setup: &Setup, run: u32) -> Child {
+fn start(setup: &Setup, run: u32) -> Proc {
     let log = |name: &str| {
         std::fs::File::create(setup.dir.path().join(format!("{name}-{run}.log"))).unwrap()
     };
-    Command::new(env!("CARGO_BIN_EXE_tributary"))
-        .args(["--config", setup.config.to_str().unwrap(), "up"])
-        .stdin(Stdio::null())
-        .stdout(log("stdout"))
-        .stderr(log("stderr"))
-        .spawn()
-        .unwrap()
+    Proc(
+        Command::new(env!("CARGO_BIN_EXE_tributary"))
+            .args(["--config", setup.config.to_str().unwrap(), "up"])
+            .stdin(Stdio::null())
+            .stdout(log("stdout"))
+            .stderr(log("stderr"))
+            .spawn()
+            .unwrap(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,7 +5,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -16,7 +16,7 @@ use tributary_testkit::{PgCluster, free_port};
 const COMPANIES: u32 = 2;
 
 struct Pipeline {
-    child: Child,
+    child: Proc,
     api: String,
     sandbox: SandboxSettings,
 }
@@ -53,13 +53,15 @@ fn start(dir: &Path, store_url: &str, bootstrap: Option<&str>) -> Pipeline {
     )
     .unwrap();
     let log = std::fs::File::create(dir.join("tributary.log")).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_tributary"))
-        .args(["--config", config.to_str().unwrap(), "up"])
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap();
+    let child = Proc(
+        Command::new(env!("CARGO_BIN_EXE_tributary"))
+            .args(["--config", config.to_str().unwrap(), "up"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
     Pipeline {
         child,
         api: format!("http://127.0.0.1:{api}"),

@@ -4,7 +4,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -14,17 +14,19 @@ use tributary_testkit::{PgCluster, free_port};
 
 const COMPANIES: u32 = 6;
 
-fn spawn(dir: &Path, name: &str, config: &str) -> Child {
+fn spawn(dir: &Path, name: &str, config: &str) -> Proc {
     let path = dir.join(format!("{name}.toml"));
     std::fs::write(&path, config).unwrap();
     let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
-    Command::new(env!("CARGO_BIN_EXE_tributary"))
-        .args(["--config", path.to_str().unwrap(), "up"])
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap()
+    Proc(
+        Command::new(env!("CARGO_BIN_EXE_tributary"))
+            .args(["--config", path.to_str().unwrap(), "up"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    )
 }
 
 /// Whether `name`'s log shows it was given at least one partition.

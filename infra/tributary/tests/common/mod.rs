@@ -179,3 +179,29 @@ pub fn wait_port_free(address: &str) {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// A child process that is killed if the test ends (or panics) while it
+/// still runs, so a failing test leaves no pipeline behind.
+pub struct Proc(pub Child);
+
+impl std::ops::Deref for Proc {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Proc {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
