@@ -7,8 +7,8 @@
 //! - `GET /v1/companies/{company}/data/{data_type}?limit=&cursor=&modified_since=&include_deleted=`:
 //!   a page of records, oldest version first, with `next_cursor`.
 //! - `GET /v1/companies/{company}/data/{data_type}/{id}`: one record.
-//! - `GET /v1/companies/{company}/status`: per data type, record counts and
-//!   the latest sync outcome.
+//! - `GET /v1/companies/{company}/status`: per data type, record counts (in
+//!   the store, and `indexed` in the search index) and the latest sync outcome.
 //! - `GET /v1/search?q=&company=&data_type=&limit=`: full-text search.
 //! - `POST /v1/sync`: asks the connector workers for a sync round now.
 //!
@@ -161,7 +161,24 @@ async fn status(State(s): State<ApiState>, Path(company): Path<String>) -> ApiRe
             "no data for company {company:?}"
         )));
     }
-    Ok(Json(json!({"company_id": company, "data_types": status})).into_response())
+    // Beside the store's counts, what the search index holds: the two agree
+    // once the index projector has caught up.
+    let index = s.search.clone();
+    let (company, entries) = tokio::task::spawn_blocking(move || {
+        let entries: Vec<serde_json::Value> = status
+            .into_iter()
+            .map(|entry| {
+                let indexed = index.count(&company, &entry.data_type).ok();
+                let mut value = json!(entry);
+                value["indexed"] = json!(indexed);
+                value
+            })
+            .collect();
+        (company, entries)
+    })
+    .await
+    .map_err(ApiError::internal)?;
+    Ok(Json(json!({"company_id": company, "data_types": entries})).into_response())
 }
 
 async fn list(

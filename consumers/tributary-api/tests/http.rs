@@ -106,6 +106,15 @@ async fn filters_by_modified_since() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gets_one_record_and_searches_within_a_company() {
     let api = serve().await;
+    let (status, company) = get(&format!("{}/v1/companies/a/status", api.url)).await;
+    assert_eq!(status, 200);
+    let customers = &company["data_types"][0];
+    assert_eq!(customers["data_type"], "customers");
+    assert_eq!(
+        (customers["records"].as_i64(), customers["deleted"].as_i64()),
+        (Some(24), Some(1))
+    );
+    assert_eq!(customers["indexed"], 24, "the index agrees with the store");
     let (status, record) = get(&format!("{}/v1/companies/a/data/customers/c07", api.url)).await;
     assert_eq!(status, 200);
     assert_eq!(record["data"]["name"], "Customer number7 Ltd");

@@ -143,7 +143,23 @@ async fn end_to_end(store_url: Option<&str>, check_standard_clients: bool) {
     .await;
 
     // Contents equal the source's, field for field.
-    assert_contents(&api, &setup.sandbox, &companies(2), final_generation).await;
+    wait_for_contents(
+        &api,
+        &setup.sandbox,
+        &companies(2),
+        final_generation,
+        Duration::from_secs(60),
+        setup.dir.path(),
+    )
+    .await;
+
+    wait_for_index(
+        &api,
+        &companies(2),
+        Duration::from_secs(60),
+        setup.dir.path(),
+    )
+    .await;
 
     // Full-text search finds an invoice by number and by customer name.
     let generator = Generator::new(setup.sandbox.clone(), COMPANIES[0]);

@@ -97,7 +97,15 @@ async fn converges_and_stops(mut pipeline: Pipeline, dir: &Path) {
         dir,
     )
     .await;
-    assert_contents(&pipeline.api, &pipeline.sandbox, &names, 1).await;
+    wait_for_contents(
+        &pipeline.api,
+        &pipeline.sandbox,
+        &names,
+        1,
+        Duration::from_secs(60),
+        dir,
+    )
+    .await;
     terminate(&mut pipeline.child);
     let status = pipeline.child.wait().unwrap();
     assert!(

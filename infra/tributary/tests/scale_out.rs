@@ -140,7 +140,15 @@ async fn store_projectors_share_partitions_and_survive_a_rebalance() {
         dir.path(),
     )
     .await;
-    assert_contents(&api, &sandbox, &names, 1).await;
+    wait_for_contents(
+        &api,
+        &sandbox,
+        &names,
+        1,
+        Duration::from_secs(60),
+        dir.path(),
+    )
+    .await;
     let shared = ["p1", "p2", "p3", "p4"]
         .iter()
         .filter(|n| was_assigned_partitions(dir.path(), n))

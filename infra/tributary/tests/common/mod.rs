@@ -59,6 +59,40 @@ pub async fn api_counts(api: &str, companies: &[String]) -> BTreeMap<(String, St
     counts
 }
 
+/// Waits until the search index holds as many live records as the store,
+/// for every company and data type.
+pub async fn wait_for_index(api: &str, companies: &[String], within: Duration, logs_dir: &Path) {
+    let started = Instant::now();
+    loop {
+        let mut behind = Vec::new();
+        for company in companies {
+            let status = get(&format!("{api}/v1/companies/{company}/status")).await;
+            for entry in status
+                .as_ref()
+                .and_then(|s| s["data_types"].as_array())
+                .into_iter()
+                .flatten()
+            {
+                if entry["indexed"] != entry["records"] {
+                    behind.push(format!(
+                        "{company} {}: {} indexed, {} stored",
+                        entry["data_type"], entry["indexed"], entry["records"]
+                    ));
+                }
+            }
+        }
+        if behind.is_empty() {
+            return;
+        }
+        assert!(
+            started.elapsed() < within,
+            "the index does not agree with the store: {behind:?}\n{}",
+            logs(logs_dir)
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 /// What the sandbox says a complete sync holds, per (company, data type).
 pub fn expected_counts(
     sandbox: &SandboxSettings,
@@ -129,34 +163,74 @@ pub async fn all_records(api: &str, company: &str, data_type: DataType) -> BTree
     }
 }
 
-/// The API serves exactly the sandbox's records at `generation`, field for field.
-pub async fn assert_contents(
+/// The first difference between what the API serves and the sandbox's
+/// records at `generation`, field for field; `None` when they are equal.
+async fn first_difference(
     api: &str,
     sandbox: &SandboxSettings,
     companies: &[String],
     generation: u32,
-) {
+) -> Option<String> {
     for company in companies {
         let generator = Generator::new(sandbox.clone(), company);
         for data_type in DATA_TYPES {
             let found = all_records(api, company, data_type).await;
             let wanted = generator.expected_live(data_type, generation);
-            assert_eq!(found.len(), wanted.len(), "{company} {data_type}");
+            if found.len() != wanted.len() {
+                return Some(format!(
+                    "{company} {data_type}: {} records, expected {}",
+                    found.len(),
+                    wanted.len()
+                ));
+            }
             for version in wanted {
-                let record = &found[&version.id];
-                assert_eq!(
-                    record["data"],
+                let Some(record) = found.get(&version.id) else {
+                    return Some(format!("{company} {data_type} {} is missing", version.id));
+                };
+                let expected = (
                     serde_json::to_value(&version.record).unwrap(),
-                    "{company} {data_type} {}",
-                    version.id
+                    serde_json::to_value(version.modified_at).unwrap(),
+                    Value::Bool(false),
                 );
-                assert_eq!(
-                    record["source_modified_at"],
-                    serde_json::to_value(version.modified_at).unwrap()
+                let actual = (
+                    record["data"].clone(),
+                    record["source_modified_at"].clone(),
+                    record["deleted"].clone(),
                 );
-                assert_eq!(record["deleted"], false);
+                if actual != expected {
+                    return Some(format!(
+                        "{company} {data_type} {}:\n  found    {actual:?}\n  expected {expected:?}",
+                        version.id
+                    ));
+                }
             }
         }
+    }
+    None
+}
+
+/// Waits until the API serves exactly the sandbox's records at
+/// `generation`. Equal counts do not mean equal contents: an update changes
+/// no count and may still be on its way (the next sync round fetches it).
+pub async fn wait_for_contents(
+    api: &str,
+    sandbox: &SandboxSettings,
+    companies: &[String],
+    generation: u32,
+    within: Duration,
+    logs_dir: &Path,
+) {
+    let started = Instant::now();
+    loop {
+        let Some(difference) = first_difference(api, sandbox, companies, generation).await else {
+            return;
+        };
+        assert!(
+            started.elapsed() < within,
+            "contents did not converge: {difference}\n{}",
+            logs(logs_dir)
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 
