@@ -203,11 +203,8 @@ impl SearchIndex {
             .collect()
     }
 
-    /// Live documents of one company and data type.
-    pub fn count(&self, company_id: &str, data_type: &str) -> Result<usize, IndexError> {
-        self.reader
-            .reload()
-            .map_err(|e| IndexError::Search(e.to_string()))?;
+    /// Matches the live documents of one company and data type.
+    fn live_query(&self, company_id: &str, data_type: &str) -> BooleanQuery {
         let f = self.fields;
         let term = |field: Field, value: &str| -> Box<dyn Query> {
             Box::new(TermQuery::new(
@@ -215,11 +212,19 @@ impl SearchIndex {
                 IndexRecordOption::Basic,
             ))
         };
-        let query = BooleanQuery::new(vec![
+        BooleanQuery::new(vec![
             (Occur::Must, term(f.company_id, company_id)),
             (Occur::Must, term(f.data_type, data_type)),
             (Occur::Must, term(f.live, "1")),
-        ]);
+        ])
+    }
+
+    /// Live documents of one company and data type.
+    pub fn count(&self, company_id: &str, data_type: &str) -> Result<usize, IndexError> {
+        self.reader
+            .reload()
+            .map_err(|e| IndexError::Search(e.to_string()))?;
+        let query = self.live_query(company_id, data_type);
         self.reader
             .searcher()
             .search(&query, &tantivy::collector::Count)
@@ -234,17 +239,7 @@ impl SearchIndex {
     ) -> Result<std::collections::BTreeMap<String, i64>, IndexError> {
         let n = self.count(company_id, data_type)?;
         let f = self.fields;
-        let term = |field: Field, value: &str| -> Box<dyn Query> {
-            Box::new(TermQuery::new(
-                Term::from_field_text(field, value),
-                IndexRecordOption::Basic,
-            ))
-        };
-        let query = BooleanQuery::new(vec![
-            (Occur::Must, term(f.company_id, company_id)),
-            (Occur::Must, term(f.data_type, data_type)),
-            (Occur::Must, term(f.live, "1")),
-        ]);
+        let query = self.live_query(company_id, data_type);
         let searcher = self.reader.searcher();
         let top = searcher
             .search(&query, &TopDocs::with_limit(n.max(1)).order_by_score())
