@@ -19,8 +19,8 @@ use sqlx::{Row, SqlitePool};
 use tributary_projector::{Batch, Change, Checkpoint, Projection, ProjectionError};
 use tributary_schemas::{Event, SyncRunEvent, Timestamp};
 use tributary_store::{
-    DataTypeStatus, ListQuery, ReadStore, RecordPage, StoreError, StoredRecord, SyncStatus,
-    cursor_after, merge_status, parse_cursor,
+    CountRow, DataTypeStatus, ListQuery, ReadStore, RecordPage, SYNC_ROW_COLUMNS, StoreError,
+    StoredRecord, SyncRow, cursor_after, parse_cursor, status_from_rows,
 };
 
 const PROJECTION: &str = "sql-store";
@@ -185,49 +185,22 @@ impl ReadStore for SqliteStore {
 
     /// Record counts and sync outcomes per data type of one company.
     async fn status(&self, company_id: &str) -> Result<Vec<DataTypeStatus>, StoreError> {
-        let counts = sqlx::query(
+        let counts: Vec<CountRow> = sqlx::query_as(
             "SELECT data_type, SUM(deleted = 0), SUM(deleted = 1), MAX(source_modified_at) FROM records \
              WHERE company_id = ? GROUP BY data_type",
         )
         .bind(company_id)
         .fetch_all(&self.pool)
-        .await.map_err(query_err)?;
-        let syncs = sqlx::query(
-            "SELECT data_type, connection_id, source, last_status, last_started_at, last_finished_at, last_success_at, \
-             last_error, runs, failed_runs, records_fetched FROM sync_status WHERE company_id = ? ORDER BY data_type, connection_id",
-        )
+        .await
+        .map_err(query_err)?;
+        let syncs: Vec<SyncRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {SYNC_ROW_COLUMNS} FROM sync_status WHERE company_id = ? ORDER BY data_type, connection_id"
+        )))
         .bind(company_id)
         .fetch_all(&self.pool)
-        .await.map_err(query_err)?;
-        let counts = counts
-            .iter()
-            .map(|r| DataTypeStatus {
-                data_type: r.get(0),
-                records: r.get(1),
-                deleted: r.get(2),
-                last_modified_at: r.get::<Option<i64>, _>(3).map(Timestamp),
-                syncs: vec![],
-            })
-            .collect();
-        let syncs = syncs
-            .iter()
-            .map(|r| {
-                let status = SyncStatus {
-                    connection_id: r.get(1),
-                    source: r.get(2),
-                    last_status: r.get(3),
-                    last_started_at: Timestamp(r.get(4)),
-                    last_finished_at: Timestamp(r.get(5)),
-                    last_success_at: r.get::<Option<i64>, _>(6).map(Timestamp),
-                    last_error: r.get(7),
-                    runs: r.get(8),
-                    failed_runs: r.get(9),
-                    records_fetched: r.get(10),
-                };
-                (r.get(0), status)
-            })
-            .collect();
-        Ok(merge_status(counts, syncs))
+        .await
+        .map_err(query_err)?;
+        Ok(status_from_rows(counts, syncs))
     }
 
     /// Every live record of one company and data type, keyed by id: for

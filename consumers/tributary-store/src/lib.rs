@@ -8,6 +8,7 @@
 
 use async_trait::async_trait;
 use serde::Serialize;
+use tributary_schemas::Timestamp;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -122,15 +123,71 @@ pub fn parse_cursor(cursor: &str) -> Option<(i64, String)> {
     Some((modified.parse().ok()?, id.to_string()))
 }
 
-/// Joins per-data-type counts and sync outcomes into one status list, by data type.
-pub fn merge_status(
-    mut counts: Vec<DataTypeStatus>,
-    syncs: Vec<(String, SyncStatus)>,
-) -> Vec<DataTypeStatus> {
-    for (data_type, status) in syncs {
-        match counts.iter_mut().find(|s| s.data_type == data_type) {
+/// One row of per-data-type counts: data type, live, deleted, newest version (ms).
+pub type CountRow = (String, i64, i64, Option<i64>);
+
+/// One row of sync status: data type, connection, source, last status,
+/// started, finished, last success (ms), last error, runs, failed runs,
+/// records fetched. Backends select exactly these columns in this order.
+pub type SyncRow = (
+    String,
+    String,
+    String,
+    String,
+    i64,
+    i64,
+    Option<i64>,
+    Option<String>,
+    i64,
+    i64,
+    i64,
+);
+
+/// The columns, in order, that make a [`SyncRow`] from table `sync_status`.
+pub const SYNC_ROW_COLUMNS: &str = "data_type, connection_id, source, last_status, last_started_at, last_finished_at, \
+     last_success_at, last_error, runs, failed_runs, records_fetched";
+
+/// Joins count rows and sync rows into one status list, by data type.
+pub fn status_from_rows(counts: Vec<CountRow>, syncs: Vec<SyncRow>) -> Vec<DataTypeStatus> {
+    let mut out: Vec<DataTypeStatus> = counts
+        .into_iter()
+        .map(|(data_type, records, deleted, newest)| DataTypeStatus {
+            data_type,
+            records,
+            deleted,
+            last_modified_at: newest.map(Timestamp),
+            syncs: vec![],
+        })
+        .collect();
+    for (
+        data_type,
+        connection_id,
+        source,
+        last_status,
+        started,
+        finished,
+        success,
+        last_error,
+        runs,
+        failed_runs,
+        records_fetched,
+    ) in syncs
+    {
+        let status = SyncStatus {
+            connection_id,
+            source,
+            last_status,
+            last_started_at: Timestamp(started),
+            last_finished_at: Timestamp(finished),
+            last_success_at: success.map(Timestamp),
+            last_error,
+            runs,
+            failed_runs,
+            records_fetched,
+        };
+        match out.iter_mut().find(|s| s.data_type == data_type) {
             Some(entry) => entry.syncs.push(status),
-            None => counts.push(DataTypeStatus {
+            None => out.push(DataTypeStatus {
                 data_type,
                 records: 0,
                 deleted: 0,
@@ -139,6 +196,6 @@ pub fn merge_status(
             }),
         }
     }
-    counts.sort_by(|a, b| a.data_type.cmp(&b.data_type));
-    counts
+    out.sort_by(|a, b| a.data_type.cmp(&b.data_type));
+    out
 }
