@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Installs what building, running and testing Tributary needs on a fresh
 # Debian machine, and skips whatever is already there:
-#   - cmake and the curl headers, for the bundled librdkafka build;
+#   - cmake and the curl headers, for the bundled librdkafka build; the
+#     OpenSSL headers and pkg-config, for HTTPS to sources;
+#   - Prism (npm ci in infra/xero-mock), the mock of Xero's API for the
+#     Xero connector's tests;
 #   - Tansu 0.6.0, the local durable Kafka-protocol broker (built from
 #     crates.io; about 20 minutes the first time);
 #   - with --python: a virtualenv with confluent-kafka, for the test that
@@ -18,6 +21,9 @@ missing=()
 command -v cmake >/dev/null 2>&1 || missing+=(cmake)
 [ -f /usr/include/x86_64-linux-gnu/curl/curl.h ] || [ -f /usr/include/curl/curl.h ] || missing+=(libcurl4-openssl-dev)
 command -v g++ >/dev/null 2>&1 || missing+=(g++)
+[ -f /usr/include/openssl/ssl.h ] || missing+=(libssl-dev)
+command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing ${missing[*]} with apt-get"
   as_root apt-get update -qq
@@ -31,6 +37,12 @@ if ! "$tansu_bin" --version 2>/dev/null | grep -q "0.6.0"; then
   CARGO_TARGET_DIR="${TMPDIR:-/tmp}/tansu-build" \
     cargo install tansu --version 0.6.0 --locked --features libsql,dynostore --quiet
   rm -rf "${TMPDIR:-/tmp}/tansu-build"
+fi
+
+mock_dir="$(cd "$(dirname "$0")/../xero-mock" && pwd)"
+if ! [ -x "$mock_dir/node_modules/.bin/prism" ]; then
+  say "installing Prism (npm ci in $mock_dir)"
+  (cd "$mock_dir" && npm ci --no-audit --no-fund --silent >/dev/null)
 fi
 
 if $want_python; then

@@ -10,6 +10,14 @@
 //! belong to the runtime (`tributary-producer`). A connector never depends on
 //! Kafka or a database, so it is fast to test.
 //!
+//! Credentials (OAuth tokens, API keys) are opaque JSON owned by the
+//! connector, kept by the runtime in a [`CredentialVault`] that encrypts them
+//! at rest. A connector that rotates credentials (OAuth2 refresh) saves the
+//! new ones through the vault before it uses them.
+//!
+//! Rate limits are declared by the connector ([`Connector::rate_limits`]) and
+//! enforced by the runtime, shared by every connection with the same key.
+//!
 //! Cursors are opaque strings owned by the connector. The runtime saves the
 //! cursor returned with a page only after every record of that page was
 //! published, so a crash re-fetches at most one page: delivery is
@@ -120,9 +128,48 @@ impl ConnectorError {
     }
 }
 
+/// A connection's secrets, as the connector defines them. `Debug` never
+/// shows them.
+#[derive(Clone, PartialEq)]
+pub struct Credentials(pub serde_json::Value);
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Credentials([redacted])")
+    }
+}
+
+/// Where one connection's credentials are kept (encrypted at rest by the
+/// runtime's implementation).
+#[async_trait]
+pub trait CredentialVault: Send + Sync {
+    /// The saved credentials, `None` before the connection was authorized.
+    async fn load(&self) -> Result<Option<Credentials>, ConnectorError>;
+    /// Replaces the saved credentials durably: returns only once they would
+    /// survive a crash.
+    async fn save(&self, credentials: &Credentials) -> Result<(), ConnectorError>;
+}
+
+/// Call limits a source puts on one key (a tenant, an API key), enforced by
+/// the runtime across every connection that shares the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateLimits {
+    /// Connections with the same key share the limits, for example
+    /// `xero:<tenant id>`.
+    pub key: String,
+    pub per_minute: Option<u32>,
+    pub per_day: Option<u32>,
+    pub concurrent: Option<u32>,
+}
+
 /// One company's connection to one source, ready to fetch.
 #[async_trait]
 pub trait Connector: Send + Sync {
+    /// The limits the runtime must keep this connection's calls within.
+    fn rate_limits(&self) -> Option<RateLimits> {
+        None
+    }
+
     /// The data types this source can provide, in the order to sync them
     /// (referenced records first).
     fn data_types(&self) -> Vec<DataType>;
@@ -142,12 +189,64 @@ pub trait Connector: Send + Sync {
 }
 
 /// Builds connectors of one kind from their connection's settings.
+#[async_trait]
 pub trait ConnectorFactory: Send + Sync {
     /// The name connections use in `source`, for example `sandbox`.
     fn name(&self) -> &'static str;
 
+    /// Checks `settings` for a new connection, before it is saved.
+    fn check_settings(&self, settings: &serde_json::Value) -> Result<(), ConnectorError>;
+
+    /// Whether a person must grant access (OAuth2) before the connection
+    /// can sync. Such connections start as `pending_auth`.
+    fn needs_authorization(&self) -> bool {
+        false
+    }
+
+    /// The page to send a person to, to grant access; `state` comes back
+    /// with the redirect.
+    fn authorization_url(
+        &self,
+        connection: &ConnectionInfo,
+        state: &str,
+    ) -> Result<String, ConnectorError> {
+        let _ = state;
+        Err(ConnectorError::new(
+            self.name(),
+            Fault::User,
+            format!(
+                "connection {} needs no authorization",
+                connection.connection_id
+            ),
+        ))
+    }
+
+    /// Completes authorization with the code the source redirected back
+    /// with, saving the credentials through `vault`. Returns settings to
+    /// merge into the connection's (for example the tenant granted).
+    async fn complete_authorization(
+        &self,
+        connection: &ConnectionInfo,
+        code: &str,
+        vault: Arc<dyn CredentialVault>,
+    ) -> Result<serde_json::Value, ConnectorError> {
+        let _ = (code, vault);
+        Err(ConnectorError::new(
+            self.name(),
+            Fault::User,
+            format!(
+                "connection {} needs no authorization",
+                connection.connection_id
+            ),
+        ))
+    }
+
     /// Checks `connection.settings` and builds a connector for it.
-    fn build(&self, connection: &ConnectionInfo) -> Result<Arc<dyn Connector>, ConnectorError>;
+    fn build(
+        &self,
+        connection: &ConnectionInfo,
+        vault: Arc<dyn CredentialVault>,
+    ) -> Result<Arc<dyn Connector>, ConnectorError>;
 }
 
 /// The connectors this build knows, by name. Filled from one explicit list
@@ -168,21 +267,29 @@ impl ConnectorRegistry {
         self.factories.keys().copied().collect()
     }
 
-    /// Builds the connector for `connection`, or says which names exist.
-    pub fn build(&self, connection: &ConnectionInfo) -> Result<Arc<dyn Connector>, ConnectorError> {
-        match self.factories.get(connection.source.as_str()) {
-            Some(factory) => factory.build(connection),
+    /// The factory of connections whose `source` is `name`, or an error
+    /// that says which names exist.
+    pub fn factory(&self, name: &str) -> Result<&dyn ConnectorFactory, ConnectorError> {
+        match self.factories.get(name) {
+            Some(factory) => Ok(factory.as_ref()),
             None => Err(ConnectorError::new(
-                &connection.source,
+                name,
                 Fault::User,
                 format!(
-                    "unknown connector {:?} for connection {}; known connectors: {}",
-                    connection.source,
-                    connection.connection_id,
+                    "unknown connector {name:?}; known connectors: {}",
                     self.names().join(", ")
                 ),
             )),
         }
+    }
+
+    /// Builds the connector for `connection`.
+    pub fn build(
+        &self,
+        connection: &ConnectionInfo,
+        vault: Arc<dyn CredentialVault>,
+    ) -> Result<Arc<dyn Connector>, ConnectorError> {
+        self.factory(&connection.source)?.build(connection, vault)
     }
 }
 
@@ -193,19 +300,16 @@ mod tests {
     #[test]
     fn unknown_connector_names_the_known_ones() {
         let registry = ConnectorRegistry::new(vec![]);
-        let connection = ConnectionInfo {
-            connection_id: "c1".into(),
-            company_id: "co".into(),
-            source: "nope".into(),
-            settings: serde_json::json!({}),
-        };
-        let err = registry.build(&connection).err().unwrap();
+        let err = registry.factory("nope").err().unwrap();
         assert_eq!(err.fault, Fault::User);
-        assert!(
-            err.to_string()
-                .contains("unknown connector \"nope\" for connection c1")
-        );
+        assert!(err.to_string().contains("unknown connector \"nope\""));
         assert!(!err.is_retryable());
+    }
+
+    #[test]
+    fn credentials_never_show_in_debug() {
+        let c = Credentials(serde_json::json!({"refresh_token": "rt-secret"}));
+        assert!(!format!("{c:?}").contains("rt-secret"));
     }
 
     #[test]

@@ -214,7 +214,7 @@ impl Generator {
         match data_type {
             DataType::Company => 1,
             DataType::Account => CHART.len() as u32,
-            DataType::Connection => 0,
+            DataType::Connection | DataType::CreditNote | DataType::Item => 0,
             _ => self.settings.records,
         }
     }
@@ -289,6 +289,8 @@ impl Generator {
             DataType::Payment => "pay",
             DataType::BankTransaction => "bt",
             DataType::JournalEntry => "jnl",
+            DataType::CreditNote => "cn",
+            DataType::Item => "item",
         };
         format!("{prefix}-{i:06}")
     }
@@ -407,7 +409,7 @@ impl Generator {
                 country: Some("GB".into()),
             }),
             // Connections are the runtime's records, never fetched from a source.
-            DataType::Connection => return None,
+            DataType::Connection | DataType::CreditNote | DataType::Item => return None,
             DataType::Account => {
                 let (code, name, kind) = CHART[i as usize];
                 Record::Account(Account {

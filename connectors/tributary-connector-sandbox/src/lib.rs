@@ -15,8 +15,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use tributary_connector_api::{
-    ConnectionInfo, Connector, ConnectorError, ConnectorFactory, Cursor, Fault, MappedRecord, Page,
-    PageRequest,
+    ConnectionInfo, Connector, ConnectorError, ConnectorFactory, CredentialVault, Cursor, Fault,
+    MappedRecord, Page, PageRequest,
 };
 use tributary_schemas::model::*;
 use tributary_schemas::{DataType, Record, Timestamp};
@@ -172,25 +172,15 @@ impl Connector for SandboxConnector {
                 }
                 Record::JournalEntry(entry)
             }
-            DataType::Connection => {
+            DataType::Connection | DataType::CreditNote | DataType::Item => {
                 return Err(Self::err(
                     Fault::User,
-                    "the sandbox has no connections to map",
+                    format!("the sandbox has no {data_type} to map"),
                 ));
             }
         };
-        let body_id = match &record {
-            Record::Company(r) => &r.id,
-            Record::Account(r) => &r.id,
-            Record::Customer(r) | Record::Supplier(r) => &r.id,
-            Record::Invoice(r) => &r.id,
-            Record::Bill(r) => &r.id,
-            Record::Payment(r) => &r.id,
-            Record::BankTransaction(r) => &r.id,
-            Record::JournalEntry(r) => &r.id,
-            Record::Connection(r) => &r.id,
-        };
-        if body_id != &raw.id {
+        let body_id = record.id();
+        if body_id != raw.id {
             return Err(Self::err(
                 Fault::Data,
                 format!("{data_type} record {} carries body id {body_id}", raw.id),
@@ -208,22 +198,33 @@ impl Connector for SandboxConnector {
 /// Builds sandbox connectors from connection settings ([`SandboxSettings`]).
 pub struct SandboxFactory;
 
+impl SandboxFactory {
+    fn settings(value: &serde_json::Value) -> Result<SandboxSettings, ConnectorError> {
+        serde_json::from_value(value.clone()).map_err(|e| {
+            SandboxConnector::err(Fault::User, format!("invalid sandbox settings: {e}"))
+        })
+    }
+}
+
+#[async_trait]
 impl ConnectorFactory for SandboxFactory {
     fn name(&self) -> &'static str {
         NAME
     }
 
-    fn build(&self, connection: &ConnectionInfo) -> Result<Arc<dyn Connector>, ConnectorError> {
-        let settings: SandboxSettings = serde_json::from_value(connection.settings.clone())
-            .map_err(|e| {
-                SandboxConnector::err(
-                    Fault::User,
-                    format!(
-                        "invalid settings for connection {}: {e}",
-                        connection.connection_id
-                    ),
-                )
-            })?;
+    fn check_settings(&self, settings: &serde_json::Value) -> Result<(), ConnectorError> {
+        Self::settings(settings).map(|_| ())
+    }
+
+    fn build(
+        &self,
+        connection: &ConnectionInfo,
+        _vault: Arc<dyn CredentialVault>,
+    ) -> Result<Arc<dyn Connector>, ConnectorError> {
+        let settings = Self::settings(&connection.settings).map_err(|mut e| {
+            e.message = format!("connection {}: {}", connection.connection_id, e.message);
+            e
+        })?;
         Ok(Arc::new(SandboxConnector::new(
             settings,
             &connection.company_id,

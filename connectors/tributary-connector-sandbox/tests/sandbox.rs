@@ -306,10 +306,31 @@ fn factory_rejects_unknown_settings() {
         source: "sandbox".into(),
         settings: serde_json::json!({"epoch_ms": 0, "recods": 5}),
     };
-    let err = SandboxFactory.build(&connection).err().unwrap();
+    let err = SandboxFactory
+        .build(&connection, std::sync::Arc::new(NoVault))
+        .err()
+        .unwrap();
     assert_eq!(err.fault, Fault::User);
     assert!(
         err.message.contains("conn-1") && err.message.contains("recods"),
         "{err}"
     );
+}
+
+struct NoVault;
+
+#[async_trait::async_trait]
+impl tributary_connector_api::CredentialVault for NoVault {
+    async fn load(
+        &self,
+    ) -> Result<Option<tributary_connector_api::Credentials>, tributary_connector_api::ConnectorError>
+    {
+        Ok(None)
+    }
+    async fn save(
+        &self,
+        _: &tributary_connector_api::Credentials,
+    ) -> Result<(), tributary_connector_api::ConnectorError> {
+        Ok(())
+    }
 }

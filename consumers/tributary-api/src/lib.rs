@@ -11,14 +11,26 @@
 //!   the store, and `indexed` in the search index) and the latest sync outcome.
 //! - `GET /v1/search?q=&company=&data_type=&limit=`: full-text search.
 //! - `POST /v1/sync`: asks the connector workers for a sync round now.
+//! - `GET /v1/connections`, `POST /v1/connections` (`{company_id, source,
+//!   settings}`; answers the authorization URL when the source needs one),
+//!   `POST /v1/connections/{id}/check`, `DELETE /v1/connections/{id}`.
+//! - `GET /v1/oauth/{source}/callback?code=&state=`: where the source sends
+//!   the person back after granting access (no API key: the one-time
+//!   `state` proves the request).
+//!
+//! Every `/v1` route but the callback needs an API key (`Authorization:
+//! Bearer <key>` or `X-Api-Key: <key>`). A key limited to some companies
+//! never sees another company's records, status, connections or search
+//! hits: those answer as if the company did not exist.
 //!
 //! Bad requests get a 4xx with `{"error": {"code", "message"}}`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, Request, State};
 use axum::http::{StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -37,6 +49,113 @@ pub struct ApiState {
     pub metrics: Option<PrometheusHandle>,
     /// Where `POST /v1/sync` sends its request; `None` when no worker runs here.
     pub sync_requests: Option<mpsc::Sender<()>>,
+    /// Who may call, and for which companies.
+    pub keys: Arc<Vec<ApiKey>>,
+    /// Connection management; `None` when no worker (state store) is here.
+    pub connections: Option<Arc<dyn ConnectionAdmin>>,
+}
+
+/// Which companies a key may read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    All,
+    Only(BTreeSet<String>),
+}
+
+impl Scope {
+    /// `["*"]` is every company.
+    pub fn from_list(companies: &[String]) -> Scope {
+        if companies.iter().any(|c| c == "*") {
+            Scope::All
+        } else {
+            Scope::Only(companies.iter().cloned().collect())
+        }
+    }
+
+    pub fn allows(&self, company: &str) -> bool {
+        match self {
+            Scope::All => true,
+            Scope::Only(set) => set.contains(company),
+        }
+    }
+}
+
+/// One accepted key, known by its SHA-256 only.
+#[derive(Debug, Clone)]
+pub struct ApiKey {
+    pub name: String,
+    /// SHA-256 of the key, lowercase hex.
+    pub sha256: String,
+    pub scope: Scope,
+}
+
+/// SHA-256 of a key, lowercase hex: what the configuration stores.
+pub fn hash_key(key: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(key.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The caller of a request, once its key checked out.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub name: String,
+    pub scope: Scope,
+}
+
+/// A connection as the API shows it: never with credentials.
+pub type ConnectionView = serde_json::Value;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// Connection management, implemented by the binary over the workers'
+/// state store and connector registry.
+#[async_trait::async_trait]
+pub trait ConnectionAdmin: Send + Sync {
+    async fn list(&self) -> Result<Vec<ConnectionView>, AdminError>;
+    /// Adds a connection; returns it and, when a person must grant access,
+    /// the URL to send them to.
+    async fn add(
+        &self,
+        company_id: &str,
+        source: &str,
+        settings: serde_json::Value,
+    ) -> Result<(ConnectionView, Option<String>), AdminError>;
+    /// Authenticates and fetches one page; returns what it saw.
+    async fn check(&self, connection_id: &str) -> Result<String, AdminError>;
+    /// Unlinks: stops syncing, erases credentials, keeps records.
+    async fn remove(&self, connection_id: &str) -> Result<(), AdminError>;
+    /// Completes an OAuth2 authorization from the source's redirect.
+    async fn complete_authorization(
+        &self,
+        source: &str,
+        state: &str,
+        code: &str,
+    ) -> Result<ConnectionView, AdminError>;
+}
+
+impl From<AdminError> for ApiError {
+    fn from(e: AdminError) -> Self {
+        match e {
+            AdminError::NotFound(m) => ApiError::not_found(m),
+            AdminError::BadRequest(m) => ApiError::bad_request(m),
+            AdminError::Failed(m) => ApiError {
+                status: StatusCode::BAD_GATEWAY,
+                code: "failed",
+                message: m,
+            },
+        }
+    }
 }
 
 /// A client-facing error.
@@ -85,17 +204,80 @@ impl IntoResponse for ApiError {
 type ApiResult = Result<Response, ApiError>;
 
 pub fn router(state: ApiState) -> Router {
-    Router::new()
-        .route("/health", get(health))
-        .route("/metrics", get(metrics))
+    let protected = Router::new()
         .route("/v1/companies", get(companies))
         .route("/v1/companies/{company}/status", get(status))
         .route("/v1/companies/{company}/data/{data_type}", get(list))
         .route("/v1/companies/{company}/data/{data_type}/{id}", get(one))
         .route("/v1/search", get(search))
         .route("/v1/sync", post(sync))
+        .route(
+            "/v1/connections",
+            get(connections_list).post(connections_add),
+        )
+        .route(
+            "/v1/connections/{id}",
+            axum::routing::delete(connections_remove),
+        )
+        .route("/v1/connections/{id}/check", post(connections_check))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            authenticate,
+        ));
+    Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .route("/v1/oauth/{source}/callback", get(oauth_callback))
+        .merge(protected)
         .fallback(|| async { ApiError::not_found("no such route; see the README for the API") })
         .with_state(state)
+}
+
+/// Checks the API key and records who called.
+async fn authenticate(State(s): State<ApiState>, mut request: Request, next: Next) -> Response {
+    let headers = request.headers();
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()))
+        .map(str::trim);
+    let Some(presented) = presented.filter(|k| !k.is_empty()) else {
+        return ApiError {
+            status: StatusCode::UNAUTHORIZED,
+            code: "unauthorized",
+            message: "an API key is required: Authorization: Bearer <key>".into(),
+        }
+        .into_response();
+    };
+    let hash = hash_key(presented);
+    match s.keys.iter().find(|k| k.sha256 == hash) {
+        Some(key) => {
+            request.extensions_mut().insert(Caller {
+                name: key.name.clone(),
+                scope: key.scope.clone(),
+            });
+            next.run(request).await
+        }
+        None => ApiError {
+            status: StatusCode::UNAUTHORIZED,
+            code: "unauthorized",
+            message: "unknown API key".into(),
+        }
+        .into_response(),
+    }
+}
+
+/// A company the caller may not read answers exactly like one that does
+/// not exist.
+fn allowed(caller: &Caller, company: &str) -> Result<(), ApiError> {
+    if caller.scope.allows(company) {
+        Ok(())
+    } else {
+        Err(ApiError::not_found(format!(
+            "no data for company {company:?}"
+        )))
+    }
 }
 
 fn data_type(name: &str) -> Result<DataType, ApiError> {
@@ -148,13 +330,22 @@ async fn metrics(State(s): State<ApiState>) -> ApiResult {
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
 }
 
-async fn companies(State(s): State<ApiState>) -> ApiResult {
+async fn companies(State(s): State<ApiState>, Extension(caller): Extension<Caller>) -> ApiResult {
     let companies = s.store.companies().await.map_err(ApiError::internal)?;
-    let list: Vec<_> = companies.into_iter().map(|c| c.data).collect();
+    let list: Vec<_> = companies
+        .into_iter()
+        .filter(|c| caller.scope.allows(&c.company_id))
+        .map(|c| c.data)
+        .collect();
     Ok(Json(json!({"companies": list})).into_response())
 }
 
-async fn status(State(s): State<ApiState>, Path(company): Path<String>) -> ApiResult {
+async fn status(
+    State(s): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    Path(company): Path<String>,
+) -> ApiResult {
+    allowed(&caller, &company)?;
     let status = s.store.status(&company).await.map_err(ApiError::internal)?;
     if status.is_empty() {
         return Err(ApiError::not_found(format!(
@@ -183,9 +374,11 @@ async fn status(State(s): State<ApiState>, Path(company): Path<String>) -> ApiRe
 
 async fn list(
     State(s): State<ApiState>,
+    Extension(caller): Extension<Caller>,
     Path((company, type_name)): Path<(String, String)>,
     Query(params): Query<HashMap<String, String>>,
 ) -> ApiResult {
+    allowed(&caller, &company)?;
     only(
         &params,
         &["limit", "cursor", "modified_since", "include_deleted"],
@@ -224,8 +417,10 @@ async fn list(
 
 async fn one(
     State(s): State<ApiState>,
+    Extension(caller): Extension<Caller>,
     Path((company, type_name, id)): Path<(String, String, String)>,
 ) -> ApiResult {
+    allowed(&caller, &company)?;
     let data_type = data_type(&type_name)?;
     match s
         .store
@@ -242,6 +437,7 @@ async fn one(
 
 async fn search(
     State(s): State<ApiState>,
+    Extension(caller): Extension<Caller>,
     Query(params): Query<HashMap<String, String>>,
 ) -> ApiResult {
     only(&params, &["q", "company", "data_type", "limit"])?;
@@ -255,7 +451,15 @@ async fn search(
     if !(1..=100).contains(&limit) {
         return Err(ApiError::bad_request("limit must be between 1 and 100"));
     }
-    let companies = params.get("company").map(|c| vec![c.clone()]);
+    // A limited key searches its own companies only, whatever it asks.
+    let companies = match (params.get("company"), &caller.scope) {
+        (Some(c), scope) if !scope.allows(c) => {
+            return Ok(Json(json!({"hits": []})).into_response());
+        }
+        (Some(c), _) => Some(vec![c.clone()]),
+        (None, Scope::All) => None,
+        (None, Scope::Only(set)) => Some(set.iter().cloned().collect()),
+    };
     let index = s.search.clone();
     let q = q.to_string();
     let hits = tokio::task::spawn_blocking(move || {
@@ -272,7 +476,14 @@ async fn search(
     Ok(Json(json!({"hits": hits})).into_response())
 }
 
-async fn sync(State(s): State<ApiState>) -> ApiResult {
+async fn sync(State(s): State<ApiState>, Extension(caller): Extension<Caller>) -> ApiResult {
+    if caller.scope != Scope::All {
+        return Err(ApiError {
+            status: StatusCode::FORBIDDEN,
+            code: "forbidden",
+            message: "only a key for all companies may start a sync round".into(),
+        });
+    }
     let Some(sender) = &s.sync_requests else {
         return Err(ApiError {
             status: StatusCode::SERVICE_UNAVAILABLE,
@@ -283,4 +494,126 @@ async fn sync(State(s): State<ApiState>) -> ApiResult {
     // A full queue means a round is already requested: nothing more to do.
     let _ = sender.try_send(());
     Ok((StatusCode::ACCEPTED, Json(json!({"status": "requested"}))).into_response())
+}
+
+fn admin(s: &ApiState) -> Result<&Arc<dyn ConnectionAdmin>, ApiError> {
+    s.connections.as_ref().ok_or(ApiError {
+        status: StatusCode::SERVICE_UNAVAILABLE,
+        code: "no_worker",
+        message: "connections are managed where the connector workers run".into(),
+    })
+}
+
+/// The connection, if the caller may see its company.
+async fn visible_connection(
+    s: &ApiState,
+    caller: &Caller,
+    id: &str,
+) -> Result<ConnectionView, ApiError> {
+    admin(s)?
+        .list()
+        .await?
+        .into_iter()
+        .find(|c| {
+            c["id"] == id
+                && caller
+                    .scope
+                    .allows(c["company_id"].as_str().unwrap_or_default())
+        })
+        .ok_or_else(|| ApiError::not_found(format!("no connection {id:?}")))
+}
+
+async fn connections_list(
+    State(s): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+) -> ApiResult {
+    let list: Vec<_> = admin(&s)?
+        .list()
+        .await?
+        .into_iter()
+        .filter(|c| {
+            caller
+                .scope
+                .allows(c["company_id"].as_str().unwrap_or_default())
+        })
+        .collect();
+    Ok(Json(json!({"connections": list})).into_response())
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddConnection {
+    company_id: String,
+    source: String,
+    #[serde(default)]
+    settings: Option<serde_json::Value>,
+}
+
+async fn connections_add(
+    State(s): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    body: Result<Json<AddConnection>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult {
+    let Json(add) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    if !caller.scope.allows(&add.company_id) {
+        return Err(ApiError {
+            status: StatusCode::FORBIDDEN,
+            code: "forbidden",
+            message: format!("this key may not manage company {:?}", add.company_id),
+        });
+    }
+    let (connection, authorize_url) = admin(&s)?
+        .add(
+            &add.company_id,
+            &add.source,
+            add.settings.unwrap_or_else(|| json!({})),
+        )
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"connection": connection, "authorize_url": authorize_url})),
+    )
+        .into_response())
+}
+
+async fn connections_check(
+    State(s): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> ApiResult {
+    visible_connection(&s, &caller, &id).await?;
+    let outcome = admin(&s)?.check(&id).await?;
+    Ok(Json(json!({"connection_id": id, "ok": true, "outcome": outcome})).into_response())
+}
+
+async fn connections_remove(
+    State(s): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> ApiResult {
+    visible_connection(&s, &caller, &id).await?;
+    admin(&s)?.remove(&id).await?;
+    Ok(Json(json!({"connection_id": id, "status": "unlinked"})).into_response())
+}
+
+async fn oauth_callback(
+    State(s): State<ApiState>,
+    Path(source): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+) -> ApiResult {
+    if let Some(e) = params.get("error") {
+        return Err(ApiError::bad_request(format!(
+            "the source refused access: {e}"
+        )));
+    }
+    let (Some(code), Some(state)) = (params.get("code"), params.get("state")) else {
+        return Err(ApiError::bad_request("code and state are required"));
+    };
+    let connection = admin(&s)?
+        .complete_authorization(&source, state, code)
+        .await?;
+    if let Some(sender) = &s.sync_requests {
+        let _ = sender.try_send(());
+    }
+    Ok(Json(json!({"connection": connection})).into_response())
 }

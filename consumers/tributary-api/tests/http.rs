@@ -1,5 +1,5 @@
 use serde_json::Value;
-use tributary_api::{ApiState, router};
+use tributary_api::{ApiKey, ApiState, Scope, hash_key, router};
 use tributary_projector::Projection;
 use tributary_projector::conformance::{batch, customer};
 
@@ -36,6 +36,19 @@ async fn serve() -> Api {
         search,
         metrics: None,
         sync_requests: None,
+        keys: std::sync::Arc::new(vec![
+            ApiKey {
+                name: "admin".into(),
+                sha256: hash_key(ADMIN_KEY),
+                scope: Scope::All,
+            },
+            ApiKey {
+                name: "company b only".into(),
+                sha256: hash_key(B_KEY),
+                scope: Scope::from_list(&["b".to_string()]),
+            },
+        ]),
+        connections: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -43,8 +56,19 @@ async fn serve() -> Api {
     Api { url, _dir: dir }
 }
 
+const ADMIN_KEY: &str = "admin-key-SECRET";
+const B_KEY: &str = "b-key-SECRET";
+
 async fn get(url: &str) -> (u16, Value) {
-    let resp = reqwest::get(url).await.unwrap();
+    get_as(url, Some(ADMIN_KEY)).await
+}
+
+async fn get_as(url: &str, key: Option<&str>) -> (u16, Value) {
+    let mut request = reqwest::Client::new().get(url);
+    if let Some(key) = key {
+        request = request.bearer_auth(key);
+    }
+    let resp = request.send().await.unwrap();
     let status = resp.status().as_u16();
     (status, resp.json().await.unwrap_or(Value::Null))
 }
@@ -197,10 +221,73 @@ async fn bad_requests_get_clear_json_errors() {
     }
     let resp = reqwest::Client::new()
         .post(format!("{u}/v1/sync"))
+        .bearer_auth(ADMIN_KEY)
         .send()
         .await
         .unwrap();
     assert_eq!(resp.status().as_u16(), 503, "no worker in this process");
     let (status, health) = get(&format!("{u}/health")).await;
     assert_eq!((status, health["status"].as_str()), (200, Some("ok")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_are_required_and_limited_to_their_companies() {
+    let api = serve().await;
+    let u = &api.url;
+    // No key, a wrong key: refused everywhere under /v1.
+    for key in [None, Some("wrong")] {
+        for path in ["/v1/companies", "/v1/companies/a/status", "/v1/search?q=x"] {
+            let (status, body) = get_as(&format!("{u}{path}"), key).await;
+            assert_eq!(status, 401, "{path} with {key:?}: {body}");
+        }
+    }
+    // Health and metrics stay open for probes and Prometheus.
+    assert_eq!(get_as(&format!("{u}/health"), None).await.0, 200);
+
+    // The key for company b sees b, and never a: not its records, status,
+    // record by id or search hits, as if a did not exist.
+    let (status, companies) = get_as(&format!("{u}/v1/companies"), Some(B_KEY)).await;
+    assert_eq!(status, 200);
+    assert!(
+        companies["companies"].as_array().unwrap().is_empty()
+            || companies.to_string().contains("\"b\"")
+    );
+    assert!(!companies.to_string().contains("\"a\""), "{companies}");
+    for path in [
+        "/v1/companies/a/data/customers",
+        "/v1/companies/a/data/customers/c07",
+        "/v1/companies/a/status",
+    ] {
+        let (status, body) = get_as(&format!("{u}{path}"), Some(B_KEY)).await;
+        assert_eq!(status, 404, "{path}: {body}");
+        assert!(!body.to_string().contains("number7"), "{body}");
+    }
+    let (status, own) = get_as(&format!("{u}/v1/companies/b/data/customers"), Some(B_KEY)).await;
+    assert_eq!(status, 200);
+    assert_eq!(own["records"].as_array().unwrap().len(), 1);
+    for query in ["q=number7", "q=number7&company=a", "q=Customer"] {
+        let (status, hits) = get_as(&format!("{u}/v1/search?{query}"), Some(B_KEY)).await;
+        assert_eq!(status, 200);
+        assert!(
+            hits["hits"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|h| h["company_id"] == "b"),
+            "{query}: {hits}"
+        );
+    }
+    let (_, hits) = get_as(&format!("{u}/v1/search?q=Hidden"), Some(B_KEY)).await;
+    assert_eq!(hits["hits"].as_array().unwrap().len(), 1, "{hits}");
+    // The admin key sees a's records in the same search.
+    let (_, hits) = get_as(&format!("{u}/v1/search?q=number7"), Some(ADMIN_KEY)).await;
+    assert_eq!(hits["hits"].as_array().unwrap().len(), 1, "{hits}");
+    // Only an all-companies key may start a sync round.
+    let resp = reqwest::Client::new()
+        .post(format!("{u}/v1/sync"))
+        .bearer_auth(B_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 403);
 }

@@ -68,6 +68,8 @@ pub struct Config {
     pub sync: SyncConfig,
     pub projector: ProjectorConfig,
     pub roles: RolesConfig,
+    pub xero: XeroConfig,
+    pub security: SecurityConfig,
     pub log: String,
 }
 
@@ -84,6 +86,8 @@ impl Default for Config {
             sync: SyncConfig::default(),
             projector: ProjectorConfig::default(),
             roles: RolesConfig::default(),
+            xero: XeroConfig::default(),
+            security: SecurityConfig::default(),
             log: "info".into(),
         }
     }
@@ -152,14 +156,83 @@ impl Default for RegistryConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct ApiConfig {
     pub listen: String,
+    /// Who may call the API. Empty: `tributary up` creates one key for all
+    /// companies in `<data_dir>/api-key` (readable by its owner only).
+    pub keys: Vec<ApiKeyConfig>,
 }
 
 impl Default for ApiConfig {
     fn default() -> Self {
         ApiConfig {
             listen: "127.0.0.1:8080".into(),
+            keys: Vec::new(),
         }
     }
+}
+
+/// One API key, stored as its SHA-256 so the configuration holds no key.
+/// `tributary api-key new` makes one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyConfig {
+    /// Who holds the key, for logs.
+    pub name: String,
+    /// SHA-256 of the key, hex.
+    pub sha256: String,
+    /// Companies the key may read; `["*"]` for all.
+    pub companies: Vec<String>,
+}
+
+/// The Tributary app registered with Xero (developer.xero.com), and Xero's
+/// addresses. The addresses only change for tests and mocks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct XeroConfig {
+    pub client_id: String,
+    pub client_secret: Secret,
+    /// Where Xero sends the person back after granting access: the API's
+    /// `/v1/oauth/xero/callback`, as registered with the app.
+    pub redirect_uri: String,
+    pub authorize_url: String,
+    pub token_url: String,
+    pub api_url: String,
+    pub connections_url: String,
+    pub timeout_secs: u64,
+    /// Largest response accepted, in bytes.
+    pub max_response_bytes: usize,
+}
+
+impl Default for XeroConfig {
+    fn default() -> Self {
+        XeroConfig {
+            client_id: String::new(),
+            client_secret: Secret::default(),
+            redirect_uri: "http://127.0.0.1:8080/v1/oauth/xero/callback".into(),
+            authorize_url: "https://login.xero.com/identity/connect/authorize".into(),
+            token_url: "https://identity.xero.com/connect/token".into(),
+            api_url: "https://api.xero.com/api.xro/2.0".into(),
+            connections_url: "https://api.xero.com/connections".into(),
+            timeout_secs: 30,
+            max_response_bytes: 32 << 20,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SecurityConfig {
+    /// The key that encrypts connection credentials at rest: 64 hex digits
+    /// (32 bytes). Usually from `TRIBUTARY__SECURITY__CREDENTIALS_KEY`.
+    pub credentials_key: Secret,
+    /// A file holding the key instead. With neither set, `tributary up`
+    /// creates `<data_dir>/credentials.key` (readable by its owner only).
+    pub credentials_key_file: Option<PathBuf>,
+    /// Keys used before a rotation, still accepted for reading until
+    /// `tributary connections rotate-key` has re-encrypted everything.
+    pub previous_credentials_keys: Vec<Secret>,
+    /// Let connectors reach `http` and internal addresses (loopback,
+    /// private networks). For tests and local mocks only.
+    pub allow_private_network: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -216,6 +289,9 @@ pub struct SyncConfig {
     pub retry_base_ms: u64,
     /// Connections synced at once.
     pub concurrency: usize,
+    /// A source asking to wait longer than this (a day's quota used up)
+    /// pauses the connection, which resumes from its cursor afterwards.
+    pub max_retry_wait_secs: u64,
 }
 
 impl Default for SyncConfig {
@@ -226,6 +302,7 @@ impl Default for SyncConfig {
             max_attempts: 5,
             retry_base_ms: 500,
             concurrency: 4,
+            max_retry_wait_secs: 300,
         }
     }
 }
@@ -359,6 +436,20 @@ impl Config {
         }
         if self.projector.consumer_group && self.store.url.expose().is_empty() {
             return Err("projector.consumer_group needs a PostgreSQL store (store.url): a SQLite store has one writer".into());
+        }
+        for key in &self.api.keys {
+            if key.sha256.len() != 64 || !key.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(format!(
+                    "api.keys {:?}: sha256 must be 64 hex digits (make one with `tributary api-key new`)",
+                    key.name
+                ));
+            }
+            if key.companies.is_empty() {
+                return Err(format!(
+                    "api.keys {:?}: companies is empty; list them, or [\"*\"] for all",
+                    key.name
+                ));
+            }
         }
         if self.projector.batch_size == 0 {
             return Err("projector.batch_size must be at least 1".into());

@@ -1,6 +1,11 @@
-//! Test support shared by the workspace's tests: free ports, and throwaway
+//! Test support shared by the workspace's tests: free ports, throwaway
 //! PostgreSQL clusters started with the server binaries installed on the
-//! machine (`/usr/lib/postgresql/<version>/bin`, or `TRIBUTARY_PG_BIN`).
+//! machine (`/usr/lib/postgresql/<version>/bin`, or `TRIBUTARY_PG_BIN`),
+//! Prism serving Xero's OpenAPI spec ([`prism`]) and a fake Xero identity
+//! server with refresh-token rotation ([`xero_identity`]).
+
+pub mod prism;
+pub mod xero_identity;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

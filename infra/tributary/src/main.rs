@@ -1,5 +1,6 @@
 //! `tributary`: the one binary. Thin: it wires the crates together.
 
+mod connections;
 mod up;
 
 use std::path::PathBuf;
@@ -32,10 +33,68 @@ enum Command {
     Topics,
     /// Print what the sandbox says a complete sync holds now, per company and data type.
     SandboxExpect,
+    /// Add, list, check and remove connections to sources (works on the
+    /// state store in the data directory; `tributary up` may be running).
+    Connections {
+        #[command(subcommand)]
+        action: ConnectionsAction,
+    },
+    /// Make API keys.
+    ApiKey {
+        #[command(subcommand)]
+        action: ApiKeyAction,
+    },
     /// Inspect and replay dead letters (needs the broker: `tributary up` running, or kafka.bootstrap_servers).
     Dlq {
         #[command(subcommand)]
         action: DlqAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConnectionsAction {
+    /// Add a connection; for OAuth2 sources, prints the URL where a person grants access.
+    Add {
+        /// The connector, for example `xero` or `sandbox`.
+        source: String,
+        #[arg(long)]
+        company: String,
+        /// A connector setting (repeatable), for example `--setting tenant_id=...`.
+        #[arg(long = "setting", value_name = "KEY=VALUE")]
+        settings: Vec<String>,
+    },
+    /// List connections and their status.
+    List,
+    /// Authenticate and fetch one page, publishing nothing.
+    Check { id: String },
+    /// Unlink a connection: it stops syncing and its credentials are erased.
+    Remove { id: String },
+    /// Finish an OAuth2 authorization by hand, with the `code` and `state`
+    /// from the URL the source redirected to.
+    Complete {
+        #[arg(long)]
+        source: String,
+        #[arg(long)]
+        state: String,
+        #[arg(long)]
+        code: String,
+    },
+    /// Re-encrypt every connection's credentials with the current key (after
+    /// moving the old one to security.previous_credentials_keys).
+    RotateKey,
+    /// Print a new random credentials key (64 hex digits).
+    NewKey,
+}
+
+#[derive(Subcommand)]
+enum ApiKeyAction {
+    /// Make a key: prints it once, and the [[api.keys]] entry (its hash) for the config.
+    New {
+        #[arg(long)]
+        name: String,
+        /// Companies the key may read, comma-separated; `*` for all.
+        #[arg(long, value_delimiter = ',', required = true)]
+        companies: Vec<String>,
     },
 }
 
@@ -93,6 +152,24 @@ fn main() -> anyhow::Result<()> {
                 .build()?;
             runtime.block_on(dlq(&config, action))
         }
+        Command::Connections { action } => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(connections_command(&config, action))
+        }
+        Command::ApiKey {
+            action: ApiKeyAction::New { name, companies },
+        } => {
+            let key = connections::new_api_key();
+            println!("key (shown once, keep it secret): {key}");
+            println!();
+            println!("[[api.keys]]");
+            println!("name = {name:?}");
+            println!("sha256 = {:?}", tributary_api::hash_key(&key));
+            println!("companies = {companies:?}");
+            Ok(())
+        }
         Command::SandboxExpect => {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -100,6 +177,81 @@ fn main() -> anyhow::Result<()> {
             runtime.block_on(up::print_sandbox_expectation(&config))
         }
     }
+}
+
+async fn connections_command(config: &Config, action: ConnectionsAction) -> anyhow::Result<()> {
+    use tributary_api::ConnectionAdmin;
+    if let ConnectionsAction::NewKey = action {
+        println!("{}", tributary_producer::secrets::Key::generate().to_hex());
+        return Ok(());
+    }
+    let admin = connections::Admin::open(config).await?;
+    match action {
+        ConnectionsAction::Add {
+            source,
+            company,
+            settings,
+        } => {
+            let mut map = serde_json::Map::new();
+            for pair in settings {
+                let (k, v) = pair
+                    .split_once('=')
+                    .with_context(|| format!("--setting {pair:?} is not KEY=VALUE"))?;
+                let value = serde_json::from_str(v).unwrap_or(serde_json::Value::String(v.into()));
+                map.insert(k.to_string(), value);
+            }
+            let (view, url) = admin
+                .add(&company, &source, serde_json::Value::Object(map))
+                .await?;
+            println!(
+                "added {} ({})",
+                view["id"].as_str().unwrap_or_default(),
+                view["status"].as_str().unwrap_or_default()
+            );
+            if let Some(url) = url {
+                println!("grant access at: {url}");
+            }
+        }
+        ConnectionsAction::List => {
+            println!("id	company	source	status	reason");
+            for c in admin.list().await? {
+                println!(
+                    "{}	{}	{}	{}	{}",
+                    c["id"].as_str().unwrap_or_default(),
+                    c["company_id"].as_str().unwrap_or_default(),
+                    c["source"].as_str().unwrap_or_default(),
+                    c["status"].as_str().unwrap_or_default(),
+                    c["status_reason"].as_str().unwrap_or_default()
+                );
+            }
+        }
+        ConnectionsAction::Check { id } => println!("{id}: {}", admin.check(&id).await?),
+        ConnectionsAction::Remove { id } => {
+            admin.remove(&id).await?;
+            println!("{id}: unlinked, credentials erased");
+        }
+        ConnectionsAction::Complete {
+            source,
+            state,
+            code,
+        } => {
+            let view = admin.complete_authorization(&source, &state, &code).await?;
+            println!(
+                "{}: {}",
+                view["id"].as_str().unwrap_or_default(),
+                view["status"].as_str().unwrap_or_default()
+            );
+        }
+        ConnectionsAction::RotateKey => {
+            let n = admin.rotate_key().await?;
+            println!(
+                "re-encrypted the credentials of {n} connection(s) with key {}",
+                admin.cipher.current_key_id()
+            );
+        }
+        ConnectionsAction::NewKey => {}
+    }
+    Ok(())
 }
 
 fn schema_name(text: &str) -> String {

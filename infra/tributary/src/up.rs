@@ -11,9 +11,11 @@ use rdkafka::ClientConfig;
 use tokio::sync::{mpsc, watch};
 use tributary_broker::{LocalBroker, ensure_topics, find_tansu};
 use tributary_config::Config;
-use tributary_connector_api::{ConnectionInfo, ConnectorRegistry};
-use tributary_connector_sandbox::{Generator, SandboxFactory, SandboxSettings};
-use tributary_producer::{Publisher, StateStore, SyncSettings, Worker};
+use tributary_connector_api::ConnectionInfo;
+use tributary_connector_sandbox::{Generator, SandboxSettings};
+use tributary_producer::{Publisher, StateStore, Worker};
+
+use crate::connections::{self, Admin};
 use tributary_projector::{Assignment, ProjectorSettings};
 use tributary_schemas::{DataType, Timestamp, all_topics};
 
@@ -34,11 +36,6 @@ pub fn kafka_client(config: &Config, bootstrap: &str) -> ClientConfig {
         client.set(key, value.expose());
     }
     client
-}
-
-/// Every connector this build knows: the one explicit list.
-fn connectors() -> ConnectorRegistry {
-    ConnectorRegistry::new(vec![Box::new(SandboxFactory)])
 }
 
 pub async fn up(config: Config) -> anyhow::Result<()> {
@@ -100,33 +97,32 @@ pub async fn up(config: Config) -> anyhow::Result<()> {
     let roles = &config.roles;
 
     // Connector workers.
-    let (publisher, sync_requests) = if roles.workers {
-        let state = StateStore::open(&data_dir.join("state.db")).await?;
+    let (publisher, sync_requests, admin) = if roles.workers {
+        let admin = Admin::open(&config).await?;
         if config.sandbox.enabled {
-            add_sandbox_connections(&state, &config).await?;
+            add_sandbox_connections(&admin.state, &config).await?;
         }
         let publisher = Arc::new(Publisher::new(&client, &registry_url)?);
-        let worker = Arc::new(Worker {
-            state,
-            connectors: Arc::new(connectors()),
-            publisher: Arc::clone(&publisher),
-            settings: SyncSettings {
-                page_size: config.sync.page_size,
-                max_attempts: config.sync.max_attempts,
-                retry_base: Duration::from_millis(config.sync.retry_base_ms),
-                interval: Duration::from_secs(config.sync.interval_secs),
-                concurrency: config.sync.concurrency,
-            },
-        });
+        let mut worker = Worker::new(
+            admin.state.clone(),
+            Arc::clone(&admin.registry),
+            Arc::clone(&publisher),
+            admin.settings.clone(),
+            Arc::clone(&admin.cipher),
+        );
+        // Checks from the API count against the same call limits.
+        worker.limiters = Arc::clone(&admin.limiters);
+        let worker = Arc::new(worker);
         let (sync_tx, sync_rx) = mpsc::channel(1);
         let shutdown = shutdown.clone();
         tasks.spawn(async move {
             worker.run(sync_rx, shutdown).await;
             Ok(())
         });
-        (Some(publisher), Some(sync_tx))
+        let admin: Arc<dyn tributary_api::ConnectionAdmin> = Arc::new(admin);
+        (Some(publisher), Some(sync_tx), Some(admin))
     } else {
-        (None, None)
+        (None, None, None)
     };
 
     // Projectors.
@@ -209,6 +205,8 @@ pub async fn up(config: Config) -> anyhow::Result<()> {
                 search,
                 metrics: Some(metrics),
                 sync_requests,
+                keys: Arc::new(connections::api_keys(&config)?),
+                connections: admin,
             };
             let listener = tokio::net::TcpListener::bind(&config.api.listen)
                 .await
@@ -238,6 +236,12 @@ pub async fn up(config: Config) -> anyhow::Result<()> {
         Some(address) => {
             println!("  API:      http://{address}/v1/companies");
             println!("  metrics:  http://{address}/metrics");
+            if config.api.keys.is_empty() {
+                println!(
+                    "  API key:  in {} (send it as Authorization: Bearer <key>)",
+                    data_dir.join("api-key").display()
+                );
+            }
         }
         None => println!("  API:      not in this process (roles.api = false)"),
     }

@@ -46,7 +46,7 @@ fn setup(store_url: Option<&str>) -> Setup {
              [kafka]\npartitions = 3\n\
              [broker]\nport = {broker}\n\
              [registry]\nport = {registry}\n\
-             [api]\nlisten = \"127.0.0.1:{api}\"\n\
+             [api]\nlisten = \"127.0.0.1:{api}\"\n{API_KEYS_TOML}\n\
              [sandbox]\ncompanies = 2\nrecords = {records}\ngenerations = {generations}\n\
              generation_interval_secs = {interval}\nseed = {seed}\nepoch_ms = {epoch_ms}\nmax_page_size = {page}\n\
              [sync]\ninterval_secs = 1\npage_size = 5\n\

@@ -39,7 +39,7 @@ fn start(dir: &Path, store_url: &str, bootstrap: Option<&str>) -> Pipeline {
         format!(
             "data_dir = {data:?}\nlog = \"info,librdkafka=warn\"\n\
              [kafka]\npartitions = 3\nbootstrap_servers = {bootstrap:?}\n[broker]\nport = {broker}\n[registry]\nport = {registry}\n\
-             [api]\nlisten = \"127.0.0.1:{api}\"\n[store]\nurl = {store_url:?}\n\
+             [api]\nlisten = \"127.0.0.1:{api}\"\n{API_KEYS_TOML}\n[store]\nurl = {store_url:?}\n\
              [sandbox]\ncompanies = {COMPANIES}\nrecords = {records}\ngenerations = 1\ngeneration_interval_secs = 0\n\
              seed = {seed}\nepoch_ms = {epoch}\nmax_page_size = 10\n\
              [sync]\ninterval_secs = 1\npage_size = 10\nretry_base_ms = 200\n\

@@ -72,7 +72,7 @@ async fn store_projectors_share_partitions_and_survive_a_rebalance() {
         &format!(
             "data_dir = {data:?}\n{common_config}\
              [kafka]\npartitions = 6\n[broker]\nport = {broker}\n[registry]\nport = {registry}\n\
-             [api]\nlisten = \"127.0.0.1:{api}\"\n\
+             [api]\nlisten = \"127.0.0.1:{api}\"\n{API_KEYS_TOML}\n\
              [sandbox]\ncompanies = {COMPANIES}\nrecords = {records}\ngenerations = 1\ngeneration_interval_secs = 0\n\
              seed = {seed}\nepoch_ms = {epoch}\nmax_page_size = 25\n\
              [sync]\ninterval_secs = 2\npage_size = 25\n\

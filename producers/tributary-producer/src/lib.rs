@@ -10,9 +10,12 @@
 //! fetched is lost: an unmappable record goes to the dead-letter topic with
 //! its reason, and a failed page leaves the cursor where it was.
 
+pub mod limits;
 pub mod metrics;
 pub mod publisher;
+pub mod secrets;
 pub mod state;
+pub mod vault;
 pub mod worker;
 
 pub use publisher::Publisher;

@@ -1,5 +1,6 @@
-//! The workers' durable state: connections and the cursor of each
-//! (connection, data type), in SQLite.
+//! The workers' durable state: connections, their encrypted credentials,
+//! OAuth2 authorizations in progress and the cursor of each (connection,
+//! data type), in SQLite.
 
 use std::path::Path;
 use std::time::Duration;
@@ -11,6 +12,7 @@ use tributary_schemas::model::Connection;
 use tributary_schemas::{DataType, Timestamp};
 
 use crate::ProducerError;
+use crate::secrets::Sealed;
 
 /// A connection as stored, with its lifecycle status.
 #[derive(Debug, Clone, PartialEq)]
@@ -62,20 +64,33 @@ impl StateStore {
         Ok(StateStore { pool })
     }
 
-    /// Adds a connection; an existing id is left as it is. Returns whether it was added.
+    /// Adds a connection as `linked`; an existing id is left as it is.
+    /// Returns whether it was added.
     pub async fn add_connection(
         &self,
         info: &ConnectionInfo,
         now: Timestamp,
     ) -> Result<bool, ProducerError> {
+        self.add_connection_with_status(info, "linked", now).await
+    }
+
+    /// Adds a connection with `status` (`linked`, or `pending_auth` when a
+    /// person must grant access first); an existing id is left as it is.
+    pub async fn add_connection_with_status(
+        &self,
+        info: &ConnectionInfo,
+        status: &str,
+        now: Timestamp,
+    ) -> Result<bool, ProducerError> {
         let done = sqlx::query(
             "INSERT INTO connections (id, company_id, source, settings, status, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, 'linked', ?, ?) ON CONFLICT (id) DO NOTHING",
+             VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
         )
         .bind(&info.connection_id)
         .bind(&info.company_id)
         .bind(&info.source)
         .bind(info.settings.to_string())
+        .bind(status)
         .bind(now.millis())
         .bind(now.millis())
         .execute(&self.pool)
@@ -112,6 +127,144 @@ impl StateStore {
                 })
             })
             .collect()
+    }
+
+    /// One connection, if it exists.
+    pub async fn connection(&self, id: &str) -> Result<Option<StoredConnection>, ProducerError> {
+        Ok(self
+            .connections()
+            .await?
+            .into_iter()
+            .find(|c| c.info.connection_id == id))
+    }
+
+    pub async fn set_settings(
+        &self,
+        connection_id: &str,
+        settings: &serde_json::Value,
+        now: Timestamp,
+    ) -> Result<(), ProducerError> {
+        sqlx::query("UPDATE connections SET settings = ?, updated_at = ? WHERE id = ?")
+            .bind(settings.to_string())
+            .bind(now.millis())
+            .bind(connection_id)
+            .execute(&self.pool)
+            .await
+            .map_err(state_err)?;
+        Ok(())
+    }
+
+    /// The sealed credentials of a connection.
+    pub async fn sealed_credentials(
+        &self,
+        connection_id: &str,
+    ) -> Result<Option<Sealed>, ProducerError> {
+        let row: Option<(String, Vec<u8>, Vec<u8>)> = sqlx::query_as(
+            "SELECT key_id, nonce, ciphertext FROM credentials WHERE connection_id = ?",
+        )
+        .bind(connection_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(state_err)?;
+        Ok(row.map(|(key_id, nonce, ciphertext)| Sealed {
+            key_id,
+            nonce,
+            ciphertext,
+        }))
+    }
+
+    /// Replaces a connection's sealed credentials; durable at return
+    /// (synchronous=FULL).
+    pub async fn save_sealed_credentials(
+        &self,
+        connection_id: &str,
+        sealed: &Sealed,
+        now: Timestamp,
+    ) -> Result<(), ProducerError> {
+        sqlx::query(
+            "INSERT INTO credentials (connection_id, key_id, nonce, ciphertext, updated_at) VALUES (?, ?, ?, ?, ?) \
+             ON CONFLICT (connection_id) DO UPDATE SET key_id = excluded.key_id, nonce = excluded.nonce, \
+             ciphertext = excluded.ciphertext, updated_at = excluded.updated_at",
+        )
+        .bind(connection_id)
+        .bind(&sealed.key_id)
+        .bind(&sealed.nonce)
+        .bind(&sealed.ciphertext)
+        .bind(now.millis())
+        .execute(&self.pool)
+        .await
+        .map_err(state_err)?;
+        Ok(())
+    }
+
+    /// Unlinks a connection: it stops syncing and its credentials are
+    /// erased. Its records stay, and its history.
+    pub async fn unlink(
+        &self,
+        connection_id: &str,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<(), ProducerError> {
+        let mut tx = self.pool.begin().await.map_err(state_err)?;
+        for sql in [
+            "DELETE FROM credentials WHERE connection_id = ?",
+            "DELETE FROM authorizations WHERE connection_id = ?",
+        ] {
+            sqlx::query(sql)
+                .bind(connection_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(state_err)?;
+        }
+        sqlx::query(
+            "UPDATE connections SET status = 'unlinked', status_reason = ?, updated_at = ? WHERE id = ?",
+        )
+        .bind(reason)
+        .bind(now.millis())
+        .bind(connection_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(state_err)?;
+        tx.commit().await.map_err(state_err)
+    }
+
+    /// Remembers the OAuth2 `state` sent for a connection's authorization.
+    pub async fn start_authorization(
+        &self,
+        state: &str,
+        connection_id: &str,
+        now: Timestamp,
+    ) -> Result<(), ProducerError> {
+        sqlx::query(
+            "INSERT INTO authorizations (state, connection_id, created_at) VALUES (?, ?, ?)",
+        )
+        .bind(state)
+        .bind(connection_id)
+        .bind(now.millis())
+        .execute(&self.pool)
+        .await
+        .map_err(state_err)?;
+        Ok(())
+    }
+
+    /// Consumes an OAuth2 `state`: the connection it was sent for, if it
+    /// was issued and is younger than `max_age_ms`. A state works once.
+    pub async fn take_authorization(
+        &self,
+        state: &str,
+        now: Timestamp,
+        max_age_ms: i64,
+    ) -> Result<Option<String>, ProducerError> {
+        let row: Option<(String, i64)> = sqlx::query_as(
+            "DELETE FROM authorizations WHERE state = ? RETURNING connection_id, created_at",
+        )
+        .bind(state)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(state_err)?;
+        Ok(row
+            .filter(|(_, created)| now.millis() - created <= max_age_ms)
+            .map(|(id, _)| id))
     }
 
     pub async fn set_status(

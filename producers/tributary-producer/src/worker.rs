@@ -1,5 +1,6 @@
 //! The connector runtime: pages, retries, publishing, cursors, schedule.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -9,8 +10,11 @@ use tributary_connector_api::{
 };
 use tributary_schemas::{DataType, Event, Record, SyncRunEvent, Timestamp, event_id};
 
+use crate::limits::{Limiter, Limiters};
 use crate::publisher::Publisher;
+use crate::secrets::Cipher;
 use crate::state::{StateStore, StoredConnection};
+use crate::vault::StateVault;
 use crate::{ProducerError, metrics};
 
 /// How the runtime fetches.
@@ -25,20 +29,50 @@ pub struct SyncSettings {
     pub interval: Duration,
     /// Connections synced at once.
     pub concurrency: usize,
+    /// A source asking to wait longer than this (a day's quota used up)
+    /// pauses the connection instead: it resumes from its cursor later.
+    pub max_retry_wait: Duration,
 }
 
-/// Fetches one page, retrying what the outside world got wrong: rate limits
-/// (after the source's Retry-After when it gave one) and source errors (with
-/// exponential backoff and jitter). A user or data fault is returned at once.
+/// Fetches one page within the connector's call limits, retrying what the
+/// outside world got wrong: rate limits (after the source's Retry-After when
+/// it gave one) and source errors (with exponential backoff and jitter). A
+/// user or data fault is returned at once, and so is a wait longer than
+/// `settings.max_retry_wait` (a rate-limit error whose `retry_after` says
+/// how long), which the caller turns into a pause.
 pub async fn fetch_with_retry(
     connector: &dyn Connector,
     request: &PageRequest,
     settings: &SyncSettings,
+    limiter: Option<&Limiter>,
 ) -> Result<Page, ConnectorError> {
     let mut attempt = 1;
     loop {
-        match connector.fetch_page(request).await {
+        let permit = match limiter {
+            Some(limiter) => Some(limiter.acquire().await.map_err(|day| {
+                ConnectorError::new(
+                    "runtime",
+                    Fault::RateLimited,
+                    format!(
+                        "the daily limit of {} calls for {} is used up",
+                        day.limit,
+                        limiter.key()
+                    ),
+                )
+                .with_retry_after(day.retry_after)
+            })?),
+            None => None,
+        };
+        let result = connector.fetch_page(request).await;
+        drop(permit);
+        match result {
             Ok(page) => return Ok(page),
+            Err(e)
+                if e.retry_after
+                    .is_some_and(|after| after > settings.max_retry_wait) =>
+            {
+                return Err(e);
+            }
             Err(e) if e.is_retryable() && attempt < settings.max_attempts => {
                 let backoff = settings
                     .retry_base
@@ -76,9 +110,57 @@ pub struct Worker {
     pub connectors: Arc<ConnectorRegistry>,
     pub publisher: Arc<Publisher>,
     pub settings: SyncSettings,
+    /// Seals and opens connection credentials.
+    pub cipher: Arc<Cipher>,
+    pub limiters: Arc<Limiters>,
+    /// Connections paused until an instant (a day's quota used up), with why.
+    pub paused: std::sync::Mutex<HashMap<String, (Instant, String)>>,
 }
 
 impl Worker {
+    pub fn new(
+        state: StateStore,
+        connectors: Arc<ConnectorRegistry>,
+        publisher: Arc<Publisher>,
+        settings: SyncSettings,
+        cipher: Arc<Cipher>,
+    ) -> Worker {
+        Worker {
+            state,
+            connectors,
+            publisher,
+            settings,
+            cipher,
+            limiters: Arc::new(Limiters::default()),
+            paused: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The vault of one connection's credentials.
+    pub fn vault(&self, connection_id: &str) -> Arc<StateVault> {
+        Arc::new(StateVault {
+            state: self.state.clone(),
+            cipher: Arc::clone(&self.cipher),
+            connection_id: connection_id.to_string(),
+        })
+    }
+
+    /// Builds a connection's connector with its vault.
+    pub fn build(&self, info: &ConnectionInfo) -> Result<Arc<dyn Connector>, ConnectorError> {
+        self.connectors.build(info, self.vault(&info.connection_id))
+    }
+
+    fn paused_until(&self, connection_id: &str) -> Option<(Instant, String)> {
+        let mut paused = self.paused.lock().unwrap_or_else(|p| p.into_inner());
+        match paused.get(connection_id) {
+            Some((until, _)) if *until <= Instant::now() => {
+                paused.remove(connection_id);
+                None
+            }
+            other => other.cloned(),
+        }
+    }
+
     /// Syncs every data type of one connection, in the connector's order.
     #[tracing::instrument(skip_all, fields(connection = %stored.info.connection_id, company = %stored.info.company_id, source = %stored.info.source))]
     pub async fn sync_connection(
@@ -87,8 +169,16 @@ impl Worker {
         shutdown: &watch::Receiver<bool>,
     ) -> Result<Vec<SyncRunEvent>, ProducerError> {
         let info = &stored.info;
+        if stored.status == "pending_auth" {
+            tracing::debug!("waiting for authorization");
+            return Ok(Vec::new());
+        }
+        if let Some((_, why)) = self.paused_until(&info.connection_id) {
+            tracing::debug!(reason = %why, "paused");
+            return Ok(Vec::new());
+        }
         self.publish_connection(stored).await?;
-        let connector = match self.connectors.build(info) {
+        let connector = match self.build(info) {
             Ok(c) => c,
             Err(e) => {
                 self.set_status(stored, "unlinked", Some(&e.to_string()))
@@ -109,17 +199,37 @@ impl Worker {
         if stored.status != "linked" || stored.status_reason.is_some() {
             self.set_status(stored, "linked", None).await?;
         }
+        let limiter = connector.rate_limits().map(|l| self.limiters.get(&l));
         let mut runs = Vec::new();
         for data_type in connector.data_types() {
             if *shutdown.borrow() {
                 break;
             }
-            let run = self
-                .sync_data_type(info, connector.as_ref(), data_type, shutdown)
+            let (run, pause) = self
+                .sync_data_type(
+                    info,
+                    connector.as_ref(),
+                    data_type,
+                    limiter.as_deref(),
+                    shutdown,
+                )
                 .await;
             self.publisher.publish_sync_run(&run).await?;
             metrics::sync_finished(&info.source, data_type, &run.status);
             runs.push(run);
+            if let Some((retry_after, reason)) = pause {
+                // The rest would hit the same limit: resume them all later,
+                // each from its cursor.
+                let until = Instant::now() + retry_after;
+                let why = format!("paused for {}s: {reason}", retry_after.as_secs());
+                tracing::warn!(reason = %why, "connection paused");
+                self.set_status(stored, "linked", Some(&why)).await?;
+                self.paused
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(info.connection_id.clone(), (until, why));
+                break;
+            }
         }
         Ok(runs)
     }
@@ -168,14 +278,17 @@ impl Worker {
 
     /// Pages through one data type: fetch, map, publish, wait for delivery,
     /// then save the cursor. A crash anywhere repeats at most one page.
+    /// Returns the run, and how long to pause the connection if the source
+    /// asked for a long wait (status `paused`).
     #[tracing::instrument(skip_all, fields(data_type = %data_type))]
     pub async fn sync_data_type(
         &self,
         info: &ConnectionInfo,
         connector: &dyn Connector,
         data_type: DataType,
+        limiter: Option<&Limiter>,
         shutdown: &watch::Receiver<bool>,
-    ) -> SyncRunEvent {
+    ) -> (SyncRunEvent, Option<(Duration, String)>) {
         let started_at = Timestamp::now();
         let mut run = SyncRunEvent {
             event_id: String::new(),
@@ -190,13 +303,26 @@ impl Worker {
             pages_fetched: 0,
             error: None,
         };
-        if let Err(e) = self
-            .sync_pages(info, connector, data_type, shutdown, &mut run)
+        let mut pause = None;
+        match self
+            .sync_pages(info, connector, data_type, limiter, shutdown, &mut run)
             .await
         {
-            metrics::error(&info.source, data_type, "sync", &e.to_string());
-            run.status = "failed".into();
-            run.error = Some(e.to_string());
+            Ok(()) => {}
+            Err(ProducerError::Connector(e))
+                if e.fault == Fault::RateLimited
+                    && e.retry_after
+                        .is_some_and(|after| after > self.settings.max_retry_wait) =>
+            {
+                run.status = "paused".into();
+                run.error = Some(e.to_string());
+                pause = Some((e.retry_after.unwrap_or_default(), e.to_string()));
+            }
+            Err(e) => {
+                metrics::error(&info.source, data_type, "sync", &e.to_string());
+                run.status = "failed".into();
+                run.error = Some(e.to_string());
+            }
         }
         run.finished_at = Timestamp::now();
         run.event_id = event_id(
@@ -206,7 +332,7 @@ impl Worker {
             started_at,
             false,
         );
-        run
+        (run, pause)
     }
 
     async fn sync_pages(
@@ -214,6 +340,7 @@ impl Worker {
         info: &ConnectionInfo,
         connector: &dyn Connector,
         data_type: DataType,
+        limiter: Option<&Limiter>,
         shutdown: &watch::Receiver<bool>,
         run: &mut SyncRunEvent,
     ) -> Result<(), ProducerError> {
@@ -227,7 +354,7 @@ impl Worker {
                 page_size: self.settings.page_size,
             };
             let started = Instant::now();
-            let page = fetch_with_retry(connector, &request, &self.settings)
+            let page = fetch_with_retry(connector, &request, &self.settings, limiter)
                 .await
                 .map_err(ProducerError::Connector)?;
             metrics::page_seconds(&info.source, data_type, started.elapsed().as_secs_f64());

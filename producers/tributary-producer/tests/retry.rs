@@ -2,7 +2,9 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use tributary_connector_api::RateLimits;
 use tributary_connector_api::{Connector, ConnectorError, Fault, MappedRecord, Page, PageRequest};
+use tributary_producer::limits::Limiter;
 use tributary_producer::{SyncSettings, fetch_with_retry};
 use tributary_schemas::{DataType, Timestamp};
 
@@ -57,6 +59,7 @@ fn settings(max_attempts: u32) -> SyncSettings {
         retry_base: Duration::from_secs(1),
         interval: Duration::from_secs(60),
         concurrency: 1,
+        max_retry_wait: Duration::from_secs(120),
     }
 }
 
@@ -76,7 +79,7 @@ fn source_down() -> ConnectorError {
 #[tokio::test(start_paused = true)]
 async fn source_errors_back_off_exponentially_with_jitter() {
     let connector = Scripted::new(vec![source_down(), source_down(), source_down()]);
-    let page = fetch_with_retry(&connector, &request(), &settings(5))
+    let page = fetch_with_retry(&connector, &request(), &settings(5), None)
         .await
         .unwrap();
     assert_eq!(page.records.len(), 1);
@@ -96,7 +99,7 @@ async fn rate_limits_wait_exactly_as_long_as_the_source_asked() {
     let limited = ConnectorError::new("scripted", Fault::RateLimited, "HTTP 429")
         .with_retry_after(Duration::from_secs(37));
     let connector = Scripted::new(vec![limited]);
-    fetch_with_retry(&connector, &request(), &settings(5))
+    fetch_with_retry(&connector, &request(), &settings(5), None)
         .await
         .unwrap();
     assert_eq!(connector.gaps(), vec![Duration::from_secs(37)]);
@@ -105,7 +108,7 @@ async fn rate_limits_wait_exactly_as_long_as_the_source_asked() {
 #[tokio::test(start_paused = true)]
 async fn gives_up_after_max_attempts_with_the_last_error() {
     let connector = Scripted::new(vec![source_down(), source_down(), source_down()]);
-    let err = fetch_with_retry(&connector, &request(), &settings(3))
+    let err = fetch_with_retry(&connector, &request(), &settings(3), None)
         .await
         .unwrap_err();
     assert_eq!(err.message, "HTTP 503");
@@ -119,9 +122,60 @@ async fn user_faults_are_not_retried() {
         Fault::User,
         "bad API key",
     )]);
-    let err = fetch_with_retry(&connector, &request(), &settings(5))
+    let err = fetch_with_retry(&connector, &request(), &settings(5), None)
         .await
         .unwrap_err();
     assert_eq!(err.fault, Fault::User);
     assert_eq!(connector.calls.lock().unwrap().len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_long_wait_is_returned_at_once_for_a_pause() {
+    let day = ConnectorError::new("scripted", Fault::RateLimited, "HTTP 429 day limit")
+        .with_retry_after(Duration::from_secs(6 * 3600));
+    let connector = Scripted::new(vec![day]);
+    let start = tokio::time::Instant::now();
+    let err = fetch_with_retry(&connector, &request(), &settings(5), None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.retry_after, Some(Duration::from_secs(6 * 3600)));
+    assert_eq!(start.elapsed(), Duration::ZERO, "no sleeping through a day");
+    assert_eq!(connector.calls.lock().unwrap().len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn calls_keep_within_the_connectors_limits() {
+    let connector = Scripted::new(vec![]);
+    let limiter = Limiter::new(RateLimits {
+        key: "scripted:t".into(),
+        per_minute: Some(2),
+        per_day: Some(3),
+        concurrent: Some(1),
+    });
+    let start = tokio::time::Instant::now();
+    for _ in 0..3 {
+        fetch_with_retry(&connector, &request(), &settings(5), Some(&limiter))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        connector.gaps(),
+        vec![Duration::ZERO, Duration::from_secs(60)]
+    );
+    // The fourth call of the day is refused with the time until a slot
+    // frees, long enough to pause the connection.
+    let err = fetch_with_retry(&connector, &request(), &settings(5), Some(&limiter))
+        .await
+        .unwrap_err();
+    assert_eq!(err.fault, Fault::RateLimited);
+    assert!(
+        err.message
+            .contains("daily limit of 3 calls for scripted:t"),
+        "{err}"
+    );
+    assert_eq!(
+        err.retry_after,
+        Some(Duration::from_secs(24 * 3600) - start.elapsed())
+    );
+    assert_eq!(connector.calls.lock().unwrap().len(), 3);
 }

@@ -29,10 +29,12 @@ pub enum DataType {
     Payment,
     BankTransaction,
     JournalEntry,
+    CreditNote,
+    Item,
 }
 
 impl DataType {
-    pub const ALL: [DataType; 10] = [
+    pub const ALL: [DataType; 12] = [
         DataType::Company,
         DataType::Connection,
         DataType::Account,
@@ -43,6 +45,8 @@ impl DataType {
         DataType::Payment,
         DataType::BankTransaction,
         DataType::JournalEntry,
+        DataType::CreditNote,
+        DataType::Item,
     ];
 
     /// The plural snake-case name used in topics, URLs and the store.
@@ -58,6 +62,8 @@ impl DataType {
             DataType::Payment => "payments",
             DataType::BankTransaction => "bank_transactions",
             DataType::JournalEntry => "journal_entries",
+            DataType::CreditNote => "credit_notes",
+            DataType::Item => "items",
         }
     }
 
@@ -85,6 +91,8 @@ impl DataType {
             DataType::Payment => include_str!("../avro/PaymentEvent.avsc"),
             DataType::BankTransaction => include_str!("../avro/BankTransactionEvent.avsc"),
             DataType::JournalEntry => include_str!("../avro/JournalEntryEvent.avsc"),
+            DataType::CreditNote => include_str!("../avro/CreditNoteEvent.avsc"),
+            DataType::Item => include_str!("../avro/ItemEvent.avsc"),
         }
     }
 
@@ -123,6 +131,8 @@ pub enum Record {
     Payment(Payment),
     BankTransaction(BankTransaction),
     JournalEntry(JournalEntry),
+    CreditNote(CreditNote),
+    Item(Item),
 }
 
 impl Record {
@@ -138,6 +148,25 @@ impl Record {
             Record::Payment(_) => DataType::Payment,
             Record::BankTransaction(_) => DataType::BankTransaction,
             Record::JournalEntry(_) => DataType::JournalEntry,
+            Record::CreditNote(_) => DataType::CreditNote,
+            Record::Item(_) => DataType::Item,
+        }
+    }
+
+    /// The record's own id at the source.
+    pub fn id(&self) -> &str {
+        match self {
+            Record::Company(r) => &r.id,
+            Record::Connection(r) => &r.id,
+            Record::Account(r) => &r.id,
+            Record::Customer(r) | Record::Supplier(r) => &r.id,
+            Record::Invoice(r) => &r.id,
+            Record::Bill(r) => &r.id,
+            Record::Payment(r) => &r.id,
+            Record::BankTransaction(r) => &r.id,
+            Record::JournalEntry(r) => &r.id,
+            Record::CreditNote(r) => &r.id,
+            Record::Item(r) => &r.id,
         }
     }
 
@@ -175,6 +204,16 @@ impl Record {
             ],
             Record::BankTransaction(t) => vec![Some(&t.description)],
             Record::JournalEntry(j) => vec![Some(&j.number), Some(&j.description)],
+            Record::CreditNote(c) => [
+                Some(c.number.as_str()),
+                Some(&c.contact_id),
+                c.contact_name.as_deref(),
+                c.reference.as_deref(),
+            ]
+            .into_iter()
+            .chain(c.lines.iter().map(|l| Some(l.description.as_str())))
+            .collect(),
+            Record::Item(i) => vec![Some(&i.code), i.name.as_deref(), i.description.as_deref()],
         };
         words.into_iter().flatten().collect::<Vec<_>>().join(" ")
     }
@@ -269,6 +308,8 @@ impl Event {
             DataType::Payment => read(value, Record::Payment),
             DataType::BankTransaction => read(value, Record::BankTransaction),
             DataType::JournalEntry => read(value, Record::JournalEntry),
+            DataType::CreditNote => read(value, Record::CreditNote),
+            DataType::Item => read(value, Record::Item),
         }?;
         if event.data_type != data_type.as_str() {
             return Err(SchemaError::Mismatch(format!(

@@ -96,6 +96,40 @@ pub struct Bill {
     pub amount_due: Decimal,
 }
 
+/// A credit note, sales (`kind` = `sales`, to a customer) or purchase
+/// (`kind` = `purchase`, from a supplier).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CreditNote {
+    pub id: String,
+    pub number: String,
+    pub kind: String,
+    pub contact_id: String,
+    pub contact_name: Option<String>,
+    pub issue_date: Date,
+    pub currency: String,
+    pub status: String,
+    pub reference: Option<String>,
+    pub lines: Vec<DocumentLine>,
+    pub subtotal: Decimal,
+    pub tax_total: Decimal,
+    pub total: Decimal,
+    pub remaining_credit: Decimal,
+}
+
+/// A product or service the company sells or buys.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Item {
+    pub id: String,
+    pub code: String,
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub sale_unit_price: Option<Decimal>,
+    pub purchase_unit_price: Option<Decimal>,
+    pub is_sold: bool,
+    pub is_purchased: bool,
+    pub is_tracked_as_inventory: bool,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Payment {
     pub id: String,

@@ -122,6 +122,33 @@ fn samples() -> Vec<Record> {
                 },
             ],
         }),
+        Record::CreditNote(CreditNote {
+            id: "cn-1".into(),
+            number: "CN-0005".into(),
+            kind: "sales".into(),
+            contact_id: "c-1".into(),
+            contact_name: Some("Ridgeway Bakery".into()),
+            issue_date: Date(20_013),
+            currency: "GBP".into(),
+            status: "AUTHORISED".into(),
+            reference: None,
+            lines: vec![line],
+            subtotal: dec("30"),
+            tax_total: dec("4.5"),
+            total: dec("34.5"),
+            remaining_credit: dec("32.5"),
+        }),
+        Record::Item(Item {
+            id: "item-1".into(),
+            code: "GTR-1".into(),
+            name: Some("Guitar".into()),
+            description: None,
+            sale_unit_price: Some(dec("5000")),
+            purchase_unit_price: None,
+            is_sold: true,
+            is_purchased: false,
+            is_tracked_as_inventory: false,
+        }),
     ]
 }
 
@@ -216,7 +243,7 @@ fn all_event_schemas_share_the_envelope() {
         assert_eq!(DataType::from_topic(&t.topic()), Some(t));
     }
     assert!(SyncRunEvent::schema().is_ok());
-    assert_eq!(all_topics().len(), 12);
+    assert_eq!(all_topics().len(), 14);
 }
 
 #[test]

@@ -1,0 +1,763 @@
+//! The Xero Accounting API connector.
+//!
+//! Contract (the spec is Xero's own OpenAPI file, `shared/specs/xero_accounting.yaml`):
+//! - Authorization: OAuth2 authorization code, then refresh tokens. Xero
+//!   rotates the refresh token at every refresh and the old one dies after a
+//!   30-minute grace period. The connector saves new tokens through the
+//!   runtime's vault *before* using them; if it crashes between Xero's answer
+//!   and the save, the stored (old) token still works within the grace
+//!   period, so the connection survives. Tokens that could not be saved are
+//!   never used: every call first retries the save.
+//! - Every call carries `xero-tenant-id`. Token, API and authorization URLs
+//!   are configurable (for tests and mocks) and checked against the network
+//!   policy.
+//! - Endpoints and data types: Organisation to companies, Accounts, Items,
+//!   Contacts (`IsCustomer` / `IsSupplier`) to customers and suppliers,
+//!   Invoices (`ACCREC` / `ACCPAY`) to invoices and bills, CreditNotes,
+//!   Payments, BankTransactions, ManualJournals to journal entries.
+//! - Paging and incremental sync: page-based paging ordered by
+//!   `UpdatedDateUTC DESC` with `If-Modified-Since`. Newest first means a
+//!   record changed during a sync moves to the front: pages behind it shift
+//!   by one, which repeats a record (harmless: same event id) instead of
+//!   skipping one. The next sync asks for changes since the server's time at
+//!   the first page of this one, less a minute, which covers every record
+//!   changed while this sync ran.
+//! - Limits: 60 calls a minute, 5,000 a day and 5 at once per tenant,
+//!   declared in [`Connector::rate_limits`] and enforced by the runtime. A 429
+//!   carries Xero's `Retry-After`.
+//! - Hostile or broken responses (not JSON, too large, missing the record
+//!   list) fail that page with a clear error; a malformed record fails only
+//!   itself (it goes to the dead-letter topic).
+
+pub mod map;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::sync::Mutex;
+use tributary_connector_api::{
+    ConnectionInfo, Connector, ConnectorError, ConnectorFactory, CredentialVault, Credentials,
+    Cursor, Fault, MappedRecord, Page, PageRequest, RateLimits,
+};
+use tributary_connector_http::{HttpError, NetworkPolicy, check_url, parse_json_exact, read_body};
+use tributary_schemas::{DataType, Timestamp};
+
+pub const NAME: &str = "xero";
+
+/// Xero's published limits per tenant.
+pub const CALLS_PER_MINUTE: u32 = 60;
+pub const CALLS_PER_DAY: u32 = 5_000;
+pub const CALLS_AT_ONCE: u32 = 5;
+
+/// How long before its expiry an access token is refreshed.
+const REFRESH_MARGIN_MS: i64 = 60_000;
+/// How far back of the previous sync's start the next one asks for changes.
+const SINCE_MARGIN_MS: i64 = 60_000;
+
+/// The Tributary app registered with Xero, and where Xero is.
+#[derive(Clone)]
+pub struct XeroApp {
+    pub client_id: String,
+    pub client_secret: String,
+    pub redirect_uri: String,
+    pub scopes: String,
+    pub authorize_url: String,
+    pub token_url: String,
+    pub api_url: String,
+    pub connections_url: String,
+    pub network: NetworkPolicy,
+    pub timeout: Duration,
+    pub max_response_bytes: usize,
+}
+
+impl std::fmt::Debug for XeroApp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("XeroApp")
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"[redacted]")
+            .field("api_url", &self.api_url)
+            .field("token_url", &self.token_url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl XeroApp {
+    /// Xero's real addresses, for an app with these credentials.
+    pub fn new(client_id: &str, client_secret: &str, redirect_uri: &str) -> Self {
+        XeroApp {
+            client_id: client_id.to_string(),
+            client_secret: client_secret.to_string(),
+            redirect_uri: redirect_uri.to_string(),
+            scopes: "offline_access accounting.transactions.read accounting.contacts.read \
+                     accounting.settings.read"
+                .to_string(),
+            authorize_url: "https://login.xero.com/identity/connect/authorize".to_string(),
+            token_url: "https://identity.xero.com/connect/token".to_string(),
+            api_url: "https://api.xero.com/api.xro/2.0".to_string(),
+            connections_url: "https://api.xero.com/connections".to_string(),
+            network: NetworkPolicy::default(),
+            timeout: Duration::from_secs(30),
+            max_response_bytes: 32 << 20,
+        }
+    }
+}
+
+/// A connection's settings.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct XeroSettings {
+    /// The Xero organisation (tenant). Set at authorization when the person
+    /// granted exactly one, or given when the connection is added.
+    #[serde(default)]
+    pub tenant_id: Option<String>,
+}
+
+/// The tokens kept in the vault.
+#[derive(Clone, Serialize, Deserialize)]
+struct Tokens {
+    access_token: String,
+    refresh_token: String,
+    /// Milliseconds since the epoch.
+    expires_at: i64,
+}
+
+/// Builds Xero connectors; holds the app and one HTTP client for all.
+pub struct XeroFactory {
+    app: Arc<XeroApp>,
+    http: reqwest::Client,
+}
+
+impl XeroFactory {
+    /// Checks every configured URL against the network policy.
+    pub fn new(app: XeroApp) -> Result<Self, ConnectorError> {
+        for (what, url) in [
+            ("authorize_url", &app.authorize_url),
+            ("token_url", &app.token_url),
+            ("api_url", &app.api_url),
+            ("connections_url", &app.connections_url),
+        ] {
+            check_url(url, app.network)
+                .map_err(|e| err(Fault::User, format!("xero.{what}: {e}")))?;
+        }
+        let http = tributary_connector_http::client(app.network, app.timeout)
+            .map_err(|e| err(Fault::Internal, e))?;
+        Ok(XeroFactory {
+            app: Arc::new(app),
+            http,
+        })
+    }
+
+    fn settings(value: &Value) -> Result<XeroSettings, ConnectorError> {
+        serde_json::from_value(value.clone())
+            .map_err(|e| err(Fault::User, format!("invalid xero settings: {e}")))
+    }
+}
+
+fn err(fault: Fault, message: impl std::fmt::Display) -> ConnectorError {
+    ConnectorError::new(NAME, fault, message)
+}
+
+#[async_trait]
+impl ConnectorFactory for XeroFactory {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn check_settings(&self, settings: &Value) -> Result<(), ConnectorError> {
+        Self::settings(settings).map(|_| ())
+    }
+
+    fn needs_authorization(&self) -> bool {
+        true
+    }
+
+    fn authorization_url(
+        &self,
+        _connection: &ConnectionInfo,
+        state: &str,
+    ) -> Result<String, ConnectorError> {
+        let mut url = reqwest::Url::parse(&self.app.authorize_url)
+            .map_err(|e| err(Fault::User, format!("xero.authorize_url: {e}")))?;
+        url.query_pairs_mut()
+            .append_pair("response_type", "code")
+            .append_pair("client_id", &self.app.client_id)
+            .append_pair("redirect_uri", &self.app.redirect_uri)
+            .append_pair("scope", &self.app.scopes)
+            .append_pair("state", state);
+        Ok(url.to_string())
+    }
+
+    async fn complete_authorization(
+        &self,
+        connection: &ConnectionInfo,
+        code: &str,
+        vault: Arc<dyn CredentialVault>,
+    ) -> Result<Value, ConnectorError> {
+        let settings = Self::settings(&connection.settings)?;
+        let tokens = token_request(
+            &self.http,
+            &self.app,
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", code),
+                ("redirect_uri", &self.app.redirect_uri),
+            ],
+        )
+        .await?;
+        let tenant_id = pick_tenant(&self.http, &self.app, &tokens, settings.tenant_id).await?;
+        vault.save(&tokens.to_credentials()).await?;
+        Ok(serde_json::json!({ "tenant_id": tenant_id }))
+    }
+
+    fn build(
+        &self,
+        connection: &ConnectionInfo,
+        vault: Arc<dyn CredentialVault>,
+    ) -> Result<Arc<dyn Connector>, ConnectorError> {
+        let settings = Self::settings(&connection.settings)?;
+        let Some(tenant_id) = settings.tenant_id.filter(|t| !t.is_empty()) else {
+            return Err(err(
+                Fault::User,
+                format!(
+                    "connection {} has no Xero tenant yet: authorize it first",
+                    connection.connection_id
+                ),
+            ));
+        };
+        Ok(Arc::new(XeroConnector {
+            app: Arc::clone(&self.app),
+            http: self.http.clone(),
+            vault,
+            tenant_id,
+            tokens: Mutex::new(TokenState::default()),
+        }))
+    }
+}
+
+/// Asks Xero which organisations the tokens were granted for and picks one.
+async fn pick_tenant(
+    http: &reqwest::Client,
+    app: &XeroApp,
+    tokens: &Tokens,
+    wanted: Option<String>,
+) -> Result<String, ConnectorError> {
+    let response = http
+        .get(&app.connections_url)
+        .bearer_auth(&tokens.access_token)
+        .header("accept", "application/json")
+        .send()
+        .await
+        .map_err(|e| {
+            err(
+                Fault::Source,
+                format!("cannot list granted organisations: {e}"),
+            )
+        })?;
+    let status = response.status();
+    let body = read_body(response, 1 << 20)
+        .await
+        .map_err(|e| err(Fault::Source, format!("granted organisations: {e}")))?;
+    if !status.is_success() {
+        return Err(err(
+            Fault::Source,
+            format!("listing granted organisations answered {status}"),
+        ));
+    }
+    let tenants: Vec<Value> = serde_json::from_slice(&body).map_err(|e| {
+        err(
+            Fault::Source,
+            format!("granted organisations are not a JSON list: {e}"),
+        )
+    })?;
+    let ids: Vec<&str> = tenants
+        .iter()
+        .filter(|t| t["tenantType"].as_str().unwrap_or("ORGANISATION") == "ORGANISATION")
+        .filter_map(|t| t["tenantId"].as_str())
+        .collect();
+    match (wanted, ids.as_slice()) {
+        (Some(w), _) if ids.contains(&w.as_str()) => Ok(w),
+        (Some(w), _) => Err(err(
+            Fault::User,
+            format!(
+                "organisation {w} was not granted; granted: {}",
+                ids.join(", ")
+            ),
+        )),
+        (None, [one]) => Ok(one.to_string()),
+        (None, []) => Err(err(Fault::User, "no organisation was granted")),
+        (None, many) => Err(err(
+            Fault::User,
+            format!(
+                "several organisations were granted; add the connection with one tenant_id of: {}",
+                many.join(", ")
+            ),
+        )),
+    }
+}
+
+impl Tokens {
+    fn to_credentials(&self) -> Credentials {
+        Credentials(serde_json::to_value(self).unwrap_or(Value::Null))
+    }
+
+    fn from_credentials(c: &Credentials) -> Result<Tokens, ConnectorError> {
+        serde_json::from_value(c.0.clone()).map_err(|e| {
+            err(
+                Fault::User,
+                format!("stored Xero credentials are unreadable ({e}): authorize again"),
+            )
+        })
+    }
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    access_token: String,
+    refresh_token: String,
+    expires_in: i64,
+}
+
+/// Calls the token endpoint (a code exchange or a refresh).
+async fn token_request(
+    http: &reqwest::Client,
+    app: &XeroApp,
+    form: &[(&str, &str)],
+) -> Result<Tokens, ConnectorError> {
+    let response = http
+        .post(&app.token_url)
+        .basic_auth(&app.client_id, Some(&app.client_secret))
+        .form(form)
+        .send()
+        .await
+        .map_err(|e| err(Fault::Source, format!("token endpoint unreachable: {e}")))?;
+    let status = response.status();
+    let retry_after = retry_after(&response);
+    let body = read_body(response, 1 << 20)
+        .await
+        .map_err(|e| err(Fault::Source, format!("token endpoint: {e}")))?;
+    if status.is_success() {
+        let t: TokenResponse = serde_json::from_slice(&body).map_err(|e| {
+            err(
+                Fault::Source,
+                format!("token endpoint answered an unreadable token: {e}"),
+            )
+        })?;
+        return Ok(Tokens {
+            access_token: t.access_token,
+            refresh_token: t.refresh_token,
+            expires_at: Timestamp::now().millis() + t.expires_in * 1000,
+        });
+    }
+    // Only the error code is shown: the body could echo what was sent.
+    let code = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|v| v["error"].as_str().map(str::to_string))
+        .unwrap_or_default();
+    Err(match status.as_u16() {
+        400 | 401
+            if matches!(
+                code.as_str(),
+                "invalid_grant" | "invalid_client" | "unauthorized_client"
+            ) =>
+        {
+            err(
+                Fault::User,
+                format!(
+                    "Xero refused the authorization ({code}): the connection must be authorized again"
+                ),
+            )
+        }
+        429 => {
+            let e = err(Fault::RateLimited, "token endpoint rate limited");
+            match retry_after {
+                Some(after) => e.with_retry_after(after),
+                None => e,
+            }
+        }
+        s if s >= 500 => err(Fault::Source, format!("token endpoint answered {status}")),
+        _ => err(
+            Fault::User,
+            format!("token endpoint answered {status} {code}"),
+        ),
+    })
+}
+
+/// `Retry-After` in seconds, as Xero sends it.
+fn retry_after(response: &reqwest::Response) -> Option<Duration> {
+    response
+        .headers()
+        .get("retry-after")?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(Duration::from_secs)
+}
+
+#[derive(Default)]
+struct TokenState {
+    current: Option<Tokens>,
+    /// Tokens Xero gave that are not yet in the vault: never used until saved.
+    unsaved: bool,
+}
+
+/// One Xero organisation, ready to fetch.
+pub struct XeroConnector {
+    app: Arc<XeroApp>,
+    http: reqwest::Client,
+    vault: Arc<dyn CredentialVault>,
+    tenant_id: String,
+    tokens: Mutex<TokenState>,
+}
+
+/// Where one data type comes from.
+struct Endpoint {
+    path: &'static str,
+    /// The list in the response.
+    collection: &'static str,
+    paged: bool,
+    modified_since: bool,
+    filter: Option<&'static str>,
+    extra: &'static [(&'static str, &'static str)],
+}
+
+fn endpoint(data_type: DataType) -> Result<Endpoint, ConnectorError> {
+    let e = |path, collection, paged, filter, extra| Endpoint {
+        path,
+        collection,
+        paged,
+        modified_since: path != "Organisation",
+        filter,
+        extra,
+    };
+    const DOCS: &[(&str, &str)] = &[("unitdp", "4")];
+    const CONTACTS: &[(&str, &str)] = &[("includeArchived", "true")];
+    Ok(match data_type {
+        DataType::Company => e("Organisation", "Organisations", false, None, &[]),
+        DataType::Account => e("Accounts", "Accounts", false, None, &[]),
+        DataType::Item => e("Items", "Items", false, None, DOCS),
+        DataType::Customer => e(
+            "Contacts",
+            "Contacts",
+            true,
+            Some("IsCustomer==true"),
+            CONTACTS,
+        ),
+        DataType::Supplier => e(
+            "Contacts",
+            "Contacts",
+            true,
+            Some("IsSupplier==true"),
+            CONTACTS,
+        ),
+        DataType::Invoice => e("Invoices", "Invoices", true, Some("Type==\"ACCREC\""), DOCS),
+        DataType::Bill => e("Invoices", "Invoices", true, Some("Type==\"ACCPAY\""), DOCS),
+        DataType::CreditNote => e("CreditNotes", "CreditNotes", true, None, DOCS),
+        DataType::Payment => e("Payments", "Payments", true, None, &[]),
+        DataType::BankTransaction => e("BankTransactions", "BankTransactions", true, None, DOCS),
+        DataType::JournalEntry => e("ManualJournals", "ManualJournals", true, None, &[]),
+        DataType::Connection => {
+            return Err(err(Fault::Internal, "Xero has no connections to fetch"));
+        }
+    })
+}
+
+/// Where a data type's sync is.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct XeroCursor {
+    /// `If-Modified-Since` of this sync (ms); `None` fetches everything.
+    since: Option<i64>,
+    /// The next page to fetch, from 1.
+    page: u32,
+    /// The server's time at this sync's first page (ms).
+    started: Option<i64>,
+}
+
+impl XeroConnector {
+    /// A valid access token: loaded from the vault, refreshed (and saved)
+    /// when it is about to expire.
+    async fn access_token(&self) -> Result<String, ConnectorError> {
+        let mut state = self.tokens.lock().await;
+        if state.current.is_none() {
+            let Some(stored) = self.vault.load().await? else {
+                return Err(err(
+                    Fault::User,
+                    "the connection has no Xero tokens: authorize it first",
+                ));
+            };
+            state.current = Some(Tokens::from_credentials(&stored)?);
+        }
+        let Some(tokens) = state.current.clone() else {
+            return Err(err(Fault::Internal, "token state lost"));
+        };
+        if state.unsaved {
+            self.vault.save(&tokens.to_credentials()).await?;
+            state.unsaved = false;
+        }
+        if tokens.expires_at - REFRESH_MARGIN_MS > Timestamp::now().millis() {
+            return Ok(tokens.access_token);
+        }
+        let fresh = token_request(
+            &self.http,
+            &self.app,
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", &tokens.refresh_token),
+            ],
+        )
+        .await?;
+        tracing::info!(tenant = %self.tenant_id, "refreshed the Xero access token");
+        // Xero has already retired the old refresh token: keep the new one
+        // in memory even if the save fails, and use it only once saved.
+        state.current = Some(fresh.clone());
+        state.unsaved = true;
+        self.vault.save(&fresh.to_credentials()).await?;
+        state.unsaved = false;
+        Ok(fresh.access_token)
+    }
+
+    /// Forgets that the access token is valid (Xero answered 401).
+    async fn expire_access_token(&self) {
+        if let Some(t) = self.tokens.lock().await.current.as_mut() {
+            t.expires_at = 0;
+        }
+    }
+}
+
+#[async_trait]
+impl Connector for XeroConnector {
+    fn rate_limits(&self) -> Option<RateLimits> {
+        Some(RateLimits {
+            key: format!("{NAME}:{}", self.tenant_id),
+            per_minute: Some(CALLS_PER_MINUTE),
+            per_day: Some(CALLS_PER_DAY),
+            concurrent: Some(CALLS_AT_ONCE),
+        })
+    }
+
+    fn data_types(&self) -> Vec<DataType> {
+        vec![
+            DataType::Company,
+            DataType::Account,
+            DataType::Item,
+            DataType::Customer,
+            DataType::Supplier,
+            DataType::Invoice,
+            DataType::Bill,
+            DataType::CreditNote,
+            DataType::Payment,
+            DataType::BankTransaction,
+            DataType::JournalEntry,
+        ]
+    }
+
+    async fn authenticate(&self) -> Result<(), ConnectorError> {
+        self.access_token().await.map(|_| ())
+    }
+
+    async fn fetch_page(&self, request: &PageRequest) -> Result<Page, ConnectorError> {
+        let ep = endpoint(request.data_type)?;
+        let cursor = match &request.cursor {
+            None => XeroCursor::default(),
+            Some(c) => serde_json::from_str(&c.0).map_err(|e| {
+                err(
+                    Fault::Internal,
+                    format!("malformed xero cursor {:?}: {e}", c.0),
+                )
+            })?,
+        };
+        let page = cursor.page.max(1);
+        let page_size = request.page_size.clamp(1, 1000);
+        let where_ = format!("{} page {page}", ep.path);
+        let token = self.access_token().await?;
+        let mut call = self
+            .http
+            .get(format!(
+                "{}/{}",
+                self.app.api_url.trim_end_matches('/'),
+                ep.path
+            ))
+            .bearer_auth(token)
+            .header("xero-tenant-id", &self.tenant_id)
+            .header("accept", "application/json");
+        let mut query: Vec<(&str, String)> =
+            ep.extra.iter().map(|(k, v)| (*k, v.to_string())).collect();
+        if ep.paged {
+            query.push(("page", page.to_string()));
+            query.push(("pageSize", page_size.to_string()));
+            query.push(("order", "UpdatedDateUTC DESC".to_string()));
+        }
+        if let Some(filter) = ep.filter {
+            query.push(("where", filter.to_string()));
+        }
+        call = call.query(&query);
+        if let (true, Some(since)) = (ep.modified_since, cursor.since) {
+            call = call.header("if-modified-since", Timestamp(since).to_string());
+        }
+        let response = call.send().await.map_err(|e| {
+            err(
+                Fault::Source,
+                format!("{where_}: request failed: {}", error_chain(&e)),
+            )
+        })?;
+        let status = response.status();
+        if status == reqwest::StatusCode::NOT_MODIFIED {
+            return Ok(self.finished(&cursor, request.now, Vec::new()));
+        }
+        if !status.is_success() {
+            let after = retry_after(&response);
+            let problem = response
+                .headers()
+                .get("x-rate-limit-problem")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string();
+            return Err(match status.as_u16() {
+                401 => {
+                    self.expire_access_token().await;
+                    err(
+                        Fault::Source,
+                        format!("{where_}: access token refused (401), refreshing"),
+                    )
+                }
+                403 => err(
+                    Fault::User,
+                    format!(
+                        "{where_}: forbidden (403): the organisation revoked access or the scopes are missing"
+                    ),
+                ),
+                429 => {
+                    let e = err(
+                        Fault::RateLimited,
+                        format!(
+                            "{where_}: rate limited by Xero ({} limit)",
+                            if problem.is_empty() {
+                                "unspecified"
+                            } else {
+                                problem.as_str()
+                            }
+                        ),
+                    );
+                    match after {
+                        Some(after) => e.with_retry_after(after),
+                        None => e,
+                    }
+                }
+                s if s >= 500 => err(Fault::Source, format!("{where_}: Xero answered {status}")),
+                _ => err(Fault::User, format!("{where_}: Xero answered {status}")),
+            });
+        }
+        let body = read_body(response, self.app.max_response_bytes)
+            .await
+            .map_err(|e| match e {
+                HttpError::TooLarge { .. } => err(Fault::Source, format!("{where_}: {e}")),
+                other => err(Fault::Source, format!("{where_}: {other}")),
+            })?;
+        let mut body =
+            parse_json_exact(&body).map_err(|e| err(Fault::Source, format!("{where_}: {e}")))?;
+        let server_time = body
+            .get("DateTimeUTC")
+            .and_then(Value::as_str)
+            .and_then(map::parse_xero_timestamp)
+            .unwrap_or(request.now);
+        let records = match body.get_mut(ep.collection).map(Value::take) {
+            Some(Value::Array(records)) => records,
+            Some(_) => {
+                return Err(err(
+                    Fault::Source,
+                    format!("{where_}: {} in the response is not a list", ep.collection),
+                ));
+            }
+            None => {
+                return Err(err(
+                    Fault::Source,
+                    format!("{where_}: the response has no {} list", ep.collection),
+                ));
+            }
+        };
+        let records: Vec<Value> = records
+            .into_iter()
+            .map(|mut r| {
+                if let Some(fields) = r.as_object_mut()
+                    && !fields.contains_key("UpdatedDateUTC")
+                {
+                    fields.insert(
+                        map::OBSERVED_AT.to_string(),
+                        Value::String(server_time.millis().to_string()),
+                    );
+                }
+                r
+            })
+            .collect();
+        let started = cursor.started.unwrap_or(server_time.millis());
+        let more = ep.paged
+            && !records.is_empty()
+            && match body.get("pagination").and_then(|p| p.get("pageCount")) {
+                Some(Value::String(count)) => count.parse::<u32>().is_ok_and(|c| page < c),
+                _ => records.len() >= page_size as usize,
+            };
+        if more {
+            let next = XeroCursor {
+                since: cursor.since,
+                page: page + 1,
+                started: Some(started),
+            };
+            return Ok(Page {
+                records,
+                next_cursor: Some(Cursor(encode(&next))),
+                has_more: true,
+            });
+        }
+        Ok(self.finished(
+            &XeroCursor {
+                started: Some(started),
+                ..cursor
+            },
+            server_time,
+            records,
+        ))
+    }
+
+    fn map(&self, data_type: DataType, raw: &Value) -> Result<MappedRecord, ConnectorError> {
+        map::map_record(data_type, raw).map_err(|m| err(Fault::Data, m))
+    }
+}
+
+impl XeroConnector {
+    /// The last page of a sync: the next one asks for what changed since
+    /// this one started, less a margin.
+    fn finished(&self, cursor: &XeroCursor, now: Timestamp, records: Vec<Value>) -> Page {
+        let started = cursor.started.unwrap_or(now.millis());
+        let next = XeroCursor {
+            since: Some(started - SINCE_MARGIN_MS),
+            page: 1,
+            started: None,
+        };
+        Page {
+            records,
+            next_cursor: Some(Cursor(encode(&next))),
+            has_more: false,
+        }
+    }
+}
+
+fn encode(cursor: &XeroCursor) -> String {
+    serde_json::to_string(cursor).unwrap_or_default()
+}
+
+/// An error with its causes (a timeout, a refused address...).
+fn error_chain(e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

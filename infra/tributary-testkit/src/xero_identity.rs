@@ -1,0 +1,205 @@
+//! A fake Xero identity server: the OAuth2 token endpoint and the
+//! connections (tenants) endpoint, with Xero's refresh-token rotation: each
+//! refresh retires the refresh token used, which keeps working only for a
+//! grace period.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use axum::{Form, Json, Router};
+use serde_json::{Value, json};
+
+pub const CLIENT_ID: &str = "tributary-test-client";
+pub const CLIENT_SECRET: &str = "client-secret-SECRET-0001";
+
+#[derive(Default)]
+struct Identity {
+    grace: Duration,
+    expires_in: i64,
+    tenants: Vec<String>,
+    counter: u64,
+    codes: HashSet<String>,
+    access: HashSet<String>,
+    /// Refresh token to when it was retired.
+    refresh: HashMap<String, Option<Instant>>,
+    issued: Vec<String>,
+    refreshes: u32,
+}
+
+/// The running server; shuts down with the test's runtime.
+#[derive(Clone)]
+pub struct FakeIdentity {
+    pub url: String,
+    state: Arc<Mutex<Identity>>,
+}
+
+impl FakeIdentity {
+    /// Serves on a free port. Refresh tokens survive `grace` after use;
+    /// access tokens claim to last `expires_in` seconds.
+    pub async fn start(grace: Duration, expires_in: i64, tenants: &[&str]) -> FakeIdentity {
+        let state = Arc::new(Mutex::new(Identity {
+            grace,
+            expires_in,
+            tenants: tenants.iter().map(|t| t.to_string()).collect(),
+            ..Identity::default()
+        }));
+        let app = Router::new()
+            .route("/connect/token", post(token))
+            .route("/connections", get(connections))
+            .with_state(Arc::clone(&state));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        FakeIdentity { url, state }
+    }
+
+    pub fn token_url(&self) -> String {
+        format!("{}/connect/token", self.url)
+    }
+
+    pub fn connections_url(&self) -> String {
+        format!("{}/connections", self.url)
+    }
+
+    /// A one-time authorization code, as Xero's redirect would carry.
+    pub fn new_code(&self) -> String {
+        let mut s = self.state.lock().unwrap();
+        s.counter += 1;
+        let code = format!("code-SECRET-{}", s.counter);
+        s.codes.insert(code.clone());
+        s.issued.push(code.clone());
+        code
+    }
+
+    /// Issues a token pair directly, as if authorized earlier.
+    pub fn issue(&self) -> (String, String) {
+        issue(&mut self.state.lock().unwrap())
+    }
+
+    /// Whether `token` is a current access token.
+    pub fn access_ok(&self, token: &str) -> bool {
+        self.state.lock().unwrap().access.contains(token)
+    }
+
+    /// Every secret this server handed out (codes and tokens), to look for in logs.
+    pub fn issued(&self) -> Vec<String> {
+        self.state.lock().unwrap().issued.clone()
+    }
+
+    pub fn refreshes(&self) -> u32 {
+        self.state.lock().unwrap().refreshes
+    }
+
+    /// Revokes every access token, as an expiry would.
+    pub fn expire_access_tokens(&self) {
+        self.state.lock().unwrap().access.clear();
+    }
+}
+
+fn issue(s: &mut Identity) -> (String, String) {
+    s.counter += 1;
+    let access = format!("xero-access-SECRET-{}", s.counter);
+    let refresh = format!("xero-refresh-SECRET-{}", s.counter);
+    s.access.insert(access.clone());
+    s.refresh.insert(refresh.clone(), None);
+    s.issued.push(access.clone());
+    s.issued.push(refresh.clone());
+    (access, refresh)
+}
+
+fn client_ok(headers: &HeaderMap) -> bool {
+    use std::fmt::Write;
+    let expected = format!("{CLIENT_ID}:{CLIENT_SECRET}");
+    // Basic auth: base64 of id:secret, checked without a base64 crate by
+    // encoding the expected value.
+    let mut encoded = String::new();
+    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    for chunk in expected.as_bytes().chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
+        for i in 0..4 {
+            if i <= chunk.len() {
+                let _ = encoded.write_char(TABLE[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                encoded.push('=');
+            }
+        }
+    }
+    headers.get("authorization").and_then(|v| v.to_str().ok())
+        == Some(format!("Basic {encoded}").as_str())
+}
+
+async fn token(
+    State(state): State<Arc<Mutex<Identity>>>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> (StatusCode, Json<Value>) {
+    let invalid = |e: &str| (StatusCode::BAD_REQUEST, Json(json!({ "error": e })));
+    if !client_ok(&headers) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({ "error": "invalid_client" })),
+        );
+    }
+    let mut s = state.lock().unwrap();
+    match form.get("grant_type").map(String::as_str) {
+        Some("authorization_code") => {
+            let code = form.get("code").cloned().unwrap_or_default();
+            if !s.codes.remove(&code) {
+                return invalid("invalid_grant");
+            }
+        }
+        Some("refresh_token") => {
+            let used = form.get("refresh_token").cloned().unwrap_or_default();
+            let grace = s.grace;
+            match s.refresh.get_mut(&used) {
+                Some(retired @ None) => *retired = Some(Instant::now()),
+                Some(Some(at)) if at.elapsed() <= grace => {}
+                _ => return invalid("invalid_grant"),
+            }
+            s.refreshes += 1;
+        }
+        _ => return invalid("unsupported_grant_type"),
+    }
+    let (access, refresh) = issue(&mut s);
+    (
+        StatusCode::OK,
+        Json(json!({
+            "access_token": access,
+            "refresh_token": refresh,
+            "expires_in": s.expires_in,
+            "token_type": "Bearer",
+        })),
+    )
+}
+
+async fn connections(
+    State(state): State<Arc<Mutex<Identity>>>,
+    headers: HeaderMap,
+) -> (StatusCode, Json<Value>) {
+    let s = state.lock().unwrap();
+    let token = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if !s.access.contains(token) {
+        return (StatusCode::UNAUTHORIZED, Json(json!({})));
+    }
+    let tenants: Vec<Value> = s
+        .tenants
+        .iter()
+        .map(|t| json!({ "tenantId": t, "tenantType": "ORGANISATION", "tenantName": format!("Org {t}") }))
+        .collect();
+    (StatusCode::OK, Json(Value::Array(tenants)))
+}
