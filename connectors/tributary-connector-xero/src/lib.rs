@@ -19,9 +19,10 @@
 //!   `UpdatedDateUTC DESC` with `If-Modified-Since`. Newest first means a
 //!   record changed during a sync moves to the front: pages behind it shift
 //!   by one, which repeats a record (harmless: same event id) instead of
-//!   skipping one. The next sync asks for changes since the server's time at
-//!   the first page of this one, less a minute, which covers every record
-//!   changed while this sync ran.
+//!   skipping one. Every record changed after the first page was read is
+//!   newer than everything this sync saw, so the next sync asks for changes
+//!   since the newest `UpdatedDateUTC` seen, less a second for commit lag
+//!   (the repeats this causes are harmless: same event ids).
 //! - Limits: 60 calls a minute, 5,000 a day and 5 at once per tenant,
 //!   declared in [`Connector::rate_limits`] and enforced by the runtime. A 429
 //!   carries Xero's `Retry-After`.
@@ -54,8 +55,9 @@ pub const CALLS_AT_ONCE: u32 = 5;
 
 /// How long before its expiry an access token is refreshed.
 const REFRESH_MARGIN_MS: i64 = 60_000;
-/// How far back of the previous sync's start the next one asks for changes.
-const SINCE_MARGIN_MS: i64 = 60_000;
+/// How far before the newest change already seen the next sync asks from,
+/// for a change Xero stamped a moment before it committed.
+const SINCE_LAG_MS: i64 = 1_000;
 
 /// The Tributary app registered with Xero, and where Xero is.
 #[derive(Clone)]
@@ -71,6 +73,9 @@ pub struct XeroApp {
     pub network: NetworkPolicy,
     pub timeout: Duration,
     pub max_response_bytes: usize,
+    /// Calls per minute, per day and at once per organisation: Xero's
+    /// published limits unless the app was granted others.
+    pub limits: (u32, u32, u32),
 }
 
 impl std::fmt::Debug for XeroApp {
@@ -101,6 +106,7 @@ impl XeroApp {
             network: NetworkPolicy::default(),
             timeout: Duration::from_secs(30),
             max_response_bytes: 32 << 20,
+            limits: (CALLS_PER_MINUTE, CALLS_PER_DAY, CALLS_AT_ONCE),
         }
     }
 }
@@ -474,8 +480,8 @@ struct XeroCursor {
     since: Option<i64>,
     /// The next page to fetch, from 1.
     page: u32,
-    /// The server's time at this sync's first page (ms).
-    started: Option<i64>,
+    /// The newest `UpdatedDateUTC` seen in this sync so far (ms).
+    newest: Option<i64>,
 }
 
 impl XeroConnector {
@@ -534,9 +540,9 @@ impl Connector for XeroConnector {
     fn rate_limits(&self) -> Option<RateLimits> {
         Some(RateLimits {
             key: format!("{NAME}:{}", self.tenant_id),
-            per_minute: Some(CALLS_PER_MINUTE),
-            per_day: Some(CALLS_PER_DAY),
-            concurrent: Some(CALLS_AT_ONCE),
+            per_minute: Some(self.app.limits.0),
+            per_day: Some(self.app.limits.1),
+            concurrent: Some(self.app.limits.2),
         })
     }
 
@@ -607,7 +613,7 @@ impl Connector for XeroConnector {
         })?;
         let status = response.status();
         if status == reqwest::StatusCode::NOT_MODIFIED {
-            return Ok(self.finished(&cursor, request.now, Vec::new()));
+            return Ok(Self::finished(&cursor, Vec::new()));
         }
         if !status.is_success() {
             let after = retry_after(&response);
@@ -694,7 +700,13 @@ impl Connector for XeroConnector {
                 r
             })
             .collect();
-        let started = cursor.started.unwrap_or(server_time.millis());
+        let newest = records
+            .iter()
+            .filter_map(|r| r.get("UpdatedDateUTC")?.as_str())
+            .filter_map(map::parse_xero_timestamp)
+            .map(Timestamp::millis)
+            .chain(cursor.newest)
+            .max();
         let more = ep.paged
             && !records.is_empty()
             && match body.get("pagination").and_then(|p| p.get("pageCount")) {
@@ -705,7 +717,7 @@ impl Connector for XeroConnector {
             let next = XeroCursor {
                 since: cursor.since,
                 page: page + 1,
-                started: Some(started),
+                newest,
             };
             return Ok(Page {
                 records,
@@ -713,14 +725,7 @@ impl Connector for XeroConnector {
                 has_more: true,
             });
         }
-        Ok(self.finished(
-            &XeroCursor {
-                started: Some(started),
-                ..cursor
-            },
-            server_time,
-            records,
-        ))
+        Ok(Self::finished(&XeroCursor { newest, ..cursor }, records))
     }
 
     fn map(&self, data_type: DataType, raw: &Value) -> Result<MappedRecord, ConnectorError> {
@@ -730,13 +735,13 @@ impl Connector for XeroConnector {
 
 impl XeroConnector {
     /// The last page of a sync: the next one asks for what changed since
-    /// this one started, less a margin.
-    fn finished(&self, cursor: &XeroCursor, now: Timestamp, records: Vec<Value>) -> Page {
-        let started = cursor.started.unwrap_or(now.millis());
+    /// the newest change this one saw (less a second), or since what this
+    /// one asked for when it saw none.
+    fn finished(cursor: &XeroCursor, records: Vec<Value>) -> Page {
         let next = XeroCursor {
-            since: Some(started - SINCE_MARGIN_MS),
+            since: cursor.newest.map(|n| n - SINCE_LAG_MS).or(cursor.since),
             page: 1,
-            started: None,
+            newest: None,
         };
         Page {
             records,

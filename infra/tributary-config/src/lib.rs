@@ -200,6 +200,11 @@ pub struct XeroConfig {
     pub timeout_secs: u64,
     /// Largest response accepted, in bytes.
     pub max_response_bytes: usize,
+    /// Xero's call limits per organisation. Keep Xero's published values
+    /// unless Xero granted your app others (or for a local mock).
+    pub calls_per_minute: u32,
+    pub calls_per_day: u32,
+    pub calls_at_once: u32,
 }
 
 impl Default for XeroConfig {
@@ -214,6 +219,9 @@ impl Default for XeroConfig {
             connections_url: "https://api.xero.com/connections".into(),
             timeout_secs: 30,
             max_response_bytes: 32 << 20,
+            calls_per_minute: 60,
+            calls_per_day: 5_000,
+            calls_at_once: 5,
         }
     }
 }
@@ -280,8 +288,8 @@ impl Default for SandboxConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SyncConfig {
-    /// Time between scheduled syncs of a connection.
-    pub interval_secs: u64,
+    /// Time between scheduled sync rounds, in seconds (fractions allowed).
+    pub interval_secs: f64,
     pub page_size: u32,
     /// Attempts of one page fetch before the sync run fails.
     pub max_attempts: u32,
@@ -297,7 +305,7 @@ pub struct SyncConfig {
 impl Default for SyncConfig {
     fn default() -> Self {
         SyncConfig {
-            interval_secs: 15,
+            interval_secs: 15.0,
             page_size: 100,
             max_attempts: 5,
             retry_base_ms: 500,
@@ -423,6 +431,17 @@ impl Config {
     fn validate(&self) -> Result<(), String> {
         if self.kafka.partitions < 1 {
             return Err("kafka.partitions must be at least 1".into());
+        }
+        if !(self.sync.interval_secs >= 0.0 && self.sync.interval_secs <= 86_400.0) {
+            return Err("sync.interval_secs must be between 0 and 86400".into());
+        }
+        if self.xero.calls_per_minute == 0
+            || self.xero.calls_per_day == 0
+            || self.xero.calls_at_once == 0
+        {
+            return Err(
+                "xero.calls_per_minute, calls_per_day and calls_at_once must be at least 1".into(),
+            );
         }
         if self.sync.page_size == 0 || self.sync.max_attempts == 0 || self.sync.concurrency == 0 {
             return Err(

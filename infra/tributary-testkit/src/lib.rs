@@ -164,7 +164,28 @@ impl PgCluster {
 
     /// A connection URL for database `postgres` as user `tributary`.
     pub fn url(&self) -> String {
-        format!("postgres://tributary@127.0.0.1:{}/postgres", self.port)
+        self.url_for("postgres")
+    }
+
+    /// A connection URL for database `name` as user `tributary`.
+    pub fn url_for(&self, name: &str) -> String {
+        format!("postgres://tributary@127.0.0.1:{}/{name}", self.port)
+    }
+
+    /// Creates an empty database `name`.
+    pub fn create_database(&self, name: &str) {
+        self.run(
+            "createdb",
+            &[
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "tributary",
+                name,
+            ],
+        );
     }
 
     pub fn path(&self) -> &Path {

@@ -37,6 +37,7 @@ pub fn connectors(config: &Config) -> anyhow::Result<ConnectorRegistry> {
     app.connections_url = x.connections_url.clone();
     app.timeout = Duration::from_secs(x.timeout_secs);
     app.max_response_bytes = x.max_response_bytes;
+    app.limits = (x.calls_per_minute, x.calls_per_day, x.calls_at_once);
     app.network = NetworkPolicy {
         allow_private: config.security.allow_private_network,
     };
@@ -53,7 +54,7 @@ pub fn sync_settings(config: &Config) -> SyncSettings {
         page_size: config.sync.page_size,
         max_attempts: config.sync.max_attempts,
         retry_base: Duration::from_millis(config.sync.retry_base_ms),
-        interval: Duration::from_secs(config.sync.interval_secs),
+        interval: Duration::from_secs_f64(config.sync.interval_secs),
         concurrency: config.sync.concurrency,
         max_retry_wait: Duration::from_secs(config.sync.max_retry_wait_secs),
     }

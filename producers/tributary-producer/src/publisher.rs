@@ -124,16 +124,19 @@ impl Publisher {
         self.send_all(outgoing).await
     }
 
-    pub async fn publish_sync_run(&self, run: &SyncRunEvent) -> Result<(), ProducerError> {
+    /// Publishes sync-run outcomes together, waiting for every ack once.
+    pub async fn publish_sync_runs(&self, runs: &[SyncRunEvent]) -> Result<(), ProducerError> {
         let topic = SyncRunEvent::topic();
-        let payload = self.encode(&topic, run).await?;
-        self.send_all(vec![Outgoing {
-            topic,
-            key: run.company_id.clone(),
-            payload,
-            headers: vec![],
-        }])
-        .await
+        let mut outgoing = Vec::with_capacity(runs.len());
+        for run in runs {
+            outgoing.push(Outgoing {
+                topic: topic.clone(),
+                key: run.company_id.clone(),
+                payload: self.encode(&topic, run).await?,
+                headers: vec![],
+            });
+        }
+        self.send_all(outgoing).await
     }
 
     /// Sends a source record that could not be mapped to the dead-letter

@@ -115,6 +115,9 @@ pub struct Worker {
     pub limiters: Arc<Limiters>,
     /// Connections paused until an instant (a day's quota used up), with why.
     pub paused: std::sync::Mutex<HashMap<String, (Instant, String)>>,
+    /// The version of each connection's record this worker published last:
+    /// it is published again only when it changes.
+    announced: std::sync::Mutex<HashMap<String, Timestamp>>,
 }
 
 impl Worker {
@@ -133,6 +136,7 @@ impl Worker {
             cipher,
             limiters: Arc::new(Limiters::default()),
             paused: std::sync::Mutex::new(HashMap::new()),
+            announced: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -214,7 +218,6 @@ impl Worker {
                     shutdown,
                 )
                 .await;
-            self.publisher.publish_sync_run(&run).await?;
             metrics::sync_finished(&info.source, data_type, &run.status);
             runs.push(run);
             if let Some((retry_after, reason)) = pause {
@@ -231,6 +234,8 @@ impl Worker {
                 break;
             }
         }
+        // One acked publish for the round's outcomes, not one per data type.
+        self.publisher.publish_sync_runs(&runs).await?;
         Ok(runs)
     }
 
@@ -251,9 +256,19 @@ impl Worker {
         self.publish_connection(&updated).await
     }
 
-    /// The connection itself is a record: published so subscribers see its status.
+    /// The connection itself is a record: published so subscribers see its
+    /// status, once per version.
     async fn publish_connection(&self, stored: &StoredConnection) -> Result<(), ProducerError> {
         let info = &stored.info;
+        let already = self
+            .announced
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&info.connection_id)
+            == Some(&stored.updated_at);
+        if already {
+            return Ok(());
+        }
         let record = stored.to_record();
         let event = Event {
             event_id: event_id(
@@ -273,7 +288,12 @@ impl Worker {
             deleted: stored.status == "unlinked",
             record: Some(Record::Connection(record)),
         };
-        self.publisher.publish_events(&[event]).await
+        self.publisher.publish_events(&[event]).await?;
+        self.announced
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(info.connection_id.clone(), stored.updated_at);
+        Ok(())
     }
 
     /// Pages through one data type: fetch, map, publish, wait for delivery,
@@ -398,7 +418,12 @@ impl Worker {
                 }
             }
             self.publisher.publish_events(&events).await?;
-            if let Some(next) = &page.next_cursor {
+            // An unchanged cursor is not written again (a sync to disk each).
+            if let Some(next) = page
+                .next_cursor
+                .as_ref()
+                .filter(|n| Some(*n) != request.cursor.as_ref())
+            {
                 self.state
                     .save_cursor(&info.connection_id, data_type, next, Timestamp::now())
                     .await?;

@@ -1,0 +1,241 @@
+//! Tributary end to end: `tributary up` (release) against the benchmark
+//! source, until the API returns every record from the store and the search
+//! index agrees.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use crate::procs;
+use crate::source::{Source, tenant_id};
+
+pub const API_KEY: &str = "bench-api-key";
+pub const CREDENTIALS_KEY: &str =
+    "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+
+pub struct Pipeline {
+    pub child: Child,
+    pub api: String,
+}
+
+impl Drop for Pipeline {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+pub fn company(t: usize) -> String {
+    format!("company-{t:03}")
+}
+
+fn free_port() -> u16 {
+    tributary_testkit::free_port()
+}
+
+fn tributary(binary: &Path, config: &Path, args: &[&str]) -> anyhow::Result<String> {
+    let out = Command::new(binary)
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .output()
+        .with_context(|| format!("cannot run {}", binary.display()))?;
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    if !out.status.success() {
+        bail!(
+            "tributary {args:?} failed: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(text)
+}
+
+/// Writes the configuration, adds and authorizes one Xero connection per
+/// tenant, and starts `tributary up`.
+pub fn start(
+    binary: &Path,
+    source: &Source,
+    store_url: Option<&str>,
+    dir: &Path,
+    sync_interval_secs: f64,
+) -> anyhow::Result<Pipeline> {
+    std::fs::create_dir_all(dir)?;
+    let (broker, registry, api) = (free_port(), free_port(), free_port());
+    let config = dir.join("tributary.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = {data:?}\nlog = \"warn\"\n\
+             [broker]\nport = {broker}\n[registry]\nport = {registry}\n\
+             [api]\nlisten = \"127.0.0.1:{api}\"\n\
+             keys = [{{ name = \"bench\", sha256 = \"{key}\", companies = [\"*\"] }}]\n\
+             [store]\nurl = {store:?}\n\
+             [sandbox]\nenabled = false\n\
+             [sync]\ninterval_secs = {sync_interval_secs}\npage_size = 1000\nconcurrency = {companies}\n\
+             [projector]\nbatch_size = 2000\nlinger_ms = 50\n\
+             [xero]\nclient_id = \"bench\"\nclient_secret = \"bench\"\n\
+             authorize_url = \"{url}/authorize\"\ntoken_url = \"{url}/connect/token\"\n\
+             connections_url = \"{url}/connections\"\napi_url = \"{url}/api.xro/2.0\"\n\
+             calls_per_minute = 1000000\ncalls_per_day = 100000000\ncalls_at_once = 5\n\
+             [security]\nallow_private_network = true\ncredentials_key = \"{CREDENTIALS_KEY}\"\n",
+            data = dir.join("data"),
+            key = tributary_api::hash_key(API_KEY),
+            store = store_url.unwrap_or_default(),
+            companies = source.tenants.len().max(1),
+            url = source.url,
+        ),
+    )?;
+    for t in 0..source.tenants.len() {
+        let added = tributary(
+            binary,
+            &config,
+            &[
+                "connections",
+                "add",
+                "xero",
+                "--company",
+                &company(t),
+                "--setting",
+                &format!("tenant_id={}", tenant_id(t)),
+            ],
+        )?;
+        let state = added
+            .split(['?', '&', '\n'])
+            .find_map(|p| p.strip_prefix("state="))
+            .context("no authorization state printed")?
+            .to_string();
+        tributary(
+            binary,
+            &config,
+            &[
+                "connections",
+                "complete",
+                "--source",
+                "xero",
+                "--state",
+                &state,
+                "--code",
+                "bench",
+            ],
+        )?;
+    }
+    let log = std::fs::File::create(dir.join("up.log"))?;
+    let child = Command::new(binary)
+        .arg("--config")
+        .arg(&config)
+        .arg("up")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()?;
+    Ok(Pipeline {
+        child,
+        api: format!("http://127.0.0.1:{api}"),
+    })
+}
+
+pub async fn get(api: &str, path: &str) -> Option<serde_json::Value> {
+    let resp = reqwest::Client::new()
+        .get(format!("{api}{path}"))
+        .bearer_auth(API_KEY)
+        .send()
+        .await
+        .ok()?;
+    if !resp.status().is_success() {
+        return None;
+    }
+    resp.json().await.ok()
+}
+
+/// Invoices stored and indexed, summed over the companies.
+pub async fn invoice_counts(api: &str, companies: usize) -> (i64, i64) {
+    let mut total = (0, 0);
+    for t in 0..companies {
+        let Some(status) = get(api, &format!("/v1/companies/{}/status", company(t))).await else {
+            continue;
+        };
+        if let Some(entry) = status["data_types"]
+            .as_array()
+            .and_then(|a| a.iter().find(|e| e["data_type"] == "invoices"))
+        {
+            total.0 += entry["records"].as_i64().unwrap_or(0);
+            total.1 += entry["indexed"].as_i64().unwrap_or(0);
+        }
+    }
+    total
+}
+
+pub struct E2e {
+    pub startup: Duration,
+    pub sync: Duration,
+    pub cpu_seconds: f64,
+    pub peak_rss: u64,
+    /// Peak RSS per process (name, bytes).
+    pub processes: Vec<(String, u64)>,
+}
+
+/// Runs the pipeline until every record is in the store and the index.
+pub async fn run(
+    binary: &Path,
+    source: &Source,
+    store_url: Option<&str>,
+    dir: &Path,
+    timeout: Duration,
+) -> anyhow::Result<E2e> {
+    let total: i64 = source.tenants.iter().map(|t| t.invoices as i64).sum();
+    let started = Instant::now();
+    let mut pipeline = start(binary, source, store_url, dir, 1.0)?;
+    let pid = pipeline.child.id();
+    let monitor = procs::Monitor::start(pid);
+    while get(&pipeline.api, "/health").await.is_none() {
+        if started.elapsed() > Duration::from_secs(120) || pipeline.child.try_wait()?.is_some() {
+            bail!(
+                "tributary up did not start; see {}",
+                dir.join("up.log").display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let api_up = Instant::now();
+    loop {
+        let (stored, indexed) = invoice_counts(&pipeline.api, source.tenants.len()).await;
+        if stored == total && indexed == total {
+            break;
+        }
+        if api_up.elapsed() > timeout {
+            bail!(
+                "after {timeout:?} the API has {stored} invoices stored and {indexed} indexed of {total}; see {}",
+                dir.join("up.log").display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let done = Instant::now();
+    let tree = procs::tree(pid);
+    let cpu_seconds = tree.iter().map(|p| procs::cpu_seconds(*p)).sum();
+    let processes = tree
+        .iter()
+        .map(|p| {
+            let (_, hwm, name) = procs::memory(*p);
+            (name, hwm)
+        })
+        .collect();
+    let peak_rss = monitor.stop();
+    #[allow(unsafe_code)]
+    // SAFETY: kill(2) on our own child.
+    unsafe {
+        libc::kill(pid as libc::pid_t, libc::SIGTERM);
+    }
+    let _ = pipeline.child.wait();
+    Ok(E2e {
+        startup: api_up - started,
+        sync: done - api_up,
+        cpu_seconds,
+        peak_rss,
+        processes,
+    })
+}

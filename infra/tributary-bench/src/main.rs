@@ -1,0 +1,341 @@
+//! `tributary-bench`: Tributary end to end, each stage alone, the raw
+//! limits, dlt on the same source, and freshness, in one run, printed as one
+//! table. `infra/scripts/bench.sh` builds and runs it; `--quick` is the CI
+//! smoke setting (it checks counts, never times).
+
+mod dlt;
+mod e2e;
+mod freshness;
+mod procs;
+mod source;
+mod stages;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Parser;
+use tributary_schemas::DataType;
+
+#[derive(Parser)]
+#[command(
+    name = "tributary-bench",
+    about = "Tributary's benchmark: one run, one table"
+)]
+struct Args {
+    /// Invoices at the source, over all companies.
+    #[arg(long, default_value_t = 100_000)]
+    records: usize,
+    /// Companies (Xero tenants), each its own connection.
+    #[arg(long, default_value_t = 10)]
+    companies: usize,
+    /// Line items per invoice.
+    #[arg(long, default_value_t = 3)]
+    lines: usize,
+    /// Records the single-stage measurements use (they hold them in memory).
+    #[arg(long, default_value_t = 200_000)]
+    stage_records: usize,
+    /// Changed records a second during the freshness measurement.
+    #[arg(long, default_value_t = 2_000)]
+    freshness_rate: u32,
+    /// How long the freshness measurement changes records.
+    #[arg(long, default_value_t = 30)]
+    freshness_secs: u64,
+    /// The CI smoke setting: small sizes; checks that everything runs and
+    /// every count is right.
+    #[arg(long)]
+    quick: bool,
+    #[arg(long)]
+    skip_dlt: bool,
+    /// The `tributary` binary (default: beside this one).
+    #[arg(long)]
+    tributary: Option<PathBuf>,
+    /// Where the runs keep their data (default: a temporary directory).
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
+}
+
+struct Row {
+    what: String,
+    records: usize,
+    seconds: f64,
+    cpu: Option<f64>,
+    rss: Option<u64>,
+    note: String,
+}
+
+impl Row {
+    fn rate(&self) -> f64 {
+        self.records as f64 / self.seconds.max(1e-9)
+    }
+}
+
+fn mb(bytes: u64) -> String {
+    format!("{:.0}", bytes as f64 / 1_048_576.0)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let mut args = Args::parse();
+    if args.quick {
+        args.records = 2_000;
+        args.companies = 4;
+        args.stage_records = 2_000;
+        args.freshness_rate = 200;
+        args.freshness_secs = 5;
+    }
+    let tributary = match &args.tributary {
+        Some(p) => p.clone(),
+        None => std::env::current_exe()?
+            .parent()
+            .context("no directory for this binary")?
+            .join("tributary"),
+    };
+    anyhow::ensure!(
+        tributary.exists(),
+        "no tributary binary at {} (build it, or pass --tributary)",
+        tributary.display()
+    );
+    let temp = tempfile::tempdir()?;
+    let work = args
+        .work_dir
+        .clone()
+        .unwrap_or_else(|| temp.path().to_path_buf());
+    let cache = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| work.clone())
+        .join(".cache/tributary");
+    let total = args.records;
+    let mut rows: Vec<Row> = Vec::new();
+    let bench_started = Instant::now();
+
+    let source = source::Source::start(args.records, args.companies, args.lines).await?;
+    eprintln!(
+        "bench: source serves {} invoices for {} companies at {}",
+        total, args.companies, source.url
+    );
+    let pg = tokio::task::spawn_blocking(tributary_testkit::PgCluster::start).await?;
+
+    // 1. End to end, SQLite then PostgreSQL.
+    for (store, url) in [("SQLite", None), ("PostgreSQL", Some(pg.url()))] {
+        eprintln!("bench: end to end into {store}");
+        let run = e2e::run(
+            &tributary,
+            &source,
+            url.as_deref(),
+            &work.join(format!("e2e-{}", store.to_lowercase())),
+            Duration::from_secs(3600),
+        )
+        .await?;
+        let per_process: Vec<String> = run
+            .processes
+            .iter()
+            .map(|(name, hwm)| format!("{name} {} MB", mb(*hwm)))
+            .collect();
+        rows.push(Row {
+            what: format!("Tributary end to end, {store} store + search index"),
+            records: total,
+            seconds: run.sync.as_secs_f64(),
+            cpu: Some(run.cpu_seconds),
+            rss: Some(run.peak_rss),
+            note: format!(
+                "start {:.1}s; peak per process: {}",
+                run.startup.as_secs_f64(),
+                per_process.join(", ")
+            ),
+        });
+    }
+
+    // 2 and 3. Each stage alone, and the limits.
+    eprintln!("bench: stages");
+    let (fetch, events) = stages::fetch_and_map(&source, args.stage_records).await?;
+    let n = events.len();
+    anyhow::ensure!(n == args.stage_records.min(total), "kept {n} events");
+    let (encode, decode, encoded) = stages::avro(&events)?;
+    let broker_dir = work.join("stage-broker");
+    let tansu = tributary_broker::find_tansu(None)?;
+    let port = tributary_testkit::free_port();
+    let broker = tokio::task::block_in_place(|| {
+        tributary_broker::LocalBroker::start(&tansu, &broker_dir, port)
+    })?;
+    let mut client = rdkafka::ClientConfig::new();
+    client.set("bootstrap.servers", broker.bootstrap_servers());
+    tributary_broker::ensure_topics(
+        &client,
+        &[DataType::Invoice.topic(), "bench.raw".to_string()],
+        6,
+        1,
+    )
+    .await?;
+    let registry = tributary_registry::Registry::open(
+        &work.join("stage-registry.db"),
+        tributary_registry::Compatibility::Backward,
+    )
+    .await?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let registry_url = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(async move { axum::serve(listener, registry.router()).await });
+    let (publish, consume) = stages::publish_and_consume(&client, &registry_url, &events).await?;
+    let (raw_produce, raw_consume) =
+        tokio::task::block_in_place(|| stages::raw_kafka(&client, "bench.raw", &encoded))?;
+    let batches = stages::batches(&events, 2000);
+    let sqlite = tributary_store_sqlite::SqliteStore::open(&work.join("stage-store.db")).await?;
+    let sqlite_apply = stages::apply("store apply, SQLite", sqlite, &batches).await?;
+    let stage_db = format!("{}_stages", "tributary");
+    pg.create_database(&stage_db);
+    let stage_url = pg.url_for(&stage_db);
+    let postgres = tributary_store_postgres::PostgresStore::connect(&stage_url).await?;
+    let pg_apply = stages::apply(
+        "store apply, PostgreSQL (UNNEST upsert)",
+        postgres,
+        &batches,
+    )
+    .await?;
+    let copy = stages::copy(&stage_url, &events).await?;
+    let (index, _) = tributary_index_tantivy::open(&work.join("stage-index"))?;
+    let index_apply = stages::apply("index apply, tantivy", index, &batches).await?;
+    drop(client);
+    tokio::task::block_in_place(|| broker.stop(Duration::from_secs(10)));
+    for m in [
+        &fetch,
+        &encode,
+        &decode,
+        &publish,
+        &consume,
+        &sqlite_apply,
+        &pg_apply,
+        &index_apply,
+    ] {
+        rows.push(Row {
+            what: format!("stage: {}", m.name),
+            records: m.records,
+            seconds: m.seconds,
+            cpu: None,
+            rss: None,
+            note: String::new(),
+        });
+    }
+    for (m, against) in [
+        (&copy, &pg_apply),
+        (&raw_produce, &publish),
+        (&raw_consume, &consume),
+    ] {
+        rows.push(Row {
+            what: format!("limit: {}", m.name.trim_end_matches(" (limit)")),
+            records: m.records,
+            seconds: m.seconds,
+            cpu: None,
+            rss: None,
+            note: format!(
+                "{} is {:.0}% of this",
+                against.name,
+                100.0 * against.rate() / m.rate()
+            ),
+        });
+    }
+
+    // 4. dlt on the same source into the same PostgreSQL.
+    if !args.skip_dlt {
+        eprintln!("bench: dlt");
+        let dlt_db = "dlt";
+        pg.create_database(dlt_db);
+        let d = dlt::run(&source, &pg.url_for(dlt_db), &cache, &work.join("dlt")).await?;
+        anyhow::ensure!(
+            d.rows == total as i64,
+            "dlt loaded {} invoices of {total}",
+            d.rows
+        );
+        let tributary_pg = rows
+            .iter()
+            .find(|r| r.what.contains("PostgreSQL store"))
+            .map(Row::rate)
+            .unwrap_or(0.0);
+        let dlt_rate = total as f64 / d.seconds;
+        rows.push(Row {
+            what: format!("dlt {} REST API source, PostgreSQL", dlt::DLT_VERSION),
+            records: total,
+            seconds: d.seconds,
+            cpu: Some(d.cpu_seconds),
+            rss: Some(d.peak_rss),
+            note: format!(
+                "Tributary end to end into PostgreSQL is {:.1}x this",
+                tributary_pg / dlt_rate
+            ),
+        });
+    }
+
+    // 5. Freshness, on a pipeline that has loaded everything (SQLite store).
+    eprintln!(
+        "bench: freshness at {} changes/s for {} s",
+        args.freshness_rate, args.freshness_secs
+    );
+    let fresh_dir = work.join("freshness");
+    let mut pipeline = e2e::start(&tributary, &source, None, &fresh_dir, 0.5)?;
+    let started = Instant::now();
+    loop {
+        let (stored, indexed) = e2e::invoice_counts(&pipeline.api, args.companies).await;
+        if stored == total as i64 && indexed == total as i64 {
+            break;
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(3600),
+            "freshness pipeline did not load"
+        );
+        anyhow::ensure!(
+            pipeline.child.try_wait()?.is_none(),
+            "freshness pipeline died; see {}",
+            fresh_dir.display()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let f = freshness::measure(
+        &source,
+        &pipeline.api,
+        args.freshness_rate,
+        Duration::from_secs(args.freshness_secs),
+    )
+    .await;
+    let _ = pipeline.child.kill();
+    let _ = pipeline.child.wait();
+
+    // The table.
+    println!();
+    println!(
+        "Tributary benchmark: {total} invoices ({} lines each) for {} companies; single stages on {n}; {} cores; run took {:.0} s",
+        args.lines,
+        args.companies,
+        std::thread::available_parallelism().map_or(0, |p| p.get()),
+        bench_started.elapsed().as_secs_f64()
+    );
+    println!();
+    println!("| measurement | records | seconds | records/s | CPU s | peak RSS MB | notes |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | --- |");
+    for r in &rows {
+        println!(
+            "| {} | {} | {:.2} | {:.0} | {} | {} | {} |",
+            r.what,
+            r.records,
+            r.seconds,
+            r.rate(),
+            r.cpu.map_or(String::new(), |c| format!("{c:.1}")),
+            r.rss.map_or(String::new(), mb),
+            r.note
+        );
+    }
+    println!(
+        "| freshness at {} changes/s for {} s | {} | | | | | p50 {} ms, p99 {} ms, max {} ms |",
+        args.freshness_rate,
+        args.freshness_secs,
+        f.changes,
+        f.percentile(50.0),
+        f.percentile(99.0),
+        f.delays.last().copied().unwrap_or(0)
+    );
+    anyhow::ensure!(
+        f.seen as u64 == f.changes,
+        "freshness: only {} of {} changes reached the API within 30 s of the last",
+        f.seen,
+        f.changes
+    );
+    Ok(())
+}
