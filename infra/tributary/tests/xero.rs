@@ -238,6 +238,16 @@ async fn xero_from_prism_to_the_api_with_no_secret_in_any_log() {
         "{checked}"
     );
 
+    // Prism ignores `where`: its ACCREC examples fetched as bills were
+    // refused one by one and kept as dead letters, with the reason.
+    let dead = run(&config, &["dlq", "list"]);
+    assert!(
+        dead.lines().any(|l| l.contains("\tmap\t")
+            && l.contains("bills")
+            && l.contains("not a bills type")),
+        "{dead}"
+    );
+
     // A key for another company sees nothing of acme.
     for path in [
         format!("/v1/companies/{company}/status"),

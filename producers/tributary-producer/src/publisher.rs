@@ -139,29 +139,32 @@ impl Publisher {
         self.send_all(outgoing).await
     }
 
-    /// Sends a source record that could not be mapped to the dead-letter
-    /// topic: the raw record as the value, why and where from in headers.
-    pub async fn publish_dead_letter(
+    /// Sends source records that could not be mapped to the dead-letter
+    /// topic, all at once: each raw record as the value, why (`failed` pairs
+    /// a reason with its record) and where from in headers.
+    pub async fn publish_dead_letters(
         &self,
         company_id: &str,
         connection_id: &str,
         data_type: DataType,
-        reason: &str,
-        raw: &serde_json::Value,
+        failed: &[(String, &serde_json::Value)],
     ) -> Result<(), ProducerError> {
-        let payload = serde_json::to_vec(raw).map_err(|e| ProducerError::Schema(e.to_string()))?;
-        self.send_all(vec![Outgoing {
-            topic: dead_letter_topic(),
-            key: company_id.to_string(),
-            payload,
-            headers: vec![
-                (dead_letter::STAGE, "map".to_string()),
-                (dead_letter::REASON, reason.to_string()),
-                (dead_letter::CONNECTION_ID, connection_id.to_string()),
-                (dead_letter::DATA_TYPE, data_type.as_str().to_string()),
-            ],
-        }])
-        .await
+        let mut outgoing = Vec::with_capacity(failed.len());
+        for (reason, raw) in failed {
+            outgoing.push(Outgoing {
+                topic: dead_letter_topic(),
+                key: company_id.to_string(),
+                payload: serde_json::to_vec(raw)
+                    .map_err(|e| ProducerError::Schema(e.to_string()))?,
+                headers: vec![
+                    (dead_letter::STAGE, "map".to_string()),
+                    (dead_letter::REASON, reason.clone()),
+                    (dead_letter::CONNECTION_ID, connection_id.to_string()),
+                    (dead_letter::DATA_TYPE, data_type.as_str().to_string()),
+                ],
+            });
+        }
+        self.send_all(outgoing).await
     }
 
     fn producer(&self) -> FutureProducer {

@@ -382,6 +382,7 @@ impl Worker {
             run.pages_fetched += 1;
             run.records_fetched += page.records.len() as i64;
             let mut events = Vec::with_capacity(page.records.len());
+            let mut dead = Vec::new();
             for raw in &page.records {
                 match connector.map(data_type, raw) {
                     Ok(mapped) => events.push(Event {
@@ -405,17 +406,15 @@ impl Worker {
                     Err(e) => {
                         // A bad record never stops the sync: it is kept, with the reason.
                         metrics::error(&info.source, data_type, "map", &e.to_string());
-                        self.publisher
-                            .publish_dead_letter(
-                                &info.company_id,
-                                &info.connection_id,
-                                data_type,
-                                &e.to_string(),
-                                raw,
-                            )
-                            .await?;
+                        dead.push((e.to_string(), raw));
                     }
                 }
+            }
+            // Dead letters first: the cursor moves only once they are safe too.
+            if !dead.is_empty() {
+                self.publisher
+                    .publish_dead_letters(&info.company_id, &info.connection_id, data_type, &dead)
+                    .await?;
             }
             self.publisher.publish_events(&events).await?;
             // An unchanged cursor is not written again (a sync to disk each).
