@@ -248,6 +248,62 @@ async fn xero_from_prism_to_the_api_with_no_secret_in_any_log() {
         "{dead}"
     );
 
+    // Connections through the API: add (a source without OAuth is linked at
+    // once), refused for a company the key does not cover, then removed.
+    let http = reqwest::Client::new();
+    let sandbox = serde_json::json!({
+        "company_id": "sbx",
+        "source": "sandbox",
+        "settings": {"seed": 1, "records": 5, "generations": 1, "generation_interval_secs": 0,
+                     "epoch_ms": 0, "max_page_size": 10}
+    });
+    let created: Value = http
+        .post(format!("{api}/v1/connections"))
+        .bearer_auth(API_KEY)
+        .json(&sandbox)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(created["connection"]["status"], "linked", "{created}");
+    assert!(created["authorize_url"].is_null());
+    let refused = http
+        .post(format!("{api}/v1/connections"))
+        .bearer_auth(OTHER_KEY)
+        .json(&sandbox)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status().as_u16(), 403);
+    let bad = http
+        .post(format!("{api}/v1/connections"))
+        .bearer_auth(API_KEY)
+        .json(&serde_json::json!({"company_id": "sbx", "source": "nope"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status().as_u16(), 400);
+    assert!(bad.text().await.unwrap().contains("unknown connector"));
+    let sandbox_id = created["connection"]["id"].as_str().unwrap();
+    let removed = http
+        .delete(format!("{api}/v1/connections/{sandbox_id}"))
+        .bearer_auth(API_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(removed.status().as_u16(), 200);
+    let listed = get(&format!("{api}/v1/connections")).await.unwrap();
+    assert!(
+        listed["connections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["id"] == sandbox_id && c["status"] == "unlinked"),
+        "{listed}"
+    );
+
     // A key for another company sees nothing of acme.
     for path in [
         format!("/v1/companies/{company}/status"),
