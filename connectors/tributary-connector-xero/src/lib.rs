@@ -43,7 +43,7 @@ use tributary_connector_api::{
     ConnectionInfo, Connector, ConnectorError, ConnectorFactory, CredentialVault, Credentials,
     Cursor, Fault, MappedRecord, Page, PageRequest, RateLimits,
 };
-use tributary_connector_http::{HttpError, NetworkPolicy, check_url, parse_json_exact, read_body};
+use tributary_connector_http::{NetworkPolicy, check_url, parse_json_exact, read_body};
 use tributary_schemas::{DataType, Timestamp};
 
 pub const NAME: &str = "xero";
@@ -660,10 +660,7 @@ impl Connector for XeroConnector {
         }
         let body = read_body(response, self.app.max_response_bytes)
             .await
-            .map_err(|e| match e {
-                HttpError::TooLarge { .. } => err(Fault::Source, format!("{where_}: {e}")),
-                other => err(Fault::Source, format!("{where_}: {other}")),
-            })?;
+            .map_err(|e| err(Fault::Source, format!("{where_}: {e}")))?;
         let mut body =
             parse_json_exact(&body).map_err(|e| err(Fault::Source, format!("{where_}: {e}")))?;
         let server_time = body

@@ -33,10 +33,6 @@ pub fn company(t: usize) -> String {
     format!("company-{t:03}")
 }
 
-fn free_port() -> u16 {
-    tributary_testkit::free_port()
-}
-
 fn tributary(binary: &Path, config: &Path, args: &[&str]) -> anyhow::Result<String> {
     let out = Command::new(binary)
         .arg("--config")
@@ -64,6 +60,7 @@ pub fn start(
     sync_interval_secs: f64,
 ) -> anyhow::Result<Pipeline> {
     std::fs::create_dir_all(dir)?;
+    use tributary_testkit::free_port;
     let (broker, registry, api) = (free_port(), free_port(), free_port());
     let config = dir.join("tributary.toml");
     std::fs::write(

@@ -181,9 +181,8 @@ async fn main() -> anyhow::Result<()> {
     let batches = stages::batches(&events, 2000);
     let sqlite = tributary_store_sqlite::SqliteStore::open(&work.join("stage-store.db")).await?;
     let sqlite_apply = stages::apply("store apply, SQLite", sqlite, &batches).await?;
-    let stage_db = format!("{}_stages", "tributary");
-    pg.create_database(&stage_db);
-    let stage_url = pg.url_for(&stage_db);
+    pg.create_database("stages");
+    let stage_url = pg.url_for("stages");
     let postgres = tributary_store_postgres::PostgresStore::connect(&stage_url).await?;
     let pg_apply = stages::apply(
         "store apply, PostgreSQL (UNNEST upsert)",

@@ -228,14 +228,17 @@ pub async fn copy(url: &str, events: &[Event]) -> anyhow::Result<Measured> {
     Ok(measured("PostgreSQL COPY (limit)", events.len(), started))
 }
 
-/// A projection that only counts, to time consume + decode alone: from the
-/// first batch (consumer start-up excluded) to the last.
+/// When consuming started (at its first batch, so consumer start-up is
+/// excluded), how many records that batch had, and when the last arrived.
+type Timing = std::sync::Arc<std::sync::Mutex<Option<(Instant, usize, Instant)>>>;
+
+/// A projection that only counts, to time consume + decode alone.
 struct Count {
     seen: usize,
     want: usize,
     done: watch::Sender<bool>,
     first: Option<(Instant, usize)>,
-    finished: Option<Instant>,
+    timing: Timing,
 }
 
 #[async_trait::async_trait]
@@ -248,11 +251,11 @@ impl Projection for Count {
     }
     async fn apply(&mut self, batch: &Batch) -> Result<(), ProjectionError> {
         self.seen += batch.items.len();
-        if self.first.is_none() {
-            self.first = Some((Instant::now(), batch.items.len()));
-        }
-        if self.seen >= self.want && self.finished.is_none() {
-            self.finished = Some(Instant::now());
+        let (first, first_batch) = *self
+            .first
+            .get_or_insert_with(|| (Instant::now(), batch.items.len()));
+        if self.seen >= self.want {
+            *self.timing.lock().unwrap() = Some((first, first_batch, Instant::now()));
             let _ = self.done.send(true);
         }
         Ok(())
@@ -276,16 +279,13 @@ pub async fn publish_and_consume(
     let publish = measured("publish (idempotent, acked)", events.len(), started);
     drop(publisher);
     let (tx, rx) = watch::channel(false);
-    let timing = std::sync::Arc::new(std::sync::Mutex::new(None));
-    let count = CountHandle {
-        inner: Count {
-            seen: 0,
-            want: events.len() + 1,
-            done: tx,
-            first: None,
-            finished: None,
-        },
-        report: std::sync::Arc::clone(&timing),
+    let timing = Timing::default();
+    let count = Count {
+        seen: 0,
+        want: events.len() + 1,
+        done: tx,
+        first: None,
+        timing: std::sync::Arc::clone(&timing),
     };
     let settings = tributary_projector::ProjectorSettings {
         batch_size: 2000,
@@ -307,29 +307,6 @@ pub async fn publish_and_consume(
         seconds: (finished - first).as_secs_f64(),
     };
     Ok((publish, consume))
-}
-
-/// Hands the counter's timing back when the projector loop drops it.
-struct CountHandle {
-    inner: Count,
-    report: std::sync::Arc<std::sync::Mutex<Option<(Instant, usize, Instant)>>>,
-}
-
-#[async_trait::async_trait]
-impl Projection for CountHandle {
-    fn name(&self) -> &'static str {
-        self.inner.name()
-    }
-    async fn checkpoint(&mut self) -> Result<Checkpoint, ProjectionError> {
-        self.inner.checkpoint().await
-    }
-    async fn apply(&mut self, batch: &Batch) -> Result<(), ProjectionError> {
-        self.inner.apply(batch).await?;
-        if let (Some((first, n)), Some(finished)) = (self.inner.first, self.inner.finished) {
-            *self.report.lock().unwrap() = Some((first, n, finished));
-        }
-        Ok(())
-    }
 }
 
 /// librdkafka alone: produce the same encoded bytes, then consume them.

@@ -189,11 +189,7 @@ impl Admin {
     }
 
     fn vault(&self, connection_id: &str) -> Arc<StateVault> {
-        Arc::new(StateVault {
-            state: self.state.clone(),
-            cipher: Arc::clone(&self.cipher),
-            connection_id: connection_id.to_string(),
-        })
+        StateVault::new(&self.state, &self.cipher, connection_id)
     }
 
     async fn stored(&self, id: &str) -> Result<StoredConnection, AdminError> {

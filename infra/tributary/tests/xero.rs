@@ -355,9 +355,13 @@ async fn xero_from_prism_to_the_api_with_no_secret_in_any_log() {
     all_output += &added;
     all_output += &checked;
     all_output += &run(&config, &["config"]);
+    // The scan must see the pipeline's own debug lines, or it proves nothing.
+    let up_log = std::fs::read_to_string(dir.path().join("up.log")).unwrap();
     assert!(
-        all_output.contains("refreshed") || all_output.contains("xero"),
-        "logs were captured"
+        up_log
+            .lines()
+            .any(|l| l.contains(" DEBUG ") && l.contains("source=xero")),
+        "the run's debug log was not captured"
     );
     for secret in &secrets {
         assert!(

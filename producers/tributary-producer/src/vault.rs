@@ -16,6 +16,17 @@ pub struct StateVault {
     pub connection_id: String,
 }
 
+impl StateVault {
+    /// The vault of one connection's credentials.
+    pub fn new(state: &StateStore, cipher: &Arc<Cipher>, connection_id: &str) -> Arc<StateVault> {
+        Arc::new(StateVault {
+            state: state.clone(),
+            cipher: Arc::clone(cipher),
+            connection_id: connection_id.to_string(),
+        })
+    }
+}
+
 fn vault_err(message: impl std::fmt::Display) -> ConnectorError {
     ConnectorError::new("vault", Fault::Internal, message)
 }

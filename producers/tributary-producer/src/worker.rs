@@ -140,18 +140,12 @@ impl Worker {
         }
     }
 
-    /// The vault of one connection's credentials.
-    pub fn vault(&self, connection_id: &str) -> Arc<StateVault> {
-        Arc::new(StateVault {
-            state: self.state.clone(),
-            cipher: Arc::clone(&self.cipher),
-            connection_id: connection_id.to_string(),
-        })
-    }
-
     /// Builds a connection's connector with its vault.
     pub fn build(&self, info: &ConnectionInfo) -> Result<Arc<dyn Connector>, ConnectorError> {
-        self.connectors.build(info, self.vault(&info.connection_id))
+        self.connectors.build(
+            info,
+            StateVault::new(&self.state, &self.cipher, &info.connection_id),
+        )
     }
 
     fn paused_until(&self, connection_id: &str) -> Option<(Instant, String)> {
