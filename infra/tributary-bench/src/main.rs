@@ -155,9 +155,7 @@ async fn main() -> anyhow::Result<()> {
     let broker_dir = work.join("stage-broker");
     let tansu = tributary_broker::find_tansu(None)?;
     let port = tributary_testkit::free_port();
-    let broker = tokio::task::block_in_place(|| {
-        tributary_broker::LocalBroker::start(&tansu, &broker_dir, port)
-    })?;
+    let broker = tributary_broker::LocalBroker::start(&tansu, &broker_dir, port).await?;
     let mut client = rdkafka::ClientConfig::new();
     client.set("bootstrap.servers", broker.bootstrap_servers());
     tributary_broker::ensure_topics(

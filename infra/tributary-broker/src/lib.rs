@@ -47,6 +47,8 @@ pub enum BrokerError {
         seconds: u64,
         log: String,
     },
+    #[error("cannot index the local broker's database {path}: {message}")]
+    Index { path: String, message: String },
     #[error("kafka admin on {bootstrap}: {message}")]
     Admin { bootstrap: String, message: String },
 }
@@ -88,8 +90,13 @@ pub struct LocalBroker {
 
 impl LocalBroker {
     /// Starts Tansu on `127.0.0.1:port` with its SQLite database in
-    /// `data_dir`, and waits until it accepts connections.
-    pub fn start(binary: &Path, data_dir: &Path, port: u16) -> Result<LocalBroker, BrokerError> {
+    /// `data_dir`, waits until it accepts connections, and adds the index its
+    /// database lacks (see [`index_headers`]).
+    pub async fn start(
+        binary: &Path,
+        data_dir: &Path,
+        port: u16,
+    ) -> Result<LocalBroker, BrokerError> {
         std::fs::create_dir_all(data_dir).map_err(|source| BrokerError::DataDir {
             path: data_dir.display().to_string(),
             source,
@@ -118,7 +125,8 @@ impl LocalBroker {
             .arg(format!("tcp://{address}"))
             .arg("--advertised-listener-url")
             .arg(format!("tcp://{address}"))
-            .args(["--storage-engine", "sqlite://tansu.db"])
+            .arg("--storage-engine")
+            .arg(format!("sqlite://{DATABASE}"))
             .stdin(Stdio::null())
             .stdout(Stdio::from(log_file))
             .stderr(Stdio::from(log_err));
@@ -132,12 +140,13 @@ impl LocalBroker {
             address,
             log,
         };
-        broker.wait_ready(Duration::from_secs(30))?;
+        broker.wait_ready(Duration::from_secs(30)).await?;
+        index_headers(&data_dir.join(DATABASE)).await?;
         tracing::info!(address = %broker.address, "local broker ready");
         Ok(broker)
     }
 
-    fn wait_ready(&mut self, timeout: Duration) -> Result<(), BrokerError> {
+    async fn wait_ready(&mut self, timeout: Duration) -> Result<(), BrokerError> {
         let start = Instant::now();
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -156,7 +165,7 @@ impl LocalBroker {
                     log: self.log.display().to_string(),
                 });
             }
-            std::thread::sleep(Duration::from_millis(50));
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
@@ -191,6 +200,45 @@ impl Drop for LocalBroker {
     fn drop(&mut self) {
         self.terminate(Duration::from_secs(5));
     }
+}
+
+/// Tansu's database file, in the broker's data directory.
+const DATABASE: &str = "tansu.db";
+
+/// Tansu 0.6 stores record headers in a table with no index: for every record
+/// a fetch returns it looks up that record's headers by scanning every header
+/// ever stored, so reads get slower as the log grows, and consumers stall
+/// once a fetch takes longer than their timeout (measured in
+/// docs/BENCHMARKS.md). Every tributary event carries a header (its event id),
+/// so we add the index. Tansu has created its tables by the time it accepts
+/// connections, and no client is connected yet, so nothing contends for the
+/// write; the busy timeout covers Tansu's own housekeeping.
+async fn index_headers(db: &Path) -> Result<(), BrokerError> {
+    use sqlx::ConnectOptions;
+    use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
+
+    let index_err = |message: String| BrokerError::Index {
+        path: db.display().to_string(),
+        message,
+    };
+    let mut connection = SqliteConnectOptions::new()
+        .filename(db)
+        .create_if_missing(false)
+        // Tansu's own mode; anything else would rewrite its journal.
+        .journal_mode(SqliteJournalMode::Wal)
+        .busy_timeout(Duration::from_secs(30))
+        .connect()
+        .await
+        .map_err(|e| index_err(e.to_string()))?;
+    sqlx::query(
+        "CREATE INDEX IF NOT EXISTS tributary_header_record ON header (topition, offset_id)",
+    )
+    .execute(&mut connection)
+    .await
+    .map_err(|e| index_err(e.to_string()))?;
+    sqlx::Connection::close(connection)
+        .await
+        .map_err(|e| index_err(e.to_string()))
 }
 
 #[allow(unsafe_code)]

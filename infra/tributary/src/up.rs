@@ -48,9 +48,8 @@ pub async fn up(config: Config) -> anyhow::Result<()> {
     // Broker: the configured cluster, or a local durable one.
     let (local_broker, bootstrap) = if config.kafka.bootstrap_servers.is_empty() {
         let binary = find_tansu(config.broker.tansu_binary.as_deref())?;
-        let broker = tokio::task::block_in_place(|| {
-            LocalBroker::start(&binary, &data_dir.join("broker"), config.broker.port)
-        })?;
+        let broker =
+            LocalBroker::start(&binary, &data_dir.join("broker"), config.broker.port).await?;
         let bootstrap = broker.bootstrap_servers().to_string();
         (Some(broker), bootstrap)
     } else {

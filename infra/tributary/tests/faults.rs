@@ -134,12 +134,16 @@ async fn broker_stopped_and_restarted_mid_sync() {
     let tansu = tributary_broker::find_tansu(None).expect("tansu must be installed for this test");
     let port = free_port();
     let broker_dir = dir.path().join("broker");
-    let broker = tributary_broker::LocalBroker::start(&tansu, &broker_dir, port).unwrap();
+    let broker = tributary_broker::LocalBroker::start(&tansu, &broker_dir, port)
+        .await
+        .unwrap();
     let address = broker.bootstrap_servers().to_string();
     let pipeline = start(dir.path(), &cluster.url(), Some(&address));
     wait_for_first_records(&pipeline.api, dir.path()).await;
     broker.stop(Duration::from_secs(5));
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let _broker = tributary_broker::LocalBroker::start(&tansu, &broker_dir, port).unwrap();
+    let _broker = tributary_broker::LocalBroker::start(&tansu, &broker_dir, port)
+        .await
+        .unwrap();
     converges_and_stops(pipeline, dir.path()).await;
 }
