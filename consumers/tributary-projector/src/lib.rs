@@ -309,6 +309,10 @@ pub async fn run<P: Projection>(
         ("fetch.wait.max.ms", "50"),
         ("session.timeout.ms", "6000"),
         ("heartbeat.interval.ms", "1000"),
+        // Prefetch at most 16 MiB (librdkafka's default is 64 MiB per
+        // consumer): a few batches ahead is enough, and memory stays flat
+        // however far the projection is behind.
+        ("queued.max.messages.kbytes", "16384"),
     ] {
         if config.get(key).is_none() {
             config.set(key, default);

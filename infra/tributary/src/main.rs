@@ -9,6 +9,13 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tributary_config::Config;
 
+/// mimalloc rather than glibc's allocator: with librdkafka's and tokio's many
+/// threads, glibc kept a growing set of per-thread arenas and the process's
+/// memory grew with the records it had handled (453 MB peak at 100,000
+/// invoices against 256 MB with arenas capped; docs/BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "tributary",
