@@ -69,10 +69,12 @@ pub enum ProjectionError {
     /// The store is unreachable or busy: the loop retries the same batch.
     #[error("{projection}: store unavailable: {message}")]
     Unavailable { projection: String, message: String },
-    /// The store refused the data itself: the loop stops rather than skip
-    /// or corrupt anything.
-    #[error("{projection}: {message}")]
-    Fatal { projection: String, message: String },
+    /// The store refused the data itself (a value it cannot hold, a broken
+    /// constraint): retrying cannot help. The loop applies the batch's items
+    /// one by one, sends each refused one to the dead-letter topic and moves
+    /// on, so one bad record never stops its partition.
+    #[error("{projection}: refused: {message}")]
+    Rejected { projection: String, message: String },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -229,33 +231,56 @@ impl Decoder {
     }
 }
 
-/// Sends messages a projection cannot decode to the dead-letter topic, with
-/// where they came from, so the partition keeps flowing and an operator can
-/// inspect and replay them (`tributary dlq`).
-struct DeadLetters {
-    producer: FutureProducer,
-    projection: &'static str,
+/// A message as it was read, kept until its batch is applied, so that a
+/// record the store refuses can still be dead-lettered byte for byte.
+#[derive(Debug, Clone)]
+struct Raw {
+    topic: String,
+    partition: i32,
+    offset: i64,
+    key: Option<Vec<u8>>,
+    payload: Vec<u8>,
+    replays: String,
 }
 
-impl DeadLetters {
-    async fn send(&self, message: &BorrowedMessage<'_>, reason: &str) -> Result<(), String> {
+impl Raw {
+    fn of(message: &BorrowedMessage<'_>) -> Raw {
         let replays = message
             .headers()
             .and_then(|h| h.iter().find(|h| h.key == dead_letter::REPLAYS))
             .and_then(|h| h.value)
             .map(|v| String::from_utf8_lossy(v).to_string())
             .unwrap_or_else(|| "0".into());
+        Raw {
+            topic: message.topic().to_string(),
+            partition: message.partition(),
+            offset: message.offset(),
+            key: message.key().map(<[u8]>::to_vec),
+            payload: message.payload().unwrap_or_default().to_vec(),
+            replays,
+        }
+    }
+}
+
+/// Sends messages a projection cannot decode, or its store refuses, to the
+/// dead-letter topic with where they came from, so the partition keeps
+/// flowing and an operator can inspect and replay them (`tributary dlq`).
+struct DeadLetters {
+    producer: FutureProducer,
+    projection: &'static str,
+}
+
+impl DeadLetters {
+    /// `stage`: `decode` or `store`.
+    async fn send(&self, raw: &Raw, stage: &str, reason: &str) -> Result<(), String> {
         let fields = [
-            (dead_letter::STAGE, "decode".to_string()),
+            (dead_letter::STAGE, stage.to_string()),
             (dead_letter::REASON, reason.to_string()),
             (dead_letter::PROJECTION, self.projection.to_string()),
-            (dead_letter::SOURCE_TOPIC, message.topic().to_string()),
-            (
-                dead_letter::SOURCE_PARTITION,
-                message.partition().to_string(),
-            ),
-            (dead_letter::SOURCE_OFFSET, message.offset().to_string()),
-            (dead_letter::REPLAYS, replays),
+            (dead_letter::SOURCE_TOPIC, raw.topic.clone()),
+            (dead_letter::SOURCE_PARTITION, raw.partition.to_string()),
+            (dead_letter::SOURCE_OFFSET, raw.offset.to_string()),
+            (dead_letter::REPLAYS, raw.replays.clone()),
         ];
         let mut headers = OwnedHeaders::new();
         for (key, value) in &fields {
@@ -266,10 +291,10 @@ impl DeadLetters {
         }
         let topic = dead_letter_topic();
         let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&topic)
-            .payload(message.payload().unwrap_or_default())
+            .payload(raw.payload.as_slice())
             .headers(headers);
-        if let Some(key) = message.key() {
-            record = record.key(key);
+        if let Some(key) = &raw.key {
+            record = record.key(key.as_slice());
         }
         self.producer
             .send(record, Duration::from_secs(30))
@@ -278,11 +303,39 @@ impl DeadLetters {
             .map_err(|(e, _)| {
                 format!(
                     "cannot dead-letter {}/{}@{}: {e}",
-                    message.topic(),
-                    message.partition(),
-                    message.offset()
+                    raw.topic, raw.partition, raw.offset
                 )
             })
+    }
+
+    /// Sends until the broker takes it; false when shutdown came first. The
+    /// position must not move past a message that is nowhere.
+    async fn send_until_done(
+        &self,
+        raw: &Raw,
+        stage: &str,
+        reason: &str,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> bool {
+        loop {
+            match self.send(raw, stage, reason).await {
+                Ok(()) => {
+                    metrics::dead_lettered(
+                        self.projection,
+                        stage,
+                        &raw.topic,
+                        reason,
+                        raw.partition,
+                        raw.offset,
+                    );
+                    return true;
+                }
+                Err(e) => metrics::error(self.projection, "dead_letter", &e),
+            }
+            if wait_or_shutdown(shutdown, Duration::from_secs(1)).await {
+                return false;
+            }
+        }
     }
 }
 
@@ -389,7 +442,7 @@ pub async fn run<P: Projection>(
     let mut positions = checkpoint;
     let mut last_lag = Instant::now();
     loop {
-        let Some(batch) =
+        let Some((batch, raws)) =
             next_batch(&consumer, &decoder, &dead_letters, &settings, &mut shutdown).await?
         else {
             return Ok(());
@@ -399,7 +452,7 @@ pub async fn run<P: Projection>(
         }
         let started = Instant::now();
         let span = tracing::info_span!("apply", projection = name, items = batch.items.len(), positions = ?batch.positions);
-        if !apply_until_done(&mut projection, &batch, &mut shutdown)
+        if !apply_until_done(&mut projection, &batch, &raws, &dead_letters, &mut shutdown)
             .instrument(span)
             .await?
         {
@@ -417,24 +470,97 @@ pub async fn run<P: Projection>(
     }
 }
 
-/// Applies `batch`, retrying while the store is unavailable: a batch is
-/// never skipped. False when shutdown came first.
-async fn apply_until_done<P: Projection>(
+/// What became of one apply.
+enum Outcome {
+    Applied,
+    /// The store refused the data; the reason.
+    Rejected(String),
+    Shutdown,
+}
+
+/// Applies `batch`, retrying while the store is unavailable.
+async fn apply_retrying<P: Projection>(
     projection: &mut P,
     batch: &Batch,
     shutdown: &mut watch::Receiver<bool>,
-) -> Result<bool, ProjectorError> {
+) -> Outcome {
     loop {
         match projection.apply(batch).await {
-            Ok(()) => return Ok(true),
-            Err(e @ ProjectionError::Fatal { .. }) => return Err(e.into()),
+            Ok(()) => return Outcome::Applied,
+            Err(ProjectionError::Rejected { message, .. }) => return Outcome::Rejected(message),
             Err(e) => {
                 metrics::error(projection.name(), "apply", &e.to_string());
                 if wait_or_shutdown(shutdown, Duration::from_secs(1)).await {
+                    return Outcome::Shutdown;
+                }
+            }
+        }
+    }
+}
+
+/// Applies `batch` (whose items came from `raws`, one for one): a batch is
+/// never skipped. When the store refuses it, the items are applied one at a
+/// time and each refused one goes to the dead-letter topic (stage `store`)
+/// before the checkpoint moves past it. False when shutdown came first.
+async fn apply_until_done<P: Projection>(
+    projection: &mut P,
+    batch: &Batch,
+    raws: &[Raw],
+    dead_letters: &DeadLetters,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<bool, ProjectorError> {
+    let reason = match apply_retrying(projection, batch, shutdown).await {
+        Outcome::Applied => return Ok(true),
+        Outcome::Shutdown => return Ok(false),
+        Outcome::Rejected(reason) => reason,
+    };
+    let name = projection.name();
+    tracing::warn!(projection = name, items = batch.items.len(), error = %reason, "store refused a batch; applying its items one by one");
+    for (item, raw) in batch.items.iter().zip(raws) {
+        let position = Checkpoint::from([((item.topic.clone(), item.partition), item.offset + 1)]);
+        let one = Batch {
+            items: vec![item.clone()],
+            positions: position.clone(),
+        };
+        match apply_retrying(projection, &one, shutdown).await {
+            Outcome::Applied => continue,
+            Outcome::Shutdown => return Ok(false),
+            Outcome::Rejected(reason) => {
+                if !dead_letters
+                    .send_until_done(raw, "store", &reason, shutdown)
+                    .await
+                {
                     return Ok(false);
                 }
             }
         }
+        if !apply_positions(projection, position, shutdown).await? {
+            return Ok(false);
+        }
+    }
+    // Messages dead-lettered at decode have positions but no items.
+    apply_positions(projection, batch.positions.clone(), shutdown).await
+}
+
+/// Stores `positions` alone, moving the checkpoint past messages that are
+/// in the dead-letter topic. A store that refuses even that is broken.
+async fn apply_positions<P: Projection>(
+    projection: &mut P,
+    positions: Checkpoint,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<bool, ProjectorError> {
+    let empty = Batch {
+        items: Vec::new(),
+        positions,
+    };
+    match apply_retrying(projection, &empty, shutdown).await {
+        Outcome::Applied => Ok(true),
+        Outcome::Shutdown => Ok(false),
+        Outcome::Rejected(message) => Err(ProjectionError::Rejected {
+            projection: projection.name().to_string(),
+            message: format!("even a checkpoint alone: {message}"),
+        }
+        .into()),
     }
 }
 
@@ -448,16 +574,17 @@ async fn wait_or_shutdown(shutdown: &mut watch::Receiver<bool>, delay: Duration)
 }
 
 /// Reads up to `batch_size` messages, waiting at most `linger` after the
-/// first one. `None` on shutdown.
+/// first one, with the raw message behind each item. `None` on shutdown.
 async fn next_batch(
     consumer: &StreamConsumer<ProjectorContext>,
     decoder: &Decoder,
     dead_letters: &DeadLetters,
     settings: &ProjectorSettings,
     shutdown: &mut watch::Receiver<bool>,
-) -> Result<Option<Batch>, ProjectorError> {
+) -> Result<Option<(Batch, Vec<Raw>)>, ProjectorError> {
     let name = dead_letters.projection;
     let mut batch = Batch::default();
+    let mut raws = Vec::new();
     let first = tokio::select! {
         m = consumer.recv() => m,
         _ = shutdown.changed() => return Ok(None),
@@ -479,11 +606,8 @@ async fn next_batch(
                 break;
             }
         };
-        let (topic, partition, offset) = (
-            message.topic().to_string(),
-            message.partition(),
-            message.offset(),
-        );
+        let raw = Raw::of(&message);
+        let (topic, partition, offset) = (raw.topic.clone(), raw.partition, raw.offset);
         loop {
             match decoder.decode(&topic, message.payload()).await {
                 Ok(change) => {
@@ -493,17 +617,18 @@ async fn next_batch(
                         offset,
                         change,
                     });
+                    raws.push(raw);
                     break;
                 }
                 Err(DecodeError::Poison(reason)) => {
                     // Kept in the dead-letter topic before the position moves past it.
-                    match dead_letters.send(&message, &reason).await {
-                        Ok(()) => {
-                            metrics::dead_lettered(name, &topic, &reason, partition, offset);
-                            break;
-                        }
-                        Err(e) => metrics::error(name, "dead_letter", &e),
+                    if !dead_letters
+                        .send_until_done(&raw, "decode", &reason, shutdown)
+                        .await
+                    {
+                        return Ok(None);
                     }
+                    break;
                 }
                 Err(DecodeError::Retry(reason)) => metrics::error(
                     name,
@@ -523,7 +648,7 @@ async fn next_batch(
             .await
             .ok();
     }
-    Ok(Some(batch))
+    Ok(Some((batch, raws)))
 }
 
 async fn partitions_of(

@@ -25,6 +25,7 @@ pub fn error(projection: &'static str, kind: &'static str, message: &str) {
 /// Logs and counts a message sent to the dead-letter topic.
 pub fn dead_lettered(
     projection: &'static str,
+    stage: &str,
     topic: &str,
     reason: &str,
     partition: i32,
@@ -32,11 +33,18 @@ pub fn dead_lettered(
 ) {
     tracing::warn!(
         projection,
+        stage,
         topic,
         partition,
         offset,
         reason,
         "message dead-lettered"
     );
-    counter!("tributary_projector_dead_letters_total", "projection" => projection, "topic" => topic.to_string()).increment(1);
+    counter!(
+        "tributary_projector_dead_letters_total",
+        "projection" => projection,
+        "stage" => stage.to_string(),
+        "topic" => topic.to_string()
+    )
+    .increment(1);
 }

@@ -17,6 +17,7 @@
 //! is thus either applied whole with its checkpoint, or skipped.
 
 use std::collections::{BTreeMap, HashMap};
+use tributary_telemetry::crash_point;
 
 use async_trait::async_trait;
 use sqlx::postgres::{PgPool, PgPoolOptions};
@@ -44,6 +45,27 @@ fn unavailable(e: sqlx::Error) -> ProjectionError {
     ProjectionError::Unavailable {
         projection: PROJECTION.into(),
         message: e.to_string(),
+    }
+}
+
+/// Why a batch failed: the data itself (SQLSTATE classes 22 data exception,
+/// e.g. a NUL character, which PostgreSQL text and jsonb cannot hold; 23
+/// integrity constraint; 54 program limit, e.g. a value too large), which no
+/// retry can fix, or anything else, which a retry may.
+fn apply_error(e: sqlx::Error) -> ProjectionError {
+    let refused = match &e {
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|code| ["22", "23", "54"].iter().any(|c| code.starts_with(c))),
+        _ => false,
+    };
+    if refused {
+        ProjectionError::Rejected {
+            projection: PROJECTION.into(),
+            message: e.to_string(),
+        }
+    } else {
+        unavailable(e)
     }
 }
 
@@ -135,7 +157,10 @@ impl PostgresStore {
         .bind(&offsets)
         .execute(&mut *tx)
         .await?;
-        tx.commit().await
+        crash_point("store.before_commit");
+        tx.commit().await?;
+        crash_point("store.after_commit");
+        Ok(())
     }
 }
 
@@ -230,7 +255,7 @@ async fn upsert_records(
          ON CONFLICT (company_id, data_type, record_id) DO UPDATE SET \
            connection_id = excluded.connection_id, source = excluded.source, event_id = excluded.event_id, \
            source_modified_at = excluded.source_modified_at, fetched_at = excluded.fetched_at, \
-           deleted = excluded.deleted, data = excluded.data \
+           deleted = excluded.deleted, data = excluded.data, applies = records.applies + 1 \
          WHERE excluded.source_modified_at > records.source_modified_at",
     )
     .bind(&c.company_id)
@@ -434,7 +459,7 @@ impl Projection for PostgresStore {
     }
 
     async fn apply(&mut self, batch: &Batch) -> Result<(), ProjectionError> {
-        self.apply_batch(batch).await.map_err(unavailable)
+        self.apply_batch(batch).await.map_err(apply_error)
     }
 }
 

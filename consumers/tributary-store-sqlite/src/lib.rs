@@ -12,6 +12,7 @@
 
 use std::path::Path;
 use std::time::Duration;
+use tributary_telemetry::crash_point;
 
 use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -39,6 +40,28 @@ fn unavailable(e: sqlx::Error) -> ProjectionError {
     ProjectionError::Unavailable {
         projection: PROJECTION.into(),
         message: e.to_string(),
+    }
+}
+
+/// Why a batch failed: the data itself (SQLite's TOOBIG, CONSTRAINT and
+/// MISMATCH result codes), which no retry can fix, or anything else (a busy
+/// or full database, an I/O error), which a retry may.
+fn apply_error(e: sqlx::Error) -> ProjectionError {
+    let refused = match &e {
+        sqlx::Error::Database(db) => db
+            .code()
+            .and_then(|code| code.parse::<i32>().ok())
+            // Extended result codes carry the primary one in the low byte.
+            .is_some_and(|code| matches!(code & 0xff, 18..=20)),
+        _ => false,
+    };
+    if refused {
+        ProjectionError::Rejected {
+            projection: PROJECTION.into(),
+            message: e.to_string(),
+        }
+    } else {
+        unavailable(e)
     }
 }
 
@@ -106,7 +129,10 @@ impl SqliteStore {
             .execute(&mut *tx)
             .await?;
         }
-        tx.commit().await
+        crash_point("store.before_commit");
+        tx.commit().await?;
+        crash_point("store.after_commit");
+        Ok(())
     }
 }
 
@@ -258,7 +284,7 @@ async fn upsert_record(tx: &mut sqlx::SqliteConnection, event: &Event) -> Result
          ON CONFLICT (company_id, data_type, record_id) DO UPDATE SET \
            connection_id = excluded.connection_id, source = excluded.source, event_id = excluded.event_id, \
            source_modified_at = excluded.source_modified_at, fetched_at = excluded.fetched_at, \
-           deleted = excluded.deleted, data = excluded.data \
+           deleted = excluded.deleted, data = excluded.data, applies = records.applies + 1 \
          WHERE excluded.source_modified_at > records.source_modified_at",
     )
     .bind(&event.company_id)
@@ -328,6 +354,6 @@ impl Projection for SqliteStore {
     }
 
     async fn apply(&mut self, batch: &Batch) -> Result<(), ProjectionError> {
-        self.apply_batch(batch).await.map_err(unavailable)
+        self.apply_batch(batch).await.map_err(apply_error)
     }
 }

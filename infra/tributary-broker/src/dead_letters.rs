@@ -201,15 +201,17 @@ pub enum ReplayError {
     Failed(BrokerError),
 }
 
-/// Sends a `decode` dead letter back to the topic it was read from, with
-/// its replay count raised. Refuses once it was replayed
+/// Sends a `decode` or `store` dead letter back to the topic it was read
+/// from, with its replay count raised. Refuses once it was replayed
 /// [`dead_letter::MAX_REPLAYS`] times, so a message that always fails
 /// cannot loop, and refuses `map` dead letters, which need their connector.
+/// A replayed message reaches every projection again; those that applied it
+/// before ignore it (same version).
 pub async fn replay(client: &ClientConfig, letter: &DeadLetter) -> Result<String, ReplayError> {
     let at = format!("{}@{}", letter.partition, letter.offset);
-    if letter.header(dead_letter::STAGE) != "decode" {
+    if !["decode", "store"].contains(&letter.header(dead_letter::STAGE)) {
         return Err(ReplayError::Refused(format!(
-            "dead letter {at} is from stage {:?}: only decode-stage letters can be replayed; a map-stage record is fetched again by the next sync once its connector is fixed",
+            "dead letter {at} is from stage {:?}: only decode- and store-stage letters can be replayed; a map-stage record is fetched again by the next sync once its connector is fixed",
             letter.header(dead_letter::STAGE)
         )));
     }
@@ -294,7 +296,7 @@ mod tests {
         let err = replay(&client, &letter("map", 0)).await.unwrap_err();
         assert!(
             err.to_string()
-                .contains("only decode-stage letters can be replayed"),
+                .contains("only decode- and store-stage letters can be replayed"),
             "{err}"
         );
     }

@@ -109,9 +109,9 @@ enum ApiKeyAction {
 enum DlqAction {
     /// List every dead letter: where it is, stage, reason, origin, replays.
     List,
-    /// Send decode-stage dead letters back to the topic they came from.
+    /// Send decode- and store-stage dead letters back to the topic they came from.
     Replay {
-        /// Replay every decode-stage dead letter not replayed by an earlier --all.
+        /// Replay every decode- and store-stage dead letter not replayed by an earlier --all.
         #[arg(long, conflicts_with = "at")]
         all: bool,
         /// Replay the dead letter at PARTITION@OFFSET of the dead-letter topic (repeatable).
@@ -310,7 +310,7 @@ async fn dlq(config: &Config, action: DlqAction) -> anyhow::Result<()> {
             let wanted: Vec<&dead_letters::DeadLetter> = if all {
                 letters
                     .iter()
-                    .filter(|l| !l.replayed && l.header(h::STAGE) == "decode")
+                    .filter(|l| !l.replayed && ["decode", "store"].contains(&l.header(h::STAGE)))
                     .collect()
             } else {
                 at.iter()

@@ -37,6 +37,8 @@ fn setup(store_url: Option<&str>) -> Setup {
         generation_interval_secs: 8,
         epoch_ms,
         max_page_size: 5,
+        fail_every: 0,
+        failure: Default::default(),
     };
     let config = dir.path().join("tributary.toml");
     std::fs::write(
@@ -267,6 +269,10 @@ async fn end_to_end(store_url: Option<&str>, check_standard_clients: bool) {
         );
     }
 
+    if store_url.is_some() {
+        store_refusals_go_to_dead_letters(&setup).await;
+    }
+
     if check_standard_clients {
         poison_messages_go_to_dead_letters_and_replay(&setup).await;
         assert_eq!(
@@ -434,4 +440,95 @@ async fn poison_messages_go_to_dead_letters_and_replay(setup: &Setup) {
         stdout.lines().all(|l| !l.contains("(replay 1)")),
         "old letters are not sent again: {stdout}"
     );
+}
+
+/// A record PostgreSQL cannot hold (a NUL character, which jsonb refuses)
+/// followed by a good one for the same company, so in the same partition:
+/// the store sets the first aside (stage `store`) and applies the second,
+/// and the partition keeps flowing.
+async fn store_refusals_go_to_dead_letters(setup: &Setup) {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{ClientConfig, Message};
+    use tributary_projector::{Change, Decoder};
+
+    let mut client = ClientConfig::new();
+    client.set("bootstrap.servers", &setup.bootstrap);
+    // A real invoice event, as a template.
+    let invoices = DataType::Invoice.topic();
+    let template = {
+        let mut config = client.clone();
+        config
+            .set("group.id", "e2e-template")
+            .set("fetch.wait.max.ms", "50");
+        let consumer: BaseConsumer = config.create().unwrap();
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        for p in 0..3 {
+            tpl.add_partition_offset(&invoices, p, rdkafka::Offset::Beginning)
+                .unwrap();
+        }
+        consumer.assign(&tpl).unwrap();
+        drop(tpl);
+        let payload = loop {
+            if let Some(m) = consumer.poll(Duration::from_secs(1)) {
+                break m.unwrap().payload().unwrap().to_vec();
+            }
+        };
+        let Change::Record(event) = Decoder::new(&setup.registry)
+            .decode(&invoices, Some(&payload))
+            .await
+            .unwrap()
+        else {
+            panic!("not a record")
+        };
+        event
+    };
+    let company = "refusals";
+    let event = |id: &str, reference: &str| {
+        let mut event = template.clone();
+        event.company_id = company.into();
+        event.source_record_id = id.into();
+        event.event_id = format!("{company}-{id}");
+        let Some(Record::Invoice(invoice)) = event.record.as_mut() else {
+            panic!("not an invoice")
+        };
+        invoice.id = id.into();
+        invoice.reference = Some(reference.into());
+        event
+    };
+    let publisher = tributary_producer::Publisher::new(&client, &setup.registry).unwrap();
+    publisher
+        .publish_events(&[event("nul-1", "before\u{0}after"), event("good-1", "fine")])
+        .await
+        .unwrap();
+
+    let rows = wait_for_dead_letters(setup, 1).await;
+    let row = &rows[0];
+    assert_eq!(
+        (row[1].as_str(), row[2].as_str()),
+        ("store", "sql-store"),
+        "{row:?}"
+    );
+    assert!(
+        row[3].starts_with(&format!("{invoices}/")),
+        "origin {row:?}"
+    );
+    assert!(row[6].contains("Unicode"), "the reason says what: {row:?}");
+    let one = |id: &str| format!("{}/v1/companies/{company}/data/invoices/{id}", setup.api);
+    let started = Instant::now();
+    while get(&one("good-1")).await.is_none() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the good record after the refused one was not stored\n{}",
+            logs(setup.dir.path())
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        get(&one("nul-1")).await.is_none(),
+        "the refused record is not stored"
+    );
+    let search = get(&format!("{}/v1/search?q=fine&company={company}", setup.api))
+        .await
+        .unwrap();
+    assert_eq!(search["hits"].as_array().unwrap().len(), 1, "{search}");
 }

@@ -372,14 +372,15 @@ pub fn dead_letter_topic() -> String {
 
 /// Header names of dead-letter messages.
 pub mod dead_letter {
-    /// `map` (a connector could not map a source record) or `decode` (a
-    /// projector could not decode a message).
+    /// `map` (a connector could not map a source record), `decode` (a
+    /// projector could not decode a message) or `store` (a projection's
+    /// store refused a decoded record, e.g. a value it cannot hold).
     pub const STAGE: &str = "tributary.stage";
     /// What went wrong, in words.
     pub const REASON: &str = "tributary.reason";
-    /// `decode`: the projection that gave up on the message.
+    /// `decode` and `store`: the projection that gave up on the message.
     pub const PROJECTION: &str = "tributary.projection";
-    /// `decode`: where the message was read.
+    /// `decode` and `store`: where the message was read.
     pub const SOURCE_TOPIC: &str = "tributary.source.topic";
     pub const SOURCE_PARTITION: &str = "tributary.source.partition";
     pub const SOURCE_OFFSET: &str = "tributary.source.offset";
