@@ -13,6 +13,7 @@
 pub mod limits;
 pub mod metrics;
 pub mod publisher;
+pub mod recent;
 pub mod secrets;
 pub mod state;
 pub mod vault;

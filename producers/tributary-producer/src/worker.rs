@@ -9,9 +9,11 @@ use tributary_connector_api::{
     ConnectionInfo, Connector, ConnectorError, ConnectorRegistry, Fault, Page, PageRequest,
 };
 use tributary_schemas::{DataType, Event, Record, SyncRunEvent, Timestamp, event_id};
+use tributary_telemetry::crash_point;
 
 use crate::limits::{Limiter, Limiters};
 use crate::publisher::Publisher;
+use crate::recent::Recent;
 use crate::secrets::Cipher;
 use crate::state::{StateStore, StoredConnection};
 use crate::vault::StateVault;
@@ -118,6 +120,8 @@ pub struct Worker {
     /// The version of each connection's record this worker published last:
     /// it is published again only when it changes.
     announced: std::sync::Mutex<HashMap<String, Timestamp>>,
+    /// Versions published lately, not sent again when a source re-serves them.
+    recent: Recent,
 }
 
 impl Worker {
@@ -137,6 +141,7 @@ impl Worker {
             limiters: Arc::new(Limiters::default()),
             paused: std::sync::Mutex::new(HashMap::new()),
             announced: std::sync::Mutex::new(HashMap::new()),
+            recent: Recent::default(),
         }
     }
 
@@ -410,7 +415,13 @@ impl Worker {
                     .publish_dead_letters(&info.company_id, &info.connection_id, data_type, &dead)
                     .await?;
             }
+            let events = self
+                .recent
+                .unpublished(&info.connection_id, data_type, events);
             self.publisher.publish_events(&events).await?;
+            self.recent
+                .published(&info.connection_id, data_type, &events);
+            crash_point("worker.after_publish");
             // An unchanged cursor is not written again (a sync to disk each).
             if let Some(next) = page
                 .next_cursor
