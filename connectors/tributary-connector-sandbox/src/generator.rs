@@ -33,6 +33,26 @@ pub struct SandboxSettings {
     /// Records per page (the source's own page size limit).
     #[serde(default = "default_page_size")]
     pub max_page_size: u32,
+    /// Every n-th page request fails the way a real API's do (0: never), so
+    /// tests can show the runtime's retries lose and repeat nothing.
+    #[serde(default)]
+    pub fail_every: u32,
+    /// How those requests fail.
+    #[serde(default)]
+    pub failure: SourceFailure,
+}
+
+/// How a failing sandbox request fails.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceFailure {
+    /// HTTP 429 with `Retry-After: 1`.
+    RateLimited,
+    /// HTTP 500.
+    #[default]
+    ServerError,
+    /// No answer: the request gives up after 2 seconds.
+    Timeout,
 }
 
 fn default_seed() -> u64 {

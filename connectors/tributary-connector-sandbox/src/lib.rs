@@ -11,6 +11,8 @@
 pub mod generator;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -21,7 +23,7 @@ use tributary_connector_api::{
 use tributary_schemas::model::*;
 use tributary_schemas::{DataType, Record, Timestamp};
 
-pub use generator::{DATA_TYPES, Generator, SandboxSettings, Version};
+pub use generator::{DATA_TYPES, Generator, SandboxSettings, SourceFailure, Version};
 
 pub const NAME: &str = "sandbox";
 
@@ -37,13 +39,38 @@ struct RawRecord {
 
 pub struct SandboxConnector {
     generator: Generator,
+    /// Page requests so far, for `fail_every`.
+    requests: AtomicU32,
 }
 
 impl SandboxConnector {
     pub fn new(settings: SandboxSettings, company_id: &str) -> Self {
         SandboxConnector {
             generator: Generator::new(settings, company_id),
+            requests: AtomicU32::new(0),
         }
+    }
+
+    /// Fails this request if it is one of every `fail_every`.
+    async fn maybe_fail(&self) -> Result<(), ConnectorError> {
+        let every = self.generator.settings.fail_every;
+        let n = self.requests.fetch_add(1, Ordering::Relaxed) + 1;
+        if every == 0 || !n.is_multiple_of(every) {
+            return Ok(());
+        }
+        Err(match self.generator.settings.failure {
+            SourceFailure::RateLimited => {
+                Self::err(Fault::RateLimited, "429 Too Many Requests (injected)")
+                    .with_retry_after(Duration::from_secs(1))
+            }
+            SourceFailure::ServerError => {
+                Self::err(Fault::Source, "500 Internal Server Error (injected)")
+            }
+            SourceFailure::Timeout => {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                Self::err(Fault::Source, "no answer within 2 s (injected)")
+            }
+        })
     }
 
     fn err(fault: Fault, message: impl std::fmt::Display) -> ConnectorError {
@@ -79,6 +106,7 @@ impl Connector for SandboxConnector {
     }
 
     async fn fetch_page(&self, request: &PageRequest) -> Result<Page, ConnectorError> {
+        self.maybe_fail().await?;
         if !DATA_TYPES.contains(&request.data_type) {
             return Err(Self::err(
                 Fault::User,

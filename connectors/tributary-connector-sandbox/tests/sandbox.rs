@@ -14,6 +14,8 @@ fn settings(records: u32) -> SandboxSettings {
         generation_interval_secs: 60,
         epoch_ms: EPOCH,
         max_page_size: 25,
+        fail_every: 0,
+        failure: Default::default(),
     }
 }
 

@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use tributary_telemetry::crash_point;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -356,7 +357,9 @@ impl IndexProjection {
             &serde_json::to_string(&payload)
                 .map_err(|e| tantivy::TantivyError::InternalError(e.to_string()))?,
         );
+        crash_point("index.before_commit");
         commit.commit()?;
+        crash_point("index.after_commit");
         self.checkpoint = next;
         Ok(())
     }

@@ -171,6 +171,8 @@ pub struct E2e {
     pub sync: Duration,
     pub cpu_seconds: f64,
     pub peak_rss: u64,
+    /// Peak of the anonymous part of the summed RSS.
+    pub peak_anon: u64,
     /// Peak RSS per process (name, bytes).
     pub processes: Vec<(String, u64)>,
 }
@@ -217,11 +219,11 @@ pub async fn run(
     let processes = tree
         .iter()
         .map(|p| {
-            let (_, hwm, name) = procs::memory(*p);
-            (name, hwm)
+            let m = procs::memory(*p);
+            (m.name, m.peak)
         })
         .collect();
-    let peak_rss = monitor.stop();
+    let (peak_rss, peak_anon) = monitor.stop();
     #[allow(unsafe_code)]
     // SAFETY: kill(2) on our own child.
     unsafe {
@@ -233,6 +235,7 @@ pub async fn run(
         sync: done - api_up,
         cpu_seconds,
         peak_rss,
+        peak_anon,
         processes,
     })
 }

@@ -139,9 +139,10 @@ async fn main() -> anyhow::Result<()> {
             cpu: Some(run.cpu_seconds),
             rss: Some(run.peak_rss),
             note: format!(
-                "start {:.1}s; peak per process: {}",
+                "start {:.1}s; peak per process: {}; anonymous (heap) part of the total at most {} MB",
                 run.startup.as_secs_f64(),
-                per_process.join(", ")
+                per_process.join(", "),
+                mb(run.peak_anon)
             ),
         });
     }

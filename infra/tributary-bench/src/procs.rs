@@ -51,8 +51,20 @@ pub fn cpu_seconds(pid: u32) -> f64 {
         .map_or(0.0, |ticks| ticks / ticks_per_second())
 }
 
-/// (resident now, resident at its peak) in bytes, and the command name.
-pub fn memory(pid: u32) -> (u64, u64, String) {
+/// One process's memory, in bytes, from `/proc/<pid>/status`.
+pub struct Memory {
+    /// Resident now.
+    pub rss: u64,
+    /// Resident at its peak (the kernel's high-water mark).
+    pub peak: u64,
+    /// Resident now and anonymous: the heap and stacks, what the process
+    /// allocated itself (the rest is mapped files: code, libraries, the
+    /// search index's files, which the kernel can drop and read back).
+    pub anon: u64,
+    pub name: String,
+}
+
+pub fn memory(pid: u32) -> Memory {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let field = |name: &str| {
         text.lines()
@@ -67,14 +79,20 @@ pub fn memory(pid: u32) -> (u64, u64, String) {
         .unwrap_or("")
         .trim()
         .to_string();
-    (field("VmRSS:"), field("VmHWM:"), name)
+    Memory {
+        rss: field("VmRSS:"),
+        peak: field("VmHWM:"),
+        anon: field("RssAnon:"),
+        name,
+    }
 }
 
 /// Samples the summed resident memory of a process tree every 100 ms and
-/// keeps the peak.
+/// keeps the peaks of all of it and of its anonymous part.
 pub struct Monitor {
     stop: Arc<AtomicBool>,
     peak: Arc<AtomicU64>,
+    peak_anon: Arc<AtomicU64>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -82,28 +100,34 @@ impl Monitor {
     pub fn start(pid: u32) -> Monitor {
         let stop = Arc::new(AtomicBool::new(false));
         let peak = Arc::new(AtomicU64::new(0));
-        let (s, p) = (Arc::clone(&stop), Arc::clone(&peak));
+        let peak_anon = Arc::new(AtomicU64::new(0));
+        let (s, p, a) = (Arc::clone(&stop), Arc::clone(&peak), Arc::clone(&peak_anon));
         let thread = std::thread::spawn(move || {
             while !s.load(Ordering::Relaxed) {
-                let sum: u64 = tree(pid).into_iter().map(|p| memory(p).0).sum();
-                p.fetch_max(sum, Ordering::Relaxed);
+                let now: Vec<Memory> = tree(pid).into_iter().map(memory).collect();
+                p.fetch_max(now.iter().map(|m| m.rss).sum(), Ordering::Relaxed);
+                a.fetch_max(now.iter().map(|m| m.anon).sum(), Ordering::Relaxed);
                 std::thread::sleep(Duration::from_millis(100));
             }
         });
         Monitor {
             stop,
             peak,
+            peak_anon,
             thread: Some(thread),
         }
     }
 
-    /// The peak summed RSS seen, in bytes.
-    pub fn stop(mut self) -> u64 {
+    /// The peaks of the summed RSS and of its anonymous part, in bytes.
+    pub fn stop(mut self) -> (u64, u64) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
-        self.peak.load(Ordering::Relaxed)
+        (
+            self.peak.load(Ordering::Relaxed),
+            self.peak_anon.load(Ordering::Relaxed),
+        )
     }
 }
 

@@ -80,7 +80,10 @@ async fn header_lookups_are_indexed_and_headers_read_back() {
             .key("k")
             .payload("v")
             .headers(headers);
-        producer.send(record, Duration::from_secs(10)).await.unwrap();
+        producer
+            .send(record, Duration::from_secs(10))
+            .await
+            .unwrap();
     }
 
     let consumer: BaseConsumer = client

@@ -268,6 +268,12 @@ pub struct SandboxConfig {
     pub epoch_ms: Option<i64>,
     /// Records per page the sandbox source serves at most.
     pub max_page_size: u32,
+    /// Every n-th request to the sandbox source fails (0: never): for
+    /// trying out, and testing, the runtime's retries.
+    pub fail_every: u32,
+    /// How it fails: `rate_limited` (429, retry after 1 s), `server_error`
+    /// (500) or `timeout` (no answer within 2 s).
+    pub failure: String,
 }
 
 impl Default for SandboxConfig {
@@ -281,6 +287,8 @@ impl Default for SandboxConfig {
             seed: 1,
             epoch_ms: None,
             max_page_size: 100,
+            fail_every: 0,
+            failure: "server_error".into(),
         }
     }
 }

@@ -1,9 +1,13 @@
-//! Logs and metrics setup shared by every tributary process.
+//! Logs and metrics setup shared by every tributary process, and the crash
+//! points the fault-injection tests arm ([`crash`]).
 //!
 //! Logs go to stderr through `tracing`, filtered by `RUST_LOG` or the
 //! configured level. Metrics go through the `metrics` facade into a
 //! Prometheus recorder whose [`PrometheusHandle`] renders `/metrics`.
 
+pub mod crash;
+
+pub use crash::crash_point;
 use metrics_exporter_prometheus::PrometheusBuilder;
 pub use metrics_exporter_prometheus::PrometheusHandle;
 use tracing_subscriber::EnvFilter;

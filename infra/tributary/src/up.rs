@@ -361,6 +361,14 @@ async fn add_sandbox_connections(state: &StateStore, config: &Config) -> anyhow:
         generation_interval_secs: s.generation_interval_secs,
         epoch_ms: s.epoch_ms.unwrap_or(now.millis()),
         max_page_size: s.max_page_size,
+        fail_every: s.fail_every,
+        failure: serde_json::from_value(serde_json::Value::String(s.failure.clone()))
+            .with_context(|| {
+                format!(
+                    "sandbox.failure = {:?}: expected rate_limited, server_error or timeout",
+                    s.failure
+                )
+            })?,
     };
     for i in 0..s.companies {
         let (company_id, connection_id) = sandbox_company(i);

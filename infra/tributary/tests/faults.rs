@@ -1,29 +1,53 @@
-//! Faults outside Tributary in mid-sync: the store's database and the broker
-//! going away and coming back. After each, the store must hold exactly the
-//! source's records.
+//! The fault-injection suite. Each test runs `tributary up` (sandbox source,
+//! local broker, PostgreSQL store started by the test, search index), injects
+//! one fault in mid-sync, lets the pipeline recover, and checks the invariant
+//! against the source of truth, the sandbox's own records:
+//!
+//! - per company and data type the store holds exactly the source's current
+//!   records, field for field (none lost, none extra);
+//! - no event was applied twice: every sandbox row's `applies` counter is 1
+//!   (with every generation visible at once, the source serves one version
+//!   of each record, so a second apply could only be a repeat);
+//! - the search index holds as many records as the store.
+//!
+//! Any difference fails the test with the numbers and the logs. With
+//! `TRIBUTARY_FAULT_REPORT=<dir>` each test also writes its row of the
+//! report table there: `infra/scripts/fault_report.sh` runs the suite that
+//! way and writes docs/FAULTS.md.
 
 mod common;
 
-use std::path::Path;
+use std::collections::BTreeSet;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-use tributary_connector_sandbox::SandboxSettings;
+use tributary_connector_sandbox::{DATA_TYPES, Generator, SandboxSettings, SourceFailure};
 use tributary_schemas::Timestamp;
 use tributary_testkit::{PgCluster, free_port};
 
 const COMPANIES: u32 = 2;
 
-struct Pipeline {
-    child: Proc,
+struct Setup {
+    dir: PathBuf,
+    config: PathBuf,
     api: String,
+    store_url: String,
     sandbox: SandboxSettings,
 }
 
-/// `tributary up` with a PostgreSQL store at `store_url`, and the broker at
-/// `bootstrap` (or a local one when `None`).
-fn start(dir: &Path, store_url: &str, bootstrap: Option<&str>) -> Pipeline {
+/// Writes the config of a pipeline with a PostgreSQL store at `store_url`,
+/// the broker at `bootstrap` (a local one when `None`), and a sandbox source
+/// that fails every `fail_every`-th request with `failure`.
+fn configure(
+    dir: &Path,
+    store_url: &str,
+    bootstrap: Option<&str>,
+    fail_every: u32,
+    failure: SourceFailure,
+) -> Setup {
     let (broker, registry, api) = (free_port(), free_port(), free_port());
     let sandbox = SandboxSettings {
         seed: 3,
@@ -32,7 +56,10 @@ fn start(dir: &Path, store_url: &str, bootstrap: Option<&str>) -> Pipeline {
         generation_interval_secs: 0,
         epoch_ms: Timestamp::now().millis(),
         max_page_size: 10,
+        fail_every,
+        failure,
     };
+    let failure_name = serde_json::to_value(failure).unwrap();
     let config = dir.join("tributary.toml");
     std::fs::write(
         &config,
@@ -41,7 +68,7 @@ fn start(dir: &Path, store_url: &str, bootstrap: Option<&str>) -> Pipeline {
              [kafka]\npartitions = 3\nbootstrap_servers = {bootstrap:?}\n[broker]\nport = {broker}\n[registry]\nport = {registry}\n\
              [api]\nlisten = \"127.0.0.1:{api}\"\n{API_KEYS_TOML}\n[store]\nurl = {store_url:?}\n\
              [sandbox]\ncompanies = {COMPANIES}\nrecords = {records}\ngenerations = 1\ngeneration_interval_secs = 0\n\
-             seed = {seed}\nepoch_ms = {epoch}\nmax_page_size = 10\n\
+             seed = {seed}\nepoch_ms = {epoch}\nmax_page_size = 10\nfail_every = {fail_every}\nfailure = {failure_name}\n\
              [sync]\ninterval_secs = 1\npage_size = 10\nretry_base_ms = 200\n\
              [projector]\nbatch_size = 20\nlinger_ms = 20\n",
             data = dir.join("data"),
@@ -52,26 +79,37 @@ fn start(dir: &Path, store_url: &str, bootstrap: Option<&str>) -> Pipeline {
         ),
     )
     .unwrap();
-    let log = std::fs::File::create(dir.join("tributary.log")).unwrap();
-    let child = Proc(
+    Setup {
+        dir: dir.to_path_buf(),
+        config,
+        api: format!("http://127.0.0.1:{api}"),
+        store_url: store_url.to_string(),
+        sandbox,
+    }
+}
+
+/// `tributary up` with `env` added; its output goes to the test's log.
+fn launch(setup: &Setup, env: &[(&str, &str)]) -> Proc {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(setup.dir.join("tributary.log"))
+        .unwrap();
+    Proc(
         Command::new(env!("CARGO_BIN_EXE_tributary"))
-            .args(["--config", config.to_str().unwrap(), "up"])
+            .args(["--config", setup.config.to_str().unwrap(), "up"])
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
             .unwrap(),
-    );
-    Pipeline {
-        child,
-        api: format!("http://127.0.0.1:{api}"),
-        sandbox,
-    }
+    )
 }
 
-async fn wait_for_first_records(api: &str, dir: &Path) {
+async fn wait_for_first_records(setup: &Setup) {
     let started = Instant::now();
-    while api_counts(api, &companies(COMPANIES))
+    while api_counts(&setup.api, &companies(COMPANIES))
         .await
         .values()
         .sum::<i64>()
@@ -80,51 +118,170 @@ async fn wait_for_first_records(api: &str, dir: &Path) {
         assert!(
             started.elapsed() < Duration::from_secs(90),
             "no data arrived\n{}",
-            logs(dir)
+            logs(&setup.dir)
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
-async fn converges_and_stops(mut pipeline: Pipeline, dir: &Path) {
-    let names = companies(COMPANIES);
-    let expected = expected_counts(&pipeline.sandbox, &names, 1);
-    wait_for_counts(
-        &pipeline.api,
-        &names,
-        &expected,
-        Duration::from_secs(180),
-        dir,
-    )
-    .await;
-    wait_for_contents(
-        &pipeline.api,
-        &pipeline.sandbox,
-        &names,
-        1,
-        Duration::from_secs(60),
-        dir,
-    )
-    .await;
-    terminate(&mut pipeline.child);
-    let status = pipeline.child.wait().unwrap();
+/// Waits for a process armed with a crash point to kill itself there.
+async fn wait_for_crash(child: &mut Proc, setup: &Setup, point: &str) {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert_eq!(
+                status.signal(),
+                Some(libc::SIGKILL),
+                "expected death by SIGKILL at {point}, got {status}\n{}",
+                logs(&setup.dir)
+            );
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "the pipeline never reached {point}\n{}",
+            logs(&setup.dir)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// What the store holds against what the source has.
+#[derive(Debug, Default, PartialEq)]
+struct Tally {
+    expected: usize,
+    found: usize,
+    /// Extra rows, plus applies of an event beyond the first.
+    duplicates: usize,
+    /// Source records missing from the store or different in it.
+    lost: usize,
+}
+
+impl Tally {
+    fn clean(&self) -> bool {
+        self.duplicates == 0 && self.lost == 0 && self.found == self.expected
+    }
+}
+
+async fn tally(setup: &Setup) -> Tally {
+    let mut t = Tally::default();
+    for company in companies(COMPANIES) {
+        let generator = Generator::new(setup.sandbox.clone(), &company);
+        for data_type in DATA_TYPES {
+            let found = all_records(&setup.api, &company, data_type).await;
+            let wanted = generator.expected_live(data_type, 1);
+            t.expected += wanted.len();
+            t.found += found.len();
+            let wanted_ids: BTreeSet<&str> = wanted.iter().map(|v| v.id.as_str()).collect();
+            t.duplicates += found
+                .keys()
+                .filter(|id| !wanted_ids.contains(id.as_str()))
+                .count();
+            for version in &wanted {
+                let same = found.get(&version.id).is_some_and(|r| {
+                    r["data"] == serde_json::to_value(&version.record).unwrap()
+                        && r["source_modified_at"]
+                            == serde_json::to_value(version.modified_at).unwrap()
+                        && r["deleted"] == false
+                });
+                if !same {
+                    t.lost += 1;
+                }
+            }
+        }
+    }
+    t.duplicates += repeated_applies(&setup.store_url).await;
+    t
+}
+
+/// Waits until the store holds the source's records, stops the pipeline,
+/// checks the index, and fails loudly on any loss or duplicate. Writes the
+/// report row when asked to.
+async fn converges(mut child: Proc, setup: &Setup, fault: &str, done: &str) {
+    let started = Instant::now();
+    while get(&format!("{}/health", setup.api)).await.is_none() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the pipeline did not start\n{}",
+            logs(&setup.dir)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut t = tally(setup).await;
+    while !t.clean() && started.elapsed() < Duration::from_secs(180) {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        t = tally(setup).await;
+    }
+    // The sync keeps running: a late duplicate would still show.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let t = tally(setup).await;
+    terminate(&mut child);
+    let status = child.wait().unwrap();
     assert!(
         status.success(),
         "tributary up exited with {status}\n{}",
-        logs(dir)
+        logs(&setup.dir)
     );
+    let (_, search) = tributary_index_tantivy::open(&setup.dir.join("data/index")).unwrap();
+    let mut index_differs = Vec::new();
+    for company in companies(COMPANIES) {
+        let generator = Generator::new(setup.sandbox.clone(), &company);
+        for data_type in DATA_TYPES {
+            let wanted = generator.expected_live(data_type, 1).len();
+            let indexed = search.count(&company, data_type.as_str()).unwrap();
+            if indexed != wanted {
+                index_differs.push(format!(
+                    "{company} {data_type}: {indexed} indexed, {wanted} at the source"
+                ));
+            }
+        }
+    }
+    report(fault, done, &t);
+    assert!(t.clean(), "{fault}: {t:?}\n{}", logs(&setup.dir));
+    assert!(index_differs.is_empty(), "{fault}: {index_differs:?}");
+}
+
+/// One row of the report table, when `TRIBUTARY_FAULT_REPORT` names a directory.
+fn report(fault: &str, done: &str, t: &Tally) {
+    let Some(dir) = std::env::var_os("TRIBUTARY_FAULT_REPORT") else {
+        return;
+    };
+    let slug: String = fault
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    std::fs::write(
+        Path::new(&dir).join(format!("{slug}.md")),
+        format!(
+            "| {fault} | {done} | {} | {} | {} | {} |\n",
+            t.expected, t.found, t.duplicates, t.lost
+        ),
+    )
+    .unwrap();
+}
+
+/// A clean sandbox source and the local broker.
+fn plain(dir: &Path, cluster: &PgCluster) -> Setup {
+    configure(dir, &cluster.url(), None, 0, SourceFailure::default())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_stopped_and_restarted_mid_sync() {
     let dir = tempfile::tempdir().unwrap();
     let cluster = PgCluster::start();
-    let pipeline = start(dir.path(), &cluster.url(), None);
-    wait_for_first_records(&pipeline.api, dir.path()).await;
+    let setup = plain(dir.path(), &cluster);
+    let child = launch(&setup, &[]);
+    wait_for_first_records(&setup).await;
     cluster.stop();
     tokio::time::sleep(Duration::from_secs(3)).await;
     cluster.start_server();
-    converges_and_stops(pipeline, dir.path()).await;
+    converges(
+        child,
+        &setup,
+        "PostgreSQL stopped and restarted",
+        "`pg_ctl stop -m immediate` (a crash) once records arrive, restarted 3 s later",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -138,12 +295,148 @@ async fn broker_stopped_and_restarted_mid_sync() {
         .await
         .unwrap();
     let address = broker.bootstrap_servers().to_string();
-    let pipeline = start(dir.path(), &cluster.url(), Some(&address));
-    wait_for_first_records(&pipeline.api, dir.path()).await;
+    let setup = configure(
+        dir.path(),
+        &cluster.url(),
+        Some(&address),
+        0,
+        SourceFailure::default(),
+    );
+    let child = launch(&setup, &[]);
+    wait_for_first_records(&setup).await;
     broker.stop(Duration::from_secs(5));
     tokio::time::sleep(Duration::from_secs(3)).await;
     let _broker = tributary_broker::LocalBroker::start(&tansu, &broker_dir, port)
         .await
         .unwrap();
-    converges_and_stops(pipeline, dir.path()).await;
+    converges(
+        child,
+        &setup,
+        "Broker stopped and restarted",
+        "broker stopped (SIGTERM) once records arrive, restarted 3 s later",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = PgCluster::start();
+    let setup = plain(dir.path(), &cluster);
+    let mut child = launch(&setup, &[]);
+    wait_for_first_records(&setup).await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let child = launch(&setup, &[]);
+    converges(
+        child,
+        &setup,
+        "kill -9 mid-sync",
+        "SIGKILL to `tributary up` (workers and projectors) once records arrive, then restarted",
+    )
+    .await;
+}
+
+/// Arms `point` to kill the pipeline the `n`-th time it gets there, waits
+/// for that, restarts it unarmed and checks the invariant.
+async fn crash_at(point: &str, n: u32, fault: &str, done: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = PgCluster::start();
+    let setup = plain(dir.path(), &cluster);
+    let armed = format!("{point}:{n}");
+    let mut child = launch(&setup, &[("TRIBUTARY_CRASH_AT", &armed)]);
+    wait_for_crash(&mut child, &setup, point).await;
+    let child = launch(&setup, &[]);
+    converges(child, &setup, fault, done).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_just_before_the_store_commits() {
+    crash_at(
+        "store.before_commit",
+        3,
+        "kill -9 just before a store commit",
+        "SIGKILL inside the 3rd store transaction, rows and checkpoint written, before COMMIT",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_just_after_the_store_commits() {
+    crash_at(
+        "store.after_commit",
+        3,
+        "kill -9 just after a store commit",
+        "SIGKILL right after the 3rd store COMMIT, before the projector reads on",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_just_after_the_index_commits() {
+    crash_at(
+        "index.after_commit",
+        3,
+        "kill -9 just after an index commit",
+        "SIGKILL right after the 3rd search index commit",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_between_publish_and_cursor() {
+    crash_at(
+        "worker.after_publish",
+        4,
+        "kill -9 between publish and cursor save",
+        "SIGKILL after the 4th page's events were acknowledged, before its cursor was saved",
+    )
+    .await;
+}
+
+async fn source_fails(every: u32, failure: SourceFailure, fault: &str, done: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = PgCluster::start();
+    let setup = configure(dir.path(), &cluster.url(), None, every, failure);
+    let child = launch(&setup, &[]);
+    converges(child, &setup, fault, done).await;
+    let log = std::fs::read_to_string(dir.path().join("tributary.log")).unwrap();
+    assert!(
+        log.contains("(injected)"),
+        "the source never failed: the test proved nothing\n{}",
+        logs(dir.path())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn source_answers_429() {
+    source_fails(
+        3,
+        SourceFailure::RateLimited,
+        "Source answers 429",
+        "every 3rd page request answered 429 with Retry-After: 1",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn source_answers_500() {
+    source_fails(
+        3,
+        SourceFailure::ServerError,
+        "Source answers 500",
+        "every 3rd page request answered 500",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn source_times_out() {
+    source_fails(
+        4,
+        SourceFailure::Timeout,
+        "Source times out",
+        "every 4th page request unanswered for 2 s, then given up",
+    )
+    .await;
 }

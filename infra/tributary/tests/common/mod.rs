@@ -289,3 +289,20 @@ impl Drop for Proc {
         }
     }
 }
+
+/// Applies beyond the first, over the sandbox's rows (the connection record
+/// is the runtime's own and legitimately changes).
+pub async fn repeated_applies(store_url: &str) -> usize {
+    use sqlx::Connection;
+    let mut db = sqlx::PgConnection::connect(store_url).await.unwrap();
+    let types: Vec<String> = DATA_TYPES.iter().map(|d| d.as_str().to_string()).collect();
+    let (repeats,): (i64,) = sqlx::query_as(
+        "SELECT COALESCE(SUM(applies - 1), 0)::bigint FROM records WHERE data_type = ANY($1)",
+    )
+    .bind(&types)
+    .fetch_one(&mut db)
+    .await
+    .unwrap();
+    db.close().await.unwrap();
+    usize::try_from(repeats).unwrap()
+}
