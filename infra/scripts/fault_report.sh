@@ -19,10 +19,11 @@ TRIBUTARY_FAULT_REPORT="$rows" cargo test --locked -p tributary --test faults --
     echo "Do not edit by hand: rerun the script."
     echo
     echo "Each run: \`tributary up\` with the sandbox source (2 companies, 9 data"
-    echo "types, 80 records each), the local broker, a PostgreSQL store and the search"
-    echo "index; one fault in mid-sync; then the store is compared with the source"
-    echo "record for record and field for field, every row's apply counter is checked"
-    echo "(an event applied twice would show), and the index count is compared."
+    echo "types, up to 80 records each, some deleted by the source), the local broker,"
+    echo "a PostgreSQL store and the search index; one fault in mid-sync; then the"
+    echo "store is compared with the source record for record and field for field,"
+    echo "every row's apply counter is checked (an event applied twice would show),"
+    echo "and the index count is compared."
     echo
     echo "| fault | what was done | records expected | found | duplicates | lost |"
     echo "| --- | --- | ---: | ---: | ---: | ---: |"
