@@ -77,6 +77,25 @@ pub enum ProjectionError {
     Rejected { projection: String, message: String },
 }
 
+impl ProjectionError {
+    /// `Rejected` when the store refused the data itself, `Unavailable`
+    /// otherwise (so the batch is retried).
+    pub fn of_store(projection: &str, refused_data: bool, message: String) -> Self {
+        let projection = projection.to_string();
+        if refused_data {
+            ProjectionError::Rejected {
+                projection,
+                message,
+            }
+        } else {
+            ProjectionError::Unavailable {
+                projection,
+                message,
+            }
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectorError {
     #[error("kafka: {0}")]

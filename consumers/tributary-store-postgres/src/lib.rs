@@ -59,14 +59,7 @@ fn apply_error(e: sqlx::Error) -> ProjectionError {
             .is_some_and(|code| ["22", "23", "54"].iter().any(|c| code.starts_with(c))),
         _ => false,
     };
-    if refused {
-        ProjectionError::Rejected {
-            projection: PROJECTION.into(),
-            message: e.to_string(),
-        }
-    } else {
-        unavailable(e)
-    }
+    ProjectionError::of_store(PROJECTION, refused, e.to_string())
 }
 
 /// Hides the password of a connection URL, for messages.

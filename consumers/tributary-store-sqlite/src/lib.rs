@@ -55,14 +55,7 @@ fn apply_error(e: sqlx::Error) -> ProjectionError {
             .is_some_and(|code| matches!(code & 0xff, 18..=20)),
         _ => false,
     };
-    if refused {
-        ProjectionError::Rejected {
-            projection: PROJECTION.into(),
-            message: e.to_string(),
-        }
-    } else {
-        unavailable(e)
-    }
+    ProjectionError::of_store(PROJECTION, refused, e.to_string())
 }
 
 impl SqliteStore {
