@@ -63,24 +63,11 @@ fn apply_error(e: sqlx::Error) -> ProjectionError {
 }
 
 /// Hides the password of a connection URL, for messages.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let credentials = &url[scheme + 3..at];
-            match credentials.split_once(':') {
-                Some((user, _)) => format!("{}{user}:[redacted]{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
-    }
-}
-
 impl PostgresStore {
     /// Connects and brings the schema up to date.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let err = |message: String| StoreError::Open {
-            path: redact(url),
+            path: tributary_telemetry::redact_url(url),
             message,
         };
         let pool = PgPoolOptions::new()
@@ -453,17 +440,5 @@ impl Projection for PostgresStore {
 
     async fn apply(&mut self, batch: &Batch) -> Result<(), ProjectionError> {
         self.apply_batch(batch).await.map_err(apply_error)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn urls_lose_their_password_in_messages() {
-        assert_eq!(
-            super::redact("postgres://u:secret@h:5432/db"),
-            "postgres://u:[redacted]@h:5432/db"
-        );
-        assert_eq!(super::redact("postgres://u@h/db"), "postgres://u@h/db");
     }
 }

@@ -1,5 +1,6 @@
 //! Logs and metrics setup shared by every tributary process, and the crash
-//! points the fault-injection tests arm ([`crash`]).
+//! points the fault-injection tests arm ([`crash`]), and [`redact_url`] for
+//! database URLs in logs and errors.
 //!
 //! Logs go to stderr through `tracing`, filtered by `RUST_LOG` or the
 //! configured level. Metrics go through the `metrics` facade into a
@@ -47,4 +48,34 @@ pub fn init_metrics() -> Result<PrometheusHandle, TelemetryError> {
     PrometheusBuilder::new()
         .install_recorder()
         .map_err(|e| TelemetryError::Metrics(e.to_string()))
+}
+
+/// A database URL fit for logs and error messages: its password, if any,
+/// replaced by `[redacted]`.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:[redacted]{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn passwords_in_urls_are_redacted() {
+        assert_eq!(
+            redact_url("postgres://app:s3cret@db:5432/tributary"),
+            "postgres://app:[redacted]@db:5432/tributary"
+        );
+        assert_eq!(redact_url("postgres://app@db/t"), "postgres://app@db/t");
+        assert_eq!(redact_url("postgres://db/t"), "postgres://db/t");
+    }
 }
