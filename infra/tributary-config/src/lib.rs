@@ -64,6 +64,7 @@ pub struct Config {
     pub registry: RegistryConfig,
     pub api: ApiConfig,
     pub store: StoreConfig,
+    pub state: StateConfig,
     pub sandbox: SandboxConfig,
     pub sync: SyncConfig,
     pub projector: ProjectorConfig,
@@ -82,6 +83,7 @@ impl Default for Config {
             registry: RegistryConfig::default(),
             api: ApiConfig::default(),
             store: StoreConfig::default(),
+            state: StateConfig::default(),
             sandbox: SandboxConfig::default(),
             sync: SyncConfig::default(),
             projector: ProjectorConfig::default(),
@@ -251,6 +253,17 @@ pub struct StoreConfig {
     pub url: Secret,
 }
 
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StateConfig {
+    /// A PostgreSQL URL for the connector workers' state (connections,
+    /// credentials, cursors, sync leases), which workers on several
+    /// machines share; it may be the store's database (the state keeps to
+    /// schema `tributary_state`). Empty keeps it in SQLite under the data
+    /// directory, for workers in one process.
+    pub url: Secret,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SandboxConfig {
@@ -303,11 +316,18 @@ pub struct SyncConfig {
     pub max_attempts: u32,
     /// First retry delay; doubles each attempt, with jitter.
     pub retry_base_ms: u64,
-    /// Connections synced at once.
+    /// Connections synced at once by this process's workers.
     pub concurrency: usize,
     /// A source asking to wait longer than this (a day's quota used up)
     /// pauses the connection, which resumes from its cursor afterwards.
     pub max_retry_wait_secs: u64,
+    /// How long a worker's claim on a connection lasts unless renewed
+    /// (every third of it): how soon other workers take over the
+    /// connections of a worker that died.
+    pub lease_secs: f64,
+    /// This worker's name in its leases; empty: host name and data
+    /// directory, so that a restarted worker resumes its own connections.
+    pub worker_id: String,
 }
 
 impl Default for SyncConfig {
@@ -319,6 +339,8 @@ impl Default for SyncConfig {
             retry_base_ms: 500,
             concurrency: 4,
             max_retry_wait_secs: 300,
+            lease_secs: 30.0,
+            worker_id: String::new(),
         }
     }
 }
@@ -456,10 +478,18 @@ impl Config {
                 "sync.page_size, sync.max_attempts and sync.concurrency must be at least 1".into(),
             );
         }
-        if !self.store.url.expose().is_empty() && !self.store.url.expose().starts_with("postgres") {
-            return Err(
-                "store.url must be a postgres:// or postgresql:// URL, or empty for SQLite".into(),
-            );
+        if !(self.sync.lease_secs >= 1.0 && self.sync.lease_secs <= 3_600.0) {
+            return Err("sync.lease_secs must be between 1 and 3600".into());
+        }
+        for (key, url) in [
+            ("store.url", &self.store.url),
+            ("state.url", &self.state.url),
+        ] {
+            if !url.expose().is_empty() && !url.expose().starts_with("postgres") {
+                return Err(format!(
+                    "{key} must be a postgres:// or postgresql:// URL, or empty for SQLite"
+                ));
+            }
         }
         if self.projector.consumer_group && self.store.url.expose().is_empty() {
             return Err("projector.consumer_group needs a PostgreSQL store (store.url): a SQLite store has one writer".into());

@@ -57,7 +57,37 @@ pub fn sync_settings(config: &Config) -> SyncSettings {
         interval: Duration::from_secs_f64(config.sync.interval_secs),
         concurrency: config.sync.concurrency,
         max_retry_wait: Duration::from_secs(config.sync.max_retry_wait_secs),
+        lease: Duration::from_secs_f64(config.sync.lease_secs),
     }
+}
+
+/// The workers' state store: PostgreSQL when `state.url` is set, else
+/// SQLite in the data directory.
+pub async fn open_state(config: &Config) -> anyhow::Result<StateStore> {
+    let url = config.state.url.expose();
+    if url.is_empty() {
+        std::fs::create_dir_all(&config.data_dir).with_context(|| {
+            format!("cannot create data directory {}", config.data_dir.display())
+        })?;
+        Ok(StateStore::open(&config.data_dir.join("state.db")).await?)
+    } else {
+        Ok(StateStore::connect_postgres(url).await?)
+    }
+}
+
+/// This process's worker name in sync leases: `sync.worker_id`, or the
+/// host name and the data directory.
+pub fn worker_id(config: &Config) -> String {
+    if !config.sync.worker_id.is_empty() {
+        return config.sync.worker_id.clone();
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into());
+    let dir = std::path::absolute(&config.data_dir).unwrap_or_else(|_| config.data_dir.clone());
+    format!("{host}:{}", dir.display())
 }
 
 /// Writes `text` to a new file readable by its owner only.
@@ -84,6 +114,15 @@ pub fn cipher(config: &Config) -> anyhow::Result<Cipher> {
     } else {
         let path = match &s.credentials_key_file {
             Some(p) => p.clone(),
+            None if !config.state.url.expose().is_empty() => {
+                // A key made here would be this process's alone: other
+                // workers sharing the state could not open what it seals.
+                anyhow::bail!(
+                    "state.url is set, so workers in other processes share these connections: \
+                     set security.credentials_key or security.credentials_key_file to the same key in each \
+                     (make one with `tributary connections new-key`)"
+                );
+            }
             None => {
                 std::fs::create_dir_all(&config.data_dir).with_context(|| {
                     format!("cannot create data directory {}", config.data_dir.display())
@@ -180,7 +219,7 @@ impl Admin {
             format!("cannot create data directory {}", config.data_dir.display())
         })?;
         Ok(Admin {
-            state: StateStore::open(&config.data_dir.join("state.db")).await?,
+            state: open_state(config).await?,
             registry: Arc::new(connectors(config)?),
             cipher: Arc::new(cipher(config)?),
             settings: sync_settings(config),

@@ -103,6 +103,7 @@ pub async fn up(config: Config) -> anyhow::Result<()> {
         }
         let publisher = Arc::new(Publisher::new(&client, &registry_url)?);
         let mut worker = Worker::new(
+            connections::worker_id(&config),
             admin.state.clone(),
             Arc::clone(&admin.registry),
             Arc::clone(&publisher),
@@ -387,11 +388,13 @@ async fn add_sandbox_connections(state: &StateStore, config: &Config) -> anyhow:
 /// Prints, for each sandbox connection in the state store, the live record
 /// count per data type that a complete sync must end with at this moment.
 pub async fn print_sandbox_expectation(config: &Config) -> anyhow::Result<()> {
-    let path = config.data_dir.join("state.db");
-    if !Path::new(&path).exists() {
-        bail!("no state at {}: run `tributary up` first", path.display());
+    if config.state.url.expose().is_empty() {
+        let path = config.data_dir.join("state.db");
+        if !Path::new(&path).exists() {
+            bail!("no state at {}: run `tributary up` first", path.display());
+        }
     }
-    let state = StateStore::open(&path).await?;
+    let state = connections::open_state(config).await?;
     let now = Timestamp::now();
     println!("company\tdata_type\texpected_live_records\tgeneration");
     for stored in state.connections().await? {

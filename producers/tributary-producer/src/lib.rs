@@ -9,6 +9,13 @@
 //! event ids and versions, so every projection ignores the repeat. Nothing
 //! fetched is lost: an unmappable record goes to the dead-letter topic with
 //! its reason, and a failed page leaves the cursor where it was.
+//!
+//! Scale-out: workers in any number of processes share one state store
+//! (PostgreSQL); each connection is synced by one worker at a time under a
+//! lease, and a dead worker's connections pass to the others when its
+//! leases expire ([`state`]). Two workers syncing one connection at once
+//! (one stalled past its lease) would publish the same events twice, which
+//! projections ignore; the stalled one cannot move the cursor.
 
 pub mod limits;
 pub mod metrics;
@@ -27,6 +34,8 @@ pub use worker::{SyncSettings, Worker, fetch_with_retry};
 pub enum ProducerError {
     #[error("state store: {0}")]
     State(String),
+    #[error("connection {0} is synced by another worker now: its lease was taken")]
+    LeaseLost(String),
     #[error("kafka: {0}")]
     Kafka(String),
     #[error("schema registry: {0}")]

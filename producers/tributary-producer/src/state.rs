@@ -1,18 +1,42 @@
 //! The workers' durable state: connections, their encrypted credentials,
-//! OAuth2 authorizations in progress and the cursor of each (connection,
-//! data type), in SQLite.
+//! OAuth2 authorizations in progress, the cursor of each (connection, data
+//! type), and the sync leases that share connections between workers.
+//!
+//! Two backends: SQLite in the data directory (one machine), or PostgreSQL
+//! (workers on several machines), in its own schema [`POSTGRES_SCHEMA`] so
+//! that it can share a database with the store. Every query is written once,
+//! in the SQL both speak (`$n` parameters, `ON CONFLICT`, `RETURNING`); only
+//! the expression for "now" differs. Leases are timed by the database's
+//! clock, so the workers' clocks need not agree.
+//!
+//! Leases: a connection is synced by one worker at a time. A worker claims a
+//! due connection whose lease is free (or expired), renews the lease while
+//! it syncs, and releases it with the time the connection is next due. A
+//! worker that dies holds its leases until they expire; then others take
+//! its connections over, each from its saved cursor. A worker restarting
+//! under the same name frees its old leases at once. A cursor is only saved by the lease's holder, so a worker that
+//! lost its lease (stalled past the expiry) stops at its next page.
+//! Correctness does not rest on the lease: whatever a stalled worker still
+//! publishes carries the same deterministic event ids and versions as the
+//! new holder's events, and projections ignore repeats.
 
 use std::path::Path;
+use std::str::FromStr;
 use std::time::Duration;
 
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
+use sqlx::{AssertSqlSafe, SqlitePool};
 use tributary_connector_api::{ConnectionInfo, Cursor};
 use tributary_schemas::model::Connection;
 use tributary_schemas::{DataType, Timestamp};
 
 use crate::ProducerError;
 use crate::secrets::Sealed;
+
+/// The PostgreSQL schema that holds the workers' state (and its own
+/// migration history, apart from the store's).
+pub const POSTGRES_SCHEMA: &str = "tributary_state";
 
 /// A connection as stored, with its lifecycle status.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,11 +63,42 @@ impl StoredConnection {
 }
 
 #[derive(Clone)]
+enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Runs the same query text on whichever backend the store has.
+macro_rules! on_pool {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match &$store.pool {
+            Pool::Sqlite($pool) => $body,
+            Pool::Postgres($pool) => $body,
+        }
+    };
+}
+
+/// id, company_id, source, settings, status, status_reason, created_at, updated_at
+type ConnectionRow = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    i64,
+    i64,
+);
+
+const SELECT_CONNECTIONS: &str = "SELECT id, company_id, source, settings, status, status_reason, created_at, updated_at FROM connections";
+
+#[derive(Clone)]
 pub struct StateStore {
-    pool: SqlitePool,
+    pool: Pool,
 }
 
 impl StateStore {
+    /// Opens (or creates) a SQLite state store at `path`.
     pub async fn open(path: &Path) -> Result<Self, ProducerError> {
         let options = SqliteConnectOptions::new()
             .filename(path)
@@ -61,7 +116,46 @@ impl StateStore {
             .run(&pool)
             .await
             .map_err(|e| ProducerError::State(format!("migrate {}: {e}", path.display())))?;
-        Ok(StateStore { pool })
+        Ok(StateStore {
+            pool: Pool::Sqlite(pool),
+        })
+    }
+
+    /// Connects to a PostgreSQL state store, creating its schema and tables
+    /// on first use. Any number of processes may share it.
+    pub async fn connect_postgres(url: &str) -> Result<Self, ProducerError> {
+        let err = |what: &str, e: &dyn std::fmt::Display| {
+            ProducerError::State(format!(
+                "{what} {}: {e}",
+                tributary_telemetry::redact_url(url)
+            ))
+        };
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| err("bad PostgreSQL URL", &e))?
+            .options([("search_path", POSTGRES_SCHEMA)]);
+        let pool = PgPoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .map_err(|e| err("connect to", &e))?;
+        // The schema is made under the migrator's lock, so processes that
+        // start together do not race to create it.
+        let mut migrator = sqlx::migrate!("./migrations_postgres");
+        migrator.create_schema(POSTGRES_SCHEMA);
+        migrator.run(&pool).await.map_err(|e| err("migrate", &e))?;
+        Ok(StateStore {
+            pool: Pool::Postgres(pool),
+        })
+    }
+
+    /// `text` with `{now}` replaced by the database's clock in milliseconds
+    /// since the Unix epoch.
+    fn sql(&self, text: &str) -> String {
+        let now = match self.pool {
+            Pool::Sqlite(_) => "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)",
+            Pool::Postgres(_) => "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT",
+        };
+        text.replace("{now}", now)
     }
 
     /// Adds a connection as `linked`; an existing id is left as it is.
@@ -82,60 +176,43 @@ impl StateStore {
         status: &str,
         now: Timestamp,
     ) -> Result<bool, ProducerError> {
-        let done = sqlx::query(
-            "INSERT INTO connections (id, company_id, source, settings, status, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(&info.connection_id)
-        .bind(&info.company_id)
-        .bind(&info.source)
-        .bind(info.settings.to_string())
-        .bind(status)
-        .bind(now.millis())
-        .bind(now.millis())
-        .execute(&self.pool)
-        .await
+        const SQL: &str = "INSERT INTO connections (id, company_id, source, settings, status, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING";
+        let added = on_pool!(self, p => sqlx::query(SQL)
+            .bind(&info.connection_id)
+            .bind(&info.company_id)
+            .bind(&info.source)
+            .bind(info.settings.to_string())
+            .bind(status)
+            .bind(now.millis())
+            .bind(now.millis())
+            .execute(p)
+            .await
+            .map(|done| done.rows_affected() == 1))
         .map_err(state_err)?;
-        Ok(done.rows_affected() == 1)
+        Ok(added)
     }
 
     pub async fn connections(&self) -> Result<Vec<StoredConnection>, ProducerError> {
-        let rows = sqlx::query(
-            "SELECT id, company_id, source, settings, status, status_reason, created_at, updated_at FROM connections ORDER BY id",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(state_err)?;
-        rows.iter()
-            .map(|r| {
-                let id: String = r.get(0);
-                let settings: String = r.get(3);
-                let settings = serde_json::from_str(&settings).map_err(|e| {
-                    ProducerError::State(format!("connection {id} has unreadable settings: {e}"))
-                })?;
-                Ok(StoredConnection {
-                    info: ConnectionInfo {
-                        connection_id: id,
-                        company_id: r.get(1),
-                        source: r.get(2),
-                        settings,
-                    },
-                    status: r.get(4),
-                    status_reason: r.get(5),
-                    created_at: Timestamp(r.get(6)),
-                    updated_at: Timestamp(r.get(7)),
-                })
-            })
-            .collect()
+        let sql = format!("{SELECT_CONNECTIONS} ORDER BY id");
+        let rows =
+            on_pool!(self, p => sqlx::query_as::<_, ConnectionRow>(AssertSqlSafe(sql.as_str()))
+            .fetch_all(p)
+            .await)
+            .map_err(state_err)?;
+        rows.into_iter().map(stored_connection).collect()
     }
 
     /// One connection, if it exists.
     pub async fn connection(&self, id: &str) -> Result<Option<StoredConnection>, ProducerError> {
-        Ok(self
-            .connections()
-            .await?
-            .into_iter()
-            .find(|c| c.info.connection_id == id))
+        let sql = format!("{SELECT_CONNECTIONS} WHERE id = $1");
+        let row =
+            on_pool!(self, p => sqlx::query_as::<_, ConnectionRow>(AssertSqlSafe(sql.as_str()))
+            .bind(id)
+            .fetch_optional(p)
+            .await)
+            .map_err(state_err)?;
+        row.map(stored_connection).transpose()
     }
 
     pub async fn set_settings(
@@ -144,14 +221,15 @@ impl StateStore {
         settings: &serde_json::Value,
         now: Timestamp,
     ) -> Result<(), ProducerError> {
-        sqlx::query("UPDATE connections SET settings = ?, updated_at = ? WHERE id = ?")
+        const SQL: &str = "UPDATE connections SET settings = $1, updated_at = $2 WHERE id = $3";
+        on_pool!(self, p => sqlx::query(SQL)
             .bind(settings.to_string())
             .bind(now.millis())
             .bind(connection_id)
-            .execute(&self.pool)
+            .execute(p)
             .await
-            .map_err(state_err)?;
-        Ok(())
+            .map(drop))
+        .map_err(state_err)
     }
 
     /// The sealed credentials of a connection.
@@ -159,12 +237,12 @@ impl StateStore {
         &self,
         connection_id: &str,
     ) -> Result<Option<Sealed>, ProducerError> {
-        let row: Option<(String, Vec<u8>, Vec<u8>)> = sqlx::query_as(
-            "SELECT key_id, nonce, ciphertext FROM credentials WHERE connection_id = ?",
-        )
-        .bind(connection_id)
-        .fetch_optional(&self.pool)
-        .await
+        const SQL: &str =
+            "SELECT key_id, nonce, ciphertext FROM credentials WHERE connection_id = $1";
+        let row = on_pool!(self, p => sqlx::query_as::<_, (String, Vec<u8>, Vec<u8>)>(SQL)
+            .bind(connection_id)
+            .fetch_optional(p)
+            .await)
         .map_err(state_err)?;
         Ok(row.map(|(key_id, nonce, ciphertext)| Sealed {
             key_id,
@@ -174,27 +252,28 @@ impl StateStore {
     }
 
     /// Replaces a connection's sealed credentials; durable at return
-    /// (synchronous=FULL).
+    /// (SQLite: synchronous=FULL; PostgreSQL: its commit). Not fenced by
+    /// the sync lease: a refreshed token must be kept, whoever refreshed it.
     pub async fn save_sealed_credentials(
         &self,
         connection_id: &str,
         sealed: &Sealed,
         now: Timestamp,
     ) -> Result<(), ProducerError> {
-        sqlx::query(
-            "INSERT INTO credentials (connection_id, key_id, nonce, ciphertext, updated_at) VALUES (?, ?, ?, ?, ?) \
+        const SQL: &str = "INSERT INTO credentials (connection_id, key_id, nonce, ciphertext, updated_at) \
+             VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (connection_id) DO UPDATE SET key_id = excluded.key_id, nonce = excluded.nonce, \
-             ciphertext = excluded.ciphertext, updated_at = excluded.updated_at",
-        )
-        .bind(connection_id)
-        .bind(&sealed.key_id)
-        .bind(&sealed.nonce)
-        .bind(&sealed.ciphertext)
-        .bind(now.millis())
-        .execute(&self.pool)
-        .await
-        .map_err(state_err)?;
-        Ok(())
+             ciphertext = excluded.ciphertext, updated_at = excluded.updated_at";
+        on_pool!(self, p => sqlx::query(SQL)
+            .bind(connection_id)
+            .bind(&sealed.key_id)
+            .bind(&sealed.nonce)
+            .bind(&sealed.ciphertext)
+            .bind(now.millis())
+            .execute(p)
+            .await
+            .map(drop))
+        .map_err(state_err)
     }
 
     /// Unlinks a connection: it stops syncing and its credentials are
@@ -205,27 +284,26 @@ impl StateStore {
         reason: &str,
         now: Timestamp,
     ) -> Result<(), ProducerError> {
-        let mut tx = self.pool.begin().await.map_err(state_err)?;
-        for sql in [
-            "DELETE FROM credentials WHERE connection_id = ?",
-            "DELETE FROM authorizations WHERE connection_id = ?",
-        ] {
-            sqlx::query(sql)
-                .bind(connection_id)
-                .execute(&mut *tx)
-                .await
-                .map_err(state_err)?;
+        on_pool!(self, p => async {
+            let mut tx = p.begin().await?;
+            for sql in [
+                "DELETE FROM credentials WHERE connection_id = $1",
+                "DELETE FROM authorizations WHERE connection_id = $1",
+            ] {
+                sqlx::query(sql).bind(connection_id).execute(&mut *tx).await?;
+            }
+            sqlx::query(
+                "UPDATE connections SET status = 'unlinked', status_reason = $1, updated_at = $2 WHERE id = $3",
+            )
+            .bind(reason)
+            .bind(now.millis())
+            .bind(connection_id)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await
         }
-        sqlx::query(
-            "UPDATE connections SET status = 'unlinked', status_reason = ?, updated_at = ? WHERE id = ?",
-        )
-        .bind(reason)
-        .bind(now.millis())
-        .bind(connection_id)
-        .execute(&mut *tx)
-        .await
-        .map_err(state_err)?;
-        tx.commit().await.map_err(state_err)
+        .await)
+        .map_err(state_err)
     }
 
     /// Remembers the OAuth2 `state` sent for a connection's authorization.
@@ -235,16 +313,16 @@ impl StateStore {
         connection_id: &str,
         now: Timestamp,
     ) -> Result<(), ProducerError> {
-        sqlx::query(
-            "INSERT INTO authorizations (state, connection_id, created_at) VALUES (?, ?, ?)",
-        )
-        .bind(state)
-        .bind(connection_id)
-        .bind(now.millis())
-        .execute(&self.pool)
-        .await
-        .map_err(state_err)?;
-        Ok(())
+        const SQL: &str =
+            "INSERT INTO authorizations (state, connection_id, created_at) VALUES ($1, $2, $3)";
+        on_pool!(self, p => sqlx::query(SQL)
+            .bind(state)
+            .bind(connection_id)
+            .bind(now.millis())
+            .execute(p)
+            .await
+            .map(drop))
+        .map_err(state_err)
     }
 
     /// Consumes an OAuth2 `state`: the connection it was sent for, if it
@@ -255,12 +333,12 @@ impl StateStore {
         now: Timestamp,
         max_age_ms: i64,
     ) -> Result<Option<String>, ProducerError> {
-        let row: Option<(String, i64)> = sqlx::query_as(
-            "DELETE FROM authorizations WHERE state = ? RETURNING connection_id, created_at",
-        )
-        .bind(state)
-        .fetch_optional(&self.pool)
-        .await
+        const SQL: &str =
+            "DELETE FROM authorizations WHERE state = $1 RETURNING connection_id, created_at";
+        let row = on_pool!(self, p => sqlx::query_as::<_, (String, i64)>(SQL)
+            .bind(state)
+            .fetch_optional(p)
+            .await)
         .map_err(state_err)?;
         Ok(row
             .filter(|(_, created)| now.millis() - created <= max_age_ms)
@@ -274,20 +352,17 @@ impl StateStore {
         reason: Option<&str>,
         now: Timestamp,
     ) -> Result<(), ProducerError> {
-        sqlx::query(
-            "UPDATE connections SET status = ?, status_reason = ?, updated_at = ? \
-             WHERE id = ? AND (status <> ? OR COALESCE(status_reason, '') <> COALESCE(?, ''))",
-        )
-        .bind(status)
-        .bind(reason)
-        .bind(now.millis())
-        .bind(connection_id)
-        .bind(status)
-        .bind(reason)
-        .execute(&self.pool)
-        .await
-        .map_err(state_err)?;
-        Ok(())
+        const SQL: &str = "UPDATE connections SET status = $1, status_reason = $2, updated_at = $3 \
+             WHERE id = $4 AND (status <> $1 OR COALESCE(status_reason, '') <> COALESCE($2, ''))";
+        on_pool!(self, p => sqlx::query(SQL)
+            .bind(status)
+            .bind(reason)
+            .bind(now.millis())
+            .bind(connection_id)
+            .execute(p)
+            .await
+            .map(drop))
+        .map_err(state_err)
     }
 
     pub async fn cursor(
@@ -295,36 +370,185 @@ impl StateStore {
         connection_id: &str,
         data_type: DataType,
     ) -> Result<Option<Cursor>, ProducerError> {
-        let row: Option<(String,)> =
-            sqlx::query_as("SELECT cursor FROM cursors WHERE connection_id = ? AND data_type = ?")
-                .bind(connection_id)
-                .bind(data_type.as_str())
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(state_err)?;
+        const SQL: &str = "SELECT cursor FROM cursors WHERE connection_id = $1 AND data_type = $2";
+        let row = on_pool!(self, p => sqlx::query_as::<_, (String,)>(SQL)
+            .bind(connection_id)
+            .bind(data_type.as_str())
+            .fetch_optional(p)
+            .await)
+        .map_err(state_err)?;
         Ok(row.map(|(c,)| Cursor(c)))
     }
 
+    /// Saves a cursor if `owner` holds the connection's sync lease, and
+    /// says whether it did.
     pub async fn save_cursor(
         &self,
         connection_id: &str,
         data_type: DataType,
         cursor: &Cursor,
+        owner: &str,
         now: Timestamp,
-    ) -> Result<(), ProducerError> {
-        sqlx::query(
-            "INSERT INTO cursors (connection_id, data_type, cursor, updated_at) VALUES (?, ?, ?, ?) \
-             ON CONFLICT (connection_id, data_type) DO UPDATE SET cursor = excluded.cursor, updated_at = excluded.updated_at",
-        )
-        .bind(connection_id)
-        .bind(data_type.as_str())
-        .bind(&cursor.0)
-        .bind(now.millis())
-        .execute(&self.pool)
-        .await
+    ) -> Result<bool, ProducerError> {
+        const SQL: &str = "INSERT INTO cursors (connection_id, data_type, cursor, updated_at) \
+             SELECT $1, $2, $3, $4 WHERE EXISTS \
+             (SELECT 1 FROM sync_leases WHERE connection_id = $1 AND owner = $5) \
+             ON CONFLICT (connection_id, data_type) DO UPDATE SET cursor = excluded.cursor, updated_at = excluded.updated_at";
+        let saved = on_pool!(self, p => sqlx::query(SQL)
+            .bind(connection_id)
+            .bind(data_type.as_str())
+            .bind(&cursor.0)
+            .bind(now.millis())
+            .bind(owner)
+            .execute(p)
+            .await
+            .map(|done| done.rows_affected() == 1))
         .map_err(state_err)?;
-        Ok(())
+        Ok(saved)
     }
+
+    /// Claims for `owner`, for `lease`, up to `limit` connections that are
+    /// due for a sync and whose lease is free or expired. Most overdue
+    /// first. Connections unlinked or waiting for authorization are not
+    /// synced.
+    pub async fn claim_due(
+        &self,
+        owner: &str,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Vec<StoredConnection>, ProducerError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let candidates = self.sql(
+            "SELECT c.id FROM connections c LEFT JOIN sync_leases l ON l.connection_id = c.id \
+             WHERE c.status NOT IN ('unlinked', 'pending_auth') \
+             AND (l.connection_id IS NULL OR ( \
+                 (l.owner IS NULL OR l.expires_at <= {now}) \
+                 AND (l.next_sync_at <= {now} OR l.requested_at > l.claimed_at))) \
+             ORDER BY COALESCE(l.next_sync_at, 0), c.id LIMIT $1",
+        );
+        // The same test again, atomically per row: of several workers that
+        // saw the same candidate, one wins it.
+        let claim = self.sql(
+            "INSERT INTO sync_leases (connection_id, owner, claimed_at, expires_at, next_sync_at, requested_at) \
+             VALUES ($1, $2, {now}, {now} + $3, 0, 0) \
+             ON CONFLICT (connection_id) DO UPDATE \
+             SET owner = excluded.owner, claimed_at = excluded.claimed_at, expires_at = excluded.expires_at \
+             WHERE (sync_leases.owner IS NULL OR sync_leases.expires_at <= {now}) \
+             AND (sync_leases.next_sync_at <= {now} OR sync_leases.requested_at > sync_leases.claimed_at) \
+             RETURNING connection_id",
+        );
+        let ids =
+            on_pool!(self, p => sqlx::query_as::<_, (String,)>(AssertSqlSafe(candidates.as_str()))
+            .bind(limit as i64)
+            .fetch_all(p)
+            .await)
+            .map_err(state_err)?;
+        let mut claimed = Vec::new();
+        for (id,) in ids {
+            let won =
+                on_pool!(self, p => sqlx::query_as::<_, (String,)>(AssertSqlSafe(claim.as_str()))
+                .bind(&id)
+                .bind(owner)
+                .bind(millis(lease))
+                .fetch_optional(p)
+                .await)
+                .map_err(state_err)?;
+            if won.is_some()
+                && let Some(stored) = self.connection(&id).await?
+            {
+                claimed.push(stored);
+            }
+        }
+        Ok(claimed)
+    }
+
+    /// Extends `owner`'s lease on a connection by `lease` from now; false
+    /// when another worker holds it now.
+    pub async fn renew_lease(
+        &self,
+        connection_id: &str,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<bool, ProducerError> {
+        let sql = self.sql(
+            "UPDATE sync_leases SET expires_at = {now} + $3 WHERE connection_id = $1 AND owner = $2",
+        );
+        on_pool!(self, p => sqlx::query(AssertSqlSafe(sql.as_str()))
+            .bind(connection_id)
+            .bind(owner)
+            .bind(millis(lease))
+            .execute(p)
+            .await
+            .map(|done| done.rows_affected() == 1))
+        .map_err(state_err)
+    }
+
+    /// Gives up `owner`'s lease on a connection, which is next due in
+    /// `next_sync_in` (sooner if a sync is asked for).
+    pub async fn release_lease(
+        &self,
+        connection_id: &str,
+        owner: &str,
+        next_sync_in: Duration,
+    ) -> Result<(), ProducerError> {
+        let sql = self.sql(
+            "UPDATE sync_leases SET owner = NULL, expires_at = 0, next_sync_at = {now} + $3 \
+             WHERE connection_id = $1 AND owner = $2",
+        );
+        on_pool!(self, p => sqlx::query(AssertSqlSafe(sql.as_str()))
+            .bind(connection_id)
+            .bind(owner)
+            .bind(millis(next_sync_in))
+            .execute(p)
+            .await
+            .map(drop))
+        .map_err(state_err)
+    }
+
+    /// Frees every lease `owner` holds: a restarted worker's leases from
+    /// before its restart, which no one else would take until they expire.
+    pub async fn release_leases_of(&self, owner: &str) -> Result<u64, ProducerError> {
+        const SQL: &str = "UPDATE sync_leases SET owner = NULL, expires_at = 0 WHERE owner = $1";
+        on_pool!(self, p => sqlx::query(SQL)
+            .bind(owner)
+            .execute(p)
+            .await
+            .map(|done| done.rows_affected()))
+        .map_err(state_err)
+    }
+
+    /// Makes every connection due now, paused ones included; one being
+    /// synced is synced again once its current sync ends.
+    pub async fn request_sync(&self) -> Result<(), ProducerError> {
+        let sql = self.sql("UPDATE sync_leases SET requested_at = {now}");
+        on_pool!(self, p => sqlx::query(AssertSqlSafe(sql.as_str())).execute(p).await.map(drop))
+            .map_err(state_err)
+    }
+}
+
+fn stored_connection(row: ConnectionRow) -> Result<StoredConnection, ProducerError> {
+    let (id, company_id, source, settings, status, status_reason, created_at, updated_at) = row;
+    let settings = serde_json::from_str(&settings).map_err(|e| {
+        ProducerError::State(format!("connection {id} has unreadable settings: {e}"))
+    })?;
+    Ok(StoredConnection {
+        info: ConnectionInfo {
+            connection_id: id,
+            company_id,
+            source,
+            settings,
+        },
+        status,
+        status_reason,
+        created_at: Timestamp(created_at),
+        updated_at: Timestamp(updated_at),
+    })
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 fn state_err(e: sqlx::Error) -> ProducerError {

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 use tributary_connector_api::{
     ConnectionInfo, Connector, ConnectorError, ConnectorRegistry, Fault, Page, PageRequest,
 };
@@ -29,11 +29,14 @@ pub struct SyncSettings {
     pub retry_base: Duration,
     /// Time between scheduled rounds.
     pub interval: Duration,
-    /// Connections synced at once.
+    /// Connections synced at once by this worker.
     pub concurrency: usize,
     /// A source asking to wait longer than this (a day's quota used up)
     /// pauses the connection instead: it resumes from its cursor later.
     pub max_retry_wait: Duration,
+    /// How long a worker's claim on a connection lasts unless renewed: how
+    /// soon another worker takes over the connections of one that died.
+    pub lease: Duration,
 }
 
 /// Fetches one page within the connector's call limits, retrying what the
@@ -106,8 +109,14 @@ fn jitter(max: Duration) -> Duration {
     }
 }
 
-/// Runs connectors and publishes what they fetch.
+/// Runs connectors and publishes what they fetch. Any number of workers,
+/// in any number of processes, may share one state store: each connection
+/// is synced by one worker at a time, under a lease (see [`crate::state`]).
 pub struct Worker {
+    /// This worker's name in the leases it holds. Stable across restarts
+    /// (host and data directory), so a restarted worker resumes its own
+    /// connections at once instead of waiting for its leases to expire.
+    pub id: String,
     pub state: StateStore,
     pub connectors: Arc<ConnectorRegistry>,
     pub publisher: Arc<Publisher>,
@@ -115,8 +124,6 @@ pub struct Worker {
     /// Seals and opens connection credentials.
     pub cipher: Arc<Cipher>,
     pub limiters: Arc<Limiters>,
-    /// Connections paused until an instant (a day's quota used up), with why.
-    pub paused: std::sync::Mutex<HashMap<String, (Instant, String)>>,
     /// The version of each connection's record this worker published last:
     /// it is published again only when it changes.
     announced: std::sync::Mutex<HashMap<String, Timestamp>>,
@@ -126,6 +133,7 @@ pub struct Worker {
 
 impl Worker {
     pub fn new(
+        id: String,
         state: StateStore,
         connectors: Arc<ConnectorRegistry>,
         publisher: Arc<Publisher>,
@@ -133,13 +141,13 @@ impl Worker {
         cipher: Arc<Cipher>,
     ) -> Worker {
         Worker {
+            id,
             state,
             connectors,
             publisher,
             settings,
             cipher,
             limiters: Arc::new(Limiters::default()),
-            paused: std::sync::Mutex::new(HashMap::new()),
             announced: std::sync::Mutex::new(HashMap::new()),
             recent: Recent::default(),
         }
@@ -153,32 +161,19 @@ impl Worker {
         )
     }
 
-    fn paused_until(&self, connection_id: &str) -> Option<(Instant, String)> {
-        let mut paused = self.paused.lock().unwrap_or_else(|p| p.into_inner());
-        match paused.get(connection_id) {
-            Some((until, _)) if *until <= Instant::now() => {
-                paused.remove(connection_id);
-                None
-            }
-            other => other.cloned(),
-        }
-    }
-
-    /// Syncs every data type of one connection, in the connector's order.
+    /// Syncs every data type of one connection, in the connector's order,
+    /// with this worker's lease on it. Returns how long to pause the
+    /// connection when the source asked for a long wait.
     #[tracing::instrument(skip_all, fields(connection = %stored.info.connection_id, company = %stored.info.company_id, source = %stored.info.source))]
     pub async fn sync_connection(
         &self,
         stored: &StoredConnection,
         shutdown: &watch::Receiver<bool>,
-    ) -> Result<Vec<SyncRunEvent>, ProducerError> {
+    ) -> Result<Option<Duration>, ProducerError> {
         let info = &stored.info;
-        if stored.status == "pending_auth" {
-            tracing::debug!("waiting for authorization");
-            return Ok(Vec::new());
-        }
-        if let Some((_, why)) = self.paused_until(&info.connection_id) {
-            tracing::debug!(reason = %why, "paused");
-            return Ok(Vec::new());
+        if stored.status == "pending_auth" || stored.status == "unlinked" {
+            tracing::debug!(status = %stored.status, "not synced");
+            return Ok(None);
         }
         self.publish_connection(stored).await?;
         let connector = match self.build(info) {
@@ -204,6 +199,7 @@ impl Worker {
         }
         let limiter = connector.rate_limits().map(|l| self.limiters.get(&l));
         let mut runs = Vec::new();
+        let mut paused_for = None;
         for data_type in connector.data_types() {
             if *shutdown.borrow() {
                 break;
@@ -221,21 +217,18 @@ impl Worker {
             runs.push(run);
             if let Some((retry_after, reason)) = pause {
                 // The rest would hit the same limit: resume them all later,
-                // each from its cursor.
-                let until = Instant::now() + retry_after;
+                // each from its cursor (the lease's next due time, which
+                // every worker sees).
                 let why = format!("paused for {}s: {reason}", retry_after.as_secs());
                 tracing::warn!(reason = %why, "connection paused");
                 self.set_status(stored, "linked", Some(&why)).await?;
-                self.paused
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(info.connection_id.clone(), (until, why));
+                paused_for = Some(retry_after);
                 break;
             }
         }
         // One acked publish for the round's outcomes, not one per data type.
         self.publisher.publish_sync_runs(&runs).await?;
-        Ok(runs)
+        Ok(paused_for)
     }
 
     async fn set_status(
@@ -428,9 +421,19 @@ impl Worker {
                 .as_ref()
                 .filter(|n| Some(*n) != request.cursor.as_ref())
             {
-                self.state
-                    .save_cursor(&info.connection_id, data_type, next, Timestamp::now())
+                let saved = self
+                    .state
+                    .save_cursor(
+                        &info.connection_id,
+                        data_type,
+                        next,
+                        &self.id,
+                        Timestamp::now(),
+                    )
                     .await?;
+                if !saved {
+                    return Err(ProducerError::LeaseLost(info.connection_id.clone()));
+                }
             }
             if !page.has_more || *shutdown.borrow() {
                 return Ok(());
@@ -438,57 +441,123 @@ impl Worker {
         }
     }
 
-    /// Syncs every connection now, `concurrency` at a time.
-    pub async fn sync_all(
-        self: &Arc<Self>,
-        shutdown: &watch::Receiver<bool>,
-    ) -> Result<Vec<SyncRunEvent>, ProducerError> {
-        let connections = self.state.connections().await?;
-        let limit = Arc::new(Semaphore::new(self.settings.concurrency));
-        let mut tasks = tokio::task::JoinSet::new();
-        for stored in connections.into_iter().filter(|c| c.status != "unlinked") {
-            let worker = Arc::clone(self);
-            let limit = Arc::clone(&limit);
-            let shutdown = shutdown.clone();
-            tasks.spawn(async move {
-                let _permit = limit.acquire_owned().await;
-                let id = stored.info.connection_id.clone();
-                worker
-                    .sync_connection(&stored, &shutdown)
-                    .await
-                    .map_err(|e| (id, e))
-            });
-        }
-        let mut runs = Vec::new();
-        while let Some(joined) = tasks.join_next().await {
-            match joined {
-                Ok(Ok(r)) => runs.extend(r),
-                Ok(Err((connection, e))) => {
-                    tracing::warn!(connection, error = %e, "connection sync failed")
-                }
-                Err(e) => tracing::error!(error = %e, "connection sync task died"),
-            }
-        }
-        Ok(runs)
-    }
-
-    /// Syncs on a schedule and on demand until `shutdown` turns true.
+    /// Syncs connections as they fall due, `concurrency` at a time, and all
+    /// of them when asked on `on_demand`, until `shutdown` turns true.
+    /// Connections are claimed through the state store's leases, so other
+    /// workers sharing it split the work and take over a dead one's.
     pub async fn run(
         self: Arc<Self>,
         mut on_demand: mpsc::Receiver<()>,
         mut shutdown: watch::Receiver<bool>,
     ) {
+        tracing::info!(worker = %self.id, "connector worker started");
+        match self.state.release_leases_of(&self.id).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                leases = n,
+                "freed this worker's leases from before its restart"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot free this worker's old leases; they expire by themselves")
+            }
+        }
+        // How often to look for due connections: they may fall due, or
+        // another worker's may come free, at any time.
+        let poll = self.settings.interval.min(Duration::from_secs(1));
+        let mut syncing = tokio::task::JoinSet::new();
         loop {
-            if let Err(e) = self.sync_all(&shutdown).await {
-                tracing::error!(error = %e, "sync round failed");
+            let free = self.settings.concurrency.saturating_sub(syncing.len());
+            match self
+                .state
+                .claim_due(&self.id, free, self.settings.lease)
+                .await
+            {
+                Ok(claimed) => {
+                    for stored in claimed {
+                        let worker = Arc::clone(&self);
+                        let shutdown = shutdown.clone();
+                        syncing.spawn(async move { worker.sync_leased(stored, shutdown).await });
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "cannot claim connections to sync"),
             }
             tokio::select! {
-                _ = tokio::time::sleep(self.settings.interval) => {}
-                Some(()) = on_demand.recv() => tracing::info!("sync requested"),
+                _ = tokio::time::sleep(poll) => {}
+                Some(()) = on_demand.recv() => {
+                    tracing::info!("sync requested");
+                    if let Err(e) = self.state.request_sync().await {
+                        tracing::error!(error = %e, "cannot request a sync of every connection");
+                    }
+                }
+                Some(joined) = syncing.join_next(), if !syncing.is_empty() => {
+                    if let Err(e) = joined {
+                        tracing::error!(error = %e, "connection sync task died");
+                    }
+                }
                 _ = shutdown.changed() => {}
             }
             if *shutdown.borrow() {
-                return;
+                break;
+            }
+        }
+        while let Some(joined) = syncing.join_next().await {
+            if let Err(e) = joined {
+                tracing::error!(error = %e, "connection sync task died");
+            }
+        }
+    }
+
+    /// Syncs a connection this worker claimed, renewing the lease until the
+    /// sync ends, then releases it with the time the connection is next due.
+    async fn sync_leased(&self, stored: StoredConnection, shutdown: watch::Receiver<bool>) {
+        let id = &stored.info.connection_id;
+        tracing::debug!(connection = %id, "leased");
+        let sync = self.sync_connection(&stored, &shutdown);
+        tokio::pin!(sync);
+        let result = tokio::select! {
+            result = &mut sync => result,
+            // Lost: the sync ends at its next page, its cursor refused.
+            () = self.keep_lease(id) => sync.await,
+        };
+        let next_sync_in = match result {
+            Ok(pause) => pause.unwrap_or(self.settings.interval),
+            Err(e) => {
+                tracing::warn!(connection = %id, error = %e, "connection sync failed");
+                self.settings.interval
+            }
+        };
+        // Stopped half way: due at once, for whichever worker is up first.
+        let next_sync_in = if *shutdown.borrow() {
+            Duration::ZERO
+        } else {
+            next_sync_in
+        };
+        if let Err(e) = self.state.release_lease(id, &self.id, next_sync_in).await {
+            // It expires by itself; until then no one else syncs it.
+            tracing::warn!(connection = %id, error = %e, "cannot release the sync lease");
+        }
+    }
+
+    /// Renews the lease on a connection every third of its length; returns
+    /// only when another worker holds it.
+    async fn keep_lease(&self, connection_id: &str) {
+        loop {
+            tokio::time::sleep(self.settings.lease / 3).await;
+            match self
+                .state
+                .renew_lease(connection_id, &self.id, self.settings.lease)
+                .await
+            {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::warn!(connection = %connection_id, "sync lease lost to another worker");
+                    return;
+                }
+                // The state store is unreachable: keep trying while the
+                // lease lasts; cursor saves fail meanwhile anyway.
+                Err(e) => {
+                    tracing::warn!(connection = %connection_id, error = %e, "cannot renew the sync lease")
+                }
             }
         }
     }

@@ -60,6 +60,7 @@ fn settings(max_attempts: u32) -> SyncSettings {
         interval: Duration::from_secs(60),
         concurrency: 1,
         max_retry_wait: Duration::from_secs(120),
+        lease: Duration::from_secs(30),
     }
 }
 
