@@ -345,46 +345,8 @@ async fn wait_for_dead_letters(setup: &Setup, n: usize) -> Vec<Vec<String>> {
 /// Three bad messages on the invoices topic: not Avro at all, an unknown
 /// schema id, and a customer event (valid Avro, wrong type for the topic).
 async fn poison_messages_go_to_dead_letters_and_replay(setup: &Setup) {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    use rdkafka::producer::{FutureProducer, FutureRecord};
-    use rdkafka::{ClientConfig, Message};
-
-    let mut client = ClientConfig::new();
-    client.set("bootstrap.servers", &setup.bootstrap);
-    let customer_event: Vec<u8> = {
-        let mut config = client.clone();
-        config
-            .set("group.id", "e2e-peek")
-            .set("fetch.wait.max.ms", "50");
-        let consumer: BaseConsumer = config.create().unwrap();
-        let mut tpl = rdkafka::TopicPartitionList::new();
-        for p in 0..3 {
-            tpl.add_partition_offset(&DataType::Customer.topic(), p, rdkafka::Offset::Beginning)
-                .unwrap();
-        }
-        consumer.assign(&tpl).unwrap();
-        drop(tpl);
-        let message = loop {
-            if let Some(m) = consumer.poll(Duration::from_secs(1)) {
-                break m.unwrap();
-            }
-        };
-        message.payload().unwrap().to_vec()
-    };
-    let unknown_schema = [&[0u8, 0, 6, 0x7a, 0x7a][..], b"\x02xy"].concat();
-    let producer: FutureProducer = client.create().unwrap();
+    send_bad_messages(&setup.bootstrap, 3).await;
     let invoices = DataType::Invoice.topic();
-    for payload in [&b"not avro at all"[..], &unknown_schema, &customer_event] {
-        producer
-            .send(
-                FutureRecord::to(&invoices)
-                    .key("sandbox-001")
-                    .payload(payload),
-                Duration::from_secs(10),
-            )
-            .await
-            .unwrap();
-    }
 
     // Each of the two projections dead-letters each message, and moves on.
     let rows = wait_for_dead_letters(setup, 6).await;

@@ -17,7 +17,6 @@
 
 mod common;
 
-use std::collections::BTreeSet;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -34,6 +33,8 @@ struct Setup {
     dir: PathBuf,
     config: PathBuf,
     api: String,
+    /// The broker the pipeline uses.
+    bootstrap: String,
     store_url: String,
     sandbox: SandboxSettings,
 }
@@ -83,6 +84,7 @@ fn configure(
         dir: dir.to_path_buf(),
         config,
         api: format!("http://127.0.0.1:{api}"),
+        bootstrap: bootstrap.map_or_else(|| format!("127.0.0.1:{broker}"), str::to_string),
         store_url: store_url.to_string(),
         sandbox,
     }
@@ -147,53 +149,6 @@ async fn wait_for_crash(child: &mut Proc, setup: &Setup, point: &str) {
 }
 
 /// What the store holds against what the source has.
-#[derive(Debug, Default, PartialEq)]
-struct Tally {
-    expected: usize,
-    found: usize,
-    /// Extra rows, plus applies of an event beyond the first.
-    duplicates: usize,
-    /// Source records missing from the store or different in it.
-    lost: usize,
-}
-
-impl Tally {
-    fn clean(&self) -> bool {
-        self.duplicates == 0 && self.lost == 0 && self.found == self.expected
-    }
-}
-
-async fn tally(setup: &Setup) -> Tally {
-    let mut t = Tally::default();
-    for company in companies(COMPANIES) {
-        let generator = Generator::new(setup.sandbox.clone(), &company);
-        for data_type in DATA_TYPES {
-            let found = all_records(&setup.api, &company, data_type).await;
-            let wanted = generator.expected_live(data_type, 1);
-            t.expected += wanted.len();
-            t.found += found.len();
-            let wanted_ids: BTreeSet<&str> = wanted.iter().map(|v| v.id.as_str()).collect();
-            t.duplicates += found
-                .keys()
-                .filter(|id| !wanted_ids.contains(id.as_str()))
-                .count();
-            for version in &wanted {
-                let same = found.get(&version.id).is_some_and(|r| {
-                    r["data"] == serde_json::to_value(&version.record).unwrap()
-                        && r["source_modified_at"]
-                            == serde_json::to_value(version.modified_at).unwrap()
-                        && r["deleted"] == false
-                });
-                if !same {
-                    t.lost += 1;
-                }
-            }
-        }
-    }
-    t.duplicates += repeated_applies(&setup.store_url).await;
-    t
-}
-
 /// Waits until the store holds the source's records, stops the pipeline,
 /// checks the index, and fails loudly on any loss or duplicate. Writes the
 /// report row when asked to.
@@ -207,14 +162,14 @@ async fn converges(mut child: Proc, setup: &Setup, fault: &str, done: &str) {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let mut t = tally(setup).await;
+    let mut t = tally(&setup.api, &setup.sandbox, COMPANIES, &setup.store_url).await;
     while !t.clean() && started.elapsed() < Duration::from_secs(180) {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        t = tally(setup).await;
+        t = tally(&setup.api, &setup.sandbox, COMPANIES, &setup.store_url).await;
     }
     // The sync keeps running: a late duplicate would still show.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let t = tally(setup).await;
+    let t = tally(&setup.api, &setup.sandbox, COMPANIES, &setup.store_url).await;
     terminate(&mut child);
     let status = child.wait().unwrap();
     assert!(
@@ -241,25 +196,6 @@ async fn converges(mut child: Proc, setup: &Setup, fault: &str, done: &str) {
     assert!(index_differs.is_empty(), "{fault}: {index_differs:?}");
 }
 
-/// One row of the report table, when `TRIBUTARY_FAULT_REPORT` names a directory.
-fn report(fault: &str, done: &str, t: &Tally) {
-    let Some(dir) = std::env::var_os("TRIBUTARY_FAULT_REPORT") else {
-        return;
-    };
-    let slug: String = fault
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-        .collect();
-    std::fs::write(
-        Path::new(&dir).join(format!("{slug}.md")),
-        format!(
-            "| {fault} | {done} | {} | {} | {} | {} |\n",
-            t.expected, t.found, t.duplicates, t.lost
-        ),
-    )
-    .unwrap();
-}
-
 /// A clean sandbox source and the local broker.
 fn plain(dir: &Path, cluster: &PgCluster) -> Setup {
     configure(dir, &cluster.url(), None, 0, SourceFailure::default())
@@ -280,6 +216,33 @@ async fn postgres_stopped_and_restarted_mid_sync() {
         &setup,
         "PostgreSQL stopped and restarted",
         "`pg_ctl stop -m immediate` (a crash) once records arrive, restarted 3 s later",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_and_schema_incompatible_messages_mid_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = PgCluster::start();
+    let setup = plain(dir.path(), &cluster);
+    let child = launch(&setup, &[]);
+    wait_for_first_records(&setup).await;
+    send_bad_messages(&setup.bootstrap, 3).await;
+    // Both projections set all three aside (and go on past them).
+    let started = Instant::now();
+    while dead_lettered(&setup.api, "decode").await < 6.0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the bad messages were not dead-lettered\n{}",
+            logs(&setup.dir)
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    converges(
+        child,
+        &setup,
+        "Poison and schema-incompatible messages",
+        "once records arrive, 3 bad messages in an invoices partition: not Avro, an unknown schema id, a customer event (another schema); each projection dead-letters the 3 and goes on",
     )
     .await;
 }

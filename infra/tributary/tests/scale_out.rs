@@ -1,5 +1,7 @@
-//! Several store projector processes on one consumer group, sharing the
-//! partitions of a PostgreSQL store, through the real binary and broker.
+//! Scale-out through the real binary and broker: store projector processes
+//! sharing the partitions of a PostgreSQL store in one consumer group, and
+//! connector workers in several processes sharing the connections through
+//! leases in a PostgreSQL state store.
 
 mod common;
 
@@ -160,12 +162,13 @@ async fn store_projectors_share_partitions_and_survive_a_rebalance() {
     );
 
     // Rebalances re-deliver; the checkpoints make sure nothing is applied twice.
-    assert_eq!(
-        repeated_applies(&cluster.url()).await,
-        0,
-        "an event was applied twice\n{}",
-        logs(dir.path())
+    let t = tally(&api, &sandbox, COMPANIES, &cluster.url()).await;
+    report(
+        "Rebalance mid-batch",
+        "3 store projector processes in one consumer group; one SIGKILLed once records arrive, a 4th joins 8 s later (6 companies, 300 records per data type)",
+        &t,
     );
+    assert!(t.clean(), "{t:?}\n{}", logs(dir.path()));
 
     for child in [&mut p1, &mut p3, &mut p4, &mut main] {
         terminate(child);
@@ -174,6 +177,197 @@ async fn store_projectors_share_partitions_and_survive_a_rebalance() {
             status.success(),
             "a process exited with {status}\n{}",
             logs(dir.path())
+        );
+    }
+}
+
+/// The connections `owner` holds a live lease on, by the database's clock.
+async fn leases_held(url: &str, owner: &str) -> Vec<String> {
+    use sqlx::Connection;
+    let mut db = sqlx::PgConnection::connect(url).await.unwrap();
+    let held: Vec<(String,)> = sqlx::query_as(
+        "SELECT connection_id FROM tributary_state.sync_leases WHERE owner = $1 \
+         AND expires_at > (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT ORDER BY 1",
+    )
+    .bind(owner)
+    .fetch_all(&mut db)
+    .await
+    .unwrap_or_default();
+    db.close().await.unwrap();
+    held.into_iter().map(|(id,)| id).collect()
+}
+
+/// The connections `name`'s log says it leased.
+fn leased_in_log(dir: &Path, name: &str) -> std::collections::BTreeSet<String> {
+    let text = std::fs::read_to_string(dir.join(format!("{name}.log"))).unwrap_or_default();
+    text.lines()
+        .filter(|l| l.contains("leased"))
+        .filter_map(|l| l.split("connection=").nth(1))
+        .filter_map(|r| r.split_whitespace().next())
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_share_connections_and_take_over_a_dead_ones() {
+    const COMPANIES: u32 = 6;
+    let cluster = PgCluster::start();
+    let url = cluster.url();
+    let dir = tempfile::tempdir().unwrap();
+    let (broker, registry, api) = (free_port(), free_port(), free_port());
+    let sandbox = SandboxSettings {
+        seed: 9,
+        records: 200,
+        generations: 1,
+        generation_interval_secs: 0,
+        epoch_ms: Timestamp::now().millis(),
+        max_page_size: 20,
+        fail_every: 0,
+        failure: Default::default(),
+    };
+    // Broker, registry, store (PostgreSQL), index and API; no workers.
+    let mut main = spawn(
+        dir.path(),
+        "main",
+        &format!(
+            "data_dir = {data:?}\nlog = \"info,librdkafka=warn\"\n[store]\nurl = {url:?}\n\
+             [projector]\nbatch_size = 100\nlinger_ms = 50\n\
+             [kafka]\npartitions = 4\n[broker]\nport = {broker}\n[registry]\nport = {registry}\n\
+             [api]\nlisten = \"127.0.0.1:{api}\"\n{API_KEYS_TOML}\n\
+             [roles]\nworkers = false\n",
+            data = dir.path().join("main"),
+        ),
+    );
+    let api = format!("http://127.0.0.1:{api}");
+    let started = Instant::now();
+    while get(&format!("{api}/health")).await.is_none() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the pipeline did not start\n{}",
+            logs(dir.path())
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Workers only, sharing a state store in the store's database, with the
+    // same sandbox settings (each adds the same connections; the first wins).
+    let worker = |name: &str| {
+        spawn(
+            dir.path(),
+            name,
+            &format!(
+                "data_dir = {data:?}\nlog = \"info,librdkafka=warn,tributary_producer::worker=debug\"\n\
+                 [kafka]\nbootstrap_servers = \"127.0.0.1:{broker}\"\n[registry]\nurl = \"http://127.0.0.1:{registry}\"\n\
+                 [state]\nurl = {url:?}\n\
+                 [security]\ncredentials_key = \"{key}\"\n\
+                 [sandbox]\ncompanies = {COMPANIES}\nrecords = {records}\ngenerations = 1\ngeneration_interval_secs = 0\n\
+                 seed = {seed}\nepoch_ms = {epoch}\nmax_page_size = 20\n\
+                 [sync]\ninterval_secs = 1\npage_size = 20\nconcurrency = 2\nlease_secs = 2\nworker_id = \"{name}\"\n\
+                 [roles]\nstore_projector = false\nindex_projector = false\napi = false\n",
+                data = dir.path().join(name),
+                key = "5f".repeat(32),
+                records = sandbox.records,
+                seed = sandbox.seed,
+                epoch = sandbox.epoch_ms,
+            ),
+        )
+    };
+    let mut doomed = worker("w2");
+    // As soon as it holds a connection, the first worker dies mid-sync.
+    let started = Instant::now();
+    let held = loop {
+        let held = leases_held(&url, "w2").await;
+        if !held.is_empty() {
+            break held;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "w2 never leased a connection\n{}",
+            logs(dir.path())
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    doomed.kill().unwrap();
+    doomed.wait().unwrap();
+    let mut w1 = worker("w1");
+    let mut w3 = worker("w3");
+
+    let names = companies(COMPANIES);
+    let expected = expected_counts(&sandbox, &names, 1);
+    let killed_mid_sync = api_counts(&api, &names).await;
+    for connection in &held {
+        let company = connection.replace("conn-", "");
+        let have: i64 = killed_mid_sync
+            .iter()
+            .filter(|((c, _), _)| *c == company)
+            .map(|(_, n)| n)
+            .sum();
+        let want: i64 = expected
+            .iter()
+            .filter(|((c, _), _)| *c == company)
+            .map(|(_, n)| n)
+            .sum();
+        assert!(
+            have < want,
+            "{connection} was complete when w2 died ({have} of {want}): not a mid-sync kill"
+        );
+    }
+    wait_for_counts(
+        &api,
+        &names,
+        &expected,
+        Duration::from_secs(180),
+        dir.path(),
+    )
+    .await;
+    wait_for_contents(
+        &api,
+        &sandbox,
+        &names,
+        1,
+        Duration::from_secs(60),
+        dir.path(),
+    )
+    .await;
+
+    // The dead worker's connections were finished by the others, and both
+    // of them had a share of the work.
+    let (by_w1, by_w3) = (
+        leased_in_log(dir.path(), "w1"),
+        leased_in_log(dir.path(), "w3"),
+    );
+    for connection in &held {
+        assert!(
+            by_w1.contains(connection) || by_w3.contains(connection),
+            "no worker took over {connection} from w2\n{}",
+            logs(dir.path())
+        );
+    }
+    assert!(
+        !by_w1.is_empty() && !by_w3.is_empty(),
+        "the connections were not shared: w1 {by_w1:?}, w3 {by_w3:?}"
+    );
+    let t = tally(&api, &sandbox, COMPANIES, &url).await;
+    report(
+        "kill -9 of a connector worker process",
+        "3 worker processes sharing a PostgreSQL state; one SIGKILLed as soon as it held a connection, which the others took over when its 2 s lease expired (6 companies, 200 records per data type)",
+        &t,
+    );
+    assert!(t.clean(), "{t:?}\n{}", logs(dir.path()));
+
+    for child in [&mut w1, &mut w3, &mut main] {
+        terminate(child);
+        let status = child.wait().unwrap();
+        assert!(
+            status.success(),
+            "a process exited with {status}\n{}",
+            logs(dir.path())
+        );
+    }
+    // Stopped cleanly, the workers left no lease behind.
+    for name in ["w1", "w3"] {
+        assert!(
+            leases_held(&url, name).await.is_empty(),
+            "{name} kept a lease"
         );
     }
 }

@@ -1,7 +1,7 @@
 //! Helpers shared by the tests that run the real binary.
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::Child;
 use std::time::{Duration, Instant};
@@ -147,12 +147,24 @@ pub async fn wait_for_counts(
     }
 }
 
-/// Every record of one company and data type, following the API's paging.
-pub async fn all_records(api: &str, company: &str, data_type: DataType) -> BTreeMap<String, Value> {
+/// A page size that reads `expected` records in several pages, but not in
+/// thousands of requests.
+pub fn page_limit(expected: usize) -> usize {
+    (expected / 3).clamp(7, 500)
+}
+
+/// Every record of one company and data type, following the API's paging
+/// `limit` records at a time.
+pub async fn all_records(
+    api: &str,
+    company: &str,
+    data_type: DataType,
+    limit: usize,
+) -> BTreeMap<String, Value> {
     let mut out = BTreeMap::new();
     let mut cursor: Option<String> = None;
     loop {
-        let mut url = format!("{api}/v1/companies/{company}/data/{data_type}?limit=7");
+        let mut url = format!("{api}/v1/companies/{company}/data/{data_type}?limit={limit}");
         if let Some(c) = &cursor {
             url += &format!("&cursor={c}");
         }
@@ -184,8 +196,8 @@ async fn first_difference(
     for company in companies {
         let generator = Generator::new(sandbox.clone(), company);
         for data_type in DATA_TYPES {
-            let found = all_records(api, company, data_type).await;
             let wanted = generator.expected_live(data_type, generation);
+            let found = all_records(api, company, data_type, page_limit(wanted.len())).await;
             if found.len() != wanted.len() {
                 return Some(format!(
                     "{company} {data_type}: {} records, expected {}",
@@ -305,4 +317,139 @@ pub async fn repeated_applies(store_url: &str) -> usize {
     .unwrap();
     db.close().await.unwrap();
     usize::try_from(repeats).unwrap()
+}
+
+#[derive(Debug, Default, PartialEq)]
+/// The fault suite's invariant, counted against the sandbox's records at
+/// generation 1 (every generation visible at once).
+pub struct Tally {
+    pub expected: usize,
+    pub found: usize,
+    /// Extra rows, plus applies of an event beyond the first.
+    pub duplicates: usize,
+    /// Source records missing from the store or different in it.
+    pub lost: usize,
+}
+
+impl Tally {
+    pub fn clean(&self) -> bool {
+        self.duplicates == 0 && self.lost == 0 && self.found == self.expected
+    }
+}
+
+pub async fn tally(api: &str, sandbox: &SandboxSettings, n: u32, store_url: &str) -> Tally {
+    let mut t = Tally::default();
+    for company in companies(n) {
+        let generator = Generator::new(sandbox.clone(), &company);
+        for data_type in DATA_TYPES {
+            let wanted = generator.expected_live(data_type, 1);
+            let found = all_records(api, &company, data_type, page_limit(wanted.len())).await;
+            t.expected += wanted.len();
+            t.found += found.len();
+            let wanted_ids: BTreeSet<&str> = wanted.iter().map(|v| v.id.as_str()).collect();
+            t.duplicates += found
+                .keys()
+                .filter(|id| !wanted_ids.contains(id.as_str()))
+                .count();
+            for version in &wanted {
+                let same = found.get(&version.id).is_some_and(|r| {
+                    r["data"] == serde_json::to_value(&version.record).unwrap()
+                        && r["source_modified_at"]
+                            == serde_json::to_value(version.modified_at).unwrap()
+                        && r["deleted"] == false
+                });
+                if !same {
+                    t.lost += 1;
+                }
+            }
+        }
+    }
+    t.duplicates += repeated_applies(store_url).await;
+    t
+}
+
+/// One row of the report table, when `TRIBUTARY_FAULT_REPORT` names a directory.
+pub fn report(fault: &str, done: &str, t: &Tally) {
+    let Some(dir) = std::env::var_os("TRIBUTARY_FAULT_REPORT") else {
+        return;
+    };
+    let slug: String = fault
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    std::fs::write(
+        Path::new(&dir).join(format!("{slug}.md")),
+        format!(
+            "| {fault} | {done} | {} | {} | {} | {} |\n",
+            t.expected, t.found, t.duplicates, t.lost
+        ),
+    )
+    .unwrap();
+}
+
+/// Sends three bad messages to the invoices topic, keyed like sandbox-001's
+/// events: not Avro at all, Avro framing with an unknown schema id, and a
+/// customer event (valid Avro under another subject's schema: schema-
+/// incompatible with the topic). The customer event is read from the
+/// customers topic's `partitions`.
+pub async fn send_bad_messages(bootstrap: &str, partitions: i32) {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    use rdkafka::{ClientConfig, Message};
+
+    let mut client = ClientConfig::new();
+    client.set("bootstrap.servers", bootstrap);
+    let customer_event: Vec<u8> = {
+        let mut config = client.clone();
+        config
+            .set("group.id", "tests-peek")
+            .set("fetch.wait.max.ms", "50");
+        let consumer: BaseConsumer = config.create().unwrap();
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        for p in 0..partitions {
+            tpl.add_partition_offset(&DataType::Customer.topic(), p, rdkafka::Offset::Beginning)
+                .unwrap();
+        }
+        consumer.assign(&tpl).unwrap();
+        // Dropped before the consumer: a live list makes its drop hang.
+        drop(tpl);
+        let started = Instant::now();
+        let message = loop {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "no customer event to borrow"
+            );
+            if let Some(m) = consumer.poll(Duration::from_secs(1)) {
+                break m.unwrap();
+            }
+        };
+        message.payload().unwrap().to_vec()
+    };
+    let unknown_schema = [&[0u8, 0, 6, 0x7a, 0x7a][..], b"\x02xy"].concat();
+    let producer: FutureProducer = client.create().unwrap();
+    let invoices = DataType::Invoice.topic();
+    for payload in [&b"not avro at all"[..], &unknown_schema, &customer_event] {
+        producer
+            .send(
+                FutureRecord::to(&invoices)
+                    .key("sandbox-001")
+                    .payload(payload),
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap();
+    }
+}
+
+/// The dead letters the pipeline at `api` counted, by stage, from /metrics.
+pub async fn dead_lettered(api: &str, stage: &str) -> f64 {
+    let Ok(response) = reqwest::get(format!("{api}/metrics")).await else {
+        return 0.0;
+    };
+    let text = response.text().await.unwrap_or_default();
+    text.lines()
+        .filter(|l| l.starts_with("tributary_projector_dead_letters_total"))
+        .filter(|l| l.contains(&format!("stage=\"{stage}\"")))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
