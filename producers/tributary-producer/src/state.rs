@@ -132,7 +132,11 @@ impl StateStore {
         };
         let options = PgConnectOptions::from_str(url)
             .map_err(|e| err("bad PostgreSQL URL", &e))?
-            .options([("search_path", POSTGRES_SCHEMA)]);
+            // Quiet about "already exists, skipping" at every start.
+            .options([
+                ("search_path", POSTGRES_SCHEMA),
+                ("client_min_messages", "warning"),
+            ]);
         let pool = PgPoolOptions::new()
             .max_connections(4)
             .connect_with(options)

@@ -463,7 +463,10 @@ impl Worker {
         }
         // How often to look for due connections: they may fall due, or
         // another worker's may come free, at any time.
-        let poll = self.settings.interval.min(Duration::from_secs(1));
+        let poll = self
+            .settings
+            .interval
+            .clamp(Duration::from_millis(50), Duration::from_secs(1));
         let mut syncing = tokio::task::JoinSet::new();
         loop {
             let free = self.settings.concurrency.saturating_sub(syncing.len());
