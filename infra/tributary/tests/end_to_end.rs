@@ -409,8 +409,7 @@ async fn poison_messages_go_to_dead_letters_and_replay(setup: &Setup) {
 /// the store sets the first aside (stage `store`) and applies the second,
 /// and the partition keeps flowing.
 async fn store_refusals_go_to_dead_letters(setup: &Setup) {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    use rdkafka::{ClientConfig, Message};
+    use rdkafka::ClientConfig;
     use tributary_projector::{Change, Decoder};
 
     let mut client = ClientConfig::new();
@@ -418,23 +417,7 @@ async fn store_refusals_go_to_dead_letters(setup: &Setup) {
     // A real invoice event, as a template.
     let invoices = DataType::Invoice.topic();
     let template = {
-        let mut config = client.clone();
-        config
-            .set("group.id", "e2e-template")
-            .set("fetch.wait.max.ms", "50");
-        let consumer: BaseConsumer = config.create().unwrap();
-        let mut tpl = rdkafka::TopicPartitionList::new();
-        for p in 0..3 {
-            tpl.add_partition_offset(&invoices, p, rdkafka::Offset::Beginning)
-                .unwrap();
-        }
-        consumer.assign(&tpl).unwrap();
-        drop(tpl);
-        let payload = loop {
-            if let Some(m) = consumer.poll(Duration::from_secs(1)) {
-                break m.unwrap().payload().unwrap().to_vec();
-            }
-        };
+        let payload = first_message(&setup.bootstrap, &invoices, 3);
         let Change::Record(event) = Decoder::new(&setup.registry)
             .decode(&invoices, Some(&payload))
             .await

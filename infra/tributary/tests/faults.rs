@@ -148,20 +148,12 @@ async fn wait_for_crash(child: &mut Proc, setup: &Setup, point: &str) {
     }
 }
 
-/// What the store holds against what the source has.
 /// Waits until the store holds the source's records, stops the pipeline,
 /// checks the index, and fails loudly on any loss or duplicate. Writes the
 /// report row when asked to.
 async fn converges(mut child: Proc, setup: &Setup, fault: &str, done: &str) {
+    wait_for_health(&setup.api, &setup.dir).await;
     let started = Instant::now();
-    while get(&format!("{}/health", setup.api)).await.is_none() {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "the pipeline did not start\n{}",
-            logs(&setup.dir)
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
     let mut t = tally(&setup.api, &setup.sandbox, COMPANIES, &setup.store_url).await;
     while !t.clean() && started.elapsed() < Duration::from_secs(180) {
         tokio::time::sleep(Duration::from_millis(500)).await;

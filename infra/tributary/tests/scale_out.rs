@@ -86,15 +86,7 @@ async fn store_projectors_share_partitions_and_survive_a_rebalance() {
         ),
     );
     let api = format!("http://127.0.0.1:{api}");
-    let started = Instant::now();
-    while get(&format!("{api}/health")).await.is_none() {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "the pipeline did not start\n{}",
-            logs(dir.path())
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_for_health(&api, dir.path()).await;
     // Store projectors only, pointed at the same broker, registry and store.
     let projector = |name: &str| {
         spawn(
@@ -239,15 +231,7 @@ async fn workers_share_connections_and_take_over_a_dead_ones() {
         ),
     );
     let api = format!("http://127.0.0.1:{api}");
-    let started = Instant::now();
-    while get(&format!("{api}/health")).await.is_none() {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "the pipeline did not start\n{}",
-            logs(dir.path())
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_for_health(&api, dir.path()).await;
     // Workers only, sharing a state store in the store's database, with the
     // same sandbox settings (each adds the same connections; the first wins).
     let worker = |name: &str| {

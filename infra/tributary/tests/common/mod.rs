@@ -124,6 +124,19 @@ pub fn expected_counts(
     counts
 }
 
+/// Waits until the API at `api` answers, or fails with the logs.
+pub async fn wait_for_health(api: &str, logs_dir: &Path) {
+    let started = Instant::now();
+    while get(&format!("{api}/health")).await.is_none() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the pipeline did not start\n{}",
+            logs(logs_dir)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Waits until the API's counts equal `expected`, or fails with both and the logs.
 pub async fn wait_for_counts(
     api: &str,
@@ -387,44 +400,49 @@ pub fn report(fault: &str, done: &str, t: &Tally) {
     .unwrap();
 }
 
+/// The payload of the first message found in `topic`'s `partitions`.
+pub fn first_message(bootstrap: &str, topic: &str, partitions: i32) -> Vec<u8> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{ClientConfig, Message};
+
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "tests-peek")
+        .set("fetch.wait.max.ms", "50")
+        .create()
+        .unwrap();
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, rdkafka::Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    // Dropped before the consumer: a live list makes the consumer's drop hang.
+    drop(tpl);
+    let started = Instant::now();
+    loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no message in {topic}"
+        );
+        if let Some(m) = consumer.poll(Duration::from_secs(1)) {
+            return m.unwrap().payload().unwrap().to_vec();
+        }
+    }
+}
+
 /// Sends three bad messages to the invoices topic, keyed like sandbox-001's
 /// events: not Avro at all, Avro framing with an unknown schema id, and a
 /// customer event (valid Avro under another subject's schema: schema-
 /// incompatible with the topic). The customer event is read from the
 /// customers topic's `partitions`.
 pub async fn send_bad_messages(bootstrap: &str, partitions: i32) {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::ClientConfig;
     use rdkafka::producer::{FutureProducer, FutureRecord};
-    use rdkafka::{ClientConfig, Message};
 
     let mut client = ClientConfig::new();
     client.set("bootstrap.servers", bootstrap);
-    let customer_event: Vec<u8> = {
-        let mut config = client.clone();
-        config
-            .set("group.id", "tests-peek")
-            .set("fetch.wait.max.ms", "50");
-        let consumer: BaseConsumer = config.create().unwrap();
-        let mut tpl = rdkafka::TopicPartitionList::new();
-        for p in 0..partitions {
-            tpl.add_partition_offset(&DataType::Customer.topic(), p, rdkafka::Offset::Beginning)
-                .unwrap();
-        }
-        consumer.assign(&tpl).unwrap();
-        // Dropped before the consumer: a live list makes its drop hang.
-        drop(tpl);
-        let started = Instant::now();
-        let message = loop {
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "no customer event to borrow"
-            );
-            if let Some(m) = consumer.poll(Duration::from_secs(1)) {
-                break m.unwrap();
-            }
-        };
-        message.payload().unwrap().to_vec()
-    };
+    let customer_event = first_message(bootstrap, &DataType::Customer.topic(), partitions);
     let unknown_schema = [&[0u8, 0, 6, 0x7a, 0x7a][..], b"\x02xy"].concat();
     let producer: FutureProducer = client.create().unwrap();
     let invoices = DataType::Invoice.topic();
