@@ -51,7 +51,8 @@ pub struct ApiState {
     pub sync_requests: Option<mpsc::Sender<()>>,
     /// Who may call, and for which companies.
     pub keys: Arc<Vec<ApiKey>>,
-    /// Connection management; `None` when no worker (state store) is here.
+    /// Connection management; `None` when this process has no worker and
+    /// shares no state store with workers elsewhere.
     pub connections: Option<Arc<dyn ConnectionAdmin>>,
 }
 
@@ -488,7 +489,7 @@ async fn sync(State(s): State<ApiState>, Extension(caller): Extension<Caller>) -
         return Err(ApiError {
             status: StatusCode::SERVICE_UNAVAILABLE,
             code: "no_worker",
-            message: "no connector worker runs in this process".into(),
+            message: "no connector worker runs in this process, and it shares no state store (state.url) with workers elsewhere".into(),
         });
     };
     // A full queue means a round is already requested: nothing more to do.

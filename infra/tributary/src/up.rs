@@ -121,6 +121,27 @@ pub async fn up(config: Config) -> anyhow::Result<()> {
         });
         let admin: Arc<dyn tributary_api::ConnectionAdmin> = Arc::new(admin);
         (Some(publisher), Some(sync_tx), Some(admin))
+    } else if roles.api && !config.state.url.expose().is_empty() {
+        // No worker here, but a state shared with workers elsewhere: the
+        // API manages connections in it, and asks for syncs through it.
+        let admin = Admin::open(&config).await?;
+        let state = admin.state.clone();
+        let (sync_tx, mut sync_rx) = mpsc::channel::<()>(1);
+        let mut stop = shutdown.clone();
+        tasks.spawn(async move {
+            loop {
+                tokio::select! {
+                    Some(()) = sync_rx.recv() => {
+                        if let Err(e) = state.request_sync().await {
+                            tracing::error!(error = %e, "cannot request a sync of every connection");
+                        }
+                    }
+                    _ = stop.changed() => return Ok(()),
+                }
+            }
+        });
+        let admin: Arc<dyn tributary_api::ConnectionAdmin> = Arc::new(admin);
+        (None, Some(sync_tx), Some(admin))
     } else {
         (None, None, None)
     };

@@ -189,6 +189,20 @@ async fn leases_held(url: &str, owner: &str) -> Vec<String> {
     held.into_iter().map(|(id,)| id).collect()
 }
 
+/// The newest sync request in the state store (ms since the epoch).
+async fn requested_syncs(url: &str) -> i64 {
+    use sqlx::Connection;
+    let mut db = sqlx::PgConnection::connect(url).await.unwrap();
+    let (newest,): (i64,) = sqlx::query_as(
+        "SELECT COALESCE(MAX(requested_at), 0)::BIGINT FROM tributary_state.sync_leases",
+    )
+    .fetch_one(&mut db)
+    .await
+    .unwrap();
+    db.close().await.unwrap();
+    newest
+}
+
 /// The connections `name`'s log says it leased.
 fn leased_in_log(dir: &Path, name: &str) -> std::collections::BTreeSet<String> {
     let text = std::fs::read_to_string(dir.join(format!("{name}.log"))).unwrap_or_default();
@@ -217,7 +231,8 @@ async fn workers_share_connections_and_take_over_a_dead_ones() {
         fail_every: 0,
         failure: Default::default(),
     };
-    // Broker, registry, store (PostgreSQL), index and API; no workers.
+    // Broker, registry, store (PostgreSQL), index and API; no workers, but
+    // the workers' state, to manage connections and ask for syncs.
     let mut main = spawn(
         dir.path(),
         "main",
@@ -226,8 +241,10 @@ async fn workers_share_connections_and_take_over_a_dead_ones() {
              [projector]\nbatch_size = 100\nlinger_ms = 50\n\
              [kafka]\npartitions = 4\n[broker]\nport = {broker}\n[registry]\nport = {registry}\n\
              [api]\nlisten = \"127.0.0.1:{api}\"\n{API_KEYS_TOML}\n\
+             [state]\nurl = {url:?}\n[security]\ncredentials_key = \"{key}\"\n\
              [roles]\nworkers = false\n",
             data = dir.path().join("main"),
+            key = "5f".repeat(32),
         ),
     );
     let api = format!("http://127.0.0.1:{api}");
@@ -337,6 +354,31 @@ async fn workers_share_connections_and_take_over_a_dead_ones() {
         &t,
     );
     assert!(t.clean(), "{t:?}\n{}", logs(dir.path()));
+
+    // The API, with no worker in its process, lists the connections the
+    // workers share and asks all of them for a sync through the state.
+    let listed = get(&format!("{api}/v1/connections")).await.unwrap();
+    assert_eq!(
+        listed["connections"].as_array().map(Vec::len),
+        Some(COMPANIES as usize),
+        "{listed}"
+    );
+    let before = requested_syncs(&url).await;
+    let response = reqwest::Client::new()
+        .post(format!("{api}/v1/sync"))
+        .bearer_auth(API_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let started = Instant::now();
+    while requested_syncs(&url).await <= before {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the sync request did not reach the state store"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     for child in [&mut w1, &mut w3, &mut main] {
         terminate(child);
