@@ -240,6 +240,42 @@ async fn poison_and_schema_incompatible_messages_mid_sync() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_holding_the_workers_state_stopped_and_restarted_mid_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = PgCluster::start();
+    let setup = plain(dir.path(), &cluster);
+    // The workers' connections, cursors and leases in the same PostgreSQL.
+    // Its outage shows as a stall, not as errors: state calls wait (up to
+    // the pool's 30 s) for a new connection, then go on.
+    let mut config = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&setup.config)
+        .unwrap();
+    std::io::Write::write_all(
+        &mut config,
+        format!(
+            "[state]\nurl = {:?}\n[security]\ncredentials_key = \"{}\"\n",
+            cluster.url(),
+            "a7".repeat(32)
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let child = launch(&setup, &[]);
+    wait_for_first_records(&setup).await;
+    cluster.stop();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    cluster.start_server();
+    converges(
+        child,
+        &setup,
+        "PostgreSQL holding the workers' state stopped and restarted",
+        "store and workers' state (connections, cursors, leases) in one PostgreSQL, crashed (`pg_ctl stop -m immediate`) once records arrive, restarted 3 s later",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_stopped_and_restarted_mid_sync() {
     let dir = tempfile::tempdir().unwrap();
     let cluster = PgCluster::start();
