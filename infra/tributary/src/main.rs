@@ -122,6 +122,9 @@ enum DlqAction {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Up) {
+        quiet_on_closed_stdout();
+    }
     let config = Config::load(cli.config.as_deref()).context("cannot load configuration")?;
     match cli.command {
         Command::Up => {
@@ -373,5 +376,17 @@ async fn dlq(config: &Config, action: DlqAction) -> anyhow::Result<()> {
             }
             Ok(())
         }
+    }
+}
+
+/// A command piped into `head` ends quietly, as Unix tools do, instead of
+/// panicking on the closed pipe. Not for `up`: its network clients expect
+/// SIGPIPE ignored, as Rust sets it.
+#[allow(unsafe_code)]
+fn quiet_on_closed_stdout() {
+    // SAFETY: sets one signal's disposition at start-up, before any other
+    // thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
