@@ -10,7 +10,7 @@
 //! - `GET /v1/companies/{company}/status`: per data type, record counts (in
 //!   the store, and `indexed` in the search index) and the latest sync outcome.
 //! - `GET /v1/search?q=&company=&data_type=&limit=`: full-text search.
-//! - `POST /v1/sync`: asks the connector workers for a sync round now.
+//! - `POST /v1/sync`: asks the connector workers to sync every connection now.
 //! - `GET /v1/connections`, `POST /v1/connections` (`{company_id, source,
 //!   settings}`; answers the authorization URL when the source needs one),
 //!   `POST /v1/connections/{id}/check`, `DELETE /v1/connections/{id}`.
@@ -36,7 +36,6 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
-use tokio::sync::mpsc;
 use tributary_index_tantivy::SearchIndex;
 use tributary_schemas::{DataType, Timestamp};
 use tributary_store::{ListQuery, ReadStore};
@@ -47,8 +46,6 @@ pub struct ApiState {
     pub store: Arc<dyn ReadStore>,
     pub search: SearchIndex,
     pub metrics: Option<PrometheusHandle>,
-    /// Where `POST /v1/sync` sends its request; `None` when no worker runs here.
-    pub sync_requests: Option<mpsc::Sender<()>>,
     /// Who may call, and for which companies.
     pub keys: Arc<Vec<ApiKey>>,
     /// Connection management; `None` when this process has no worker and
@@ -136,6 +133,8 @@ pub trait ConnectionAdmin: Send + Sync {
     async fn check(&self, connection_id: &str) -> Result<String, AdminError>;
     /// Unlinks: stops syncing, erases credentials, keeps records.
     async fn remove(&self, connection_id: &str) -> Result<(), AdminError>;
+    /// Asks the workers, wherever they run, to sync every connection now.
+    async fn request_sync(&self) -> Result<(), AdminError>;
     /// Completes an OAuth2 authorization from the source's redirect.
     async fn complete_authorization(
         &self,
@@ -485,15 +484,7 @@ async fn sync(State(s): State<ApiState>, Extension(caller): Extension<Caller>) -
             message: "only a key for all companies may start a sync round".into(),
         });
     }
-    let Some(sender) = &s.sync_requests else {
-        return Err(ApiError {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            code: "no_worker",
-            message: "no connector worker runs in this process, and it shares no state store (state.url) with workers elsewhere".into(),
-        });
-    };
-    // A full queue means a round is already requested: nothing more to do.
-    let _ = sender.try_send(());
+    admin(&s)?.request_sync().await?;
     Ok((StatusCode::ACCEPTED, Json(json!({"status": "requested"}))).into_response())
 }
 
@@ -501,7 +492,7 @@ fn admin(s: &ApiState) -> Result<&Arc<dyn ConnectionAdmin>, ApiError> {
     s.connections.as_ref().ok_or(ApiError {
         status: StatusCode::SERVICE_UNAVAILABLE,
         code: "no_worker",
-        message: "connections are managed where the connector workers run".into(),
+        message: "no connector worker runs in this process, and it shares no state store (state.url) with workers elsewhere".into(),
     })
 }
 
@@ -613,8 +604,10 @@ async fn oauth_callback(
     let connection = admin(&s)?
         .complete_authorization(&source, state, code)
         .await?;
-    if let Some(sender) = &s.sync_requests {
-        let _ = sender.try_send(());
+    // Its first sync now rather than at the next due time; if this fails,
+    // the connection is due anyway.
+    if let Err(e) = admin(&s)?.request_sync().await {
+        tracing::warn!(error = %e, "cannot request a sync after an authorization");
     }
     Ok(Json(json!({"connection": connection})).into_response())
 }

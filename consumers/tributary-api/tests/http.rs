@@ -35,7 +35,6 @@ async fn serve() -> Api {
         store: std::sync::Arc::new(store),
         search,
         metrics: None,
-        sync_requests: None,
         keys: std::sync::Arc::new(vec![
             ApiKey {
                 name: "admin".into(),

@@ -374,6 +374,11 @@ impl ConnectionAdmin for Admin {
             .map_err(failed)
     }
 
+    async fn request_sync(&self) -> Result<(), AdminError> {
+        tracing::info!("sync requested");
+        self.state.request_sync().await.map_err(failed)
+    }
+
     async fn complete_authorization(
         &self,
         source: &str,

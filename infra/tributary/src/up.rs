@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use rdkafka::ClientConfig;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tributary_broker::{LocalBroker, ensure_topics, find_tansu};
 use tributary_config::Config;
 use tributary_connector_api::ConnectionInfo;
@@ -96,7 +96,7 @@ pub async fn up(config: Config) -> anyhow::Result<()> {
     let roles = &config.roles;
 
     // Connector workers.
-    let (publisher, sync_requests, admin) = if roles.workers {
+    let (publisher, admin) = if roles.workers {
         let admin = Admin::open(&config).await?;
         if config.sandbox.enabled {
             add_sandbox_connections(&admin.state, &config).await?;
@@ -113,37 +113,20 @@ pub async fn up(config: Config) -> anyhow::Result<()> {
         // Checks from the API count against the same call limits.
         worker.limiters = Arc::clone(&admin.limiters);
         let worker = Arc::new(worker);
-        let (sync_tx, sync_rx) = mpsc::channel(1);
         let shutdown = shutdown.clone();
         tasks.spawn(async move {
-            worker.run(sync_rx, shutdown).await;
+            worker.run(shutdown).await;
             Ok(())
         });
         let admin: Arc<dyn tributary_api::ConnectionAdmin> = Arc::new(admin);
-        (Some(publisher), Some(sync_tx), Some(admin))
+        (Some(publisher), Some(admin))
     } else if roles.api && !config.state.url.expose().is_empty() {
         // No worker here, but a state shared with workers elsewhere: the
         // API manages connections in it, and asks for syncs through it.
-        let admin = Admin::open(&config).await?;
-        let state = admin.state.clone();
-        let (sync_tx, mut sync_rx) = mpsc::channel::<()>(1);
-        let mut stop = shutdown.clone();
-        tasks.spawn(async move {
-            loop {
-                tokio::select! {
-                    Some(()) = sync_rx.recv() => {
-                        if let Err(e) = state.request_sync().await {
-                            tracing::error!(error = %e, "cannot request a sync of every connection");
-                        }
-                    }
-                    _ = stop.changed() => return Ok(()),
-                }
-            }
-        });
-        let admin: Arc<dyn tributary_api::ConnectionAdmin> = Arc::new(admin);
-        (None, Some(sync_tx), Some(admin))
+        let admin: Arc<dyn tributary_api::ConnectionAdmin> = Arc::new(Admin::open(&config).await?);
+        (None, Some(admin))
     } else {
-        (None, None, None)
+        (None, None)
     };
 
     // Projectors.
@@ -225,7 +208,6 @@ pub async fn up(config: Config) -> anyhow::Result<()> {
                 store,
                 search,
                 metrics: Some(metrics),
-                sync_requests,
                 keys: Arc::new(connections::api_keys(&config)?),
                 connections: admin,
             };

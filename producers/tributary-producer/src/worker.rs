@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tributary_connector_api::{
     ConnectionInfo, Connector, ConnectorError, ConnectorRegistry, Fault, Page, PageRequest,
 };
@@ -27,7 +27,7 @@ pub struct SyncSettings {
     pub max_attempts: u32,
     /// First retry delay; doubled each attempt, with up to 50% jitter.
     pub retry_base: Duration,
-    /// Time between scheduled rounds.
+    /// How long after a connection's sync ends it is synced again.
     pub interval: Duration,
     /// Connections synced at once by this worker.
     pub concurrency: usize,
@@ -441,15 +441,12 @@ impl Worker {
         }
     }
 
-    /// Syncs connections as they fall due, `concurrency` at a time, and all
-    /// of them when asked on `on_demand`, until `shutdown` turns true.
-    /// Connections are claimed through the state store's leases, so other
-    /// workers sharing it split the work and take over a dead one's.
-    pub async fn run(
-        self: Arc<Self>,
-        mut on_demand: mpsc::Receiver<()>,
-        mut shutdown: watch::Receiver<bool>,
-    ) {
+    /// Syncs connections as they fall due (or are asked for, through the
+    /// state store: [`StateStore::request_sync`]), `concurrency` at a time,
+    /// until `shutdown` turns true. Connections are claimed through the
+    /// state store's leases, so other workers sharing it split the work and
+    /// take over a dead one's.
+    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         tracing::info!(worker = %self.id, "connector worker started");
         match self.state.release_leases_of(&self.id).await {
             Ok(0) => {}
@@ -485,12 +482,6 @@ impl Worker {
             }
             tokio::select! {
                 _ = tokio::time::sleep(poll) => {}
-                Some(()) = on_demand.recv() => {
-                    tracing::info!("sync requested");
-                    if let Err(e) = self.state.request_sync().await {
-                        tracing::error!(error = %e, "cannot request a sync of every connection");
-                    }
-                }
                 Some(joined) = syncing.join_next(), if !syncing.is_empty() => {
                     if let Err(e) = joined {
                         tracing::error!(error = %e, "connection sync task died");
