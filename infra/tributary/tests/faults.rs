@@ -24,7 +24,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use tributary_connector_sandbox::{DATA_TYPES, Generator, SandboxSettings, SourceFailure};
-use tributary_schemas::Timestamp;
 use tributary_testkit::{PgCluster, free_port};
 
 const COMPANIES: u32 = 2;
@@ -51,14 +50,9 @@ fn configure(
 ) -> Setup {
     let (broker, registry, api) = (free_port(), free_port(), free_port());
     let sandbox = SandboxSettings {
-        seed: 3,
-        records: 80,
-        generations: 1,
-        generation_interval_secs: 0,
-        epoch_ms: Timestamp::now().millis(),
-        max_page_size: 10,
         fail_every,
         failure,
+        ..all_at_once_sandbox(3, 80, 10)
     };
     let failure_name = serde_json::to_value(failure).unwrap();
     let config = dir.join("tributary.toml");
@@ -153,15 +147,7 @@ async fn wait_for_crash(child: &mut Proc, setup: &Setup, point: &str) {
 /// report row when asked to.
 async fn converges(mut child: Proc, setup: &Setup, fault: &str, done: &str) {
     wait_for_health(&setup.api, &setup.dir).await;
-    let started = Instant::now();
-    let mut t = tally(&setup.api, &setup.sandbox, COMPANIES, &setup.store_url).await;
-    while !t.clean() && started.elapsed() < Duration::from_secs(180) {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        t = tally(&setup.api, &setup.sandbox, COMPANIES, &setup.store_url).await;
-    }
-    // The sync keeps running: a late duplicate would still show.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let t = tally(&setup.api, &setup.sandbox, COMPANIES, &setup.store_url).await;
+    let t = settled_tally(&setup.api, &setup.sandbox, COMPANIES, &setup.store_url).await;
     terminate(&mut child);
     let status = child.wait().unwrap();
     assert!(
@@ -193,21 +179,54 @@ fn plain(dir: &Path, cluster: &PgCluster) -> Setup {
     configure(dir, &cluster.url(), None, 0, SourceFailure::default())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_stopped_and_restarted_mid_sync() {
+/// PostgreSQL (the store, and with `state_too` the workers' connections,
+/// cursors and leases as well) crashes once records arrive, and comes back
+/// 3 s later. An outage of the state shows as a stall, not as errors: state
+/// calls wait (up to the pool's 30 s) for a new connection, then go on.
+async fn postgres_crash_mid_sync(state_too: bool, fault: &str, done: &str) {
     let dir = tempfile::tempdir().unwrap();
     let cluster = PgCluster::start();
     let setup = plain(dir.path(), &cluster);
+    if state_too {
+        let mut config = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&setup.config)
+            .unwrap();
+        std::io::Write::write_all(
+            &mut config,
+            format!(
+                "[state]\nurl = {:?}\n[security]\ncredentials_key = \"{}\"\n",
+                cluster.url(),
+                "a7".repeat(32)
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+    }
     let child = launch(&setup, &[]);
     wait_for_first_records(&setup).await;
     cluster.stop();
     tokio::time::sleep(Duration::from_secs(3)).await;
     cluster.start_server();
-    converges(
-        child,
-        &setup,
+    converges(child, &setup, fault, done).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_stopped_and_restarted_mid_sync() {
+    postgres_crash_mid_sync(
+        false,
         "PostgreSQL stopped and restarted",
         "`pg_ctl stop -m immediate` (a crash) once records arrive, restarted 3 s later",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_holding_the_workers_state_stopped_and_restarted_mid_sync() {
+    postgres_crash_mid_sync(
+        true,
+        "PostgreSQL holding the workers' state stopped and restarted",
+        "store and workers' state (connections, cursors, leases) in one PostgreSQL, crashed (`pg_ctl stop -m immediate`) once records arrive, restarted 3 s later",
     )
     .await;
 }
@@ -235,42 +254,6 @@ async fn poison_and_schema_incompatible_messages_mid_sync() {
         &setup,
         "Poison and schema-incompatible messages",
         "once records arrive, 3 bad messages in an invoices partition: not Avro, an unknown schema id, a customer event (another schema); each projection dead-letters the 3 and goes on",
-    )
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_holding_the_workers_state_stopped_and_restarted_mid_sync() {
-    let dir = tempfile::tempdir().unwrap();
-    let cluster = PgCluster::start();
-    let setup = plain(dir.path(), &cluster);
-    // The workers' connections, cursors and leases in the same PostgreSQL.
-    // Its outage shows as a stall, not as errors: state calls wait (up to
-    // the pool's 30 s) for a new connection, then go on.
-    let mut config = std::fs::OpenOptions::new()
-        .append(true)
-        .open(&setup.config)
-        .unwrap();
-    std::io::Write::write_all(
-        &mut config,
-        format!(
-            "[state]\nurl = {:?}\n[security]\ncredentials_key = \"{}\"\n",
-            cluster.url(),
-            "a7".repeat(32)
-        )
-        .as_bytes(),
-    )
-    .unwrap();
-    let child = launch(&setup, &[]);
-    wait_for_first_records(&setup).await;
-    cluster.stop();
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    cluster.start_server();
-    converges(
-        child,
-        &setup,
-        "PostgreSQL holding the workers' state stopped and restarted",
-        "store and workers' state (connections, cursors, leases) in one PostgreSQL, crashed (`pg_ctl stop -m immediate`) once records arrive, restarted 3 s later",
     )
     .await;
 }

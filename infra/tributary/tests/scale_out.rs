@@ -10,8 +10,6 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-use tributary_connector_sandbox::SandboxSettings;
-use tributary_schemas::Timestamp;
 use tributary_testkit::{PgCluster, free_port};
 
 const COMPANIES: u32 = 6;
@@ -53,16 +51,7 @@ async fn store_projectors_share_partitions_and_survive_a_rebalance() {
     let cluster = PgCluster::start();
     let dir = tempfile::tempdir().unwrap();
     let (broker, registry, api) = (free_port(), free_port(), free_port());
-    let sandbox = SandboxSettings {
-        seed: 5,
-        records: 300,
-        generations: 1,
-        generation_interval_secs: 0,
-        epoch_ms: Timestamp::now().millis(),
-        max_page_size: 25,
-        fail_every: 0,
-        failure: Default::default(),
-    };
+    let sandbox = all_at_once_sandbox(5, 300, 25);
     let common_config = format!(
         "log = \"info,librdkafka=warn\"\n[store]\nurl = {url:?}\n[projector]\nbatch_size = 100\nlinger_ms = 50\nconsumer_group = true\n",
         url = cluster.url()
@@ -125,24 +114,7 @@ async fn store_projectors_share_partitions_and_survive_a_rebalance() {
     tokio::time::sleep(Duration::from_secs(8)).await;
     let mut p4 = projector("p4");
 
-    let expected = expected_counts(&sandbox, &names, 1);
-    wait_for_counts(
-        &api,
-        &names,
-        &expected,
-        Duration::from_secs(180),
-        dir.path(),
-    )
-    .await;
-    wait_for_contents(
-        &api,
-        &sandbox,
-        &names,
-        1,
-        Duration::from_secs(60),
-        dir.path(),
-    )
-    .await;
+    let t = settled_tally(&api, &sandbox, COMPANIES, &cluster.url()).await;
     let shared = ["p1", "p2", "p3", "p4"]
         .iter()
         .filter(|n| was_assigned_partitions(dir.path(), n))
@@ -154,7 +126,6 @@ async fn store_projectors_share_partitions_and_survive_a_rebalance() {
     );
 
     // Rebalances re-deliver; the checkpoints make sure nothing is applied twice.
-    let t = tally(&api, &sandbox, COMPANIES, &cluster.url()).await;
     report(
         "Rebalance mid-batch",
         "3 store projector processes in one consumer group; one SIGKILLed once records arrive, a 4th joins 8 s later (6 companies, 300 records per data type)",
@@ -221,16 +192,7 @@ async fn workers_share_connections_and_take_over_a_dead_ones() {
     let url = cluster.url();
     let dir = tempfile::tempdir().unwrap();
     let (broker, registry, api) = (free_port(), free_port(), free_port());
-    let sandbox = SandboxSettings {
-        seed: 9,
-        records: 200,
-        generations: 1,
-        generation_interval_secs: 0,
-        epoch_ms: Timestamp::now().millis(),
-        max_page_size: 20,
-        fail_every: 0,
-        failure: Default::default(),
-    };
+    let sandbox = all_at_once_sandbox(9, 200, 20);
     // Broker, registry, store (PostgreSQL), index and API; no workers, but
     // the workers' state, to manage connections and ask for syncs.
     let mut main = spawn(
@@ -312,23 +274,7 @@ async fn workers_share_connections_and_take_over_a_dead_ones() {
             "{connection} was complete when w2 died ({have} of {want}): not a mid-sync kill"
         );
     }
-    wait_for_counts(
-        &api,
-        &names,
-        &expected,
-        Duration::from_secs(180),
-        dir.path(),
-    )
-    .await;
-    wait_for_contents(
-        &api,
-        &sandbox,
-        &names,
-        1,
-        Duration::from_secs(60),
-        dir.path(),
-    )
-    .await;
+    let t = settled_tally(&api, &sandbox, COMPANIES, &url).await;
 
     // The dead worker's connections were finished by the others, and both
     // of them had a share of the work.
@@ -347,7 +293,6 @@ async fn workers_share_connections_and_take_over_a_dead_ones() {
         !by_w1.is_empty() && !by_w3.is_empty(),
         "the connections were not shared: w1 {by_w1:?}, w3 {by_w3:?}"
     );
-    let t = tally(&api, &sandbox, COMPANIES, &url).await;
     report(
         "kill -9 of a connector worker process",
         "3 worker processes sharing a PostgreSQL state; one SIGKILLed as soon as it held a connection, which the others took over when its 2 s lease expired (6 companies, 200 records per data type)",

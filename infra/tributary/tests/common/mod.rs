@@ -10,6 +10,22 @@ use serde_json::Value;
 use tributary_connector_sandbox::{DATA_TYPES, Generator, SandboxSettings};
 use tributary_schemas::DataType;
 
+/// A sandbox source with its one generation of changes visible from the
+/// start, so it serves one version of each record: what [`tally`] checks
+/// against (a second apply of a row could only be a repeat).
+pub fn all_at_once_sandbox(seed: u64, records: u32, max_page_size: u32) -> SandboxSettings {
+    SandboxSettings {
+        seed,
+        records,
+        generations: 1,
+        generation_interval_secs: 0,
+        epoch_ms: tributary_schemas::Timestamp::now().millis(),
+        max_page_size,
+        fail_every: 0,
+        failure: Default::default(),
+    }
+}
+
 /// The sandbox's company ids for `n` companies.
 pub fn companies(n: u32) -> Vec<String> {
     (1..=n).map(|i| format!("sandbox-{i:03}")).collect()
@@ -379,6 +395,20 @@ pub async fn tally(api: &str, sandbox: &SandboxSettings, n: u32, store_url: &str
     }
     t.duplicates += repeated_applies(store_url).await;
     t
+}
+
+/// The tally once the store holds the source's records (or after 180 s),
+/// and 2 s later again: the sync keeps running, so a late duplicate would
+/// still show.
+pub async fn settled_tally(api: &str, sandbox: &SandboxSettings, n: u32, store_url: &str) -> Tally {
+    let started = Instant::now();
+    let mut t = tally(api, sandbox, n, store_url).await;
+    while !t.clean() && started.elapsed() < Duration::from_secs(180) {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        t = tally(api, sandbox, n, store_url).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    tally(api, sandbox, n, store_url).await
 }
 
 /// One row of the report table, when `TRIBUTARY_FAULT_REPORT` names a directory.
