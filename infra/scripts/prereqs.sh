@@ -3,8 +3,12 @@
 # Debian machine, and skips whatever is already there:
 #   - cmake and the curl headers, for the bundled librdkafka build; the
 #     OpenSSL headers and pkg-config, for HTTPS to sources;
+#   - the PostgreSQL server binaries (Debian `postgresql`), for the tests'
+#     throwaway clusters, unless TRIBUTARY_PG_BIN points at some;
 #   - Prism (npm ci in infra/xero-mock), the mock of Xero's API for the
 #     Xero connector's tests;
+#   - cargo-machete, which the test command runs to find unused
+#     dependencies (built from crates.io, about a minute);
 #   - Tansu 0.6.0, the local durable Kafka-protocol broker (built from
 #     crates.io; about 20 minutes the first time);
 #   - with --python: a virtualenv with confluent-kafka, for the test that
@@ -24,6 +28,9 @@ command -v g++ >/dev/null 2>&1 || missing+=(g++)
 [ -f /usr/include/openssl/ssl.h ] || missing+=(libssl-dev)
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
+if [ -z "${TRIBUTARY_PG_BIN:-}" ] && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  missing+=(postgresql)
+fi
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing ${missing[*]} with apt-get"
   as_root apt-get update -qq
@@ -37,6 +44,13 @@ if ! "$tansu_bin" --version 2>/dev/null | grep -q "0.6.0"; then
   CARGO_TARGET_DIR="${TMPDIR:-/tmp}/tansu-build" \
     cargo install tansu --version 0.6.0 --locked --features libsql,dynostore --quiet
   rm -rf "${TMPDIR:-/tmp}/tansu-build"
+fi
+
+if ! cargo machete --version >/dev/null 2>&1; then
+  say "building cargo-machete from crates.io"
+  CARGO_TARGET_DIR="${TMPDIR:-/tmp}/machete-build" \
+    cargo install cargo-machete --version 0.9.2 --locked --quiet
+  rm -rf "${TMPDIR:-/tmp}/machete-build"
 fi
 
 mock_dir="$(cd "$(dirname "$0")/../xero-mock" && pwd)"

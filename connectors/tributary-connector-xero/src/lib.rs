@@ -1,6 +1,6 @@
 //! The Xero Accounting API connector.
 //!
-//! Contract (the spec is Xero's own OpenAPI file, `shared/specs/xero_accounting.yaml`):
+//! Contract (the spec is Xero's own OpenAPI file, `spec/xero_accounting.yaml` in this crate):
 //! - Authorization: OAuth2 authorization code, then refresh tokens. Xero
 //!   rotates the refresh token at every refresh and the old one dies after a
 //!   30-minute grace period. The connector saves new tokens through the

@@ -1,6 +1,10 @@
-//! The Xero connector against recorded spec examples, a fake Xero (paging,
-//! incremental sync, tokens, rate limits, hostile answers) and Prism
-//! serving Xero's own OpenAPI spec.
+//! The Xero connector against recorded spec examples and a fake Xero
+//! (paging, incremental sync, tokens, rate limits, hostile answers); no
+//! Prism, so it runs in the fast tier (`prism.rs` has the Prism test).
+
+mod common;
+
+use common::{MemoryVault, TENANT, app, connection, request};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -11,17 +15,12 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::{Value, json};
-use tributary_connector_api::{
-    ConnectionInfo, Connector, ConnectorError, ConnectorFactory, CredentialVault, Credentials,
-    Cursor, Fault, PageRequest,
-};
-use tributary_connector_http::{NetworkPolicy, parse_json_exact};
+use tributary_connector_api::{Connector, ConnectorFactory, Cursor, Fault};
+use tributary_connector_http::parse_json_exact;
 use tributary_connector_xero::map::map_record;
 use tributary_connector_xero::{XeroApp, XeroFactory};
 use tributary_schemas::{DataType, Record, Timestamp};
 use tributary_testkit::xero_identity::{CLIENT_ID, CLIENT_SECRET, FakeIdentity};
-
-const TENANT: &str = "3f0a9c4e-0000-4000-8000-00000000a11c";
 
 fn fixture(name: &str) -> Value {
     let path = format!(
@@ -29,77 +28,6 @@ fn fixture(name: &str) -> Value {
         env!("CARGO_MANIFEST_DIR")
     );
     parse_json_exact(&std::fs::read(&path).unwrap()).unwrap()
-}
-
-/// A vault in memory that can be told to fail its next saves.
-#[derive(Default)]
-struct MemoryVault {
-    stored: Mutex<Option<Credentials>>,
-    fail_saves: Mutex<u32>,
-}
-
-#[async_trait::async_trait]
-impl CredentialVault for MemoryVault {
-    async fn load(&self) -> Result<Option<Credentials>, ConnectorError> {
-        Ok(self.stored.lock().unwrap().clone())
-    }
-    async fn save(&self, credentials: &Credentials) -> Result<(), ConnectorError> {
-        let mut fail = self.fail_saves.lock().unwrap();
-        if *fail > 0 {
-            *fail -= 1;
-            return Err(ConnectorError::new("test", Fault::Internal, "disk full"));
-        }
-        *self.stored.lock().unwrap() = Some(credentials.clone());
-        Ok(())
-    }
-}
-
-impl MemoryVault {
-    fn with_tokens(access: &str, refresh: &str, expires_at: i64) -> Arc<MemoryVault> {
-        let vault = MemoryVault::default();
-        *vault.stored.lock().unwrap() = Some(Credentials(json!({
-            "access_token": access, "refresh_token": refresh, "expires_at": expires_at
-        })));
-        Arc::new(vault)
-    }
-    fn refresh_token(&self) -> String {
-        self.stored.lock().unwrap().as_ref().unwrap().0["refresh_token"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    }
-}
-
-fn app(api_url: &str, identity: &FakeIdentity) -> XeroApp {
-    let mut app = XeroApp::new(CLIENT_ID, CLIENT_SECRET, "http://127.0.0.1:1/callback");
-    app.api_url = api_url.to_string();
-    app.token_url = identity.token_url();
-    app.connections_url = identity.connections_url();
-    app.authorize_url = format!("{}/authorize", identity.url);
-    app.network = NetworkPolicy {
-        allow_private: true,
-    };
-    app.timeout = Duration::from_secs(5);
-    app.max_response_bytes = 1 << 20;
-    app
-}
-
-fn connection(tenant: Option<&str>) -> ConnectionInfo {
-    ConnectionInfo {
-        connection_id: "conn-xero-1".into(),
-        company_id: "acme".into(),
-        source: "xero".into(),
-        settings: json!({ "tenant_id": tenant }),
-    }
-}
-
-fn request(data_type: DataType, cursor: Option<Cursor>, page_size: u32) -> PageRequest {
-    PageRequest {
-        data_type,
-        cursor,
-        now: Timestamp::now(),
-        page_size,
-    }
 }
 
 // ---------------------------------------------------------------- mapping
@@ -742,77 +670,4 @@ fn internal_urls_are_refused_unless_allowed() {
     assert!(e.message.contains("internal address"), "{e}");
     app.api_url = "https://api.xero.com/api.xro/2.0".into();
     assert!(XeroFactory::new(app).is_ok());
-}
-
-// ---------------------------------------------------------------- Prism
-
-/// Every data type fetched from Prism serving Xero's spec, each mapped
-/// field checked against the response it came from.
-#[tokio::test(flavor = "multi_thread")]
-async fn every_data_type_from_prism_serving_the_spec() {
-    let prism = tokio::task::spawn_blocking(tributary_testkit::prism::Prism::start)
-        .await
-        .unwrap();
-    let identity = FakeIdentity::start(Duration::from_secs(60), 1800, &[TENANT]).await;
-    let factory = XeroFactory::new(app(&prism.url, &identity)).unwrap();
-    let (access, refresh) = identity.issue();
-    let vault = MemoryVault::with_tokens(&access, &refresh, Timestamp::now().millis() + 1_800_000);
-    let connector = factory.build(&connection(Some(TENANT)), vault).unwrap();
-    let mut mapped = HashMap::new();
-    for data_type in connector.data_types() {
-        let page = connector
-            .fetch_page(&request(data_type, None, 100))
-            .await
-            .unwrap_or_else(|e| panic!("{data_type}: {e}"));
-        assert!(
-            !page.has_more,
-            "{data_type}: the spec's examples are one page"
-        );
-        assert!(!page.records.is_empty(), "{data_type}");
-        let (ok, refused): (Vec<_>, Vec<_>) = page
-            .records
-            .iter()
-            .map(|r| (r.clone(), connector.map(data_type, r)))
-            .partition(|(_, m)| m.is_ok());
-        // Prism ignores `where`: its invoice examples are all ACCREC, so
-        // every one is refused as a bill, and one example contact is
-        // neither customer nor supplier. Those would go to dead letters.
-        let expected_refusals = match data_type {
-            DataType::Bill => page.records.len(),
-            DataType::Customer | DataType::Supplier => 1,
-            _ => 0,
-        };
-        assert_eq!(refused.len(), expected_refusals, "{data_type}: {refused:?}");
-        mapped.insert(
-            data_type,
-            ok.into_iter()
-                .map(|(r, m)| (r, m.unwrap()))
-                .collect::<Vec<_>>(),
-        );
-    }
-    // Traceability: the mapped invoice's fields are the response's.
-    for (raw, m) in &mapped[&DataType::Invoice] {
-        let Some(Record::Invoice(i)) = &m.record else {
-            panic!()
-        };
-        assert_eq!(i.id, raw["InvoiceID"].as_str().unwrap());
-        assert_eq!(i.number, raw["InvoiceNumber"].as_str().unwrap());
-        assert_eq!(
-            i.total.to_string().parse::<f64>().unwrap(),
-            raw["Total"].as_str().unwrap().parse::<f64>().unwrap()
-        );
-        assert_eq!(i.status, raw["Status"].as_str().unwrap());
-        assert_eq!(
-            m.deleted,
-            raw["Status"] == "VOIDED" || raw["Status"] == "DELETED"
-        );
-    }
-    let (raw, company) = &mapped[&DataType::Company][0];
-    let Some(Record::Company(c)) = &company.record else {
-        panic!()
-    };
-    assert_eq!(c.id, raw["OrganisationID"].as_str().unwrap());
-    assert_eq!(c.base_currency, "NZD");
-    assert_eq!(mapped[&DataType::Invoice].len(), 3);
-    assert_eq!(mapped[&DataType::JournalEntry].len(), 3);
 }

@@ -1,7 +1,7 @@
 use serde_json::Value;
 use tributary_api::{ApiKey, ApiState, Scope, hash_key, router};
-use tributary_projector::Projection;
-use tributary_projector::conformance::{batch, customer};
+use tributary_projection::Projection;
+use tributary_projection::conformance::{batch, customer};
 
 struct Api {
     url: String,

@@ -21,7 +21,7 @@ use tantivy::schema::{
     FAST, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TEXT, Value,
 };
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term, doc};
-use tributary_projector::{Batch, Change, Checkpoint, Projection, ProjectionError};
+use tributary_projection::{Batch, Change, Checkpoint, Projection, ProjectionError};
 use tributary_schemas::Event;
 
 const PROJECTION: &str = "search-index";
@@ -306,17 +306,10 @@ impl IndexProjection {
         self.search.reader.reload()?;
         // Versions written by this batch are not searchable until the commit.
         let mut pending: HashMap<String, i64> = HashMap::new();
-        for item in &batch.items {
-            let applied_before = self
-                .checkpoint
-                .get(&(item.topic.clone(), item.partition))
-                .is_some_and(|next| item.offset < *next);
+        for item in self.checkpoint.unapplied(batch) {
             let Change::Record(event) = &item.change else {
                 continue;
             };
-            if applied_before {
-                continue;
-            }
             let k = key(&event.company_id, &event.data_type, &event.source_record_id);
             let version = event.source_modified_at.millis();
             let current = match pending.get(&k) {
@@ -345,12 +338,9 @@ impl IndexProjection {
             pending.insert(k, version);
         }
         let mut next = self.checkpoint.clone();
-        for (partition, offset) in &batch.positions {
-            let entry = next.entry(partition.clone()).or_insert(*offset);
-            *entry = (*entry).max(*offset);
-        }
+        next.advance_all(&batch.positions);
         let payload = Payload {
-            positions: next.iter().map(|((t, p), o)| (t.clone(), *p, *o)).collect(),
+            positions: next.iter().map(|(t, p, o)| (t.to_string(), p, o)).collect(),
         };
         let mut commit = self.writer.prepare_commit()?;
         commit.set_payload(
@@ -380,10 +370,7 @@ impl Projection for IndexProjection {
         result.map_err(|e| {
             // Drop whatever the failed batch left uncommitted.
             let _ = self.writer.rollback();
-            ProjectionError::Unavailable {
-                projection: PROJECTION.into(),
-                message: e.to_string(),
-            }
+            ProjectionError::of_store(PROJECTION, false, e)
         })
     }
 }

@@ -2,7 +2,7 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use tributary_index_tantivy::IndexProjection;
-use tributary_projector::conformance::Harness;
+use tributary_projection::conformance::Harness;
 use tributary_schemas::DataType;
 
 struct Tantivy {
@@ -28,6 +28,6 @@ impl Harness for Tantivy {
     }
 }
 
-tributary_projector::conformance_suite!(Tantivy {
+tributary_projection::conformance_suite!(Tantivy {
     dir: tempfile::tempdir().unwrap()
 });

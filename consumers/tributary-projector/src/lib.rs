@@ -1,26 +1,21 @@
-//! Projections of the event topics, and the consumer loop that feeds them.
+//! The consumer loop that feeds projections from the event topics:
+//! assignment (all partitions from the projection's own checkpoint, or a
+//! share in a consumer group), decoding through the schema registry,
+//! batching, retries, lag, and dead letters for what cannot be decoded or
+//! is refused by the store. The contract it drives (`Projection`, batches,
+//! checkpoints) lives in `tributary-projection`, which knows no Kafka.
 //!
-//! A [`Projection`] owns its checkpoint: the next offset to read for each
-//! topic partition, stored atomically with the data it wrote (in the same SQL
-//! transaction, or in the same index commit). On start the loop asks the
-//! projection for its checkpoint and assigns exactly those positions, so
-//! Kafka's committed offsets are never trusted for correctness.
-//!
-//! Delivery guarantee: effectively exactly-once per projection. A crash
-//! before `apply` returns loses the whole batch's writes and its checkpoint
-//! together, and the batch is read again; a crash after it re-reads nothing.
-//! Projections also ignore versions older than what they hold, so a re-sent
-//! event (the producers are at-least-once) changes nothing.
+//! Delivery guarantee: effectively exactly-once per projection (see
+//! `tributary-projection`): the loop starts every partition at the
+//! projection's checkpoint, never moves a position past a message that is
+//! neither applied nor in the dead-letter topic, and retries a batch the
+//! store could not take.
 
-#[cfg(feature = "conformance")]
-pub mod conformance;
 pub mod metrics;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -29,94 +24,34 @@ use schema_registry_converter::async_impl::avro::AvroDecoder;
 use schema_registry_converter::async_impl::schema_registry::SrSettings;
 use tokio::sync::watch;
 use tracing::Instrument;
+use tributary_projection::{
+    Batch, Change, Checkpoint, Item, Partition, Projection, ProjectionError,
+};
 use tributary_schemas::{DataType, Event, SyncRunEvent, dead_letter, dead_letter_topic};
-
-/// A topic partition.
-pub type Partition = (String, i32);
-
-/// Next offset to read, per partition.
-pub type Checkpoint = BTreeMap<Partition, i64>;
-
-/// What one message says.
-// Nearly every message is a record: boxing it would only add an allocation.
-#[allow(clippy::large_enum_variant)]
-#[derive(Debug, Clone, PartialEq)]
-pub enum Change {
-    Record(Event),
-    SyncRun(SyncRunEvent),
-}
-
-/// One decoded message and where it came from.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Item {
-    pub topic: String,
-    pub partition: i32,
-    pub offset: i64,
-    pub change: Change,
-}
-
-/// Messages to apply together, and the checkpoint after them.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Batch {
-    pub items: Vec<Item>,
-    /// Next offset per partition this batch read from (including messages
-    /// that could not be decoded, which are in the dead-letter topic).
-    pub positions: Checkpoint,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ProjectionError {
-    /// The store is unreachable or busy: the loop retries the same batch.
-    #[error("{projection}: store unavailable: {message}")]
-    Unavailable { projection: String, message: String },
-    /// The store refused the data itself (a value it cannot hold, a broken
-    /// constraint): retrying cannot help. The loop applies the batch's items
-    /// one by one, sends each refused one to the dead-letter topic and moves
-    /// on, so one bad record never stops its partition.
-    #[error("{projection}: refused: {message}")]
-    Rejected { projection: String, message: String },
-}
-
-impl ProjectionError {
-    /// `Rejected` when the store refused the data itself, `Unavailable`
-    /// otherwise (so the batch is retried).
-    pub fn of_store(projection: &str, refused_data: bool, message: String) -> Self {
-        let projection = projection.to_string();
-        if refused_data {
-            ProjectionError::Rejected {
-                projection,
-                message,
-            }
-        } else {
-            ProjectionError::Unavailable {
-                projection,
-                message,
-            }
-        }
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectorError {
-    #[error("kafka: {0}")]
-    Kafka(String),
-    #[error(transparent)]
-    Projection(#[from] ProjectionError),
+    #[error("kafka: cannot {what}")]
+    Kafka {
+        what: String,
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
+    #[error("topic {0} does not exist")]
+    MissingTopic(String),
+    #[error("{projection} refused even a checkpoint alone: {reason}")]
+    CheckpointRefused {
+        projection: &'static str,
+        reason: String,
+    },
+    #[error("a blocking task failed")]
+    Task(#[from] tokio::task::JoinError),
 }
 
-/// A store or index kept up to date from the event topics.
-#[async_trait]
-pub trait Projection: Send {
-    /// Stable name: the key of its checkpoint and its consumer group.
-    fn name(&self) -> &'static str;
-
-    /// The stored checkpoint; empty on first start.
-    async fn checkpoint(&mut self) -> Result<Checkpoint, ProjectionError>;
-
-    /// Applies `batch` and stores `batch.positions`, all or nothing.
-    /// Items at offsets below the stored checkpoint were applied before and
-    /// must be skipped, so applying a batch twice changes nothing.
-    async fn apply(&mut self, batch: &Batch) -> Result<(), ProjectionError>;
+/// Wraps a Kafka error with what was being done.
+fn kafka(what: impl Into<String>) -> impl FnOnce(rdkafka::error::KafkaError) -> ProjectorError {
+    let what = what.into();
+    move |source| ProjectorError::Kafka { what, source }
 }
 
 /// How the loop batches.
@@ -182,9 +117,9 @@ impl rdkafka::consumer::ConsumerContext for ProjectorContext {
 /// checkpoint, so a failed commit (say, mid-rebalance) is harmless.
 fn commit_hint(consumer: &StreamConsumer<ProjectorContext>, positions: &Checkpoint) {
     let mut tpl = TopicPartitionList::new();
-    for ((topic, partition), next) in positions {
+    for (topic, partition, next) in positions.iter() {
         if tpl
-            .add_partition_offset(topic, *partition, Offset::Offset(*next))
+            .add_partition_offset(topic, partition, Offset::Offset(next))
             .is_err()
         {
             return;
@@ -393,7 +328,7 @@ pub async fn run<P: Projection>(
     let consumer: Arc<StreamConsumer<ProjectorContext>> = Arc::new(
         config
             .create_with_context(ProjectorContext { projection: name })
-            .map_err(|e| ProjectorError::Kafka(format!("create consumer: {e}")))?,
+            .map_err(kafka("create consumer"))?,
     );
     let checkpoint = loop {
         match projection.checkpoint().await {
@@ -412,19 +347,15 @@ pub async fn run<P: Projection>(
             let partitions = partitions_of(&consumer, &settings.topics).await?;
             let mut assignment = TopicPartitionList::new();
             for (topic, partition) in &partitions {
-                let offset = match checkpoint.get(&(topic.clone(), *partition)) {
-                    Some(next) => Offset::Offset(*next),
+                let offset = match checkpoint.next_offset(topic, *partition) {
+                    Some(next) => Offset::Offset(next),
                     None => Offset::Beginning,
                 };
                 assignment
                     .add_partition_offset(topic, *partition, offset)
-                    .map_err(|e| {
-                        ProjectorError::Kafka(format!("assign {topic}/{partition}: {e}"))
-                    })?;
+                    .map_err(kafka(format!("assign {topic}/{partition}")))?;
             }
-            consumer
-                .assign(&assignment)
-                .map_err(|e| ProjectorError::Kafka(format!("assign: {e}")))?;
+            consumer.assign(&assignment).map_err(kafka("assign"))?;
             tracing::info!(
                 projection = name,
                 partitions = partitions.len(),
@@ -438,9 +369,7 @@ pub async fn run<P: Projection>(
             // checkpoint (it is committed after it), so anything read twice
             // is below the checkpoint and skipped by the projection.
             let topics: Vec<&str> = settings.topics.iter().map(String::as_str).collect();
-            consumer
-                .subscribe(&topics)
-                .map_err(|e| ProjectorError::Kafka(format!("subscribe: {e}")))?;
+            consumer.subscribe(&topics).map_err(kafka("subscribe"))?;
             tracing::info!(projection = name, group = %group_id, "projector joined its consumer group");
         }
     }
@@ -455,7 +384,7 @@ pub async fn run<P: Projection>(
     let dead_letters = DeadLetters {
         producer: producer_config
             .create()
-            .map_err(|e| ProjectorError::Kafka(format!("create dead-letter producer: {e}")))?,
+            .map_err(kafka("create the dead-letter producer"))?,
         projection: name,
     };
     let mut positions = checkpoint;
@@ -481,7 +410,7 @@ pub async fn run<P: Projection>(
         if let Assignment::Group(_) = settings.assignment {
             commit_hint(&consumer, &batch.positions);
         }
-        positions.extend(batch.positions.clone());
+        positions.advance_all(&batch.positions);
         if last_lag.elapsed() > Duration::from_secs(5) {
             last_lag = Instant::now();
             record_lag(&consumer, name, &positions).await;
@@ -506,9 +435,9 @@ async fn apply_retrying<P: Projection>(
     loop {
         match projection.apply(batch).await {
             Ok(()) => return Outcome::Applied,
-            Err(ProjectionError::Rejected { message, .. }) => return Outcome::Rejected(message),
+            Err(e @ ProjectionError::Rejected { .. }) => return Outcome::Rejected(e.chain()),
             Err(e) => {
-                metrics::error(projection.name(), "apply", &e.to_string());
+                metrics::error(projection.name(), "apply", &e.chain());
                 if wait_or_shutdown(shutdown, Duration::from_secs(1)).await {
                     return Outcome::Shutdown;
                 }
@@ -536,7 +465,8 @@ async fn apply_until_done<P: Projection>(
     let name = projection.name();
     tracing::warn!(projection = name, items = batch.items.len(), error = %reason, "store refused a batch; applying its items one by one");
     for (item, raw) in batch.items.iter().zip(raws) {
-        let position = Checkpoint::from([((item.topic.clone(), item.partition), item.offset + 1)]);
+        let mut position = Checkpoint::new();
+        position.advance(&item.topic, item.partition, item.offset + 1);
         let one = Batch {
             items: vec![item.clone()],
             positions: position.clone(),
@@ -575,11 +505,10 @@ async fn apply_positions<P: Projection>(
     match apply_retrying(projection, &empty, shutdown).await {
         Outcome::Applied => Ok(true),
         Outcome::Shutdown => Ok(false),
-        Outcome::Rejected(message) => Err(ProjectionError::Rejected {
-            projection: projection.name().to_string(),
-            message: format!("even a checkpoint alone: {message}"),
-        }
-        .into()),
+        Outcome::Rejected(reason) => Err(ProjectorError::CheckpointRefused {
+            projection: projection.name(),
+            reason,
+        }),
     }
 }
 
@@ -659,7 +588,7 @@ async fn next_batch(
                 return Ok(None);
             }
         }
-        batch.positions.insert((topic, partition), offset + 1);
+        batch.positions.advance(&topic, partition, offset + 1);
         if batch.items.len() >= settings.batch_size {
             break;
         }
@@ -679,7 +608,7 @@ async fn partitions_of(
     tokio::task::spawn_blocking(move || {
         let metadata = consumer
             .fetch_metadata(None, Duration::from_secs(10))
-            .map_err(|e| ProjectorError::Kafka(format!("metadata: {e}")))?;
+            .map_err(kafka("fetch metadata"))?;
         let mut out = Vec::new();
         for topic in &topics {
             let found = metadata
@@ -687,13 +616,12 @@ async fn partitions_of(
                 .iter()
                 .find(|t| t.name() == topic)
                 .filter(|t| !t.partitions().is_empty())
-                .ok_or_else(|| ProjectorError::Kafka(format!("topic {topic} does not exist")))?;
+                .ok_or_else(|| ProjectorError::MissingTopic(topic.clone()))?;
             out.extend(found.partitions().iter().map(|p| (topic.clone(), p.id())));
         }
         Ok(out)
     })
-    .await
-    .map_err(|e| ProjectorError::Kafka(e.to_string()))?
+    .await?
 }
 
 async fn record_lag(
@@ -714,9 +642,11 @@ async fn record_lag(
             Err(_) => return,
         };
         let mut lag = 0i64;
-        for ((topic, partition), next) in positions.iter().filter(|(p, _)| owned.contains(p)) {
+        let owns =
+            |topic: &str, partition: i32| owned.iter().any(|(t, p)| t == topic && *p == partition);
+        for (topic, partition, next) in positions.iter().filter(|(t, p, _)| owns(t, *p)) {
             if let Ok((_, high)) =
-                consumer.fetch_watermarks(topic, *partition, Duration::from_secs(2))
+                consumer.fetch_watermarks(topic, partition, Duration::from_secs(2))
             {
                 lag += (high - next).max(0);
             }

@@ -16,13 +16,14 @@
 //! skips what the checkpoint says was applied. A revoked partition's batch
 //! is thus either applied whole with its checkpoint, or skipped.
 
-use std::collections::{BTreeMap, HashMap};
 use tributary_telemetry::crash_point;
 
 use async_trait::async_trait;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{Postgres, Row, Transaction};
-use tributary_projector::{Batch, Change, Checkpoint, Projection, ProjectionError};
+use tributary_projection::{
+    Batch, Change, Checkpoint, Projection, ProjectionError, newest_per_record,
+};
 use tributary_schemas::{Event, SyncRunEvent, Timestamp};
 use tributary_store::{
     CountRow, DataTypeStatus, ListQuery, ReadStore, RecordPage, SYNC_ROW_COLUMNS, StoreError,
@@ -42,10 +43,7 @@ fn query_err(e: sqlx::Error) -> StoreError {
 }
 
 fn unavailable(e: sqlx::Error) -> ProjectionError {
-    ProjectionError::Unavailable {
-        projection: PROJECTION.into(),
-        message: e.to_string(),
-    }
+    ProjectionError::of_store(PROJECTION, false, e)
 }
 
 /// Why a batch failed: the data itself (SQLSTATE classes 22 data exception,
@@ -59,7 +57,7 @@ fn apply_error(e: sqlx::Error) -> ProjectionError {
             .is_some_and(|code| ["22", "23", "54"].iter().any(|c| code.starts_with(c))),
         _ => false,
     };
-    ProjectionError::of_store(PROJECTION, refused, e.to_string())
+    ProjectionError::of_store(PROJECTION, refused, e)
 }
 
 /// Hides the password of a connection URL, for messages.
@@ -95,33 +93,15 @@ impl PostgresStore {
         let mut tx = self.pool.begin().await?;
         let stored = lock_checkpoints(&mut tx, &batch.positions).await?;
         // Only what was not applied before, newest version per record.
-        let mut newest: HashMap<(&str, &str, &str), &Event> = HashMap::new();
+        let mut events = Vec::new();
         let mut runs: Vec<&SyncRunEvent> = Vec::new();
-        for item in &batch.items {
-            let applied_before = stored
-                .get(&(item.topic.clone(), item.partition))
-                .is_some_and(|next| item.offset < *next);
-            if applied_before {
-                continue;
-            }
+        for item in stored.unapplied(batch) {
             match &item.change {
-                Change::Record(event) => {
-                    let key = (
-                        event.company_id.as_str(),
-                        event.data_type.as_str(),
-                        event.source_record_id.as_str(),
-                    );
-                    let keep = newest
-                        .get(&key)
-                        .is_none_or(|old| old.source_modified_at < event.source_modified_at);
-                    if keep {
-                        newest.insert(key, event);
-                    }
-                }
+                Change::Record(event) => events.push(event),
                 Change::SyncRun(run) => runs.push(run),
             }
         }
-        upsert_records(&mut tx, newest.into_values().collect()).await?;
+        upsert_records(&mut tx, newest_per_record(events)).await?;
         for run in runs {
             upsert_sync_run(&mut tx, run).await?;
         }
@@ -148,10 +128,10 @@ fn unzip_positions(positions: &Checkpoint) -> (Vec<String>, Vec<i32>, Vec<i64>) 
     let mut topics = Vec::new();
     let mut partitions = Vec::new();
     let mut offsets = Vec::new();
-    for ((topic, partition), offset) in positions {
-        topics.push(topic.clone());
-        partitions.push(*partition);
-        offsets.push(*offset);
+    for (topic, partition, offset) in positions.iter() {
+        topics.push(topic.to_string());
+        partitions.push(partition);
+        offsets.push(offset);
     }
     (topics, partitions, offsets)
 }
@@ -432,10 +412,7 @@ impl Projection for PostgresStore {
         .fetch_all(&self.pool)
         .await
         .map_err(unavailable)?;
-        Ok(rows
-            .into_iter()
-            .map(|(t, p, o)| ((t, p), o))
-            .collect::<BTreeMap<_, _>>())
+        Ok(rows.into_iter().map(|(t, p, o)| ((t, p), o)).collect())
     }
 
     async fn apply(&mut self, batch: &Batch) -> Result<(), ProjectionError> {

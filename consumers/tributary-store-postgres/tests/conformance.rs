@@ -1,7 +1,7 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use tributary_projector::conformance::Harness;
+use tributary_projection::conformance::Harness;
 use tributary_schemas::DataType;
 use tributary_store::ReadStore;
 use tributary_store_postgres::PostgresStore;
@@ -35,6 +35,6 @@ impl Harness for Postgres {
     }
 }
 
-tributary_projector::conformance_suite!(Postgres {
+tributary_projection::conformance_suite!(Postgres {
     cluster: PgCluster::start()
 });

@@ -17,7 +17,7 @@ use tributary_telemetry::crash_point;
 use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
-use tributary_projector::{Batch, Change, Checkpoint, Projection, ProjectionError};
+use tributary_projection::{Batch, Change, Checkpoint, Projection, ProjectionError};
 use tributary_schemas::{Event, SyncRunEvent, Timestamp};
 use tributary_store::{
     CountRow, DataTypeStatus, ListQuery, ReadStore, RecordPage, SYNC_ROW_COLUMNS, StoreError,
@@ -37,10 +37,7 @@ fn query_err(e: sqlx::Error) -> StoreError {
 }
 
 fn unavailable(e: sqlx::Error) -> ProjectionError {
-    ProjectionError::Unavailable {
-        projection: PROJECTION.into(),
-        message: e.to_string(),
-    }
+    ProjectionError::of_store(PROJECTION, false, e)
 }
 
 /// Why a batch failed: the data itself (SQLite's TOOBIG, CONSTRAINT and
@@ -55,7 +52,7 @@ fn apply_error(e: sqlx::Error) -> ProjectionError {
             .is_some_and(|code| matches!(code & 0xff, 18..=20)),
         _ => false,
     };
-    ProjectionError::of_store(PROJECTION, refused, e.to_string())
+    ProjectionError::of_store(PROJECTION, refused, e)
 }
 
 impl SqliteStore {
@@ -86,7 +83,7 @@ impl SqliteStore {
     async fn apply_batch(&self, batch: &Batch) -> Result<(), sqlx::Error> {
         let mut tx = self.pool.begin().await?;
         let mut stored = Checkpoint::new();
-        for (topic, partition) in batch.positions.keys() {
+        for (topic, partition, _) in batch.positions.iter() {
             let row: Option<(i64,)> =
                 sqlx::query_as("SELECT next_offset FROM checkpoints WHERE projection = ? AND topic = ? AND partition = ?")
                     .bind(PROJECTION)
@@ -95,22 +92,16 @@ impl SqliteStore {
                     .fetch_optional(&mut *tx)
                     .await?;
             if let Some((next,)) = row {
-                stored.insert((topic.clone(), *partition), next);
+                stored.advance(topic, partition, next);
             }
         }
-        for item in &batch.items {
-            let applied_before = stored
-                .get(&(item.topic.clone(), item.partition))
-                .is_some_and(|next| item.offset < *next);
-            if applied_before {
-                continue;
-            }
+        for item in stored.unapplied(batch) {
             match &item.change {
                 Change::Record(event) => upsert_record(&mut tx, event).await?,
                 Change::SyncRun(run) => upsert_sync_run(&mut tx, run).await?,
             }
         }
-        for ((topic, partition), next) in &batch.positions {
+        for (topic, partition, next) in batch.positions.iter() {
             sqlx::query(
                 "INSERT INTO checkpoints (projection, topic, partition, next_offset) VALUES (?, ?, ?, ?) \
                  ON CONFLICT (projection, topic, partition) DO UPDATE SET next_offset = MAX(next_offset, excluded.next_offset)",

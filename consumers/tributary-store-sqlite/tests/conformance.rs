@@ -1,7 +1,7 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use tributary_projector::conformance::Harness;
+use tributary_projection::conformance::Harness;
 use tributary_schemas::DataType;
 use tributary_store::ReadStore;
 use tributary_store_sqlite::SqliteStore;
@@ -35,6 +35,6 @@ impl Harness for Sqlite {
     }
 }
 
-tributary_projector::conformance_suite!(Sqlite {
+tributary_projection::conformance_suite!(Sqlite {
     dir: tempfile::tempdir().unwrap()
 });

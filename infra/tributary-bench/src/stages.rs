@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use tributary_connector_api::{
     ConnectionInfo, ConnectorError, ConnectorFactory, CredentialVault, Credentials, PageRequest,
 };
-use tributary_projector::{Batch, Change, Checkpoint, Item, Projection, ProjectionError};
+use tributary_projection::{Batch, Change, Checkpoint, Item, Projection, ProjectionError};
 use tributary_schemas::{DataType, Event, Timestamp, event_id};
 
 use crate::source::{Source, tenant_id};
@@ -164,7 +164,7 @@ pub fn batches(events: &[Event], size: usize) -> Vec<Batch> {
                 })
                 .collect();
             let mut positions = Checkpoint::new();
-            positions.insert((topic.clone(), 0), first + chunk.len() as i64);
+            positions.advance(&topic, 0, first + chunk.len() as i64);
             Batch { items, positions }
         })
         .collect()

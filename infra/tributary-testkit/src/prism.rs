@@ -10,12 +10,14 @@ pub fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// Xero's Accounting API spec: `TRIBUTARY_XERO_SPEC`, or
-/// `../shared/specs/xero_accounting.yaml` beside the clone.
+/// Xero's Accounting API spec: `TRIBUTARY_XERO_SPEC`, or the copy kept
+/// with the connector (`connectors/tributary-connector-xero/spec/`).
 pub fn xero_spec() -> PathBuf {
     let path = std::env::var_os("TRIBUTARY_XERO_SPEC")
         .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("../shared/specs/xero_accounting.yaml"));
+        .unwrap_or_else(|| {
+            workspace_root().join("connectors/tributary-connector-xero/spec/xero_accounting.yaml")
+        });
     assert!(
         path.exists(),
         "Xero's spec is not at {} (set TRIBUTARY_XERO_SPEC)",

@@ -305,7 +305,7 @@ type ProjectorParts = (
     watch::Receiver<bool>,
 );
 
-fn spawn_projector<P: tributary_projector::Projection + 'static>(
+fn spawn_projector<P: tributary_projection::Projection + 'static>(
     tasks: &mut tokio::task::JoinSet<anyhow::Result<()>>,
     (name, client, url, settings, shutdown): ProjectorParts,
     projection: P,

@@ -410,7 +410,8 @@ async fn poison_messages_go_to_dead_letters_and_replay(setup: &Setup) {
 /// and the partition keeps flowing.
 async fn store_refusals_go_to_dead_letters(setup: &Setup) {
     use rdkafka::ClientConfig;
-    use tributary_projector::{Change, Decoder};
+    use tributary_projection::Change;
+    use tributary_projector::Decoder;
 
     let mut client = ClientConfig::new();
     client.set("bootstrap.servers", &setup.bootstrap);

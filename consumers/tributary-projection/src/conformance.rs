@@ -221,7 +221,7 @@ pub async fn keeps_partitions_apart<H: Harness>(mut h: H) {
         offset: 0,
         change: Change::Record(customer("b", "c1", 10, false, "p1")),
     });
-    b.positions.insert((TOPIC.to_string(), 1), 1);
+    b.positions.advance(TOPIC, 1, 1);
     p.apply(&b).await.unwrap();
     let expected = Checkpoint::from([((TOPIC.to_string(), 0), 6), ((TOPIC.to_string(), 1), 1)]);
     assert_eq!(p.checkpoint().await.unwrap(), expected);
@@ -233,7 +233,7 @@ pub async fn keeps_partitions_apart<H: Harness>(mut h: H) {
         offset: 1,
         change: Change::Record(customer("b", "c2", 10, false, "p1")),
     });
-    later.positions.insert((TOPIC.to_string(), 1), 2);
+    later.positions.advance(TOPIC, 1, 2);
     p.apply(&later).await.unwrap();
     let expected = Checkpoint::from([((TOPIC.to_string(), 0), 6), ((TOPIC.to_string(), 1), 2)]);
     assert_eq!(p.checkpoint().await.unwrap(), expected);

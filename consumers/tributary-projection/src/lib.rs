@@ -1,0 +1,117 @@
+//! The projection contract, apart from any message broker: what a store or
+//! index backend implements ([`Projection`]), what it is given ([`Batch`]),
+//! and the one rule for what a batch still has to apply ([`Checkpoint`]).
+//!
+//! A projection owns its checkpoint: the next offset to read for each topic
+//! partition, stored atomically with the data it wrote (in the same SQL
+//! transaction, or in the same index commit). The consumer loop that feeds
+//! projections (`tributary-projector`) starts from that checkpoint, so a
+//! broker's committed offsets are never trusted for correctness.
+//!
+//! Delivery guarantee: effectively exactly-once per projection. A crash
+//! before `apply` returns loses the whole batch's writes and its checkpoint
+//! together, and the batch is read again; a crash after it re-reads nothing,
+//! and what is re-read anyway is below the checkpoint and skipped
+//! ([`Checkpoint::unapplied`]). Projections also ignore versions older than
+//! or equal to what they hold ([`newest_per_record`] within a batch), so a
+//! re-sent event (the producers are at-least-once) changes nothing.
+
+mod checkpoint;
+#[cfg(feature = "conformance")]
+pub mod conformance;
+
+use async_trait::async_trait;
+use tributary_schemas::{Event, SyncRunEvent};
+
+pub use checkpoint::{Checkpoint, Partition, newest_per_record};
+
+/// What one message says.
+// Nearly every message is a record: boxing it would only add an allocation.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    Record(Event),
+    SyncRun(SyncRunEvent),
+}
+
+/// One decoded message and where it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Item {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub change: Change,
+}
+
+/// Messages to apply together, and the checkpoint after them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Batch {
+    pub items: Vec<Item>,
+    /// Next offset per partition this batch read from (including messages
+    /// that could not be decoded, which are in the dead-letter topic).
+    pub positions: Checkpoint,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectionError {
+    /// The store is unreachable or busy: the loop retries the same batch.
+    #[error("{projection}: store unavailable")]
+    Unavailable {
+        projection: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The store refused the data itself (a value it cannot hold, a broken
+    /// constraint): retrying cannot help. The loop applies the batch's items
+    /// one by one, sends each refused one to the dead-letter topic and moves
+    /// on, so one bad record never stops its partition.
+    #[error("{projection}: refused")]
+    Rejected {
+        projection: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl ProjectionError {
+    /// `Rejected` when the store refused the data itself, `Unavailable`
+    /// otherwise (so the batch is retried).
+    pub fn of_store<E>(projection: &'static str, refused_data: bool, source: E) -> Self
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        let source = Box::new(source);
+        if refused_data {
+            ProjectionError::Rejected { projection, source }
+        } else {
+            ProjectionError::Unavailable { projection, source }
+        }
+    }
+
+    /// The whole chain, `projection: what: why`, for logs and dead letters.
+    pub fn chain(&self) -> String {
+        let mut text = self.to_string();
+        let mut next = std::error::Error::source(self);
+        while let Some(e) = next {
+            text.push_str(": ");
+            text.push_str(&e.to_string());
+            next = e.source();
+        }
+        text
+    }
+}
+
+/// A store or index kept up to date from the event topics.
+#[async_trait]
+pub trait Projection: Send {
+    /// Stable name: the key of its checkpoint and its consumer group.
+    fn name(&self) -> &'static str;
+
+    /// The stored checkpoint; empty on first start.
+    async fn checkpoint(&mut self) -> Result<Checkpoint, ProjectionError>;
+
+    /// Applies `batch` and stores `batch.positions`, all or nothing.
+    /// Items the stored checkpoint says were applied before must be skipped
+    /// ([`Checkpoint::unapplied`]), so applying a batch twice changes nothing.
+    async fn apply(&mut self, batch: &Batch) -> Result<(), ProjectionError>;
+}

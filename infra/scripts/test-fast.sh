@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The inner loop: the pure crates' tests (schemas, connectors, the
+# projection contract and its checkpoints, config), in well under a minute
+# once built. Needs nothing but Rust: no broker, no Prism, no PostgreSQL
+# (the test command checks that by running it with those off PATH).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+cargo test --locked "$@" \
+  -p tributary-schemas \
+  -p tributary-connector-api \
+  -p tributary-connector-http \
+  -p tributary-connector-sandbox \
+  -p tributary-projection \
+  -p tributary-config
+# The Xero connector without its Prism test (tests/prism.rs).
+cargo test --locked "$@" -p tributary-connector-xero --lib --test xero
