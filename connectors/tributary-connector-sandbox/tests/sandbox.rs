@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)] // a test stops at its first surprise
 use std::collections::{BTreeMap, HashSet};
 
 use tributary_connector_api::{Connector, Fault, MappedRecord, PageRequest};

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)] // a test stops at its first surprise
 //! The Xero connector against recorded spec examples and a fake Xero
 //! (paging, incremental sync, tokens, rate limits, hostile answers); no
 //! Prism, so it runs in the fast tier (`prism.rs` has the Prism test).

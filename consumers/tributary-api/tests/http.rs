@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)] // a test stops at its first surprise
 use serde_json::Value;
 use tributary_api::{ApiKey, ApiState, Scope, hash_key, router};
 use tributary_projection::Projection;

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)] // test support: a test stops at its first surprise
 //! The conformance suite every projection backend must pass, run from each
 //! backend's tests with [`conformance_suite!`](crate::conformance_suite).
 //!

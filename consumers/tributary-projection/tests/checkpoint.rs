@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)] // a test stops at its first surprise
 //! Property tests of the skip rule every backend relies on: however batches
 //! overlap (re-reads after a crash or a rebalance), a backend that applies
 //! only `Checkpoint::unapplied` and keeps the newest version per record ends

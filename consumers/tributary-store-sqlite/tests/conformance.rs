@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)] // a test stops at its first surprise
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;

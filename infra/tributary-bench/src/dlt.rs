@@ -10,9 +10,9 @@ use anyhow::{Context, bail};
 use crate::procs;
 use crate::source::{Source, tenant_id};
 
-pub const DLT_VERSION: &str = "1.31.0";
+pub(crate) const DLT_VERSION: &str = "1.31.0";
 
-pub struct Dlt {
+pub(crate) struct Dlt {
     pub seconds: f64,
     pub cpu_seconds: f64,
     pub peak_rss: u64,
@@ -49,7 +49,12 @@ fn python(cache: &Path) -> anyhow::Result<PathBuf> {
     Ok(python)
 }
 
-pub async fn run(source: &Source, pg_url: &str, cache: &Path, work: &Path) -> anyhow::Result<Dlt> {
+pub(crate) async fn run(
+    source: &Source,
+    pg_url: &str,
+    cache: &Path,
+    work: &Path,
+) -> anyhow::Result<Dlt> {
     let python = python(cache)?;
     let script = tributary_testkit::prism::workspace_root().join("infra/bench/dlt_load.py");
     let tenants: Vec<String> = (0..source.tenants.len()).map(tenant_id).collect();

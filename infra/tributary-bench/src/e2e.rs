@@ -11,11 +11,11 @@ use anyhow::{Context, bail};
 use crate::procs;
 use crate::source::{Source, tenant_id};
 
-pub const API_KEY: &str = "bench-api-key";
-pub const CREDENTIALS_KEY: &str =
+pub(crate) const API_KEY: &str = "bench-api-key";
+pub(crate) const CREDENTIALS_KEY: &str =
     "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
 
-pub struct Pipeline {
+pub(crate) struct Pipeline {
     pub child: Child,
     pub api: String,
 }
@@ -29,7 +29,7 @@ impl Drop for Pipeline {
     }
 }
 
-pub fn company(t: usize) -> String {
+pub(crate) fn company(t: usize) -> String {
     format!("company-{t:03}")
 }
 
@@ -52,7 +52,7 @@ fn tributary(binary: &Path, config: &Path, args: &[&str]) -> anyhow::Result<Stri
 
 /// Writes the configuration, adds and authorizes one Xero connection per
 /// tenant, and starts `tributary up`.
-pub fn start(
+pub(crate) fn start(
     binary: &Path,
     source: &Source,
     store_url: Option<&str>,
@@ -135,7 +135,7 @@ pub fn start(
     })
 }
 
-pub async fn get(api: &str, path: &str) -> Option<serde_json::Value> {
+pub(crate) async fn get(api: &str, path: &str) -> Option<serde_json::Value> {
     let resp = reqwest::Client::new()
         .get(format!("{api}{path}"))
         .bearer_auth(API_KEY)
@@ -149,7 +149,7 @@ pub async fn get(api: &str, path: &str) -> Option<serde_json::Value> {
 }
 
 /// Invoices stored and indexed, summed over the companies.
-pub async fn invoice_counts(api: &str, companies: usize) -> (i64, i64) {
+pub(crate) async fn invoice_counts(api: &str, companies: usize) -> (i64, i64) {
     let mut total = (0, 0);
     for t in 0..companies {
         let Some(status) = get(api, &format!("/v1/companies/{}/status", company(t))).await else {
@@ -166,7 +166,7 @@ pub async fn invoice_counts(api: &str, companies: usize) -> (i64, i64) {
     total
 }
 
-pub struct E2e {
+pub(crate) struct E2e {
     pub startup: Duration,
     pub sync: Duration,
     pub cpu_seconds: f64,
@@ -178,7 +178,7 @@ pub struct E2e {
 }
 
 /// Runs the pipeline until every record is in the store and the index.
-pub async fn run(
+pub(crate) async fn run(
     binary: &Path,
     source: &Source,
     store_url: Option<&str>,

@@ -13,7 +13,7 @@ use crate::source::Source;
 /// Changes not yet seen in the API: (company, invoice, version) to when.
 type Pending = Arc<Mutex<HashMap<(usize, usize, u32), i64>>>;
 
-pub struct Freshness {
+pub(crate) struct Freshness {
     pub changes: u64,
     pub seen: usize,
     /// Delays in ms, sorted.
@@ -21,7 +21,7 @@ pub struct Freshness {
 }
 
 impl Freshness {
-    pub fn percentile(&self, p: f64) -> i64 {
+    pub(crate) fn percentile(&self, p: f64) -> i64 {
         if self.delays.is_empty() {
             return 0;
         }
@@ -32,7 +32,12 @@ impl Freshness {
 
 /// Changes `rate` invoices a second for `duration` while the pipeline at
 /// `api` runs, and measures when each new version shows in the API.
-pub async fn measure(source: &Source, api: &str, rate: u32, duration: Duration) -> Freshness {
+pub(crate) async fn measure(
+    source: &Source,
+    api: &str,
+    rate: u32,
+    duration: Duration,
+) -> Freshness {
     // (tenant, invoice, version) -> when it changed at the source.
     let pending: Pending = Arc::default();
     let delays: Arc<Mutex<Vec<i64>>> = Arc::default();

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)] // a benchmark run stops at its first surprise, saying where
 //! `tributary-bench`: Tributary end to end, each stage alone, the raw
 //! limits, dlt on the same source, and freshness, in one run, printed as one
 //! table. `infra/scripts/bench.sh` builds and runs it; `--quick` is the CI

@@ -20,7 +20,7 @@ fn stat_fields(pid: u32) -> Option<Vec<String>> {
 }
 
 /// `pid` and every process below it.
-pub fn tree(pid: u32) -> Vec<u32> {
+pub(crate) fn tree(pid: u32) -> Vec<u32> {
     let mut all = vec![pid];
     let mut i = 0;
     let procs: Vec<(u32, u32)> = std::fs::read_dir("/proc")
@@ -45,14 +45,14 @@ pub fn tree(pid: u32) -> Vec<u32> {
 }
 
 /// User plus system CPU seconds of one process so far.
-pub fn cpu_seconds(pid: u32) -> f64 {
+pub(crate) fn cpu_seconds(pid: u32) -> f64 {
     stat_fields(pid)
         .and_then(|f| Some(f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?))
         .map_or(0.0, |ticks| ticks / ticks_per_second())
 }
 
 /// One process's memory, in bytes, from `/proc/<pid>/status`.
-pub struct Memory {
+pub(crate) struct Memory {
     /// Resident now.
     pub rss: u64,
     /// Resident at its peak (the kernel's high-water mark).
@@ -64,7 +64,7 @@ pub struct Memory {
     pub name: String,
 }
 
-pub fn memory(pid: u32) -> Memory {
+pub(crate) fn memory(pid: u32) -> Memory {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let field = |name: &str| {
         text.lines()
@@ -89,7 +89,7 @@ pub fn memory(pid: u32) -> Memory {
 
 /// Samples the summed resident memory of a process tree every 100 ms and
 /// keeps the peaks of all of it and of its anonymous part.
-pub struct Monitor {
+pub(crate) struct Monitor {
     stop: Arc<AtomicBool>,
     peak: Arc<AtomicU64>,
     peak_anon: Arc<AtomicU64>,
@@ -97,7 +97,7 @@ pub struct Monitor {
 }
 
 impl Monitor {
-    pub fn start(pid: u32) -> Monitor {
+    pub(crate) fn start(pid: u32) -> Monitor {
         let stop = Arc::new(AtomicBool::new(false));
         let peak = Arc::new(AtomicU64::new(0));
         let peak_anon = Arc::new(AtomicU64::new(0));
@@ -119,7 +119,7 @@ impl Monitor {
     }
 
     /// The peaks of the summed RSS and of its anonymous part, in bytes.
-    pub fn stop(mut self) -> (u64, u64) {
+    pub(crate) fn stop(mut self) -> (u64, u64) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
@@ -133,7 +133,7 @@ impl Monitor {
 
 /// Waits for a child and returns its exit status, CPU seconds and peak RSS
 /// (bytes), from the kernel's accounting of that one process.
-pub fn wait_with_usage(child: &mut std::process::Child) -> anyhow::Result<(bool, f64, u64)> {
+pub(crate) fn wait_with_usage(child: &mut std::process::Child) -> anyhow::Result<(bool, f64, u64)> {
     let pid = child.id() as libc::pid_t;
     let mut status = 0;
     #[allow(unsafe_code)]

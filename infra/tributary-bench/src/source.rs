@@ -22,7 +22,7 @@ use tributary_schemas::Timestamp;
 const BASE_MS: i64 = 1_600_000_000_000;
 const STEP_MS: i64 = 1_000;
 
-pub struct Tenant {
+pub(crate) struct Tenant {
     pub id: String,
     pub invoices: usize,
     changes: Mutex<Changes>,
@@ -37,23 +37,27 @@ struct Changes {
 }
 
 #[derive(Clone)]
-pub struct Source {
+pub(crate) struct Source {
     pub tenants: Arc<Vec<Tenant>>,
     pub lines: usize,
     pub url: String,
 }
 
-pub fn tenant_id(t: usize) -> String {
+pub(crate) fn tenant_id(t: usize) -> String {
     format!("tenant-{t:03}")
 }
 
-pub fn invoice_id(tenant: &str, i: usize) -> String {
+pub(crate) fn invoice_id(tenant: &str, i: usize) -> String {
     format!("{tenant}-inv-{i:07}")
 }
 
 impl Source {
     /// Serves `records` invoices split over `companies` tenants.
-    pub async fn start(records: usize, companies: usize, lines: usize) -> anyhow::Result<Source> {
+    pub(crate) async fn start(
+        records: usize,
+        companies: usize,
+        lines: usize,
+    ) -> anyhow::Result<Source> {
         let tenants = (0..companies)
             .map(|t| Tenant {
                 id: tenant_id(t),
@@ -80,13 +84,13 @@ impl Source {
         Ok(source)
     }
 
-    pub fn api_url(&self) -> String {
+    pub(crate) fn api_url(&self) -> String {
         format!("{}/api.xro/2.0", self.url)
     }
 
     /// Changes one invoice now: a new version with a new `UpdatedDateUTC`.
     /// Returns when it happened (ms) and the version.
-    pub fn change(&self, tenant: usize, invoice: usize) -> (i64, u32) {
+    pub(crate) fn change(&self, tenant: usize, invoice: usize) -> (i64, u32) {
         let t = &self.tenants[tenant];
         let mut changes = t.changes.lock().unwrap();
         let version = changes.latest.get(&invoice).map_or(1, |c| c.2 + 1);
@@ -101,7 +105,7 @@ impl Source {
 
     /// Changes `rate` invoices a second, spread over tenants, for `duration`;
     /// calls `on_change(tenant, invoice, version, at_ms)` for each.
-    pub async fn change_steadily(
+    pub(crate) async fn change_steadily(
         &self,
         rate: u32,
         duration: Duration,

@@ -21,14 +21,14 @@ use tributary_schemas::{DataType, Event, Timestamp, event_id};
 use crate::source::{Source, tenant_id};
 
 /// One measured stage: records and seconds.
-pub struct Measured {
+pub(crate) struct Measured {
     pub name: String,
     pub records: usize,
     pub seconds: f64,
 }
 
 impl Measured {
-    pub fn rate(&self) -> f64 {
+    pub(crate) fn rate(&self) -> f64 {
         self.records as f64 / self.seconds.max(1e-9)
     }
 }
@@ -58,7 +58,10 @@ impl CredentialVault for Vault {
 
 /// Fetches and maps every invoice of the source with the real Xero
 /// connector; keeps the first `keep` as events for the other stages.
-pub async fn fetch_and_map(source: &Source, keep: usize) -> anyhow::Result<(Measured, Vec<Event>)> {
+pub(crate) async fn fetch_and_map(
+    source: &Source,
+    keep: usize,
+) -> anyhow::Result<(Measured, Vec<Event>)> {
     let mut app = tributary_connector_xero::XeroApp::new("bench", "bench", "http://127.0.0.1/cb");
     app.api_url = source.api_url();
     app.token_url = format!("{}/connect/token", source.url);
@@ -128,7 +131,7 @@ pub async fn fetch_and_map(source: &Source, keep: usize) -> anyhow::Result<(Meas
 }
 
 /// Avro encode and decode of every event, bare datums.
-pub fn avro(events: &[Event]) -> anyhow::Result<(Measured, Measured, Vec<Vec<u8>>)> {
+pub(crate) fn avro(events: &[Event]) -> anyhow::Result<(Measured, Measured, Vec<Vec<u8>>)> {
     let schema = DataType::Invoice.schema()?;
     let started = Instant::now();
     let encoded: Vec<Vec<u8>> = events
@@ -146,7 +149,7 @@ pub fn avro(events: &[Event]) -> anyhow::Result<(Measured, Measured, Vec<Vec<u8>
 }
 
 /// Batches of events as a projector would hand them over.
-pub fn batches(events: &[Event], size: usize) -> Vec<Batch> {
+pub(crate) fn batches(events: &[Event], size: usize) -> Vec<Batch> {
     let topic = DataType::Invoice.topic();
     events
         .chunks(size)
@@ -170,7 +173,7 @@ pub fn batches(events: &[Event], size: usize) -> Vec<Batch> {
         .collect()
 }
 
-pub async fn apply<P: Projection>(
+pub(crate) async fn apply<P: Projection>(
     name: &str,
     mut projection: P,
     batches: &[Batch],
@@ -184,7 +187,7 @@ pub async fn apply<P: Projection>(
 }
 
 /// PostgreSQL COPY of the same rows into a table of the store's shape.
-pub async fn copy(url: &str, events: &[Event]) -> anyhow::Result<Measured> {
+pub(crate) async fn copy(url: &str, events: &[Event]) -> anyhow::Result<Measured> {
     use sqlx::Connection;
     let mut conn = sqlx::PgConnection::connect(url).await?;
     sqlx::query(
@@ -264,7 +267,7 @@ impl Projection for Count {
 
 /// Publishes the events (idempotent producer, Avro with the registry), then
 /// consumes and decodes them with the projector's loop.
-pub async fn publish_and_consume(
+pub(crate) async fn publish_and_consume(
     client: &ClientConfig,
     registry: &str,
     events: &[Event],
@@ -310,7 +313,7 @@ pub async fn publish_and_consume(
 }
 
 /// librdkafka alone: produce the same encoded bytes, then consume them.
-pub fn raw_kafka(
+pub(crate) fn raw_kafka(
     client: &ClientConfig,
     topic: &str,
     payloads: &[Vec<u8>],

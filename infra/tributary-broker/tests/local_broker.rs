@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)] // a test stops at its first surprise
 //! Needs the Tansu binary (`.ci/run` installs it).
 
 use std::time::Duration;

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)] // a test stops at its first surprise
 use std::path::Path;
 
 use schema_registry_converter::async_impl::avro::{AvroDecoder, AvroEncoder};

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)] // test support: a test stops at its first surprise
 //! Test support shared by the workspace's tests: free ports, throwaway
 //! PostgreSQL clusters started with the server binaries installed on the
 //! machine (`/usr/lib/postgresql/<version>/bin`, or `TRIBUTARY_PG_BIN`),

@@ -24,7 +24,7 @@ use tributary_schemas::Timestamp;
 const AUTHORIZATION_MAX_AGE_MS: i64 = 30 * 60 * 1000;
 
 /// Every connector this build knows: the one explicit list.
-pub fn connectors(config: &Config) -> anyhow::Result<ConnectorRegistry> {
+pub(crate) fn connectors(config: &Config) -> anyhow::Result<ConnectorRegistry> {
     let x = &config.xero;
     let mut app = tributary_connector_xero::XeroApp::new(
         &x.client_id,
@@ -49,7 +49,7 @@ pub fn connectors(config: &Config) -> anyhow::Result<ConnectorRegistry> {
     ]))
 }
 
-pub fn sync_settings(config: &Config) -> SyncSettings {
+pub(crate) fn sync_settings(config: &Config) -> SyncSettings {
     SyncSettings {
         page_size: config.sync.page_size,
         max_attempts: config.sync.max_attempts,
@@ -63,7 +63,7 @@ pub fn sync_settings(config: &Config) -> SyncSettings {
 
 /// The workers' state store: PostgreSQL when `state.url` is set, else
 /// SQLite in the data directory.
-pub async fn open_state(config: &Config) -> anyhow::Result<StateStore> {
+pub(crate) async fn open_state(config: &Config) -> anyhow::Result<StateStore> {
     let url = config.state.url.expose();
     if url.is_empty() {
         std::fs::create_dir_all(&config.data_dir).with_context(|| {
@@ -77,7 +77,7 @@ pub async fn open_state(config: &Config) -> anyhow::Result<StateStore> {
 
 /// This process's worker name in sync leases: `sync.worker_id`, or the
 /// host name and the data directory.
-pub fn worker_id(config: &Config) -> String {
+pub(crate) fn worker_id(config: &Config) -> String {
     if !config.sync.worker_id.is_empty() {
         return config.sync.worker_id.clone();
     }
@@ -107,7 +107,7 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
 /// The key that seals credentials: `security.credentials_key`, else
 /// `security.credentials_key_file`, else `<data_dir>/credentials.key`
 /// (created on first use).
-pub fn cipher(config: &Config) -> anyhow::Result<Cipher> {
+pub(crate) fn cipher(config: &Config) -> anyhow::Result<Cipher> {
     let s = &config.security;
     let current = if !s.credentials_key.expose().is_empty() {
         Key::from_hex(s.credentials_key.expose()).context("security.credentials_key")?
@@ -149,7 +149,7 @@ pub fn cipher(config: &Config) -> anyhow::Result<Cipher> {
 
 /// The API keys: configured ones, or one all-companies key kept in
 /// `<data_dir>/api-key` (created on first use).
-pub fn api_keys(config: &Config) -> anyhow::Result<Vec<tributary_api::ApiKey>> {
+pub(crate) fn api_keys(config: &Config) -> anyhow::Result<Vec<tributary_api::ApiKey>> {
     if !config.api.keys.is_empty() {
         return Ok(config
             .api
@@ -175,12 +175,12 @@ pub fn api_keys(config: &Config) -> anyhow::Result<Vec<tributary_api::ApiKey>> {
     }])
 }
 
-pub fn new_api_key() -> String {
+pub(crate) fn new_api_key() -> String {
     format!("trb_{}", Key::generate().to_hex())
 }
 
 /// Connection management for one state store.
-pub struct Admin {
+pub(crate) struct Admin {
     pub state: StateStore,
     pub registry: Arc<ConnectorRegistry>,
     pub cipher: Arc<Cipher>,
@@ -214,7 +214,7 @@ fn user_or_failed(e: tributary_connector_api::ConnectorError) -> AdminError {
 }
 
 impl Admin {
-    pub async fn open(config: &Config) -> anyhow::Result<Admin> {
+    pub(crate) async fn open(config: &Config) -> anyhow::Result<Admin> {
         std::fs::create_dir_all(&config.data_dir).with_context(|| {
             format!("cannot create data directory {}", config.data_dir.display())
         })?;
@@ -240,7 +240,7 @@ impl Admin {
     }
 
     /// Re-seals every connection's credentials with the current key.
-    pub async fn rotate_key(&self) -> anyhow::Result<usize> {
+    pub(crate) async fn rotate_key(&self) -> anyhow::Result<usize> {
         let mut n = 0;
         for c in self.state.connections().await? {
             let id = &c.info.connection_id;

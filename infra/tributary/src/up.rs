@@ -20,7 +20,7 @@ use tributary_projector::{Assignment, ProjectorSettings};
 use tributary_schemas::{DataType, Timestamp, all_topics};
 
 /// The broker to use: the configured cluster, or the local one.
-pub fn bootstrap_servers(config: &Config) -> String {
+pub(crate) fn bootstrap_servers(config: &Config) -> String {
     if config.kafka.bootstrap_servers.is_empty() {
         format!("127.0.0.1:{}", config.broker.port)
     } else {
@@ -29,7 +29,7 @@ pub fn bootstrap_servers(config: &Config) -> String {
 }
 
 /// Client settings every Kafka client of ours starts from.
-pub fn kafka_client(config: &Config, bootstrap: &str) -> ClientConfig {
+pub(crate) fn kafka_client(config: &Config, bootstrap: &str) -> ClientConfig {
     let mut client = ClientConfig::new();
     client.set("bootstrap.servers", bootstrap);
     for (key, value) in &config.kafka.client {
@@ -38,7 +38,7 @@ pub fn kafka_client(config: &Config, bootstrap: &str) -> ClientConfig {
     client
 }
 
-pub async fn up(config: Config) -> anyhow::Result<()> {
+pub(crate) async fn up(config: Config) -> anyhow::Result<()> {
     tributary_telemetry::init_logging(&config.log)?;
     let metrics = tributary_telemetry::init_metrics()?;
     let data_dir = &config.data_dir;
@@ -390,7 +390,7 @@ async fn add_sandbox_connections(state: &StateStore, config: &Config) -> anyhow:
 
 /// Prints, for each sandbox connection in the state store, the live record
 /// count per data type that a complete sync must end with at this moment.
-pub async fn print_sandbox_expectation(config: &Config) -> anyhow::Result<()> {
+pub(crate) async fn print_sandbox_expectation(config: &Config) -> anyhow::Result<()> {
     if config.state.url.expose().is_empty() {
         let path = config.data_dir.join("state.db");
         if !Path::new(&path).exists() {

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)] // a test stops at its first surprise
 //! End to end through the real binary, a real Kafka-protocol broker (Tansu,
 //! which `.ci/run` installs) and the embedded registry.
 

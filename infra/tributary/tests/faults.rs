@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)] // a test stops at its first surprise
 //! The fault-injection suite. Each test runs `tributary up` (sandbox source,
 //! local broker, PostgreSQL store started by the test, search index), injects
 //! one fault in mid-sync, lets the pipeline recover, and checks the invariant

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)] // a test stops at its first surprise
 //! Scale-out through the real binary and broker: store projector processes
 //! sharing the partitions of a PostgreSQL store in one consumer group, and
 //! connector workers in several processes sharing the connections through

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)] // a test stops at its first surprise
 //! A Xero connection end to end: `tributary connections add xero`, the
 //! OAuth2 callback, then `tributary up` syncing from Prism serving Xero's own
 //! spec into the store and the search index. Checks each record against the

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)] // a test stops at its first surprise
 //! The state store's sync leases, the same rules on SQLite and on a real
 //! PostgreSQL: one holder per connection, fenced cursor saves, due times,
 //! requested syncs, takeover after expiry, and no connection won twice when

@@ -14,11 +14,11 @@ use tributary_connector_xero::XeroApp;
 use tributary_schemas::{DataType, Timestamp};
 use tributary_testkit::xero_identity::{CLIENT_ID, CLIENT_SECRET, FakeIdentity};
 
-pub const TENANT: &str = "3f0a9c4e-0000-4000-8000-00000000a11c";
+pub(crate) const TENANT: &str = "3f0a9c4e-0000-4000-8000-00000000a11c";
 
 /// A vault in memory that can be told to fail its next saves.
 #[derive(Default)]
-pub struct MemoryVault {
+pub(crate) struct MemoryVault {
     pub stored: Mutex<Option<Credentials>>,
     pub fail_saves: Mutex<u32>,
 }
@@ -40,14 +40,14 @@ impl CredentialVault for MemoryVault {
 }
 
 impl MemoryVault {
-    pub fn with_tokens(access: &str, refresh: &str, expires_at: i64) -> Arc<MemoryVault> {
+    pub(crate) fn with_tokens(access: &str, refresh: &str, expires_at: i64) -> Arc<MemoryVault> {
         let vault = MemoryVault::default();
         *vault.stored.lock().unwrap() = Some(Credentials(json!({
             "access_token": access, "refresh_token": refresh, "expires_at": expires_at
         })));
         Arc::new(vault)
     }
-    pub fn refresh_token(&self) -> String {
+    pub(crate) fn refresh_token(&self) -> String {
         self.stored.lock().unwrap().as_ref().unwrap().0["refresh_token"]
             .as_str()
             .unwrap()
@@ -55,7 +55,7 @@ impl MemoryVault {
     }
 }
 
-pub fn app(api_url: &str, identity: &FakeIdentity) -> XeroApp {
+pub(crate) fn app(api_url: &str, identity: &FakeIdentity) -> XeroApp {
     let mut app = XeroApp::new(CLIENT_ID, CLIENT_SECRET, "http://127.0.0.1:1/callback");
     app.api_url = api_url.to_string();
     app.token_url = identity.token_url();
@@ -69,7 +69,7 @@ pub fn app(api_url: &str, identity: &FakeIdentity) -> XeroApp {
     app
 }
 
-pub fn connection(tenant: Option<&str>) -> ConnectionInfo {
+pub(crate) fn connection(tenant: Option<&str>) -> ConnectionInfo {
     ConnectionInfo {
         connection_id: "conn-xero-1".into(),
         company_id: "acme".into(),
@@ -78,7 +78,7 @@ pub fn connection(tenant: Option<&str>) -> ConnectionInfo {
     }
 }
 
-pub fn request(data_type: DataType, cursor: Option<Cursor>, page_size: u32) -> PageRequest {
+pub(crate) fn request(data_type: DataType, cursor: Option<Cursor>, page_size: u32) -> PageRequest {
     PageRequest {
         data_type,
         cursor,

@@ -13,7 +13,7 @@ use tributary_schemas::DataType;
 /// A sandbox source with its one generation of changes visible from the
 /// start, so it serves one version of each record: what [`tally`] checks
 /// against (a second apply of a row could only be a repeat).
-pub fn all_at_once_sandbox(seed: u64, records: u32, max_page_size: u32) -> SandboxSettings {
+pub(crate) fn all_at_once_sandbox(seed: u64, records: u32, max_page_size: u32) -> SandboxSettings {
     SandboxSettings {
         seed,
         records,
@@ -27,12 +27,12 @@ pub fn all_at_once_sandbox(seed: u64, records: u32, max_page_size: u32) -> Sandb
 }
 
 /// The sandbox's company ids for `n` companies.
-pub fn companies(n: u32) -> Vec<String> {
+pub(crate) fn companies(n: u32) -> Vec<String> {
     (1..=n).map(|i| format!("sandbox-{i:03}")).collect()
 }
 
 /// The last lines of every `*.log` file in `dir`, for failure messages.
-pub fn logs(dir: &Path) -> String {
+pub(crate) fn logs(dir: &Path) -> String {
     let mut out = String::new();
     for entry in std::fs::read_dir(dir).unwrap().flatten() {
         if entry.path().extension().is_some_and(|e| e == "log") {
@@ -49,11 +49,11 @@ pub fn logs(dir: &Path) -> String {
 }
 
 /// The API key the tests' pipelines accept (all companies).
-pub const API_KEY: &str = "tributary-test-admin-key";
+pub(crate) const API_KEY: &str = "tributary-test-admin-key";
 /// The `[api]` line that makes the pipeline accept [`API_KEY`].
-pub const API_KEYS_TOML: &str = "keys = [{ name = \"tests\", sha256 = \"48cf06bbab31cbd2d36e7168c71365aff28fc503854421cb4554faf3bdf2ce10\", companies = [\"*\"] }]";
+pub(crate) const API_KEYS_TOML: &str = "keys = [{ name = \"tests\", sha256 = \"48cf06bbab31cbd2d36e7168c71365aff28fc503854421cb4554faf3bdf2ce10\", companies = [\"*\"] }]";
 
-pub async fn get(url: &str) -> Option<Value> {
+pub(crate) async fn get(url: &str) -> Option<Value> {
     let resp = reqwest::Client::new()
         .get(url)
         .bearer_auth(API_KEY)
@@ -67,7 +67,7 @@ pub async fn get(url: &str) -> Option<Value> {
 }
 
 /// Live record counts per (company, data type) that the API reports.
-pub async fn api_counts(api: &str, companies: &[String]) -> BTreeMap<(String, String), i64> {
+pub(crate) async fn api_counts(api: &str, companies: &[String]) -> BTreeMap<(String, String), i64> {
     let mut counts = BTreeMap::new();
     for company in companies {
         if let Some(status) = get(&format!("{api}/v1/companies/{company}/status")).await {
@@ -87,7 +87,12 @@ pub async fn api_counts(api: &str, companies: &[String]) -> BTreeMap<(String, St
 
 /// Waits until the search index holds as many live records as the store,
 /// for every company and data type.
-pub async fn wait_for_index(api: &str, companies: &[String], within: Duration, logs_dir: &Path) {
+pub(crate) async fn wait_for_index(
+    api: &str,
+    companies: &[String],
+    within: Duration,
+    logs_dir: &Path,
+) {
     let started = Instant::now();
     loop {
         let mut behind = Vec::new();
@@ -120,7 +125,7 @@ pub async fn wait_for_index(api: &str, companies: &[String], within: Duration, l
 }
 
 /// What the sandbox says a complete sync holds, per (company, data type).
-pub fn expected_counts(
+pub(crate) fn expected_counts(
     sandbox: &SandboxSettings,
     companies: &[String],
     generation: u32,
@@ -141,7 +146,7 @@ pub fn expected_counts(
 }
 
 /// Waits until the API at `api` answers, or fails with the logs.
-pub async fn wait_for_health(api: &str, logs_dir: &Path) {
+pub(crate) async fn wait_for_health(api: &str, logs_dir: &Path) {
     let started = Instant::now();
     while get(&format!("{api}/health")).await.is_none() {
         assert!(
@@ -154,7 +159,7 @@ pub async fn wait_for_health(api: &str, logs_dir: &Path) {
 }
 
 /// Waits until the API's counts equal `expected`, or fails with both and the logs.
-pub async fn wait_for_counts(
+pub(crate) async fn wait_for_counts(
     api: &str,
     companies: &[String],
     expected: &BTreeMap<(String, String), i64>,
@@ -178,13 +183,13 @@ pub async fn wait_for_counts(
 
 /// A page size that reads `expected` records in several pages, but not in
 /// thousands of requests.
-pub fn page_limit(expected: usize) -> usize {
+pub(crate) fn page_limit(expected: usize) -> usize {
     (expected / 3).clamp(7, 500)
 }
 
 /// Every record of one company and data type, following the API's paging
 /// `limit` records at a time.
-pub async fn all_records(
+pub(crate) async fn all_records(
     api: &str,
     company: &str,
     data_type: DataType,
@@ -263,7 +268,7 @@ async fn first_difference(
 /// Waits until the API serves exactly the sandbox's records at
 /// `generation`. Equal counts do not mean equal contents: an update changes
 /// no count and may still be on its way (the next sync round fetches it).
-pub async fn wait_for_contents(
+pub(crate) async fn wait_for_contents(
     api: &str,
     sandbox: &SandboxSettings,
     companies: &[String],
@@ -285,7 +290,7 @@ pub async fn wait_for_contents(
     }
 }
 
-pub fn terminate(child: &mut Child) {
+pub(crate) fn terminate(child: &mut Child) {
     let pid = libc::pid_t::try_from(child.id()).unwrap();
     #[allow(unsafe_code)]
     // SAFETY: kill(2) on our own child, not yet reaped.
@@ -294,7 +299,7 @@ pub fn terminate(child: &mut Child) {
     }
 }
 
-pub fn wait_port_free(address: &str) {
+pub(crate) fn wait_port_free(address: &str) {
     let start = Instant::now();
     while std::net::TcpStream::connect(address).is_ok() {
         assert!(
@@ -307,7 +312,7 @@ pub fn wait_port_free(address: &str) {
 
 /// A child process that is killed if the test ends (or panics) while it
 /// still runs, so a failing test leaves no pipeline behind.
-pub struct Proc(pub Child);
+pub(crate) struct Proc(pub Child);
 
 impl std::ops::Deref for Proc {
     type Target = Child;
@@ -333,7 +338,7 @@ impl Drop for Proc {
 
 /// Applies beyond the first, over the sandbox's rows (the connection record
 /// is the runtime's own and legitimately changes).
-pub async fn repeated_applies(store_url: &str) -> usize {
+pub(crate) async fn repeated_applies(store_url: &str) -> usize {
     use sqlx::Connection;
     let mut db = sqlx::PgConnection::connect(store_url).await.unwrap();
     let types: Vec<String> = DATA_TYPES.iter().map(|d| d.as_str().to_string()).collect();
@@ -351,7 +356,7 @@ pub async fn repeated_applies(store_url: &str) -> usize {
 #[derive(Debug, Default, PartialEq)]
 /// The fault suite's invariant, counted against the sandbox's records at
 /// generation 1 (every generation visible at once).
-pub struct Tally {
+pub(crate) struct Tally {
     pub expected: usize,
     pub found: usize,
     /// Extra rows, plus applies of an event beyond the first.
@@ -361,12 +366,12 @@ pub struct Tally {
 }
 
 impl Tally {
-    pub fn clean(&self) -> bool {
+    pub(crate) fn clean(&self) -> bool {
         self.duplicates == 0 && self.lost == 0 && self.found == self.expected
     }
 }
 
-pub async fn tally(api: &str, sandbox: &SandboxSettings, n: u32, store_url: &str) -> Tally {
+pub(crate) async fn tally(api: &str, sandbox: &SandboxSettings, n: u32, store_url: &str) -> Tally {
     let mut t = Tally::default();
     for company in companies(n) {
         let generator = Generator::new(sandbox.clone(), &company);
@@ -400,7 +405,12 @@ pub async fn tally(api: &str, sandbox: &SandboxSettings, n: u32, store_url: &str
 /// The tally once the store holds the source's records (or after 180 s),
 /// and 2 s later again: the sync keeps running, so a late duplicate would
 /// still show.
-pub async fn settled_tally(api: &str, sandbox: &SandboxSettings, n: u32, store_url: &str) -> Tally {
+pub(crate) async fn settled_tally(
+    api: &str,
+    sandbox: &SandboxSettings,
+    n: u32,
+    store_url: &str,
+) -> Tally {
     let started = Instant::now();
     let mut t = tally(api, sandbox, n, store_url).await;
     while !t.clean() && started.elapsed() < Duration::from_secs(180) {
@@ -412,7 +422,7 @@ pub async fn settled_tally(api: &str, sandbox: &SandboxSettings, n: u32, store_u
 }
 
 /// One row of the report table, when `TRIBUTARY_FAULT_REPORT` names a directory.
-pub fn report(fault: &str, done: &str, t: &Tally) {
+pub(crate) fn report(fault: &str, done: &str, t: &Tally) {
     let Some(dir) = std::env::var_os("TRIBUTARY_FAULT_REPORT") else {
         return;
     };
@@ -431,7 +441,7 @@ pub fn report(fault: &str, done: &str, t: &Tally) {
 }
 
 /// The payload of the first message found in `topic`'s `partitions`.
-pub fn first_message(bootstrap: &str, topic: &str, partitions: i32) -> Vec<u8> {
+pub(crate) fn first_message(bootstrap: &str, topic: &str, partitions: i32) -> Vec<u8> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::{ClientConfig, Message};
 
@@ -466,7 +476,7 @@ pub fn first_message(bootstrap: &str, topic: &str, partitions: i32) -> Vec<u8> {
 /// customer event (valid Avro under another subject's schema: schema-
 /// incompatible with the topic). The customer event is read from the
 /// customers topic's `partitions`.
-pub async fn send_bad_messages(bootstrap: &str, partitions: i32) {
+pub(crate) async fn send_bad_messages(bootstrap: &str, partitions: i32) {
     use rdkafka::ClientConfig;
     use rdkafka::producer::{FutureProducer, FutureRecord};
 
@@ -490,7 +500,7 @@ pub async fn send_bad_messages(bootstrap: &str, partitions: i32) {
 }
 
 /// The dead letters the pipeline at `api` counted, by stage, from /metrics.
-pub async fn dead_lettered(api: &str, stage: &str) -> f64 {
+pub(crate) async fn dead_lettered(api: &str, stage: &str) -> f64 {
     let Ok(response) = reqwest::get(format!("{api}/metrics")).await else {
         return 0.0;
     };
