@@ -43,6 +43,7 @@ struct Fields {
     record_id: Field,
     live: Field,
     modified: Field,
+    revision: Field,
     title: Field,
     body: Field,
 }
@@ -56,6 +57,7 @@ fn schema() -> (Schema, Fields) {
         record_id: b.add_text_field("record_id", STRING | STORED),
         live: b.add_text_field("live", STRING),
         modified: b.add_i64_field("modified", INDEXED | STORED | FAST),
+        revision: b.add_i64_field("revision", STORED),
         title: b.add_text_field("title", TEXT | STORED),
         body: b.add_text_field("body", TEXT),
     };
@@ -105,6 +107,24 @@ pub fn open(dir: &Path) -> Result<(IndexProjection, SearchIndex), IndexError> {
     std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
     let (schema, fields) = schema();
     let directory = MmapDirectory::open(dir).map_err(|e| err(e.to_string()))?;
+    if Index::exists(&directory).map_err(|e| err(e.to_string()))? {
+        let existing = Index::open(directory.clone()).map_err(|e| err(e.to_string()))?;
+        if existing.schema() != schema {
+            // An index is a projection: with its checkpoint gone too, the
+            // projector reads every topic from the start and rebuilds it.
+            tracing::warn!(path = %dir.display(), "the search index was made by an older version; rebuilding it from the topics");
+            drop(existing);
+            for entry in std::fs::read_dir(dir).map_err(|e| err(e.to_string()))? {
+                let path = entry.map_err(|e| err(e.to_string()))?.path();
+                let removed = if path.is_dir() {
+                    std::fs::remove_dir_all(&path)
+                } else {
+                    std::fs::remove_file(&path)
+                };
+                removed.map_err(|e| err(format!("cannot remove {}: {e}", path.display())))?;
+            }
+        }
+    }
     let index = Index::open_or_create(directory, schema).map_err(|e| err(e.to_string()))?;
     let reader = index
         .reader_builder()
@@ -232,12 +252,13 @@ impl SearchIndex {
             .map_err(|e| IndexError::Search(e.to_string()))
     }
 
-    /// Live record ids of one company and data type, with their versions.
+    /// Live record ids of one company and data type, with their versions
+    /// (modification time, revision).
     pub fn live_versions(
         &self,
         company_id: &str,
         data_type: &str,
-    ) -> Result<std::collections::BTreeMap<String, i64>, IndexError> {
+    ) -> Result<std::collections::BTreeMap<String, (i64, i64)>, IndexError> {
         let n = self.count(company_id, data_type)?;
         let f = self.fields;
         let query = self.live_query(company_id, data_type);
@@ -255,17 +276,19 @@ impl SearchIndex {
                     .and_then(|v| v.as_str())
                     .unwrap_or_default()
                     .to_string();
-                let version = doc
-                    .get_first(f.modified)
-                    .and_then(|v| v.as_i64())
-                    .unwrap_or_default();
-                Ok((id, version))
+                let field = |f| {
+                    doc.get_first(f)
+                        .and_then(|v| v.as_i64())
+                        .unwrap_or_default()
+                };
+                Ok((id, (field(f.modified), field(f.revision))))
             })
             .collect()
     }
 
-    /// The stored version of `key`, if any (committed documents only).
-    fn version_of(&self, key: &str) -> tantivy::Result<Option<i64>> {
+    /// The stored version of `key` (modification time, revision), if any
+    /// (committed documents only).
+    fn version_of(&self, key: &str) -> tantivy::Result<Option<(i64, i64)>> {
         let searcher = self.reader.searcher();
         let query = TermQuery::new(
             Term::from_field_text(self.fields.key, key),
@@ -275,7 +298,9 @@ impl SearchIndex {
         match top.first() {
             Some((_, address)) => {
                 let doc: TantivyDocument = searcher.doc(*address)?;
-                Ok(doc.get_first(self.fields.modified).and_then(|v| v.as_i64()))
+                let field = |f| doc.get_first(f).and_then(|v| v.as_i64());
+                Ok(field(self.fields.modified)
+                    .map(|m| (m, field(self.fields.revision).unwrap_or(0))))
             }
             None => Ok(None),
         }
@@ -305,13 +330,13 @@ impl IndexProjection {
         let f = self.search.fields;
         self.search.reader.reload()?;
         // Versions written by this batch are not searchable until the commit.
-        let mut pending: HashMap<String, i64> = HashMap::new();
+        let mut pending: HashMap<String, (i64, i64)> = HashMap::new();
         for item in self.checkpoint.unapplied(batch) {
             let Change::Record(event) = &item.change else {
                 continue;
             };
             let k = key(&event.company_id, &event.data_type, &event.source_record_id);
-            let version = event.source_modified_at.millis();
+            let version = (event.source_modified_at.millis(), event.revision);
             let current = match pending.get(&k) {
                 Some(v) => Some(*v),
                 None => self.search.version_of(&k)?,
@@ -331,7 +356,8 @@ impl IndexProjection {
                 f.data_type => event.data_type.clone(),
                 f.record_id => event.source_record_id.clone(),
                 f.live => if event.deleted { "0" } else { "1" },
-                f.modified => version,
+                f.modified => version.0,
+                f.revision => version.1,
                 f.title => title_of(event),
                 f.body => body,
             ))?;

@@ -21,7 +21,7 @@ impl Harness for Tantivy {
         projection: &IndexProjection,
         company: &str,
         data_type: DataType,
-    ) -> BTreeMap<String, i64> {
+    ) -> BTreeMap<String, (i64, i64)> {
         projection
             .search_index()
             .live_versions(company, data_type.as_str())

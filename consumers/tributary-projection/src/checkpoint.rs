@@ -106,7 +106,7 @@ pub fn newest_per_record<'a>(events: impl IntoIterator<Item = &'a Event>) -> Vec
         );
         match at.get(&key) {
             Some(&i) => {
-                if newest[i].source_modified_at < event.source_modified_at {
+                if newest[i].version() < event.version() {
                     newest[i] = event;
                 }
             }

@@ -27,7 +27,7 @@ pub trait Harness: Send {
         projection: &Self::P,
         company: &str,
         data_type: DataType,
-    ) -> BTreeMap<String, i64>;
+    ) -> BTreeMap<String, (i64, i64)>;
 }
 
 pub const TOPIC: &str = "tributary.v1.customers";
@@ -44,6 +44,7 @@ pub fn customer(company: &str, id: &str, version: i64, deleted: bool, name: &str
         source_modified_at: Timestamp(version),
         fetched_at: Timestamp(version + 1),
         deleted,
+        revision: 0,
         record: Some(Record::Customer(Contact {
             id: id.into(),
             name: name.into(),
@@ -74,8 +75,18 @@ pub fn batch(first: i64, events: Vec<Event>) -> Batch {
     }
 }
 
-fn versions(pairs: &[(&str, i64)]) -> BTreeMap<String, i64> {
-    pairs.iter().map(|(id, v)| (id.to_string(), *v)).collect()
+/// Live ids at `version`, revision 0.
+fn versions(pairs: &[(&str, i64)]) -> BTreeMap<String, (i64, i64)> {
+    pairs
+        .iter()
+        .map(|(id, v)| (id.to_string(), (*v, 0)))
+        .collect()
+}
+
+/// `event` re-published at `revision`.
+pub fn revised(mut event: Event, revision: i64) -> Event {
+    event.revision = revision;
+    event
 }
 
 pub async fn applies_and_replays_idempotently<H: Harness>(mut h: H) {
@@ -170,6 +181,51 @@ pub async fn deletes_stick_against_older_versions<H: Harness>(mut h: H) {
     );
 }
 
+pub async fn a_higher_revision_of_the_same_version_wins<H: Harness>(mut h: H) {
+    let mut p = h.open().await;
+    p.apply(&batch(
+        0,
+        vec![customer("a", "c1", 10, false, "old mapping")],
+    ))
+    .await
+    .unwrap();
+    // A resync re-publishes version 10 at revision 1: it replaces the row.
+    let resync = revised(customer("a", "c1", 10, false, "fixed mapping"), 1);
+    p.apply(&batch(1, vec![resync.clone()])).await.unwrap();
+    let after_resync = BTreeMap::from([("c1".to_string(), (10, 1))]);
+    assert_eq!(h.live(&p, "a", DataType::Customer).await, after_resync);
+    // Its repeat, and a late revision 0, change nothing.
+    p.apply(&batch(
+        2,
+        vec![resync, customer("a", "c1", 10, false, "old mapping again")],
+    ))
+    .await
+    .unwrap();
+    assert_eq!(h.live(&p, "a", DataType::Customer).await, after_resync);
+    // Within one batch too, the higher revision wins whatever the order.
+    p.apply(&batch(
+        4,
+        vec![
+            revised(customer("a", "c2", 10, false, "fixed"), 2),
+            customer("a", "c2", 10, false, "old"),
+        ],
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        h.live(&p, "a", DataType::Customer).await.get("c2"),
+        Some(&(10, 2))
+    );
+    // A newer source version wins over any revision of an older one.
+    p.apply(&batch(6, vec![customer("a", "c1", 11, false, "changed")]))
+        .await
+        .unwrap();
+    assert_eq!(
+        h.live(&p, "a", DataType::Customer).await.get("c1"),
+        Some(&(11, 0))
+    );
+}
+
 pub async fn resumes_from_its_checkpoint_after_restart<H: Harness>(mut h: H) {
     let first = batch(
         0,
@@ -260,6 +316,10 @@ macro_rules! conformance_suite {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn deletes_stick_against_older_versions() {
             $crate::conformance::deletes_stick_against_older_versions($harness).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn a_higher_revision_of_the_same_version_wins() {
+            $crate::conformance::a_higher_revision_of_the_same_version_wins($harness).await;
         }
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn resumes_from_its_checkpoint_after_restart() {

@@ -25,6 +25,7 @@ fn event(id: &str, version: i64) -> Event {
         source_modified_at: Timestamp(version),
         fetched_at: Timestamp(version),
         deleted: false,
+        revision: 0,
         record: Some(Record::Customer(Contact {
             id: id.into(),
             name: format!("{id} at {version}"),

@@ -11,7 +11,10 @@
 //! neither applied nor in the dead-letter topic, and retries a batch the
 //! store could not take.
 
+mod decode;
 pub mod metrics;
+
+pub use decode::{DecodeError, Decoder};
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,14 +23,10 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
-use schema_registry_converter::async_impl::avro::AvroDecoder;
-use schema_registry_converter::async_impl::schema_registry::SrSettings;
 use tokio::sync::watch;
 use tracing::Instrument;
-use tributary_projection::{
-    Batch, Change, Checkpoint, Item, Partition, Projection, ProjectionError,
-};
-use tributary_schemas::{DataType, Event, SyncRunEvent, dead_letter, dead_letter_topic};
+use tributary_projection::{Batch, Checkpoint, Item, Partition, Projection, ProjectionError};
+use tributary_schemas::{dead_letter, dead_letter_topic};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectorError {
@@ -127,61 +126,6 @@ fn commit_hint(consumer: &StreamConsumer<ProjectorContext>, positions: &Checkpoi
     }
     if let Err(e) = consumer.commit(&tpl, rdkafka::consumer::CommitMode::Async) {
         tracing::debug!(error = %e, "offset commit hint failed");
-    }
-}
-
-/// Why a message could not be decoded.
-#[derive(Debug, Clone, PartialEq)]
-pub enum DecodeError {
-    /// The registry could not be reached: try the same message again later.
-    Retry(String),
-    /// The message itself is bad (not the wire format, unknown schema, does
-    /// not fit its topic's type): it goes to the dead-letter topic.
-    Poison(String),
-}
-
-/// Decodes wire-format messages through the schema registry.
-pub struct Decoder {
-    inner: AvroDecoder,
-}
-
-impl Decoder {
-    pub fn new(registry_url: &str) -> Self {
-        Decoder {
-            inner: AvroDecoder::new(SrSettings::new(
-                registry_url.trim_end_matches('/').to_string(),
-            )),
-        }
-    }
-
-    /// Decodes one message of `topic`.
-    pub async fn decode(&self, topic: &str, payload: Option<&[u8]>) -> Result<Change, DecodeError> {
-        let poison = |m: String| DecodeError::Poison(m);
-        let payload = payload.ok_or_else(|| poison("message has no value".into()))?;
-        // Checked here so a stray message never reaches the registry client.
-        if payload.len() < 5 || payload[0] != 0 {
-            return Err(poison(format!(
-                "not in the Confluent wire format ({} bytes)",
-                payload.len()
-            )));
-        }
-        let decoded = self.inner.decode(Some(payload)).await.map_err(|e| {
-            if e.retriable {
-                DecodeError::Retry(e.to_string())
-            } else {
-                DecodeError::Poison(e.to_string())
-            }
-        })?;
-        if topic == SyncRunEvent::topic() {
-            return SyncRunEvent::from_avro(&decoded.value)
-                .map(Change::SyncRun)
-                .map_err(|e| poison(e.to_string()));
-        }
-        let data_type =
-            DataType::from_topic(topic).ok_or_else(|| poison(format!("unknown topic {topic}")))?;
-        Event::from_avro(data_type, &decoded.value)
-            .map(Change::Record)
-            .map_err(|e| poison(e.to_string()))
     }
 }
 
@@ -654,32 +598,4 @@ async fn record_lag(
         metrics::lag(name, lag);
     })
     .await;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn refuses_what_is_not_the_confluent_wire_format() {
-        // No registry is reachable: these must fail before asking it.
-        let decoder = Decoder::new("http://127.0.0.1:1");
-        let topic = DataType::Invoice.topic();
-        for (payload, words) in [
-            (None, "no value"),
-            (
-                Some(&b"\x00\x00\x01"[..]),
-                "not in the Confluent wire format (3 bytes)",
-            ),
-            (
-                Some(&b"{\"json\": true}"[..]),
-                "not in the Confluent wire format",
-            ),
-        ] {
-            let Err(DecodeError::Poison(err)) = decoder.decode(&topic, payload).await else {
-                panic!("{payload:?} should be poison")
-            };
-            assert!(err.contains(words), "{err}");
-        }
-    }
 }

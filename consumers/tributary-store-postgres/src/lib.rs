@@ -179,6 +179,7 @@ struct RecordColumns<'a> {
     fetched: Vec<i64>,
     deleted: Vec<bool>,
     data: Vec<Option<String>>,
+    revision: Vec<i64>,
 }
 
 async fn upsert_records(
@@ -199,6 +200,7 @@ async fn upsert_records(
         c.modified.push(e.source_modified_at.millis());
         c.fetched.push(e.fetched_at.millis());
         c.deleted.push(e.deleted);
+        c.revision.push(e.revision);
         c.data.push(match &e.record {
             Some(r) => {
                 Some(serde_json::to_string(r).map_err(|err| sqlx::Error::Encode(Box::new(err)))?)
@@ -206,17 +208,18 @@ async fn upsert_records(
             None => None,
         });
     }
-    // The WHERE guards the version: only a newer one replaces the row.
+    // The WHERE guards the version: only a newer one (by modification
+    // time, then revision) replaces the row.
     sqlx::query(
-        "INSERT INTO records (company_id, data_type, record_id, connection_id, source, event_id, source_modified_at, fetched_at, deleted, data) \
-         SELECT company_id, data_type, record_id, connection_id, source, event_id, source_modified_at, fetched_at, deleted, data::jsonb \
-         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[], $8::bigint[], $9::bool[], $10::text[]) \
-           AS u(company_id, data_type, record_id, connection_id, source, event_id, source_modified_at, fetched_at, deleted, data) \
+        "INSERT INTO records (company_id, data_type, record_id, connection_id, source, event_id, source_modified_at, fetched_at, deleted, data, revision) \
+         SELECT company_id, data_type, record_id, connection_id, source, event_id, source_modified_at, fetched_at, deleted, data::jsonb, revision \
+         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[], $8::bigint[], $9::bool[], $10::text[], $11::bigint[]) \
+           AS u(company_id, data_type, record_id, connection_id, source, event_id, source_modified_at, fetched_at, deleted, data, revision) \
          ON CONFLICT (company_id, data_type, record_id) DO UPDATE SET \
            connection_id = excluded.connection_id, source = excluded.source, event_id = excluded.event_id, \
            source_modified_at = excluded.source_modified_at, fetched_at = excluded.fetched_at, \
-           deleted = excluded.deleted, data = excluded.data, applies = records.applies + 1 \
-         WHERE excluded.source_modified_at > records.source_modified_at",
+           deleted = excluded.deleted, data = excluded.data, revision = excluded.revision, applies = records.applies + 1 \
+         WHERE (excluded.source_modified_at, excluded.revision) > (records.source_modified_at, records.revision)",
     )
     .bind(&c.company_id)
     .bind(&c.data_type)
@@ -228,6 +231,7 @@ async fn upsert_records(
     .bind(&c.fetched)
     .bind(&c.deleted)
     .bind(&c.data)
+    .bind(&c.revision)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -267,7 +271,7 @@ async fn upsert_sync_run(
     Ok(())
 }
 
-const COLUMNS: &str = "company_id, data_type, record_id, connection_id, source, event_id, source_modified_at, fetched_at, deleted, data::text";
+const COLUMNS: &str = "company_id, data_type, record_id, connection_id, source, event_id, source_modified_at, fetched_at, deleted, data::text, revision";
 
 fn to_record(r: &sqlx::postgres::PgRow) -> Result<StoredRecord, StoreError> {
     let id: String = r.get(2);
@@ -287,6 +291,7 @@ fn to_record(r: &sqlx::postgres::PgRow) -> Result<StoredRecord, StoreError> {
         fetched_at: Timestamp(r.get(7)),
         deleted: r.get(8),
         data,
+        revision: r.get(10),
     })
 }
 

@@ -24,14 +24,14 @@ impl Harness for Postgres {
         store: &PostgresStore,
         company: &str,
         data_type: DataType,
-    ) -> BTreeMap<String, i64> {
+    ) -> BTreeMap<String, (i64, i64)> {
         let records = store
             .live_records(company, data_type.as_str())
             .await
             .unwrap();
         records
             .into_iter()
-            .map(|r| (r.id, r.source_modified_at.millis()))
+            .map(|r| (r.id, (r.source_modified_at.millis(), r.revision)))
             .collect()
     }
 }

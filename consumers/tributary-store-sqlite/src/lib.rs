@@ -231,7 +231,7 @@ impl ReadStore for SqliteStore {
     }
 }
 
-const COLUMNS: &str = "company_id, data_type, record_id, connection_id, source, event_id, source_modified_at, fetched_at, deleted, data";
+const COLUMNS: &str = "company_id, data_type, record_id, connection_id, source, event_id, source_modified_at, fetched_at, deleted, data, revision";
 
 fn to_record(r: &sqlx::sqlite::SqliteRow) -> Result<StoredRecord, StoreError> {
     let id: String = r.get(2);
@@ -251,6 +251,7 @@ fn to_record(r: &sqlx::sqlite::SqliteRow) -> Result<StoredRecord, StoreError> {
         fetched_at: Timestamp(r.get(7)),
         deleted: r.get::<i64, _>(8) != 0,
         data,
+        revision: r.get(10),
     })
 }
 
@@ -261,15 +262,16 @@ async fn upsert_record(tx: &mut sqlx::SqliteConnection, event: &Event) -> Result
         }
         None => None,
     };
-    // The WHERE guards the version: only a newer one replaces the row.
+    // The WHERE guards the version: only a newer one (by modification
+    // time, then revision) replaces the row.
     sqlx::query(
-        "INSERT INTO records (company_id, data_type, record_id, connection_id, source, event_id, source_modified_at, fetched_at, deleted, data) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+        "INSERT INTO records (company_id, data_type, record_id, connection_id, source, event_id, source_modified_at, fetched_at, deleted, data, revision) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
          ON CONFLICT (company_id, data_type, record_id) DO UPDATE SET \
            connection_id = excluded.connection_id, source = excluded.source, event_id = excluded.event_id, \
            source_modified_at = excluded.source_modified_at, fetched_at = excluded.fetched_at, \
-           deleted = excluded.deleted, data = excluded.data, applies = records.applies + 1 \
-         WHERE excluded.source_modified_at > records.source_modified_at",
+           deleted = excluded.deleted, data = excluded.data, revision = excluded.revision, applies = records.applies + 1 \
+         WHERE (excluded.source_modified_at, excluded.revision) > (records.source_modified_at, records.revision)",
     )
     .bind(&event.company_id)
     .bind(&event.data_type)
@@ -281,6 +283,7 @@ async fn upsert_record(tx: &mut sqlx::SqliteConnection, event: &Event) -> Result
     .bind(event.fetched_at.millis())
     .bind(event.deleted)
     .bind(data)
+    .bind(event.revision)
     .execute(&mut *tx)
     .await?;
     Ok(())

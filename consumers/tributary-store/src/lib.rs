@@ -33,6 +33,8 @@ pub struct StoredRecord {
     pub fetched_at: tributary_schemas::Timestamp,
     pub deleted: bool,
     pub data: serde_json::Value,
+    /// Re-publications of this source version (see the envelope's `revision`).
+    pub revision: i64,
 }
 
 /// A page of records and where the next one starts.

@@ -113,6 +113,7 @@ pub(crate) async fn fetch_and_map(
                         source_modified_at: m.source_modified_at,
                         fetched_at: now,
                         deleted: m.deleted,
+                        revision: 0,
                         record: m.record,
                     });
                 }

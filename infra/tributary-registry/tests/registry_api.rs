@@ -66,6 +66,7 @@ async fn confluent_client_registers_encodes_and_decodes() {
         source_modified_at: Timestamp(5),
         fetched_at: Timestamp(6),
         deleted: false,
+        revision: 0,
         record: Some(tributary_schemas::Record::Customer(
             tributary_schemas::model::Contact {
                 id: "cus-1".into(),

@@ -6,6 +6,7 @@
 //! server with refresh-token rotation ([`xero_identity`]).
 
 pub mod prism;
+pub mod schema_versions;
 pub mod xero_identity;
 
 use std::path::{Path, PathBuf};

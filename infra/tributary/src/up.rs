@@ -102,6 +102,7 @@ pub(crate) async fn up(config: Config) -> anyhow::Result<()> {
             add_sandbox_connections(&admin.state, &config).await?;
         }
         let publisher = Arc::new(Publisher::new(&client, &registry_url)?);
+        publisher.register_schemas().await?;
         let mut worker = Worker::new(
             connections::worker_id(&config),
             admin.state.clone(),

@@ -40,6 +40,10 @@ pub enum ProducerError {
     Kafka(String),
     #[error("schema registry: {0}")]
     Registry(String),
+    #[error(
+        "the schema registry refuses this build's schema for {subject} as incompatible with what it holds (nothing was sent): {reason}"
+    )]
+    IncompatibleSchema { subject: String, reason: String },
     #[error("schema: {0}")]
     Schema(String),
     #[error(transparent)]

@@ -36,6 +36,9 @@ pub struct Publisher {
     config: ClientConfig,
     encoder: AvroEncoder,
     strategies: HashMap<String, SubjectNameStrategy>,
+    /// Each topic's value schema text, for [`Publisher::register_schemas`].
+    schemas: Vec<(String, String)>,
+    registry_url: String,
     bootstrap: String,
 }
 
@@ -59,7 +62,9 @@ impl Publisher {
             .create()
             .map_err(|e| ProducerError::Kafka(format!("create producer for {bootstrap}: {e}")))?;
         let mut strategies = HashMap::new();
+        let mut schemas = vec![(SyncRunEvent::topic(), SyncRunEvent::SCHEMA_TEXT.to_string())];
         for data_type in DataType::ALL {
+            schemas.push((data_type.topic(), data_type.schema_text().to_string()));
             let schema = data_type
                 .schema()
                 .map_err(|e| ProducerError::Schema(e.to_string()))?;
@@ -89,8 +94,49 @@ impl Publisher {
                 registry_url.trim_end_matches('/').to_string(),
             )),
             strategies,
+            schemas,
+            registry_url: registry_url.trim_end_matches('/').to_string(),
             bootstrap,
         })
+    }
+
+    /// Registers every topic's value schema under `<topic>-value`, before
+    /// anything is sent: a schema the registry calls incompatible with what
+    /// the subject holds is refused here, with the registry's reason, and
+    /// the worker does not start (rather than failing page after page).
+    pub async fn register_schemas(&self) -> Result<(), ProducerError> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| ProducerError::Registry(format!("cannot build an HTTP client: {e}")))?;
+        for (topic, text) in &self.schemas {
+            let subject = format!("{topic}-value");
+            let url = format!("{}/subjects/{subject}/versions", self.registry_url);
+            let response = http
+                .post(&url)
+                .header("Content-Type", "application/vnd.schemaregistry.v1+json")
+                .json(&serde_json::json!({ "schema": text }))
+                .send()
+                .await
+                .map_err(|e| {
+                    ProducerError::Registry(format!("register {subject} at {url}: {e}"))
+                })?;
+            let status = response.status();
+            if status.is_success() {
+                continue;
+            }
+            let body = response.text().await.unwrap_or_default();
+            let reason = serde_json::from_str::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v["message"].as_str().map(str::to_string))
+                .unwrap_or(body);
+            return Err(if status == reqwest::StatusCode::CONFLICT {
+                ProducerError::IncompatibleSchema { subject, reason }
+            } else {
+                ProducerError::Registry(format!("register {subject}: {status}: {reason}"))
+            });
+        }
+        Ok(())
     }
 
     async fn encode<T: Serialize>(&self, topic: &str, item: &T) -> Result<Vec<u8>, ProducerError> {

@@ -92,6 +92,7 @@ mod tests {
             source_modified_at: Timestamp(at),
             fetched_at: Timestamp(at),
             deleted: true,
+            revision: 0,
             record: None,
         }
     }

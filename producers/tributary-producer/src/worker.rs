@@ -278,6 +278,7 @@ impl Worker {
             source_modified_at: stored.updated_at,
             fetched_at: Timestamp::now(),
             deleted: stored.status == "unlinked",
+            revision: 0,
             record: Some(Record::Connection(record)),
         };
         self.publisher.publish_events(&[event]).await?;
@@ -393,6 +394,7 @@ impl Worker {
                         source_modified_at: mapped.source_modified_at,
                         fetched_at: now,
                         deleted: mapped.deleted,
+                        revision: 0,
                         record: mapped.record,
                     }),
                     Err(e) => {

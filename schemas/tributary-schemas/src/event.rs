@@ -232,6 +232,18 @@ pub struct Envelope<R> {
     pub fetched_at: Timestamp,
     pub deleted: bool,
     pub record: Option<R>,
+    /// How many times Tributary re-published this source version (0 for an
+    /// ordinary sync): of two events at the same `source_modified_at`, the
+    /// higher revision wins, so a resync replaces what the stores hold.
+    pub revision: i64,
+}
+
+impl<R> Envelope<R> {
+    /// What orders versions of one record: the source's modification time,
+    /// then the revision. Stores keep the greatest and ignore the rest.
+    pub fn version(&self) -> (Timestamp, i64) {
+        (self.source_modified_at, self.revision)
+    }
 }
 
 /// An event whose record may be of any data type.
@@ -285,6 +297,7 @@ impl Event {
                 fetched_at: e.fetched_at,
                 deleted: e.deleted,
                 record: e.record.map(wrap),
+                revision: e.revision,
             })
         }
         // Name a wrong type plainly, before the fields fail to fit.

@@ -165,6 +165,7 @@ fn envelope(record: Option<Record>, data_type: DataType, deleted: bool) -> Event
         source_modified_at: modified,
         fetched_at: Timestamp(1_763_000_000_500),
         deleted,
+        revision: 0,
         record,
     }
 }
@@ -233,7 +234,7 @@ fn all_event_schemas_share_the_envelope() {
             .collect::<Vec<_>>()
     };
     let first = envelope_of(DataType::Company.schema_text());
-    assert_eq!(first.len(), 9);
+    assert_eq!(first.len(), 10);
     for t in DataType::ALL {
         assert_eq!(envelope_of(t.schema_text()), first, "{t}");
         let json: serde_json::Value = serde_json::from_str(t.schema_text()).unwrap();
