@@ -36,15 +36,14 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
-use tributary_index_tantivy::SearchIndex;
 use tributary_schemas::{DataType, Timestamp};
-use tributary_store::{ListQuery, ReadStore};
+use tributary_store::{ListQuery, ReadStore, Search, SearchQuery};
 
 /// What the handlers share.
 #[derive(Clone)]
 pub struct ApiState {
     pub store: Arc<dyn ReadStore>,
-    pub search: SearchIndex,
+    pub search: Arc<dyn Search>,
     pub metrics: Option<PrometheusHandle>,
     /// Who may call, and for which companies.
     pub keys: Arc<Vec<ApiKey>>,
@@ -354,21 +353,13 @@ async fn status(
     }
     // Beside the store's counts, what the search index holds: the two agree
     // once the index projector has caught up.
-    let index = s.search.clone();
-    let (company, entries) = tokio::task::spawn_blocking(move || {
-        let entries: Vec<serde_json::Value> = status
-            .into_iter()
-            .map(|entry| {
-                let indexed = index.count(&company, &entry.data_type).ok();
-                let mut value = json!(entry);
-                value["indexed"] = json!(indexed);
-                value
-            })
-            .collect();
-        (company, entries)
-    })
-    .await
-    .map_err(ApiError::internal)?;
+    let mut entries = Vec::with_capacity(status.len());
+    for entry in status {
+        let indexed = s.search.count(&company, &entry.data_type).await.ok();
+        let mut value = json!(entry);
+        value["indexed"] = json!(indexed);
+        entries.push(value);
+    }
     Ok(Json(json!({"company_id": company, "data_types": entries})).into_response())
 }
 
@@ -460,19 +451,13 @@ async fn search(
         (None, Scope::All) => None,
         (None, Scope::Only(set)) => Some(set.iter().cloned().collect()),
     };
-    let index = s.search.clone();
-    let q = q.to_string();
-    let hits = tokio::task::spawn_blocking(move || {
-        index.search(
-            &q,
-            companies.as_deref(),
-            data_type.map(|t| t.as_str()),
-            limit,
-        )
-    })
-    .await
-    .map_err(ApiError::internal)?
-    .map_err(ApiError::internal)?;
+    let query = SearchQuery {
+        text: q.to_string(),
+        companies,
+        data_type: data_type.map(|t| t.as_str().to_string()),
+        limit,
+    };
+    let hits = s.search.search(&query).await.map_err(ApiError::internal)?;
     Ok(Json(json!({"hits": hits})).into_response())
 }
 

@@ -34,7 +34,7 @@ async fn serve() -> Api {
     index.apply(&b).await.unwrap();
     let state = ApiState {
         store: std::sync::Arc::new(store),
-        search,
+        search: std::sync::Arc::new(search),
         metrics: None,
         keys: std::sync::Arc::new(vec![
             ApiKey {

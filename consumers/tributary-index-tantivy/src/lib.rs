@@ -23,6 +23,7 @@ use tantivy::schema::{
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term, doc};
 use tributary_projection::{Batch, Change, Checkpoint, Projection, ProjectionError};
 use tributary_schemas::Event;
+use tributary_store::{Hit, Search, SearchQuery, StoreError};
 
 const PROJECTION: &str = "search-index";
 const WRITER_MEMORY: usize = 50_000_000;
@@ -71,16 +72,6 @@ fn key(company_id: &str, data_type: &str, record_id: &str) -> String {
 #[derive(Serialize, Deserialize, Default)]
 struct Payload {
     positions: Vec<(String, i32, i64)>,
-}
-
-/// One search hit.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Hit {
-    pub company_id: String,
-    pub data_type: String,
-    pub id: String,
-    pub title: String,
-    pub score: f32,
 }
 
 /// Read side: cheap to clone, safe to share with the API.
@@ -159,10 +150,43 @@ pub fn open(dir: &Path) -> Result<(IndexProjection, SearchIndex), IndexError> {
     ))
 }
 
+#[async_trait]
+impl Search for SearchIndex {
+    async fn search(&self, query: &SearchQuery) -> Result<Vec<Hit>, StoreError> {
+        let index = self.clone();
+        let query = query.clone();
+        blocking(move || {
+            index.search_now(
+                &query.text,
+                query.companies.as_deref(),
+                query.data_type.as_deref(),
+                query.limit,
+            )
+        })
+        .await
+    }
+
+    async fn count(&self, company_id: &str, data_type: &str) -> Result<usize, StoreError> {
+        let index = self.clone();
+        let (company_id, data_type) = (company_id.to_string(), data_type.to_string());
+        blocking(move || index.count(&company_id, &data_type)).await
+    }
+}
+
+/// Runs a search off the async threads (tantivy blocks on I/O).
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, IndexError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StoreError::Search(Box::new(e)))?
+        .map_err(|e| StoreError::Search(Box::new(e)))
+}
+
 impl SearchIndex {
     /// Live records matching `text` (all words must match), best first,
     /// limited to `companies` when given.
-    pub fn search(
+    pub fn search_now(
         &self,
         text: &str,
         companies: Option<&[String]>,

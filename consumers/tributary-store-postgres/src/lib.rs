@@ -369,7 +369,8 @@ impl ReadStore for PostgresStore {
 
     async fn status(&self, company_id: &str) -> Result<Vec<DataTypeStatus>, StoreError> {
         let counts: Vec<CountRow> = sqlx::query_as(
-            "SELECT data_type, COUNT(*) FILTER (WHERE NOT deleted), COUNT(*) FILTER (WHERE deleted), MAX(source_modified_at) \
+            "SELECT data_type, COUNT(*) FILTER (WHERE NOT deleted) AS records, COUNT(*) FILTER (WHERE deleted) AS deleted, \
+             MAX(source_modified_at) AS newest \
              FROM records WHERE company_id = $1 GROUP BY data_type",
         )
         .bind(company_id)

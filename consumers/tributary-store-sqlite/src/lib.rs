@@ -196,7 +196,7 @@ impl ReadStore for SqliteStore {
     /// Record counts and sync outcomes per data type of one company.
     async fn status(&self, company_id: &str) -> Result<Vec<DataTypeStatus>, StoreError> {
         let counts: Vec<CountRow> = sqlx::query_as(
-            "SELECT data_type, SUM(deleted = 0), SUM(deleted = 1), MAX(source_modified_at) FROM records \
+            "SELECT data_type, SUM(deleted = 0) AS records, SUM(deleted = 1) AS deleted, MAX(source_modified_at) AS newest FROM records \
              WHERE company_id = ? GROUP BY data_type",
         )
         .bind(company_id)

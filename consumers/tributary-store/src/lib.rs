@@ -1,5 +1,6 @@
 //! The store contract: what every store backend (SQLite, PostgreSQL)
-//! serves to the API, and the read model it serves.
+//! serves to the API, and the read model it serves; and what a search
+//! backend (tantivy) serves, [`Search`].
 //!
 //! Every backend holds one row per (company, data type, record id) at the
 //! newest version seen, deleted records as tombstones, and lists records
@@ -18,6 +19,8 @@ pub enum StoreError {
     Query(String),
     #[error("stored record {0} is not valid JSON")]
     Corrupt(String),
+    #[error("search index")]
+    Search(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// One stored record.
@@ -114,6 +117,40 @@ pub trait ReadStore: Send + Sync {
     ) -> Result<Vec<StoredRecord>, StoreError>;
 }
 
+/// One search hit.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Hit {
+    pub company_id: String,
+    pub data_type: String,
+    pub id: String,
+    pub title: String,
+    pub score: f32,
+}
+
+/// What a search asks for.
+#[derive(Debug, Clone, Default)]
+pub struct SearchQuery {
+    /// Words that must all match.
+    pub text: String,
+    /// Only these companies' records; `None` for every company.
+    pub companies: Option<Vec<String>>,
+    pub data_type: Option<String>,
+    /// At most this many hits (1 to 100), best first.
+    pub limit: usize,
+}
+
+/// The read side of a search backend: the API searches through it and
+/// knows no search engine.
+#[async_trait]
+pub trait Search: Send + Sync {
+    /// Live records matching the query, best first.
+    async fn search(&self, query: &SearchQuery) -> Result<Vec<Hit>, StoreError>;
+
+    /// How many live records of one company and data type it holds: beside
+    /// the store's count, it shows whether the index has caught up.
+    async fn count(&self, company_id: &str, data_type: &str) -> Result<usize, StoreError>;
+}
+
 /// The cursor after `record`, for [`RecordPage::next_cursor`].
 pub fn cursor_after(record: &StoredRecord) -> String {
     format!("{}:{}", record.source_modified_at.millis(), record.id)
@@ -125,27 +162,36 @@ pub fn parse_cursor(cursor: &str) -> Option<(i64, String)> {
     Some((modified.parse().ok()?, id.to_string()))
 }
 
-/// One row of per-data-type counts: data type, live, deleted, newest version (ms).
-pub type CountRow = (String, i64, i64, Option<i64>);
+/// Live and deleted counts of one data type, and its newest version (ms):
+/// backends select `data_type, records, deleted, newest`.
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "sqlx", derive(sqlx::FromRow))]
+pub struct CountRow {
+    pub data_type: String,
+    pub records: i64,
+    pub deleted: i64,
+    pub newest: Option<i64>,
+}
 
-/// One row of sync status: data type, connection, source, last status,
-/// started, finished, last success (ms), last error, runs, failed runs,
-/// records fetched. Backends select exactly these columns in this order.
-pub type SyncRow = (
-    String,
-    String,
-    String,
-    String,
-    i64,
-    i64,
-    Option<i64>,
-    Option<String>,
-    i64,
-    i64,
-    i64,
-);
+/// The latest sync outcome of one data type through one connection, as
+/// table `sync_status` holds it (times in ms).
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "sqlx", derive(sqlx::FromRow))]
+pub struct SyncRow {
+    pub data_type: String,
+    pub connection_id: String,
+    pub source: String,
+    pub last_status: String,
+    pub last_started_at: i64,
+    pub last_finished_at: i64,
+    pub last_success_at: Option<i64>,
+    pub last_error: Option<String>,
+    pub runs: i64,
+    pub failed_runs: i64,
+    pub records_fetched: i64,
+}
 
-/// The columns, in order, that make a [`SyncRow`] from table `sync_status`.
+/// The columns that make a [`SyncRow`] from table `sync_status`.
 pub const SYNC_ROW_COLUMNS: &str = "data_type, connection_id, source, last_status, last_started_at, last_finished_at, \
      last_success_at, last_error, runs, failed_runs, records_fetched";
 
@@ -153,39 +199,27 @@ pub const SYNC_ROW_COLUMNS: &str = "data_type, connection_id, source, last_statu
 pub fn status_from_rows(counts: Vec<CountRow>, syncs: Vec<SyncRow>) -> Vec<DataTypeStatus> {
     let mut out: Vec<DataTypeStatus> = counts
         .into_iter()
-        .map(|(data_type, records, deleted, newest)| DataTypeStatus {
-            data_type,
-            records,
-            deleted,
-            last_modified_at: newest.map(Timestamp),
+        .map(|c| DataTypeStatus {
+            data_type: c.data_type,
+            records: c.records,
+            deleted: c.deleted,
+            last_modified_at: c.newest.map(Timestamp),
             syncs: vec![],
         })
         .collect();
-    for (
-        data_type,
-        connection_id,
-        source,
-        last_status,
-        started,
-        finished,
-        success,
-        last_error,
-        runs,
-        failed_runs,
-        records_fetched,
-    ) in syncs
-    {
+    for row in syncs {
+        let data_type = row.data_type;
         let status = SyncStatus {
-            connection_id,
-            source,
-            last_status,
-            last_started_at: Timestamp(started),
-            last_finished_at: Timestamp(finished),
-            last_success_at: success.map(Timestamp),
-            last_error,
-            runs,
-            failed_runs,
-            records_fetched,
+            connection_id: row.connection_id,
+            source: row.source,
+            last_status: row.last_status,
+            last_started_at: Timestamp(row.last_started_at),
+            last_finished_at: Timestamp(row.last_finished_at),
+            last_success_at: row.last_success_at.map(Timestamp),
+            last_error: row.last_error,
+            runs: row.runs,
+            failed_runs: row.failed_runs,
+            records_fetched: row.records_fetched,
         };
         match out.iter_mut().find(|s| s.data_type == data_type) {
             Some(entry) => entry.syncs.push(status),

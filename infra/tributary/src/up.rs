@@ -197,7 +197,7 @@ pub(crate) async fn up(config: Config) -> anyhow::Result<()> {
                 index_projection,
             );
         }
-        Some(search)
+        Some(Arc::new(search) as Arc<dyn tributary_store::Search>)
     } else {
         None
     };

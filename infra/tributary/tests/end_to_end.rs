@@ -234,7 +234,10 @@ async fn end_to_end(store_url: Option<&str>, check_standard_clients: bool) {
         "{metrics}"
     );
 
-    // A standard Kafka client with a standard registry client decodes every event.
+    older_and_newer_schema_versions_reach_every_sink(&setup).await;
+
+    // A standard Kafka client with a standard registry client decodes every
+    // event, those written with the older and newer schema included.
     if check_standard_clients {
         let python = std::env::var_os("TRIBUTARY_PYTHON").expect(
             "set TRIBUTARY_PYTHON to a python with confluent-kafka[avro,schemaregistry] (infra/scripts/test.sh does)",
@@ -298,6 +301,83 @@ async fn end_to_end(store_url: Option<&str>, check_standard_clients: bool) {
             *n,
             "index count of {company} {data_type}"
         );
+    }
+}
+
+/// Customers written under an older and a newer compatible version of
+/// their schema (registered beside this build's) reach the store and the
+/// index as this build's type: the older one's missing revision filled
+/// with its default, the newer one's extra fields skipped.
+async fn older_and_newer_schema_versions_reach_every_sink(setup: &Setup) {
+    use rdkafka::ClientConfig;
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    use tributary_testkit::schema_versions::{customer, newer, newer_extra, older, register, wire};
+
+    let company = "evolved";
+    let subject = format!("{}-value", DataType::Customer.topic());
+    let old_id = register(&setup.registry, &subject, &older()).await.unwrap();
+    let new_id = register(&setup.registry, &subject, &newer()).await.unwrap();
+    let mut old = customer("c-old", 0);
+    let mut new = customer("c-new", 0);
+    old.company_id = company.into();
+    new.company_id = company.into();
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &setup.bootstrap)
+        .create()
+        .unwrap();
+    for payload in [
+        wire(&older(), old_id, &old, &[]),
+        wire(&newer(), new_id, &new, &newer_extra()),
+    ] {
+        producer
+            .send(
+                FutureRecord::to(&DataType::Customer.topic())
+                    .key(company)
+                    .payload(&payload),
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap();
+    }
+    let one = |id: &str| format!("{}/v1/companies/{company}/data/customers/{id}", setup.api);
+    let started = Instant::now();
+    for event in [&old, &new] {
+        let stored = loop {
+            if let Some(found) = get(&one(&event.source_record_id)).await {
+                break found;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "{} (schema {}) never reached the store\n{}",
+                event.source_record_id,
+                if event.source_record_id == "c-old" {
+                    "older"
+                } else {
+                    "newer"
+                },
+                logs(setup.dir.path())
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        let expected = serde_json::to_value(&event.record).unwrap();
+        assert_eq!(stored["data"], expected, "{stored}");
+        assert_eq!(stored["revision"], 0, "{stored}");
+    }
+    loop {
+        let hits = get(&format!(
+            "{}/v1/search?q=example.com&company={company}",
+            setup.api
+        ))
+        .await
+        .unwrap();
+        if hits["hits"].as_array().unwrap().len() == 2 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the index holds {hits} of the two versions' customers"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
