@@ -23,6 +23,8 @@
 //! published, so a crash re-fetches at most one page: delivery is
 //! at-least-once, and deterministic event ids make the repeat harmless.
 
+pub mod admin;
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;

@@ -36,6 +36,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
+use tributary_connector_api::admin::{AdminError, ConnectionAdmin, ConnectionView};
 use tributary_schemas::{DataType, Timestamp};
 use tributary_store::{ListQuery, ReadStore, Search, SearchQuery};
 
@@ -100,47 +101,6 @@ pub fn hash_key(key: &str) -> String {
 pub struct Caller {
     pub name: String,
     pub scope: Scope,
-}
-
-/// A connection as the API shows it: never with credentials.
-pub type ConnectionView = serde_json::Value;
-
-#[derive(Debug, thiserror::Error)]
-pub enum AdminError {
-    #[error("{0}")]
-    NotFound(String),
-    #[error("{0}")]
-    BadRequest(String),
-    #[error("{0}")]
-    Failed(String),
-}
-
-/// Connection management, implemented by the binary over the workers'
-/// state store and connector registry.
-#[async_trait::async_trait]
-pub trait ConnectionAdmin: Send + Sync {
-    async fn list(&self) -> Result<Vec<ConnectionView>, AdminError>;
-    /// Adds a connection; returns it and, when a person must grant access,
-    /// the URL to send them to.
-    async fn add(
-        &self,
-        company_id: &str,
-        source: &str,
-        settings: serde_json::Value,
-    ) -> Result<(ConnectionView, Option<String>), AdminError>;
-    /// Authenticates and fetches one page; returns what it saw.
-    async fn check(&self, connection_id: &str) -> Result<String, AdminError>;
-    /// Unlinks: stops syncing, erases credentials, keeps records.
-    async fn remove(&self, connection_id: &str) -> Result<(), AdminError>;
-    /// Asks the workers, wherever they run, to sync every connection now.
-    async fn request_sync(&self) -> Result<(), AdminError>;
-    /// Completes an OAuth2 authorization from the source's redirect.
-    async fn complete_authorization(
-        &self,
-        source: &str,
-        state: &str,
-        code: &str,
-    ) -> Result<ConnectionView, AdminError>;
 }
 
 impl From<AdminError> for ApiError {

@@ -115,3 +115,20 @@ pub trait Projection: Send {
     /// ([`Checkpoint::unapplied`]), so applying a batch twice changes nothing.
     async fn apply(&mut self, batch: &Batch) -> Result<(), ProjectionError>;
 }
+
+/// A boxed projection is a projection, so the runtime can pick a backend
+/// from configuration.
+#[async_trait]
+impl<P: Projection + ?Sized> Projection for Box<P> {
+    fn name(&self) -> &'static str {
+        (**self).name()
+    }
+
+    async fn checkpoint(&mut self) -> Result<Checkpoint, ProjectionError> {
+        (**self).checkpoint().await
+    }
+
+    async fn apply(&mut self, batch: &Batch) -> Result<(), ProjectionError> {
+        (**self).apply(batch).await
+    }
+}

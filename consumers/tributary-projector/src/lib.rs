@@ -20,13 +20,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::message::BorrowedMessage;
+use rdkafka::producer::FutureProducer;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use tokio::sync::watch;
 use tracing::Instrument;
+use tributary_kafka::{DeadLetter, Origin};
 use tributary_projection::{Batch, Checkpoint, Item, Partition, Projection, ProjectionError};
-use tributary_schemas::{dead_letter, dead_letter_topic};
+use tributary_schemas::{DeadLetterStage, dead_letter};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectorError {
@@ -138,17 +139,15 @@ struct Raw {
     offset: i64,
     key: Option<Vec<u8>>,
     payload: Vec<u8>,
-    replays: String,
+    replays: u32,
 }
 
 impl Raw {
     fn of(message: &BorrowedMessage<'_>) -> Raw {
-        let replays = message
-            .headers()
-            .and_then(|h| h.iter().find(|h| h.key == dead_letter::REPLAYS))
-            .and_then(|h| h.value)
-            .map(|v| String::from_utf8_lossy(v).to_string())
-            .unwrap_or_else(|| "0".into());
+        let replays = tributary_kafka::read_headers(message)
+            .get(dead_letter::REPLAYS)
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(0);
         Raw {
             topic: message.topic().to_string(),
             partition: message.partition(),
@@ -169,58 +168,34 @@ struct DeadLetters {
 }
 
 impl DeadLetters {
-    /// `stage`: `decode` or `store`.
-    async fn send(&self, raw: &Raw, stage: &str, reason: &str) -> Result<(), String> {
-        let fields = [
-            (dead_letter::STAGE, stage.to_string()),
-            (dead_letter::REASON, reason.to_string()),
-            (dead_letter::PROJECTION, self.projection.to_string()),
-            (dead_letter::SOURCE_TOPIC, raw.topic.clone()),
-            (dead_letter::SOURCE_PARTITION, raw.partition.to_string()),
-            (dead_letter::SOURCE_OFFSET, raw.offset.to_string()),
-            (dead_letter::REPLAYS, raw.replays.clone()),
-        ];
-        let mut headers = OwnedHeaders::new();
-        for (key, value) in &fields {
-            headers = headers.insert(Header {
-                key,
-                value: Some(value.as_bytes()),
-            });
-        }
-        let topic = dead_letter_topic();
-        let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&topic)
-            .payload(raw.payload.as_slice())
-            .headers(headers);
-        if let Some(key) = &raw.key {
-            record = record.key(key.as_slice());
-        }
-        self.producer
-            .send(record, Duration::from_secs(30))
-            .await
-            .map(|_| ())
-            .map_err(|(e, _)| {
-                format!(
-                    "cannot dead-letter {}/{}@{}: {e}",
-                    raw.topic, raw.partition, raw.offset
-                )
-            })
-    }
-
     /// Sends until the broker takes it; false when shutdown came first. The
     /// position must not move past a message that is nowhere.
     async fn send_until_done(
         &self,
         raw: &Raw,
-        stage: &str,
+        stage: DeadLetterStage,
         reason: &str,
         shutdown: &mut watch::Receiver<bool>,
     ) -> bool {
+        let letter = DeadLetter {
+            stage,
+            reason: reason.to_string(),
+            origin: Origin::Topic {
+                projection: self.projection.to_string(),
+                topic: raw.topic.clone(),
+                partition: raw.partition,
+                offset: raw.offset,
+            },
+            replays: raw.replays,
+            key: raw.key.clone(),
+            payload: raw.payload.clone(),
+        };
         loop {
-            match self.send(raw, stage, reason).await {
+            match letter.send(&self.producer).await {
                 Ok(()) => {
                     metrics::dead_lettered(
                         self.projection,
-                        stage,
+                        stage.as_str(),
                         &raw.topic,
                         reason,
                         raw.partition,
@@ -246,29 +221,11 @@ pub async fn run<P: Projection>(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), ProjectorError> {
     let name = projection.name();
-    let mut config = client.clone();
     let group_id = match &settings.assignment {
         Assignment::All => format!("tributary-projector-{name}"),
         Assignment::Group(id) => id.clone(),
     };
-    config
-        .set("group.id", &group_id)
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest");
-    for (key, default) in [
-        ("fetch.wait.max.ms", "50"),
-        ("session.timeout.ms", "6000"),
-        ("heartbeat.interval.ms", "1000"),
-        // Prefetch at most 16 MiB (librdkafka's default is 64 MiB per
-        // consumer): a few batches ahead is enough, and memory stays flat
-        // however far the projection is behind.
-        ("queued.max.messages.kbytes", "16384"),
-    ] {
-        if config.get(key).is_none() {
-            config.set(key, default);
-        }
-    }
+    let config = tributary_kafka::consumer_config(client, &group_id);
     let consumer: Arc<StreamConsumer<ProjectorContext>> = Arc::new(
         config
             .create_with_context(ProjectorContext { projection: name })
@@ -318,15 +275,8 @@ pub async fn run<P: Projection>(
         }
     }
     let decoder = Decoder::new(registry_url);
-    let mut producer_config = client.clone();
-    producer_config
-        .set("enable.idempotence", "true")
-        .set("acks", "all");
-    if producer_config.get("compression.type").is_none() {
-        producer_config.set("compression.type", "none");
-    }
     let dead_letters = DeadLetters {
-        producer: producer_config
+        producer: tributary_kafka::producer_config(client)
             .create()
             .map_err(kafka("create the dead-letter producer"))?,
         projection: name,
@@ -420,7 +370,7 @@ async fn apply_until_done<P: Projection>(
             Outcome::Shutdown => return Ok(false),
             Outcome::Rejected(reason) => {
                 if !dead_letters
-                    .send_until_done(raw, "store", &reason, shutdown)
+                    .send_until_done(raw, DeadLetterStage::Store, &reason, shutdown)
                     .await
                 {
                     return Ok(false);
@@ -515,7 +465,7 @@ async fn next_batch(
                 Err(DecodeError::Poison(reason)) => {
                     // Kept in the dead-letter topic before the position moves past it.
                     if !dead_letters
-                        .send_until_done(&raw, "decode", &reason, shutdown)
+                        .send_until_done(&raw, DeadLetterStage::Decode, &reason, shutdown)
                         .await
                     {
                         return Ok(None);

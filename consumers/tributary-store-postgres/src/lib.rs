@@ -24,7 +24,7 @@ use sqlx::{Postgres, Row, Transaction};
 use tributary_projection::{
     Batch, Change, Checkpoint, Projection, ProjectionError, newest_per_record,
 };
-use tributary_schemas::{Event, SyncRunEvent, Timestamp};
+use tributary_schemas::{Event, SyncRunEvent, SyncRunStatus, Timestamp};
 use tributary_store::{
     CountRow, DataTypeStatus, ListQuery, ReadStore, RecordPage, SYNC_ROW_COLUMNS, StoreError,
     StoredRecord, SyncRow, cursor_after, parse_cursor, status_from_rows,
@@ -241,7 +241,7 @@ async fn upsert_sync_run(
     tx: &mut Transaction<'_, Postgres>,
     run: &SyncRunEvent,
 ) -> Result<(), sqlx::Error> {
-    let succeeded = run.status == "succeeded";
+    let succeeded = run.status == SyncRunStatus::Succeeded;
     sqlx::query(
         "INSERT INTO sync_status (company_id, data_type, connection_id, source, last_run_id, last_started_at, last_finished_at, \
            last_status, last_error, last_success_at, runs, failed_runs, records_fetched) \
@@ -261,7 +261,7 @@ async fn upsert_sync_run(
     .bind(&run.event_id)
     .bind(run.started_at.millis())
     .bind(run.finished_at.millis())
-    .bind(&run.status)
+    .bind(run.status.as_str())
     .bind(&run.error)
     .bind(succeeded.then_some(run.finished_at.millis()))
     .bind(i64::from(!succeeded))

@@ -8,8 +8,6 @@
 //! finds a stale broker holding the port. Data survives both: Tansu commits
 //! every produce to SQLite before acknowledging it.
 
-pub mod dead_letters;
-
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

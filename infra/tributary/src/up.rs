@@ -1,91 +1,50 @@
-//! `tributary up`: broker, registry, topics, workers, projectors and API in
-//! one process, with embedded defaults.
+//! `tributary up`: the roles this process runs (`[roles]`), each started by
+//! one function, around the broker and the registry they need; then wait
+//! for Ctrl-C or a failed task, and stop everything in order.
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use rdkafka::ClientConfig;
 use tokio::sync::watch;
-use tributary_broker::{LocalBroker, ensure_topics, find_tansu};
+use tokio::task::JoinSet;
+use tributary_api::ApiState;
 use tributary_config::Config;
-use tributary_connector_api::ConnectionInfo;
-use tributary_connector_sandbox::{Generator, SandboxSettings};
-use tributary_producer::{Publisher, StateStore, Worker};
-
-use crate::connections::{self, Admin};
+use tributary_connector_api::admin::ConnectionAdmin;
+use tributary_producer::{Publisher, Worker};
+use tributary_projection::Projection;
 use tributary_projector::{Assignment, ProjectorSettings};
-use tributary_schemas::{DataType, Timestamp, all_topics};
+use tributary_schemas::{DataType, SyncRunEvent, all_topics};
+use tributary_store::{ReadStore, Search};
 
-/// The broker to use: the configured cluster, or the local one.
-pub(crate) fn bootstrap_servers(config: &Config) -> String {
-    if config.kafka.bootstrap_servers.is_empty() {
-        format!("127.0.0.1:{}", config.broker.port)
-    } else {
-        config.kafka.bootstrap_servers.clone()
-    }
-}
+use crate::{sandbox, wiring};
 
-/// Client settings every Kafka client of ours starts from.
-pub(crate) fn kafka_client(config: &Config, bootstrap: &str) -> ClientConfig {
-    let mut client = ClientConfig::new();
-    client.set("bootstrap.servers", bootstrap);
-    for (key, value) in &config.kafka.client {
-        client.set(key, value.expose());
-    }
-    client
+type Tasks = JoinSet<anyhow::Result<()>>;
+
+/// What every role gets: the Kafka client settings, the registry, the
+/// shutdown signal, and the task set it adds its tasks to.
+struct Roles<'a> {
+    config: &'a Config,
+    client: ClientConfig,
+    registry_url: String,
+    shutdown: watch::Receiver<bool>,
+    tasks: &'a mut Tasks,
 }
 
 pub(crate) async fn up(config: Config) -> anyhow::Result<()> {
     tributary_telemetry::init_logging(&config.log)?;
     let metrics = tributary_telemetry::init_metrics()?;
-    let data_dir = &config.data_dir;
-    std::fs::create_dir_all(data_dir)
-        .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
-
-    // Broker: the configured cluster, or a local durable one.
-    let (local_broker, bootstrap) = if config.kafka.bootstrap_servers.is_empty() {
-        let binary = find_tansu(config.broker.tansu_binary.as_deref())?;
-        let broker =
-            LocalBroker::start(&binary, &data_dir.join("broker"), config.broker.port).await?;
-        let bootstrap = broker.bootstrap_servers().to_string();
-        (Some(broker), bootstrap)
-    } else {
-        (None, config.kafka.bootstrap_servers.clone())
-    };
-    let client = kafka_client(&config, &bootstrap);
-
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
     let (shutdown_tx, shutdown) = watch::channel(false);
-    let mut tasks = tokio::task::JoinSet::new();
+    let mut tasks = Tasks::new();
 
-    // Registry: the configured one, or the embedded one.
-    let registry_url = if config.registry.url.is_empty() {
-        let registry = tributary_registry::Registry::open(
-            &data_dir.join("registry.db"),
-            tributary_registry::Compatibility::Backward,
-        )
-        .await?;
-        let address = SocketAddr::from(([127, 0, 0, 1], config.registry.port));
-        let listener = tokio::net::TcpListener::bind(address)
-            .await
-            .with_context(|| format!("cannot listen for the schema registry on {address}"))?;
-        let mut stop = shutdown.clone();
-        tasks.spawn(async move {
-            axum::serve(listener, registry.router())
-                .with_graceful_shutdown(async move {
-                    let _ = stop.changed().await;
-                })
-                .await
-                .context("schema registry server")
-        });
-        format!("http://{address}")
-    } else {
-        config.registry.url.clone()
-    };
-
-    ensure_topics(
+    let (local_broker, bootstrap) = start_broker(&config).await?;
+    let registry_url = start_registry(&config, &shutdown, &mut tasks).await?;
+    let client = wiring::kafka_client(&config, &bootstrap);
+    tributary_broker::ensure_topics(
         &client,
         &all_topics(),
         config.kafka.partitions,
@@ -93,139 +52,45 @@ pub(crate) async fn up(config: Config) -> anyhow::Result<()> {
     )
     .await?;
 
+    let mut cx = Roles {
+        config: &config,
+        client,
+        registry_url: registry_url.clone(),
+        shutdown,
+        tasks: &mut tasks,
+    };
     let roles = &config.roles;
-
-    // Connector workers.
     let (publisher, admin) = if roles.workers {
-        let admin = Admin::open(&config).await?;
-        if config.sandbox.enabled {
-            add_sandbox_connections(&admin.state, &config).await?;
-        }
-        let publisher = Arc::new(Publisher::new(&client, &registry_url)?);
-        publisher.register_schemas().await?;
-        let mut worker = Worker::new(
-            connections::worker_id(&config),
-            admin.state.clone(),
-            Arc::clone(&admin.registry),
-            Arc::clone(&publisher),
-            admin.settings.clone(),
-            Arc::clone(&admin.cipher),
-        );
-        // Checks from the API count against the same call limits.
-        worker.limiters = Arc::clone(&admin.limiters);
-        let worker = Arc::new(worker);
-        let shutdown = shutdown.clone();
-        tasks.spawn(async move {
-            worker.run(shutdown).await;
-            Ok(())
-        });
-        let admin: Arc<dyn tributary_api::ConnectionAdmin> = Arc::new(admin);
+        let (publisher, admin) = start_workers(&mut cx).await?;
         (Some(publisher), Some(admin))
     } else if roles.api && !config.state.url.expose().is_empty() {
         // No worker here, but a state shared with workers elsewhere: the
         // API manages connections in it, and asks for syncs through it.
-        let admin: Arc<dyn tributary_api::ConnectionAdmin> = Arc::new(Admin::open(&config).await?);
+        let admin: Arc<dyn ConnectionAdmin> = Arc::new(wiring::admin(&config).await?);
         (None, Some(admin))
     } else {
         (None, None)
     };
-
-    // Projectors.
-    let topics: Vec<String> = DataType::ALL
-        .iter()
-        .map(|t| t.topic())
-        .chain([tributary_schemas::SyncRunEvent::topic()])
-        .collect();
-    let projector = |name: &'static str, assignment: Assignment| {
-        let settings = ProjectorSettings {
-            batch_size: config.projector.batch_size,
-            linger: Duration::from_millis(config.projector.linger_ms),
-            topics: topics.clone(),
-            assignment,
-        };
-        (
-            name,
-            client.clone(),
-            registry_url.clone(),
-            settings,
-            shutdown.clone(),
-        )
-    };
-    // The SQL store: PostgreSQL when configured, else SQLite in the data directory.
-    let store: Option<Arc<dyn tributary_store::ReadStore>> = if !(roles.store_projector
-        || roles.api)
-    {
-        None
-    } else if config.store.url.expose().is_empty() {
-        let sqlite = tributary_store_sqlite::SqliteStore::open(&data_dir.join("store.db")).await?;
-        if roles.store_projector {
-            // One writer: the SQLite file is local to this process.
-            spawn_projector(
-                &mut tasks,
-                projector("SQLite store projector", Assignment::All),
-                sqlite.clone(),
-            );
-        }
-        Some(Arc::new(sqlite))
+    let store = if roles.store_projector || roles.api {
+        Some(start_store(&mut cx).await?)
     } else {
-        let postgres =
-            tributary_store_postgres::PostgresStore::connect(config.store.url.expose()).await?;
-        if roles.store_projector {
-            let assignment = if config.projector.consumer_group {
-                // Any number of processes: they share the partitions in one group.
-                Assignment::Group(format!(
-                    "tributary-projector-sql-store-{}",
-                    postgres.identity().await?
-                ))
-            } else {
-                Assignment::All
-            };
-            spawn_projector(
-                &mut tasks,
-                projector("PostgreSQL store projector", assignment),
-                postgres.clone(),
-            );
-        }
-        Some(Arc::new(postgres))
+        None
     };
     let search = if roles.index_projector || roles.api {
-        let (index_projection, search) = tributary_index_tantivy::open(&data_dir.join("index"))?;
-        if roles.index_projector {
-            spawn_projector(
-                &mut tasks,
-                projector("search index projector", Assignment::All),
-                index_projection,
-            );
-        }
-        Some(Arc::new(search) as Arc<dyn tributary_store::Search>)
+        Some(start_index(&mut cx)?)
     } else {
         None
     };
-
-    // HTTP API.
     let api_address = match (roles.api, store, search) {
         (true, Some(store), Some(search)) => {
-            let api_state = tributary_api::ApiState {
+            let state = ApiState {
                 store,
                 search,
                 metrics: Some(metrics),
-                keys: Arc::new(connections::api_keys(&config)?),
+                keys: Arc::new(wiring::api_keys(&config)?),
                 connections: admin,
             };
-            let listener = tokio::net::TcpListener::bind(&config.api.listen)
-                .await
-                .with_context(|| format!("cannot listen for the API on {}", config.api.listen))?;
-            let address = listener.local_addr()?;
-            let mut stop = shutdown.clone();
-            tasks.spawn(async move {
-                axum::serve(listener, tributary_api::router(api_state))
-                    .with_graceful_shutdown(async move {
-                        let _ = stop.changed().await;
-                    })
-                    .await
-                    .context("API server")
-            });
-            Some(address)
+            Some(start_api(&mut cx, state).await?)
         }
         _ => None,
     };
@@ -234,36 +99,13 @@ pub(crate) async fn up(config: Config) -> anyhow::Result<()> {
             "no role to run: enable at least one of roles.workers, roles.store_projector, roles.index_projector, roles.api"
         );
     }
-
-    println!("tributary is up");
-    match api_address {
-        Some(address) => {
-            println!("  API:      http://{address}/v1/companies");
-            println!("  metrics:  http://{address}/metrics");
-            if config.api.keys.is_empty() {
-                println!(
-                    "  API key:  in {} (send it as Authorization: Bearer <key>)",
-                    data_dir.join("api-key").display()
-                );
-            }
-        }
-        None => println!("  API:      not in this process (roles.api = false)"),
-    }
-    println!(
-        "  roles:    workers={} store_projector={} index_projector={} api={}",
-        roles.workers, roles.store_projector, roles.index_projector, roles.api
+    print_where(
+        &config,
+        api_address,
+        &bootstrap,
+        local_broker.is_some(),
+        &registry_url,
     );
-    println!(
-        "  broker:   {bootstrap}{}",
-        if local_broker.is_some() {
-            " (local)"
-        } else {
-            ""
-        }
-    );
-    println!("  registry: {registry_url}");
-    println!("  data:     {}", data_dir.display());
-    println!("Press Ctrl-C to stop.");
 
     let outcome = tokio::select! {
         _ = shutdown_signal() => Ok(()),
@@ -298,125 +140,199 @@ pub(crate) async fn up(config: Config) -> anyhow::Result<()> {
     outcome
 }
 
-type ProjectorParts = (
-    &'static str,
-    ClientConfig,
-    String,
-    ProjectorSettings,
-    watch::Receiver<bool>,
-);
+/// The configured cluster, or a local durable broker: (its handle when
+/// local, the bootstrap servers).
+async fn start_broker(
+    config: &Config,
+) -> anyhow::Result<(Option<tributary_broker::LocalBroker>, String)> {
+    if !config.kafka.bootstrap_servers.is_empty() {
+        return Ok((None, config.kafka.bootstrap_servers.clone()));
+    }
+    let binary = tributary_broker::find_tansu(config.broker.tansu_binary.as_deref())?;
+    let broker = tributary_broker::LocalBroker::start(
+        &binary,
+        &config.data_dir.join("broker"),
+        config.broker.port,
+    )
+    .await?;
+    let bootstrap = broker.bootstrap_servers().to_string();
+    Ok((Some(broker), bootstrap))
+}
 
-fn spawn_projector<P: tributary_projection::Projection + 'static>(
-    tasks: &mut tokio::task::JoinSet<anyhow::Result<()>>,
-    (name, client, url, settings, shutdown): ProjectorParts,
-    projection: P,
-) {
+/// The configured registry, or the embedded one served on `registry.port`.
+async fn start_registry(
+    config: &Config,
+    shutdown: &watch::Receiver<bool>,
+    tasks: &mut Tasks,
+) -> anyhow::Result<String> {
+    if !config.registry.url.is_empty() {
+        return Ok(config.registry.url.clone());
+    }
+    let registry = tributary_registry::Registry::open(
+        &config.data_dir.join("registry.db"),
+        tributary_registry::Compatibility::Backward,
+    )
+    .await?;
+    let address = SocketAddr::from(([127, 0, 0, 1], config.registry.port));
+    serve(
+        address,
+        registry.router(),
+        "schema registry",
+        shutdown,
+        tasks,
+    )
+    .await?;
+    Ok(format!("http://{address}"))
+}
+
+/// Role `workers`: the connector workers, and the connection admin they
+/// share their connector runtime with.
+async fn start_workers(
+    cx: &mut Roles<'_>,
+) -> anyhow::Result<(Arc<Publisher>, Arc<dyn ConnectionAdmin>)> {
+    let admin = wiring::admin(cx.config).await?;
+    if cx.config.sandbox.enabled {
+        sandbox::add_sandbox_connections(&admin.state, cx.config).await?;
+    }
+    let publisher = Arc::new(Publisher::new(&cx.client, &cx.registry_url)?);
+    publisher.register_schemas().await?;
+    let worker = Arc::new(Worker::of_admin(
+        wiring::worker_id(cx.config),
+        &admin,
+        Arc::clone(&publisher),
+    ));
+    let shutdown = cx.shutdown.clone();
+    cx.tasks.spawn(async move {
+        worker.run(shutdown).await;
+        Ok(())
+    });
+    Ok((publisher, Arc::new(admin)))
+}
+
+/// Role `store_projector` (and the store the API reads).
+async fn start_store(cx: &mut Roles<'_>) -> anyhow::Result<Arc<dyn ReadStore>> {
+    let store = wiring::open_store(cx.config).await?;
+    if cx.config.roles.store_projector {
+        spawn_projector(cx, store.name, store.assignment, store.projection);
+    }
+    Ok(store.read)
+}
+
+/// Role `index_projector` (and the index the API searches).
+fn start_index(cx: &mut Roles<'_>) -> anyhow::Result<Arc<dyn Search>> {
+    let (search, projection) = wiring::open_index(cx.config)?;
+    if cx.config.roles.index_projector {
+        spawn_projector(cx, "search index projector", Assignment::All, projection);
+    }
+    Ok(search)
+}
+
+/// Role `api`: the HTTP API on `api.listen`.
+async fn start_api(cx: &mut Roles<'_>, state: ApiState) -> anyhow::Result<SocketAddr> {
+    let router = tributary_api::router(state);
+    let listen = cx.config.api.listen.clone();
+    let address = listen
+        .parse()
+        .with_context(|| format!("api.listen = {listen:?} is not an address"))?;
+    serve(address, router, "API", &cx.shutdown, cx.tasks).await
+}
+
+/// Serves `router` on `address` until shutdown; the address it got.
+async fn serve(
+    address: SocketAddr,
+    router: axum::Router,
+    what: &'static str,
+    shutdown: &watch::Receiver<bool>,
+    tasks: &mut Tasks,
+) -> anyhow::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .with_context(|| format!("cannot listen for the {what} on {address}"))?;
+    let bound = listener.local_addr()?;
+    let mut stop = shutdown.clone();
     tasks.spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = stop.changed().await;
+            })
+            .await
+            .context(what)
+    });
+    Ok(bound)
+}
+
+fn spawn_projector(
+    cx: &mut Roles<'_>,
+    name: &'static str,
+    assignment: Assignment,
+    projection: Box<dyn Projection>,
+) {
+    let settings = ProjectorSettings {
+        batch_size: cx.config.projector.batch_size,
+        linger: Duration::from_millis(cx.config.projector.linger_ms),
+        topics: DataType::ALL
+            .iter()
+            .map(|t| t.topic())
+            .chain([SyncRunEvent::topic()])
+            .collect(),
+        assignment,
+    };
+    let (client, url, shutdown) = (
+        cx.client.clone(),
+        cx.registry_url.clone(),
+        cx.shutdown.clone(),
+    );
+    cx.tasks.spawn(async move {
         tributary_projector::run(&client, &url, projection, settings, shutdown)
             .await
             .context(name)
     });
 }
 
+fn print_where(
+    config: &Config,
+    api: Option<SocketAddr>,
+    bootstrap: &str,
+    local_broker: bool,
+    registry_url: &str,
+) {
+    let roles = &config.roles;
+    println!("tributary is up");
+    match api {
+        Some(address) => {
+            println!("  API:      http://{address}/v1/companies");
+            println!("  metrics:  http://{address}/metrics");
+            if config.api.keys.is_empty() {
+                println!(
+                    "  API key:  in {} (send it as Authorization: Bearer <key>)",
+                    config.data_dir.join("api-key").display()
+                );
+            }
+        }
+        None => println!("  API:      not in this process (roles.api = false)"),
+    }
+    println!(
+        "  roles:    workers={} store_projector={} index_projector={} api={}",
+        roles.workers, roles.store_projector, roles.index_projector, roles.api
+    );
+    println!(
+        "  broker:   {bootstrap}{}",
+        if local_broker { " (local)" } else { "" }
+    );
+    println!("  registry: {registry_url}");
+    println!("  data:     {}", config.data_dir.display());
+    println!("Press Ctrl-C to stop.");
+}
+
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
-}
-
-fn sandbox_company(i: u32) -> (String, String) {
-    (
-        format!("sandbox-{:03}", i + 1),
-        format!("conn-sandbox-{:03}", i + 1),
-    )
-}
-
-/// Creates the sandbox companies' connections on first start. Their
-/// settings, the epoch included, are stored, so restarts continue the same
-/// synthetic history.
-async fn add_sandbox_connections(state: &StateStore, config: &Config) -> anyhow::Result<()> {
-    let existing = state.connections().await?;
-    if existing
-        .iter()
-        .any(|c| c.info.source == tributary_connector_sandbox::NAME)
-    {
-        return Ok(());
-    }
-    let now = Timestamp::now();
-    let s = &config.sandbox;
-    let settings = SandboxSettings {
-        seed: s.seed,
-        records: s.records,
-        generations: s.generations,
-        generation_interval_secs: s.generation_interval_secs,
-        epoch_ms: s.epoch_ms.unwrap_or(now.millis()),
-        max_page_size: s.max_page_size,
-        fail_every: s.fail_every,
-        failure: serde_json::from_value(serde_json::Value::String(s.failure.clone()))
-            .with_context(|| {
-                format!(
-                    "sandbox.failure = {:?}: expected rate_limited, server_error or timeout",
-                    s.failure
-                )
-            })?,
+    let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    else {
+        let _ = ctrl_c.await;
+        return;
     };
-    for i in 0..s.companies {
-        let (company_id, connection_id) = sandbox_company(i);
-        let info = ConnectionInfo {
-            connection_id,
-            company_id,
-            source: tributary_connector_sandbox::NAME.into(),
-            settings: serde_json::to_value(&settings)?,
-        };
-        state.add_connection(&info, now).await?;
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term.recv() => {}
     }
-    tracing::info!(companies = s.companies, "created sandbox connections");
-    Ok(())
-}
-
-/// Prints, for each sandbox connection in the state store, the live record
-/// count per data type that a complete sync must end with at this moment.
-pub(crate) async fn print_sandbox_expectation(config: &Config) -> anyhow::Result<()> {
-    if config.state.url.expose().is_empty() {
-        let path = config.data_dir.join("state.db");
-        if !Path::new(&path).exists() {
-            bail!("no state at {}: run `tributary up` first", path.display());
-        }
-    }
-    let state = connections::open_state(config).await?;
-    let now = Timestamp::now();
-    println!("company\tdata_type\texpected_live_records\tgeneration");
-    for stored in state.connections().await? {
-        if stored.info.source != tributary_connector_sandbox::NAME {
-            continue;
-        }
-        let settings: SandboxSettings = serde_json::from_value(stored.info.settings.clone())?;
-        let generator = Generator::new(settings, &stored.info.company_id);
-        let Some(generation) = generator.visible_generation(now) else {
-            continue;
-        };
-        for data_type in tributary_connector_sandbox::DATA_TYPES {
-            let n = generator.expected_live(data_type, generation).len();
-            println!(
-                "{}\t{}\t{}\t{}",
-                stored.info.company_id, data_type, n, generation
-            );
-        }
-    }
-    Ok(())
 }

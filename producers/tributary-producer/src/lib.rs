@@ -17,6 +17,7 @@
 //! (one stalled past its lease) would publish the same events twice, which
 //! projections ignore; the stalled one cannot move the cursor.
 
+pub mod admin;
 pub mod limits;
 pub mod metrics;
 pub mod publisher;
@@ -26,6 +27,7 @@ pub mod state;
 pub mod vault;
 pub mod worker;
 
+pub use admin::Admin;
 pub use publisher::Publisher;
 pub use state::{StateStore, StoredConnection};
 pub use worker::{SyncSettings, Worker, fetch_with_retry};

@@ -1,7 +1,7 @@
 //! The workers' metrics. Names: `tributary_producer_<what>_<unit>`.
 
 use metrics::{counter, histogram};
-use tributary_schemas::DataType;
+use tributary_schemas::{DataType, SyncRunStatus};
 
 pub fn records_fetched(source: &str, data_type: DataType, n: usize) {
     counter!("tributary_producer_records_fetched_total", "source" => source.to_string(), "data_type" => data_type.as_str())
@@ -31,7 +31,7 @@ pub fn error(source: &str, data_type: DataType, kind: &'static str, message: &st
         .increment(1);
 }
 
-pub fn sync_finished(source: &str, data_type: DataType, status: &str) {
-    counter!("tributary_producer_sync_runs_total", "source" => source.to_string(), "data_type" => data_type.as_str(), "status" => status.to_string())
+pub fn sync_finished(source: &str, data_type: DataType, status: SyncRunStatus) {
+    counter!("tributary_producer_sync_runs_total", "source" => source.to_string(), "data_type" => data_type.as_str(), "status" => status.as_str())
         .increment(1);
 }

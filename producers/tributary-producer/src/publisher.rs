@@ -5,14 +5,14 @@ use std::time::Duration;
 
 use rdkafka::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use schema_registry_converter::async_impl::avro::AvroEncoder;
 use schema_registry_converter::async_impl::schema_registry::SrSettings;
 use schema_registry_converter::avro_common::get_supplied_schema;
 use schema_registry_converter::schema_registry_common::SubjectNameStrategy;
 use serde::Serialize;
-use tributary_schemas::{DataType, Event, SyncRunEvent, dead_letter, dead_letter_topic};
+use tributary_kafka::{DeadLetter, Origin};
+use tributary_schemas::{DataType, DeadLetterStage, Event, SyncRunEvent, dead_letter_topic};
 
 use crate::{ProducerError, metrics};
 
@@ -44,19 +44,8 @@ pub struct Publisher {
 
 impl Publisher {
     pub fn new(client: &ClientConfig, registry_url: &str) -> Result<Self, ProducerError> {
-        let mut config = client.clone();
         // Idempotence: broker-side dedupe of retried sends, in order per partition.
-        config.set("enable.idempotence", "true").set("acks", "all");
-        for (key, default) in [
-            // Tansu cannot read back snappy batches; none is also the safe default.
-            ("compression.type", "none"),
-            ("linger.ms", "5"),
-            ("message.timeout.ms", "60000"),
-        ] {
-            if config.get(key).is_none() {
-                config.set(key, default);
-            }
-        }
+        let config = tributary_kafka::producer_config(client);
         let bootstrap = config.get("bootstrap.servers").unwrap_or("?").to_string();
         let producer: FutureProducer = config
             .create()
@@ -197,17 +186,23 @@ impl Publisher {
     ) -> Result<(), ProducerError> {
         let mut outgoing = Vec::with_capacity(failed.len());
         for (reason, raw) in failed {
+            let letter = DeadLetter {
+                stage: DeadLetterStage::Map,
+                reason: reason.clone(),
+                origin: Origin::Source {
+                    connection_id: connection_id.to_string(),
+                    data_type: data_type.as_str().to_string(),
+                },
+                replays: 0,
+                key: Some(company_id.as_bytes().to_vec()),
+                payload: serde_json::to_vec(raw)
+                    .map_err(|e| ProducerError::Schema(e.to_string()))?,
+            };
             outgoing.push(Outgoing {
                 topic: dead_letter_topic(),
                 key: company_id.to_string(),
-                payload: serde_json::to_vec(raw)
-                    .map_err(|e| ProducerError::Schema(e.to_string()))?,
-                headers: vec![
-                    (dead_letter::STAGE, "map".to_string()),
-                    (dead_letter::REASON, reason.clone()),
-                    (dead_letter::CONNECTION_ID, connection_id.to_string()),
-                    (dead_letter::DATA_TYPE, data_type.as_str().to_string()),
-                ],
+                headers: letter.header_pairs(),
+                payload: letter.payload,
             });
         }
         self.send_all(outgoing).await
@@ -253,17 +248,10 @@ impl Publisher {
         let mut pending: Vec<(String, DeliveryFuture)> = Vec::with_capacity(outgoing.len());
         for message in &outgoing {
             loop {
-                let mut headers = OwnedHeaders::new();
-                for (key, value) in &message.headers {
-                    headers = headers.insert(Header {
-                        key,
-                        value: Some(value.as_bytes()),
-                    });
-                }
                 let record = FutureRecord::to(&message.topic)
                     .key(&message.key)
                     .payload(&message.payload)
-                    .headers(headers);
+                    .headers(tributary_kafka::headers(&message.headers));
                 match producer.send_result(record) {
                     Ok(delivery) => {
                         pending.push((message.topic.clone(), delivery));

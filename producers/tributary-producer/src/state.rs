@@ -29,7 +29,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{AssertSqlSafe, SqlitePool};
 use tributary_connector_api::{ConnectionInfo, Cursor};
 use tributary_schemas::model::Connection;
-use tributary_schemas::{DataType, Timestamp};
+use tributary_schemas::{ConnectionStatus, DataType, Timestamp};
 
 use crate::ProducerError;
 use crate::secrets::Sealed;
@@ -42,7 +42,7 @@ pub const POSTGRES_SCHEMA: &str = "tributary_state";
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredConnection {
     pub info: ConnectionInfo,
-    pub status: String,
+    pub status: ConnectionStatus,
     pub status_reason: Option<String>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
@@ -55,7 +55,7 @@ impl StoredConnection {
             id: self.info.connection_id.clone(),
             company_id: self.info.company_id.clone(),
             source: self.info.source.clone(),
-            status: self.status.clone(),
+            status: self.status,
             status_reason: self.status_reason.clone(),
             created_at: self.created_at,
         }
@@ -169,7 +169,8 @@ impl StateStore {
         info: &ConnectionInfo,
         now: Timestamp,
     ) -> Result<bool, ProducerError> {
-        self.add_connection_with_status(info, "linked", now).await
+        self.add_connection_with_status(info, ConnectionStatus::Linked, now)
+            .await
     }
 
     /// Adds a connection with `status` (`linked`, or `pending_auth` when a
@@ -177,7 +178,7 @@ impl StateStore {
     pub async fn add_connection_with_status(
         &self,
         info: &ConnectionInfo,
-        status: &str,
+        status: ConnectionStatus,
         now: Timestamp,
     ) -> Result<bool, ProducerError> {
         const SQL: &str = "INSERT INTO connections (id, company_id, source, settings, status, created_at, updated_at) \
@@ -187,7 +188,7 @@ impl StateStore {
             .bind(&info.company_id)
             .bind(&info.source)
             .bind(info.settings.to_string())
-            .bind(status)
+            .bind(status.as_str())
             .bind(now.millis())
             .bind(now.millis())
             .execute(p)
@@ -352,14 +353,14 @@ impl StateStore {
     pub async fn set_status(
         &self,
         connection_id: &str,
-        status: &str,
+        status: ConnectionStatus,
         reason: Option<&str>,
         now: Timestamp,
     ) -> Result<(), ProducerError> {
         const SQL: &str = "UPDATE connections SET status = $1, status_reason = $2, updated_at = $3 \
              WHERE id = $4 AND (status <> $1 OR COALESCE(status_reason, '') <> COALESCE($2, ''))";
         on_pool!(self, p => sqlx::query(SQL)
-            .bind(status)
+            .bind(status.as_str())
             .bind(reason)
             .bind(now.millis())
             .bind(connection_id)
@@ -537,6 +538,9 @@ fn stored_connection(row: ConnectionRow) -> Result<StoredConnection, ProducerErr
     let settings = serde_json::from_str(&settings).map_err(|e| {
         ProducerError::State(format!("connection {id} has unreadable settings: {e}"))
     })?;
+    let status = status
+        .parse()
+        .map_err(|e| ProducerError::State(format!("connection {id}: {e}")))?;
     Ok(StoredConnection {
         info: ConnectionInfo {
             connection_id: id,

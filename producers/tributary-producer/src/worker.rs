@@ -8,7 +8,9 @@ use tokio::sync::watch;
 use tributary_connector_api::{
     ConnectionInfo, Connector, ConnectorError, ConnectorRegistry, Fault, Page, PageRequest,
 };
-use tributary_schemas::{DataType, Event, Record, SyncRunEvent, Timestamp, event_id};
+use tributary_schemas::{
+    ConnectionStatus, DataType, Event, Record, SyncRunEvent, SyncRunStatus, Timestamp, event_id,
+};
 use tributary_telemetry::crash_point;
 
 use crate::limits::{Limiter, Limiters};
@@ -153,6 +155,22 @@ impl Worker {
         }
     }
 
+    /// A worker sharing `admin`'s connector runtime: the same state, connector
+    /// registry, cipher and call limits, so checks from the API count
+    /// against the same limits as syncs.
+    pub fn of_admin(id: String, admin: &crate::Admin, publisher: Arc<Publisher>) -> Worker {
+        let mut worker = Worker::new(
+            id,
+            admin.state.clone(),
+            Arc::clone(&admin.registry),
+            publisher,
+            admin.settings.clone(),
+            Arc::clone(&admin.cipher),
+        );
+        worker.limiters = Arc::clone(&admin.limiters);
+        worker
+    }
+
     /// Builds a connection's connector with its vault.
     pub fn build(&self, info: &ConnectionInfo) -> Result<Arc<dyn Connector>, ConnectorError> {
         self.connectors.build(
@@ -171,7 +189,10 @@ impl Worker {
         shutdown: &watch::Receiver<bool>,
     ) -> Result<Option<Duration>, ProducerError> {
         let info = &stored.info;
-        if stored.status == "pending_auth" || stored.status == "unlinked" {
+        if matches!(
+            stored.status,
+            ConnectionStatus::PendingAuth | ConnectionStatus::Unlinked
+        ) {
             tracing::debug!(status = %stored.status, "not synced");
             return Ok(None);
         }
@@ -179,23 +200,24 @@ impl Worker {
         let connector = match self.build(info) {
             Ok(c) => c,
             Err(e) => {
-                self.set_status(stored, "unlinked", Some(&e.to_string()))
+                self.set_status(stored, ConnectionStatus::Unlinked, Some(&e.to_string()))
                     .await?;
                 return Err(ProducerError::Connector(e));
             }
         };
         if let Err(e) = connector.authenticate().await {
             let status = if e.fault == Fault::User {
-                "deauthorized"
+                ConnectionStatus::Deauthorized
             } else {
-                "linked"
+                ConnectionStatus::Linked
             };
             self.set_status(stored, status, Some(&e.to_string()))
                 .await?;
             return Err(ProducerError::Connector(e));
         }
-        if stored.status != "linked" || stored.status_reason.is_some() {
-            self.set_status(stored, "linked", None).await?;
+        if stored.status != ConnectionStatus::Linked || stored.status_reason.is_some() {
+            self.set_status(stored, ConnectionStatus::Linked, None)
+                .await?;
         }
         let limiter = connector.rate_limits().map(|l| self.limiters.get(&l));
         let mut runs = Vec::new();
@@ -213,7 +235,7 @@ impl Worker {
                     shutdown,
                 )
                 .await;
-            metrics::sync_finished(&info.source, data_type, &run.status);
+            metrics::sync_finished(&info.source, data_type, run.status);
             runs.push(run);
             if let Some((retry_after, reason)) = pause {
                 // The rest would hit the same limit: resume them all later,
@@ -221,7 +243,8 @@ impl Worker {
                 // every worker sees).
                 let why = format!("paused for {}s: {reason}", retry_after.as_secs());
                 tracing::warn!(reason = %why, "connection paused");
-                self.set_status(stored, "linked", Some(&why)).await?;
+                self.set_status(stored, ConnectionStatus::Linked, Some(&why))
+                    .await?;
                 paused_for = Some(retry_after);
                 break;
             }
@@ -234,7 +257,7 @@ impl Worker {
     async fn set_status(
         &self,
         stored: &StoredConnection,
-        status: &str,
+        status: ConnectionStatus,
         reason: Option<&str>,
     ) -> Result<(), ProducerError> {
         let now = Timestamp::now();
@@ -242,7 +265,7 @@ impl Worker {
             .set_status(&stored.info.connection_id, status, reason, now)
             .await?;
         let mut updated = stored.clone();
-        updated.status = status.to_string();
+        updated.status = status;
         updated.status_reason = reason.map(str::to_string);
         updated.updated_at = now;
         self.publish_connection(&updated).await
@@ -277,7 +300,7 @@ impl Worker {
             source_record_id: info.connection_id.clone(),
             source_modified_at: stored.updated_at,
             fetched_at: Timestamp::now(),
-            deleted: stored.status == "unlinked",
+            deleted: stored.status == ConnectionStatus::Unlinked,
             revision: 0,
             record: Some(Record::Connection(record)),
         };
@@ -311,7 +334,7 @@ impl Worker {
             data_type: data_type.as_str().into(),
             started_at,
             finished_at: started_at,
-            status: "succeeded".into(),
+            status: SyncRunStatus::Succeeded,
             records_fetched: 0,
             pages_fetched: 0,
             error: None,
@@ -327,13 +350,13 @@ impl Worker {
                     && e.retry_after
                         .is_some_and(|after| after > self.settings.max_retry_wait) =>
             {
-                run.status = "paused".into();
+                run.status = SyncRunStatus::Paused;
                 run.error = Some(e.to_string());
                 pause = Some((e.retry_after.unwrap_or_default(), e.to_string()));
             }
             Err(e) => {
                 metrics::error(&info.source, data_type, "sync", &e.to_string());
-                run.status = "failed".into();
+                run.status = SyncRunStatus::Failed;
                 run.error = Some(e.to_string());
             }
         }

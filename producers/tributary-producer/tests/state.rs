@@ -9,12 +9,12 @@ use std::time::Duration;
 
 use tributary_connector_api::{ConnectionInfo, Cursor};
 use tributary_producer::StateStore;
-use tributary_schemas::{DataType, Timestamp};
+use tributary_schemas::{ConnectionStatus, DataType, Timestamp};
 use tributary_testkit::PgCluster;
 
 const HOUR: Duration = Duration::from_secs(3600);
 
-async fn add(state: &StateStore, id: &str, status: &str) {
+async fn add(state: &StateStore, id: &str, status: ConnectionStatus) {
     let info = ConnectionInfo {
         connection_id: id.into(),
         company_id: format!("company-{id}"),
@@ -54,10 +54,10 @@ async fn save(state: &StateStore, id: &str, owner: &str, cursor: &str) -> bool {
 
 async fn lease_rules(state: StateStore) {
     for id in ["c1", "c2", "c3"] {
-        add(&state, id, "linked").await;
+        add(&state, id, ConnectionStatus::Linked).await;
     }
-    add(&state, "waiting", "pending_auth").await;
-    add(&state, "gone", "linked").await;
+    add(&state, "waiting", ConnectionStatus::PendingAuth).await;
+    add(&state, "gone", ConnectionStatus::Linked).await;
     state
         .unlink("gone", "removed", Timestamp::now())
         .await
@@ -140,7 +140,7 @@ async fn lease_rules(state: StateStore) {
 async fn concurrent_claims(state: StateStore) {
     const CONNECTIONS: usize = 40;
     for i in 0..CONNECTIONS {
-        add(&state, &format!("many-{i:02}"), "linked").await;
+        add(&state, &format!("many-{i:02}"), ConnectionStatus::Linked).await;
     }
     let mut tasks = tokio::task::JoinSet::new();
     for worker in 0..6 {
@@ -189,7 +189,7 @@ async fn postgres_leases() {
     let url = cluster.url_for("claims");
     let first = StateStore::connect_postgres(&url).await.unwrap();
     let second = StateStore::connect_postgres(&url).await.unwrap();
-    add(&second, "seen-by-both", "linked").await;
+    add(&second, "seen-by-both", ConnectionStatus::Linked).await;
     assert_eq!(claim(&first, "w", 10, HOUR).await, ["seen-by-both"]);
     concurrent_claims(first).await;
 }

@@ -353,7 +353,8 @@ pub struct SyncRunEvent {
     pub data_type: String,
     pub started_at: Timestamp,
     pub finished_at: Timestamp,
-    pub status: String,
+    /// An Avro `string` on the wire: `succeeded`, `failed` or `paused`.
+    pub status: crate::SyncRunStatus,
     pub records_fetched: i64,
     pub pages_fetched: i64,
     pub error: Option<String>,

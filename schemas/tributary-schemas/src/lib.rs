@@ -21,6 +21,7 @@
 pub mod decimal;
 pub mod event;
 pub mod model;
+pub mod states;
 pub mod temporal;
 
 pub use decimal::{Decimal, DecimalError};
@@ -28,6 +29,7 @@ pub use event::{
     DataType, Envelope, Event, Record, SyncRunEvent, TOPIC_PREFIX, all_topics, dead_letter,
     dead_letter_topic, event_id, from_avro_datum, to_avro_datum,
 };
+pub use states::{ConnectionStatus, DeadLetterStage, SyncRunStatus, UnknownState};
 pub use temporal::{Date, TemporalError, Timestamp};
 
 /// A schema could not be parsed, or a value did not fit its schema.

@@ -19,7 +19,7 @@ pub struct Connection {
     pub id: String,
     pub company_id: String,
     pub source: String,
-    pub status: String,
+    pub status: crate::ConnectionStatus,
     pub status_reason: Option<String>,
     pub created_at: Timestamp,
 }

@@ -35,7 +35,7 @@ fn samples() -> Vec<Record> {
             id: "conn-1".into(),
             company_id: "cmp-1".into(),
             source: "sandbox".into(),
-            status: "linked".into(),
+            status: ConnectionStatus::Linked,
             status_reason: None,
             created_at: Timestamp(1_700_000_000_000),
         }),

@@ -1,0 +1,227 @@
+//! The CLI's commands other than `up`: topics, API keys, connections and
+//! dead letters.
+
+use anyhow::Context;
+use tributary_config::Config;
+use tributary_connector_api::admin::ConnectionAdmin;
+use tributary_kafka::Origin;
+use tributary_kafka::dead_letters::{self, ReplayError, StoredLetter};
+use tributary_schemas::{DataType, SyncRunEvent, dead_letter_topic};
+
+use crate::wiring;
+use crate::{ConnectionsAction, DlqAction};
+
+/// `tributary topics`.
+pub(crate) fn topics() {
+    for data_type in DataType::ALL {
+        println!(
+            "{}\tkey=company_id\tvalue=io.tributary.v1.{}",
+            data_type.topic(),
+            schema_name(data_type.schema_text())
+        );
+    }
+    println!(
+        "{}\tkey=company_id\tvalue=io.tributary.v1.SyncRunEvent",
+        SyncRunEvent::topic()
+    );
+    println!(
+        "{}\tkey=company_id\tvalue=what failed, as it was; headers say stage, reason and origin",
+        dead_letter_topic()
+    );
+}
+
+/// `tributary api-key new`.
+pub(crate) fn new_api_key(name: &str, companies: &[String]) {
+    let key = wiring::new_api_key();
+    println!("key (shown once, keep it secret): {key}");
+    println!();
+    println!("[[api.keys]]");
+    println!("name = {name:?}");
+    println!("sha256 = {:?}", tributary_api::hash_key(&key));
+    println!("companies = {companies:?}");
+}
+
+pub(crate) async fn connections(config: &Config, action: ConnectionsAction) -> anyhow::Result<()> {
+    if let ConnectionsAction::NewKey = action {
+        println!("{}", tributary_producer::secrets::Key::generate().to_hex());
+        return Ok(());
+    }
+    let admin = wiring::admin(config).await?;
+    match action {
+        ConnectionsAction::Add {
+            source,
+            company,
+            settings,
+        } => {
+            let mut map = serde_json::Map::new();
+            for pair in settings {
+                let (k, v) = pair
+                    .split_once('=')
+                    .with_context(|| format!("--setting {pair:?} is not KEY=VALUE"))?;
+                let value = serde_json::from_str(v).unwrap_or(serde_json::Value::String(v.into()));
+                map.insert(k.to_string(), value);
+            }
+            let (view, url) = admin
+                .add(&company, &source, serde_json::Value::Object(map))
+                .await?;
+            println!(
+                "added {} ({})",
+                view["id"].as_str().unwrap_or_default(),
+                view["status"].as_str().unwrap_or_default()
+            );
+            if let Some(url) = url {
+                println!("grant access at: {url}");
+            }
+        }
+        ConnectionsAction::List => {
+            println!("id	company	source	status	reason");
+            for c in admin.list().await? {
+                println!(
+                    "{}	{}	{}	{}	{}",
+                    c["id"].as_str().unwrap_or_default(),
+                    c["company_id"].as_str().unwrap_or_default(),
+                    c["source"].as_str().unwrap_or_default(),
+                    c["status"].as_str().unwrap_or_default(),
+                    c["status_reason"].as_str().unwrap_or_default()
+                );
+            }
+        }
+        ConnectionsAction::Check { id } => println!("{id}: {}", admin.check(&id).await?),
+        ConnectionsAction::Remove { id } => {
+            admin.remove(&id).await?;
+            println!("{id}: unlinked, credentials erased");
+        }
+        ConnectionsAction::Complete {
+            source,
+            state,
+            code,
+        } => {
+            let view = admin.complete_authorization(&source, &state, &code).await?;
+            println!(
+                "{}: {}",
+                view["id"].as_str().unwrap_or_default(),
+                view["status"].as_str().unwrap_or_default()
+            );
+        }
+        ConnectionsAction::RotateKey => {
+            let n = admin.rotate_key().await?;
+            println!(
+                "re-encrypted the credentials of {n} connection(s) with key {}",
+                admin.cipher.current_key_id()
+            );
+        }
+        ConnectionsAction::NewKey => {}
+    }
+    Ok(())
+}
+
+fn schema_name(text: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(text)
+        .ok()
+        .and_then(|v| v["name"].as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// `tributary dlq list|replay`.
+pub(crate) async fn dlq(config: &Config, action: DlqAction) -> anyhow::Result<()> {
+    let client = wiring::kafka_client(config, &wiring::bootstrap_servers(config));
+    let letters = dead_letters::read_all(&client)
+        .await
+        .context("cannot read the dead-letter topic (is `tributary up` running?)")?;
+    match action {
+        DlqAction::List => {
+            println!("at\tstage\tprojection\torigin\treplays\treplayed\treason");
+            for stored in &letters {
+                let replayed = if stored.replayed { "yes" } else { "no" };
+                match &stored.letter {
+                    Ok(l) => {
+                        let projection = match &l.origin {
+                            Origin::Topic { projection, .. } => projection.as_str(),
+                            Origin::Source { .. } => "",
+                        };
+                        println!(
+                            "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                            stored.at(),
+                            l.stage,
+                            projection,
+                            l.origin,
+                            l.replays,
+                            replayed,
+                            l.reason
+                        );
+                    }
+                    Err(why) => println!(
+                        "{}\t?\t\t\t\t{replayed}\tnot a dead letter: {why}",
+                        stored.at()
+                    ),
+                }
+            }
+            eprintln!("{} dead letters", letters.len());
+            Ok(())
+        }
+        DlqAction::Replay { all, at } => {
+            if !all && at.is_empty() {
+                anyhow::bail!("say which dead letters to replay: --all, or --at PARTITION@OFFSET");
+            }
+            let wanted: Vec<&StoredLetter> = if all {
+                letters
+                    .iter()
+                    .filter(|l| !l.replayed && dead_letters::replay_target(l).is_ok())
+                    .collect()
+            } else {
+                at.iter()
+                    .map(|spec| {
+                        letters
+                            .iter()
+                            .find(|l| l.at() == *spec)
+                            .with_context(|| format!("no dead letter at {spec}"))
+                    })
+                    .collect::<anyhow::Result<_>>()?
+            };
+            let mut refused = 0;
+            let mut done = Vec::new();
+            // Every projection that failed a message dead-lettered it: send each message back once.
+            let mut sent = std::collections::BTreeSet::new();
+            for stored in wanted {
+                let origin = stored.letter.as_ref().map(|l| l.origin.to_string());
+                if let Ok(origin) = origin
+                    && !sent.insert(origin)
+                {
+                    println!(
+                        "skipped {}: the same message is replayed already",
+                        stored.at()
+                    );
+                    done.push((stored.partition, stored.offset));
+                    continue;
+                }
+                match dead_letters::replay(&client, stored).await {
+                    Ok(topic) => println!(
+                        "replayed {} to {topic} (replay {})",
+                        stored.at(),
+                        stored.letter.as_ref().map_or(0, |l| l.replays) + 1
+                    ),
+                    Err(ReplayError::Refused(why)) => {
+                        refused += 1;
+                        println!("refused {}: {why}", stored.at());
+                    }
+                    Err(ReplayError::Failed(e)) => {
+                        // Stop: what was replayed so far is still marked below.
+                        if all {
+                            dead_letters::mark_replayed(&client, &done).await?;
+                        }
+                        return Err(e).context(format!("replay stopped at {}", stored.at()));
+                    }
+                }
+                done.push((stored.partition, stored.offset));
+            }
+            if all {
+                // Refused letters count as handled too: --all never retries them.
+                dead_letters::mark_replayed(&client, &done).await?;
+            }
+            if refused > 0 {
+                anyhow::bail!("{refused} dead letters were not replayed");
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,273 @@
+//! Connection administration over the workers' state store: add, list,
+//! check, remove, OAuth2 authorization, sync requests and credential key
+//! rotation. One connector runtime: the same registry, cipher and call
+//! limits as the workers, so a check from the API counts against a source's
+//! limits like a sync does. The HTTP API and the CLI both drive it through
+//! [`ConnectionAdmin`].
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use tributary_connector_api::admin::{AdminError, ConnectionAdmin, ConnectionView};
+use tributary_connector_api::{ConnectionInfo, ConnectorRegistry};
+use tributary_schemas::{ConnectionStatus, Timestamp};
+
+use crate::limits::Limiters;
+use crate::secrets::{Cipher, Key};
+use crate::vault::StateVault;
+use crate::{ProducerError, StateStore, StoredConnection, SyncSettings, fetch_with_retry};
+
+/// How long an authorization URL stays valid.
+const AUTHORIZATION_MAX_AGE_MS: i64 = 30 * 60 * 1000;
+
+/// Connection management for one state store.
+pub struct Admin {
+    pub state: StateStore,
+    pub registry: Arc<ConnectorRegistry>,
+    pub cipher: Arc<Cipher>,
+    pub settings: SyncSettings,
+    pub limiters: Arc<Limiters>,
+}
+
+fn view(c: &StoredConnection) -> ConnectionView {
+    json!({
+        "id": c.info.connection_id,
+        "company_id": c.info.company_id,
+        "source": c.info.source,
+        "status": c.status,
+        "status_reason": c.status_reason,
+        "settings": c.info.settings,
+        "created_at": c.created_at.to_string(),
+        "updated_at": c.updated_at.to_string(),
+    })
+}
+
+fn failed(e: impl std::fmt::Display) -> AdminError {
+    AdminError::Failed(e.to_string())
+}
+
+fn user_or_failed(e: tributary_connector_api::ConnectorError) -> AdminError {
+    if e.fault == tributary_connector_api::Fault::User {
+        AdminError::BadRequest(e.to_string())
+    } else {
+        AdminError::Failed(e.to_string())
+    }
+}
+
+impl Admin {
+    pub fn new(
+        state: StateStore,
+        registry: ConnectorRegistry,
+        cipher: Cipher,
+        settings: SyncSettings,
+    ) -> Admin {
+        Admin {
+            state,
+            registry: Arc::new(registry),
+            cipher: Arc::new(cipher),
+            settings,
+            limiters: Arc::new(Limiters::default()),
+        }
+    }
+
+    fn vault(&self, connection_id: &str) -> Arc<StateVault> {
+        StateVault::new(&self.state, &self.cipher, connection_id)
+    }
+
+    async fn stored(&self, id: &str) -> Result<StoredConnection, AdminError> {
+        self.state
+            .connection(id)
+            .await
+            .map_err(failed)?
+            .ok_or_else(|| AdminError::NotFound(format!("no connection {id:?}")))
+    }
+
+    /// Re-seals every connection's credentials with the current key.
+    pub async fn rotate_key(&self) -> Result<usize, ProducerError> {
+        let mut n = 0;
+        for c in self.state.connections().await? {
+            let id = &c.info.connection_id;
+            if let Some(sealed) = self.state.sealed_credentials(id).await? {
+                let plain = self.cipher.open(id, &sealed).map_err(|e| {
+                    ProducerError::State(format!("credentials of connection {id}: {e}"))
+                })?;
+                let resealed = self.cipher.seal(id, &plain);
+                self.state
+                    .save_sealed_credentials(id, &resealed, Timestamp::now())
+                    .await?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+}
+
+#[async_trait::async_trait]
+impl ConnectionAdmin for Admin {
+    async fn list(&self) -> Result<Vec<ConnectionView>, AdminError> {
+        Ok(self
+            .state
+            .connections()
+            .await
+            .map_err(failed)?
+            .iter()
+            .map(view)
+            .collect())
+    }
+
+    async fn add(
+        &self,
+        company_id: &str,
+        source: &str,
+        settings: Value,
+    ) -> Result<(ConnectionView, Option<String>), AdminError> {
+        if company_id.is_empty()
+            || !company_id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            return Err(AdminError::BadRequest(format!(
+                "company id {company_id:?} must be letters, digits, '-', '_' or '.'"
+            )));
+        }
+        let factory = self.registry.factory(source).map_err(user_or_failed)?;
+        factory.check_settings(&settings).map_err(user_or_failed)?;
+        let connection_id = format!(
+            "conn-{source}-{company_id}-{}",
+            &Key::generate().to_hex()[..8]
+        );
+        let info = ConnectionInfo {
+            connection_id: connection_id.clone(),
+            company_id: company_id.to_string(),
+            source: source.to_string(),
+            settings,
+        };
+        let needs_auth = factory.needs_authorization();
+        let now = Timestamp::now();
+        self.state
+            .add_connection_with_status(
+                &info,
+                if needs_auth {
+                    ConnectionStatus::PendingAuth
+                } else {
+                    ConnectionStatus::Linked
+                },
+                now,
+            )
+            .await
+            .map_err(failed)?;
+        let url = if needs_auth {
+            let state = Key::generate().to_hex();
+            self.state
+                .start_authorization(&state, &connection_id, now)
+                .await
+                .map_err(failed)?;
+            Some(
+                factory
+                    .authorization_url(&info, &state)
+                    .map_err(user_or_failed)?,
+            )
+        } else {
+            None
+        };
+        Ok((view(&self.stored(&connection_id).await?), url))
+    }
+
+    async fn check(&self, connection_id: &str) -> Result<String, AdminError> {
+        let stored = self.stored(connection_id).await?;
+        if stored.status == ConnectionStatus::Unlinked {
+            return Err(AdminError::BadRequest(format!(
+                "connection {connection_id} is unlinked"
+            )));
+        }
+        let connector = self
+            .registry
+            .build(&stored.info, self.vault(connection_id))
+            .map_err(user_or_failed)?;
+        connector.authenticate().await.map_err(user_or_failed)?;
+        let data_type = connector.data_types()[0];
+        let limiter = connector.rate_limits().map(|l| self.limiters.get(&l));
+        let request = tributary_connector_api::PageRequest {
+            data_type,
+            cursor: None,
+            now: Timestamp::now(),
+            page_size: 1,
+        };
+        let page = fetch_with_retry(
+            connector.as_ref(),
+            &request,
+            &self.settings,
+            limiter.as_deref(),
+        )
+        .await
+        .map_err(user_or_failed)?;
+        let mapped = page
+            .records
+            .iter()
+            .filter(|r| connector.map(data_type, r).is_ok())
+            .count();
+        Ok(format!(
+            "authenticated; fetched {} {data_type} record(s), {mapped} mapped",
+            page.records.len()
+        ))
+    }
+
+    async fn remove(&self, connection_id: &str) -> Result<(), AdminError> {
+        self.stored(connection_id).await?;
+        self.state
+            .unlink(connection_id, "removed by an operator", Timestamp::now())
+            .await
+            .map_err(failed)
+    }
+
+    async fn request_sync(&self) -> Result<(), AdminError> {
+        tracing::info!("sync requested");
+        self.state.request_sync().await.map_err(failed)
+    }
+
+    async fn complete_authorization(
+        &self,
+        source: &str,
+        state: &str,
+        code: &str,
+    ) -> Result<ConnectionView, AdminError> {
+        let now = Timestamp::now();
+        let Some(connection_id) = self
+            .state
+            .take_authorization(state, now, AUTHORIZATION_MAX_AGE_MS)
+            .await
+            .map_err(failed)?
+        else {
+            return Err(AdminError::BadRequest(
+                "unknown, used or expired authorization state: add the connection again".into(),
+            ));
+        };
+        let stored = self.stored(&connection_id).await?;
+        if stored.info.source != source {
+            return Err(AdminError::BadRequest(format!(
+                "the authorization was for a {} connection",
+                stored.info.source
+            )));
+        }
+        let factory = self.registry.factory(source).map_err(user_or_failed)?;
+        let granted = factory
+            .complete_authorization(&stored.info, code, self.vault(&connection_id))
+            .await
+            .map_err(user_or_failed)?;
+        let mut settings = stored.info.settings.clone();
+        if let (Some(into), Some(from)) = (settings.as_object_mut(), granted.as_object()) {
+            for (k, v) in from {
+                into.insert(k.clone(), v.clone());
+            }
+        }
+        self.state
+            .set_settings(&connection_id, &settings, now)
+            .await
+            .map_err(failed)?;
+        self.state
+            .set_status(&connection_id, ConnectionStatus::Linked, None, now)
+            .await
+            .map_err(failed)?;
+        Ok(view(&self.stored(&connection_id).await?))
+    }
+}
