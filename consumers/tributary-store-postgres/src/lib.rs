@@ -20,14 +20,14 @@ use tributary_telemetry::crash_point;
 
 use async_trait::async_trait;
 use sqlx::postgres::{PgPool, PgPoolOptions};
-use sqlx::{Postgres, Row, Transaction};
+use sqlx::{Postgres, Transaction};
 use tributary_projection::{
     Batch, Change, Checkpoint, Projection, ProjectionError, newest_per_record,
 };
-use tributary_schemas::{Event, SyncRunEvent, SyncRunStatus, Timestamp};
+use tributary_schemas::{Event, SyncRunEvent, SyncRunStatus};
 use tributary_store::{
-    CountRow, DataTypeStatus, ListQuery, ReadStore, RecordPage, SYNC_ROW_COLUMNS, StoreError,
-    StoredRecord, SyncRow, cursor_after, parse_cursor, status_from_rows,
+    CountRow, DataTypeStatus, ListQuery, ReadStore, RecordPage, StoreError, StoredRecord, SyncRow,
+    sql, status_from_rows,
 };
 
 const PROJECTION: &str = "sql-store";
@@ -271,40 +271,14 @@ async fn upsert_sync_run(
     Ok(())
 }
 
-const COLUMNS: &str = "company_id, data_type, record_id, connection_id, source, event_id, source_modified_at, fetched_at, deleted, data::text, revision";
-
-fn to_record(r: &sqlx::postgres::PgRow) -> Result<StoredRecord, StoreError> {
-    let id: String = r.get(2);
-    let data: Option<String> = r.get(9);
-    let data = match data {
-        Some(text) => serde_json::from_str(&text).map_err(|_| StoreError::Corrupt(id.clone()))?,
-        None => serde_json::Value::Null,
-    };
-    Ok(StoredRecord {
-        company_id: r.get(0),
-        data_type: r.get(1),
-        id,
-        connection_id: r.get(3),
-        source: r.get(4),
-        event_id: r.get(5),
-        source_modified_at: Timestamp(r.get(6)),
-        fetched_at: Timestamp(r.get(7)),
-        deleted: r.get(8),
-        data,
-        revision: r.get(10),
-    })
-}
-
 #[async_trait]
 impl ReadStore for PostgresStore {
     async fn companies(&self) -> Result<Vec<StoredRecord>, StoreError> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM records WHERE data_type = 'companies' AND NOT deleted ORDER BY data->>'name', company_id"
-        )))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(query_err)?;
-        rows.iter().map(to_record).collect()
+        let rows = sqlx::query_as(sql::COMPANIES)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(query_err)?;
+        sql::records(rows)
     }
 
     async fn get(
@@ -313,16 +287,14 @@ impl ReadStore for PostgresStore {
         data_type: &str,
         id: &str,
     ) -> Result<Option<StoredRecord>, StoreError> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM records WHERE company_id = $1 AND data_type = $2 AND record_id = $3"
-        )))
-        .bind(company_id)
-        .bind(data_type)
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(query_err)?;
-        row.as_ref().map(to_record).transpose()
+        let row: Option<sql::RecordRow> = sqlx::query_as(sql::GET)
+            .bind(company_id)
+            .bind(data_type)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(query_err)?;
+        row.map(StoredRecord::try_from).transpose()
     }
 
     async fn list(
@@ -331,59 +303,36 @@ impl ReadStore for PostgresStore {
         data_type: &str,
         query: &ListQuery,
     ) -> Result<RecordPage, StoreError> {
-        let (after_modified, after_id) = query
-            .cursor
-            .as_deref()
-            .and_then(parse_cursor)
-            .unwrap_or((i64::MIN, String::new()));
-        let since = query.modified_since.map_or(i64::MIN, |t| t.millis());
-        let limit = query.limit.clamp(1, 1000) as i64;
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM records WHERE company_id = $1 AND data_type = $2 \
-             AND (source_modified_at, record_id) > ($3, $4) AND source_modified_at >= $5 AND (NOT deleted OR $6) \
-             ORDER BY source_modified_at, record_id LIMIT $7"
-        )))
-        .bind(company_id)
-        .bind(data_type)
-        .bind(after_modified)
-        .bind(after_id)
-        .bind(since)
-        .bind(query.include_deleted)
-        .bind(limit + 1)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(query_err)?;
-        let mut records: Vec<StoredRecord> =
-            rows.iter().map(to_record).collect::<Result<_, _>>()?;
-        let next_cursor = if records.len() as i64 > limit {
-            records.truncate(limit as usize);
-            records.last().map(cursor_after)
-        } else {
-            None
-        };
-        Ok(RecordPage {
-            records,
-            next_cursor,
-        })
+        let b = query.bounds();
+        let rows = sqlx::query_as(sql::LIST)
+            .bind(company_id)
+            .bind(data_type)
+            .bind(b.after_modified)
+            .bind(b.after_id)
+            .bind(b.since)
+            .bind(query.include_deleted)
+            .bind(b.limit + 1)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(query_err)?;
+        sql::page(rows, b.limit)
     }
 
     async fn status(&self, company_id: &str) -> Result<Vec<DataTypeStatus>, StoreError> {
         let counts: Vec<CountRow> = sqlx::query_as(
-            "SELECT data_type, COUNT(*) FILTER (WHERE NOT deleted) AS records, COUNT(*) FILTER (WHERE deleted) AS deleted, \
-             MAX(source_modified_at) AS newest \
+            "SELECT data_type, COUNT(*) FILTER (WHERE NOT deleted) AS records, \
+             COUNT(*) FILTER (WHERE deleted) AS deleted, MAX(source_modified_at) AS newest \
              FROM records WHERE company_id = $1 GROUP BY data_type",
         )
         .bind(company_id)
         .fetch_all(&self.pool)
         .await
         .map_err(query_err)?;
-        let syncs: Vec<SyncRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {SYNC_ROW_COLUMNS} FROM sync_status WHERE company_id = $1 ORDER BY data_type, connection_id"
-        )))
-        .bind(company_id)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(query_err)?;
+        let syncs: Vec<SyncRow> = sqlx::query_as(sql::SYNC_ROWS)
+            .bind(company_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(query_err)?;
         Ok(status_from_rows(counts, syncs))
     }
 
@@ -392,15 +341,13 @@ impl ReadStore for PostgresStore {
         company_id: &str,
         data_type: &str,
     ) -> Result<Vec<StoredRecord>, StoreError> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM records WHERE company_id = $1 AND data_type = $2 AND NOT deleted ORDER BY record_id"
-        )))
-        .bind(company_id)
-        .bind(data_type)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(query_err)?;
-        rows.iter().map(to_record).collect()
+        let rows = sqlx::query_as(sql::LIVE)
+            .bind(company_id)
+            .bind(data_type)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(query_err)?;
+        sql::records(rows)
     }
 }
 

@@ -4,7 +4,6 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use tributary_projection::conformance::Harness;
 use tributary_schemas::DataType;
-use tributary_store::ReadStore;
 use tributary_store_sqlite::SqliteStore;
 
 struct Sqlite {
@@ -25,14 +24,9 @@ impl Harness for Sqlite {
         company: &str,
         data_type: DataType,
     ) -> BTreeMap<String, (i64, i64)> {
-        let records = store
-            .live_records(company, data_type.as_str())
+        tributary_store::live_versions(store, company, data_type.as_str())
             .await
-            .unwrap();
-        records
-            .into_iter()
-            .map(|r| (r.id, (r.source_modified_at.millis(), r.revision)))
-            .collect()
+            .unwrap()
     }
 }
 

@@ -7,6 +7,9 @@
 //! oldest version first so that following `next_cursor` never skips a record
 //! changed meanwhile.
 
+#[cfg(feature = "sqlx")]
+pub mod sql;
+
 use async_trait::async_trait;
 use serde::Serialize;
 use tributary_schemas::Timestamp;
@@ -151,6 +154,22 @@ pub trait Search: Send + Sync {
     async fn count(&self, company_id: &str, data_type: &str) -> Result<usize, StoreError>;
 }
 
+/// Live record ids of one company and data type with their versions
+/// (modification time, revision): what a check against a source of truth,
+/// or the conformance suite, compares.
+pub async fn live_versions(
+    store: &dyn ReadStore,
+    company_id: &str,
+    data_type: &str,
+) -> Result<std::collections::BTreeMap<String, (i64, i64)>, StoreError> {
+    Ok(store
+        .live_records(company_id, data_type)
+        .await?
+        .into_iter()
+        .map(|r| (r.id, (r.source_modified_at.millis(), r.revision)))
+        .collect())
+}
+
 /// The cursor after `record`, for [`RecordPage::next_cursor`].
 pub fn cursor_after(record: &StoredRecord) -> String {
     format!("{}:{}", record.source_modified_at.millis(), record.id)
@@ -190,10 +209,6 @@ pub struct SyncRow {
     pub failed_runs: i64,
     pub records_fetched: i64,
 }
-
-/// The columns that make a [`SyncRow`] from table `sync_status`.
-pub const SYNC_ROW_COLUMNS: &str = "data_type, connection_id, source, last_status, last_started_at, last_finished_at, \
-     last_success_at, last_error, runs, failed_runs, records_fetched";
 
 /// Joins count rows and sync rows into one status list, by data type.
 pub fn status_from_rows(counts: Vec<CountRow>, syncs: Vec<SyncRow>) -> Vec<DataTypeStatus> {

@@ -42,6 +42,33 @@ impl Secret {
     }
 }
 
+/// What an unset value may be written as: nothing, or an empty string
+/// (`url = ""`, `TRIBUTARY__STORE__URL=`).
+trait Blank {
+    fn is_blank(&self) -> bool;
+}
+
+impl Blank for String {
+    fn is_blank(&self) -> bool {
+        self.trim().is_empty()
+    }
+}
+
+impl Blank for Secret {
+    fn is_blank(&self) -> bool {
+        self.0.trim().is_empty()
+    }
+}
+
+/// Reads an optional setting, an empty string counting as unset.
+fn empty_is_unset<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de> + Blank,
+{
+    Ok(Option::<T>::deserialize(d)?.filter(|v| !v.is_blank()))
+}
+
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("[redacted]")
@@ -98,8 +125,13 @@ impl Default for Config {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct KafkaConfig {
-    /// An existing cluster's bootstrap servers; empty runs the local broker.
-    pub bootstrap_servers: String,
+    /// An existing cluster's bootstrap servers; unset (or empty) runs the
+    /// local broker.
+    #[serde(
+        deserialize_with = "empty_is_unset",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub bootstrap_servers: Option<String>,
     /// Partitions of each topic Tributary creates.
     pub partitions: i32,
     pub replication_factor: i32,
@@ -111,7 +143,7 @@ pub struct KafkaConfig {
 impl Default for KafkaConfig {
     fn default() -> Self {
         KafkaConfig {
-            bootstrap_servers: String::new(),
+            bootstrap_servers: None,
             partitions: 6,
             replication_factor: 1,
             client: BTreeMap::new(),
@@ -139,8 +171,13 @@ impl Default for LocalBrokerConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RegistryConfig {
-    /// An external Confluent-compatible registry; empty serves the embedded one.
-    pub url: String,
+    /// An external Confluent-compatible registry; unset (or empty) serves
+    /// the embedded one.
+    #[serde(
+        deserialize_with = "empty_is_unset",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub url: Option<String>,
     /// Port of the embedded registry.
     pub port: u16,
 }
@@ -148,7 +185,7 @@ pub struct RegistryConfig {
 impl Default for RegistryConfig {
     fn default() -> Self {
         RegistryConfig {
-            url: String::new(),
+            url: None,
             port: 8081,
         }
     }
@@ -233,7 +270,11 @@ impl Default for XeroConfig {
 pub struct SecurityConfig {
     /// The key that encrypts connection credentials at rest: 64 hex digits
     /// (32 bytes). Usually from `TRIBUTARY__SECURITY__CREDENTIALS_KEY`.
-    pub credentials_key: Secret,
+    #[serde(
+        deserialize_with = "empty_is_unset",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub credentials_key: Option<Secret>,
     /// A file holding the key instead. With neither set, `tributary up`
     /// creates `<data_dir>/credentials.key` (readable by its owner only).
     pub credentials_key_file: Option<PathBuf>,
@@ -249,8 +290,12 @@ pub struct SecurityConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct StoreConfig {
     /// A PostgreSQL URL (`postgres://user:password@host/db`) for the SQL
-    /// store; empty keeps it in SQLite under the data directory.
-    pub url: Secret,
+    /// store; unset (or empty) keeps it in SQLite under the data directory.
+    #[serde(
+        deserialize_with = "empty_is_unset",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub url: Option<Secret>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -259,9 +304,13 @@ pub struct StateConfig {
     /// A PostgreSQL URL for the connector workers' state (connections,
     /// credentials, cursors, sync leases), which workers on several
     /// machines share; it may be the store's database (the state keeps to
-    /// schema `tributary_state`). Empty keeps it in SQLite under the data
-    /// directory, for workers in one process.
-    pub url: Secret,
+    /// schema `tributary_state`). Unset (or empty) keeps it in SQLite under
+    /// the data directory, for workers in one process.
+    #[serde(
+        deserialize_with = "empty_is_unset",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub url: Option<Secret>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -325,9 +374,14 @@ pub struct SyncConfig {
     /// (every third of it): how soon other workers take over the
     /// connections of a worker that died.
     pub lease_secs: f64,
-    /// This worker's name in its leases; empty: host name and data
-    /// directory, so that a restarted worker resumes its own connections.
-    pub worker_id: String,
+    /// This worker's name in its leases; unset (or empty): host name and
+    /// data directory, so that a restarted worker resumes its own
+    /// connections.
+    #[serde(
+        deserialize_with = "empty_is_unset",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub worker_id: Option<String>,
 }
 
 impl Default for SyncConfig {
@@ -340,7 +394,7 @@ impl Default for SyncConfig {
             concurrency: 4,
             max_retry_wait_secs: 300,
             lease_secs: 30.0,
-            worker_id: String::new(),
+            worker_id: None,
         }
     }
 }
@@ -485,13 +539,15 @@ impl Config {
             ("store.url", &self.store.url),
             ("state.url", &self.state.url),
         ] {
-            if !url.expose().is_empty() && !url.expose().starts_with("postgres") {
+            if let Some(url) = url
+                && !url.expose().starts_with("postgres")
+            {
                 return Err(format!(
-                    "{key} must be a postgres:// or postgresql:// URL, or empty for SQLite"
+                    "{key} must be a postgres:// or postgresql:// URL, or unset for SQLite"
                 ));
             }
         }
-        if self.projector.consumer_group && self.store.url.expose().is_empty() {
+        if self.projector.consumer_group && self.store.url.is_none() {
             return Err("projector.consumer_group needs a PostgreSQL store (store.url): a SQLite store has one writer".into());
         }
         for key in &self.api.keys {
@@ -582,7 +638,10 @@ mod tests {
         assert_eq!(config.data_dir, PathBuf::from("/var/lib/t"));
         assert_eq!(config.api.listen, "0.0.0.0:1");
         assert_eq!(config.sandbox.companies, 2, "environment beats the file");
-        assert_eq!(config.kafka.bootstrap_servers, "k1:9092,k2:9092");
+        assert_eq!(
+            config.kafka.bootstrap_servers.as_deref(),
+            Some("k1:9092,k2:9092")
+        );
         assert_eq!(
             config.sync,
             SyncConfig::default(),
@@ -644,5 +703,43 @@ mod tests {
         assert!(!format!("{config:?}").contains("hunter2"));
         assert!(!config.to_toml().contains("hunter2"));
         assert!(config.to_toml().contains("[redacted]"));
+    }
+
+    #[test]
+    fn unset_and_empty_are_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("t.toml");
+        // Configs written before these settings were optional say "".
+        std::fs::write(
+            &file,
+            "[kafka]\nbootstrap_servers = \"\"\n[registry]\nurl = \"\"\n[store]\nurl = \"\"\n\
+             [state]\nurl = \"\"\n[security]\ncredentials_key = \"\"\n[sync]\nworker_id = \"\"\n",
+        )
+        .unwrap();
+        let from_empty = Config::load_from(Some(&file), env(&[])).unwrap();
+        assert_eq!(from_empty, Config::load_from(None, env(&[])).unwrap());
+        assert_eq!(from_empty.store.url, None);
+        assert_eq!(from_empty.kafka.bootstrap_servers, None);
+        let set = Config::load_from(
+            Some(&file),
+            env(&[
+                ("TRIBUTARY__STORE__URL", "postgres://u@h/db"),
+                ("TRIBUTARY__SYNC__WORKER_ID", "w1"),
+                ("TRIBUTARY__STATE__URL", ""),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            set.store.url.as_ref().map(Secret::expose),
+            Some("postgres://u@h/db")
+        );
+        assert_eq!(set.sync.worker_id.as_deref(), Some("w1"));
+        assert_eq!(set.state.url, None, "an empty variable unsets");
+        // Printed, an unset setting is left out.
+        let printed = from_empty.to_toml();
+        assert!(
+            !printed.contains("bootstrap_servers") && !printed.contains("worker_id"),
+            "{printed}"
+        );
     }
 }

@@ -66,7 +66,7 @@ pub(crate) async fn add_sandbox_connections(
 /// Prints, for each sandbox connection in the state store, the live record
 /// count per data type that a complete sync must end with at this moment.
 pub(crate) async fn print_sandbox_expectation(config: &Config) -> anyhow::Result<()> {
-    if config.state.url.expose().is_empty() {
+    if config.state.url.is_none() {
         let path = config.data_dir.join("state.db");
         if !Path::new(&path).exists() {
             bail!("no state at {}: run `tributary up` first", path.display());

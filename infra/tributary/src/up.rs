@@ -63,7 +63,7 @@ pub(crate) async fn up(config: Config) -> anyhow::Result<()> {
     let (publisher, admin) = if roles.workers {
         let (publisher, admin) = start_workers(&mut cx).await?;
         (Some(publisher), Some(admin))
-    } else if roles.api && !config.state.url.expose().is_empty() {
+    } else if roles.api && config.state.url.is_some() {
         // No worker here, but a state shared with workers elsewhere: the
         // API manages connections in it, and asks for syncs through it.
         let admin: Arc<dyn ConnectionAdmin> = Arc::new(wiring::admin(&config).await?);
@@ -145,8 +145,8 @@ pub(crate) async fn up(config: Config) -> anyhow::Result<()> {
 async fn start_broker(
     config: &Config,
 ) -> anyhow::Result<(Option<tributary_broker::LocalBroker>, String)> {
-    if !config.kafka.bootstrap_servers.is_empty() {
-        return Ok((None, config.kafka.bootstrap_servers.clone()));
+    if let Some(bootstrap) = &config.kafka.bootstrap_servers {
+        return Ok((None, bootstrap.clone()));
     }
     let binary = tributary_broker::find_tansu(config.broker.tansu_binary.as_deref())?;
     let broker = tributary_broker::LocalBroker::start(
@@ -165,8 +165,8 @@ async fn start_registry(
     shutdown: &watch::Receiver<bool>,
     tasks: &mut Tasks,
 ) -> anyhow::Result<String> {
-    if !config.registry.url.is_empty() {
-        return Ok(config.registry.url.clone());
+    if let Some(url) = &config.registry.url {
+        return Ok(url.clone());
     }
     let registry = tributary_registry::Registry::open(
         &config.data_dir.join("registry.db"),

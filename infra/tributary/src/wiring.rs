@@ -31,22 +31,22 @@ pub(crate) fn sync_settings(config: &Config) -> SyncSettings {
 /// The workers' state store: PostgreSQL when `state.url` is set, else
 /// SQLite in the data directory.
 pub(crate) async fn open_state(config: &Config) -> anyhow::Result<StateStore> {
-    let url = config.state.url.expose();
-    if url.is_empty() {
-        std::fs::create_dir_all(&config.data_dir).with_context(|| {
-            format!("cannot create data directory {}", config.data_dir.display())
-        })?;
-        Ok(StateStore::open(&config.data_dir.join("state.db")).await?)
-    } else {
-        Ok(StateStore::connect_postgres(url).await?)
+    match &config.state.url {
+        Some(url) => Ok(StateStore::connect_postgres(url.expose()).await?),
+        None => {
+            std::fs::create_dir_all(&config.data_dir).with_context(|| {
+                format!("cannot create data directory {}", config.data_dir.display())
+            })?;
+            Ok(StateStore::open(&config.data_dir.join("state.db")).await?)
+        }
     }
 }
 
 /// This process's worker name in sync leases: `sync.worker_id`, or the
 /// host name and the data directory.
 pub(crate) fn worker_id(config: &Config) -> String {
-    if !config.sync.worker_id.is_empty() {
-        return config.sync.worker_id.clone();
+    if let Some(id) = &config.sync.worker_id {
+        return id.clone();
     }
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
@@ -76,12 +76,12 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
 /// (created on first use).
 pub(crate) fn cipher(config: &Config) -> anyhow::Result<Cipher> {
     let s = &config.security;
-    let current = if !s.credentials_key.expose().is_empty() {
-        Key::from_hex(s.credentials_key.expose()).context("security.credentials_key")?
+    let current = if let Some(key) = &s.credentials_key {
+        Key::from_hex(key.expose()).context("security.credentials_key")?
     } else {
         let path = match &s.credentials_key_file {
             Some(p) => p.clone(),
-            None if !config.state.url.expose().is_empty() => {
+            None if config.state.url.is_some() => {
                 // A key made here would be this process's alone: other
                 // workers sharing the state could not open what it seals.
                 anyhow::bail!(
@@ -148,10 +148,9 @@ pub(crate) fn new_api_key() -> String {
 
 /// The broker to use: the configured cluster, or the local one.
 pub(crate) fn bootstrap_servers(config: &Config) -> String {
-    if config.kafka.bootstrap_servers.is_empty() {
-        format!("127.0.0.1:{}", config.broker.port)
-    } else {
-        config.kafka.bootstrap_servers.clone()
+    match &config.kafka.bootstrap_servers {
+        Some(bootstrap) => bootstrap.clone(),
+        None => format!("127.0.0.1:{}", config.broker.port),
     }
 }
 
@@ -191,8 +190,7 @@ pub(crate) struct Store {
 /// The SQL store: PostgreSQL when `store.url` is set, else SQLite in the
 /// data directory.
 pub(crate) async fn open_store(config: &Config) -> anyhow::Result<Store> {
-    let url = config.store.url.expose();
-    if url.is_empty() {
+    let Some(url) = &config.store.url else {
         let sqlite =
             tributary_store_sqlite::SqliteStore::open(&config.data_dir.join("store.db")).await?;
         return Ok(Store {
@@ -202,8 +200,8 @@ pub(crate) async fn open_store(config: &Config) -> anyhow::Result<Store> {
             assignment: Assignment::All,
             name: "SQLite store projector",
         });
-    }
-    let postgres = tributary_store_postgres::PostgresStore::connect(url).await?;
+    };
+    let postgres = tributary_store_postgres::PostgresStore::connect(url.expose()).await?;
     let assignment = if config.projector.consumer_group {
         // Any number of processes: they share the partitions in one group.
         Assignment::Group(format!(
