@@ -19,10 +19,7 @@ use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use tributary_projection::{Batch, Change, Checkpoint, Projection, ProjectionError};
 use tributary_schemas::{Event, SyncRunEvent, SyncRunStatus};
-use tributary_store::{
-    CountRow, DataTypeStatus, ListQuery, ReadStore, RecordPage, StoreError, StoredRecord, SyncRow,
-    sql, status_from_rows,
-};
+use tributary_store::StoreError;
 
 const PROJECTION: &str = "sql-store";
 
@@ -30,10 +27,6 @@ const PROJECTION: &str = "sql-store";
 #[derive(Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
-}
-
-fn query_err(e: sqlx::Error) -> StoreError {
-    StoreError::Query(e.to_string())
 }
 
 fn unavailable(e: sqlx::Error) -> ProjectionError {
@@ -120,84 +113,11 @@ impl SqliteStore {
     }
 }
 
-#[async_trait]
-impl ReadStore for SqliteStore {
-    async fn companies(&self) -> Result<Vec<StoredRecord>, StoreError> {
-        let rows = sqlx::query_as(sql::COMPANIES)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(query_err)?;
-        sql::records(rows)
-    }
+/// Live and deleted counts per data type of company `$1`.
+const COUNTS: &str = "SELECT data_type, SUM(deleted = 0) AS records, SUM(deleted = 1) AS deleted, \
+             MAX(source_modified_at) AS newest FROM records WHERE company_id = $1 GROUP BY data_type";
 
-    async fn get(
-        &self,
-        company_id: &str,
-        data_type: &str,
-        id: &str,
-    ) -> Result<Option<StoredRecord>, StoreError> {
-        let row: Option<sql::RecordRow> = sqlx::query_as(sql::GET)
-            .bind(company_id)
-            .bind(data_type)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(query_err)?;
-        row.map(StoredRecord::try_from).transpose()
-    }
-
-    async fn list(
-        &self,
-        company_id: &str,
-        data_type: &str,
-        query: &ListQuery,
-    ) -> Result<RecordPage, StoreError> {
-        let b = query.bounds();
-        let rows = sqlx::query_as(sql::LIST)
-            .bind(company_id)
-            .bind(data_type)
-            .bind(b.after_modified)
-            .bind(b.after_id)
-            .bind(b.since)
-            .bind(query.include_deleted)
-            .bind(b.limit + 1)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(query_err)?;
-        sql::page(rows, b.limit)
-    }
-
-    async fn status(&self, company_id: &str) -> Result<Vec<DataTypeStatus>, StoreError> {
-        let counts: Vec<CountRow> = sqlx::query_as(
-            "SELECT data_type, SUM(deleted = 0) AS records, SUM(deleted = 1) AS deleted, \
-             MAX(source_modified_at) AS newest FROM records WHERE company_id = $1 GROUP BY data_type",
-        )
-        .bind(company_id)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(query_err)?;
-        let syncs: Vec<SyncRow> = sqlx::query_as(sql::SYNC_ROWS)
-            .bind(company_id)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(query_err)?;
-        Ok(status_from_rows(counts, syncs))
-    }
-
-    async fn live_records(
-        &self,
-        company_id: &str,
-        data_type: &str,
-    ) -> Result<Vec<StoredRecord>, StoreError> {
-        let rows = sqlx::query_as(sql::LIVE)
-            .bind(company_id)
-            .bind(data_type)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(query_err)?;
-        sql::records(rows)
-    }
-}
+tributary_store::impl_read_store!(SqliteStore, counts = COUNTS);
 
 async fn upsert_record(tx: &mut sqlx::SqliteConnection, event: &Event) -> Result<(), sqlx::Error> {
     let data = match &event.record {

@@ -135,3 +135,96 @@ pub fn page(rows: Vec<RecordRow>, limit: i64) -> Result<RecordPage, StoreError> 
         next_cursor,
     })
 }
+
+/// Implements [`ReadStore`](crate::ReadStore) for a backend type with a
+/// `pool` field, on the queries above: the backends differ only in their
+/// pool's database and in `$counts`, the query that makes a
+/// [`CountRow`](crate::CountRow) per data type of company `$1`.
+#[macro_export]
+macro_rules! impl_read_store {
+    ($store:ty, counts = $counts:expr) => {
+        #[async_trait::async_trait]
+        impl $crate::ReadStore for $store {
+            async fn companies(&self) -> Result<Vec<$crate::StoredRecord>, $crate::StoreError> {
+                let rows = sqlx::query_as($crate::sql::COMPANIES)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err($crate::sql::query_error)?;
+                $crate::sql::records(rows)
+            }
+
+            async fn get(
+                &self,
+                company_id: &str,
+                data_type: &str,
+                id: &str,
+            ) -> Result<Option<$crate::StoredRecord>, $crate::StoreError> {
+                let row: Option<$crate::sql::RecordRow> = sqlx::query_as($crate::sql::GET)
+                    .bind(company_id)
+                    .bind(data_type)
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err($crate::sql::query_error)?;
+                row.map($crate::StoredRecord::try_from).transpose()
+            }
+
+            async fn list(
+                &self,
+                company_id: &str,
+                data_type: &str,
+                query: &$crate::ListQuery,
+            ) -> Result<$crate::RecordPage, $crate::StoreError> {
+                let b = query.bounds();
+                let rows = sqlx::query_as($crate::sql::LIST)
+                    .bind(company_id)
+                    .bind(data_type)
+                    .bind(b.after_modified)
+                    .bind(b.after_id)
+                    .bind(b.since)
+                    .bind(query.include_deleted)
+                    .bind(b.limit + 1)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err($crate::sql::query_error)?;
+                $crate::sql::page(rows, b.limit)
+            }
+
+            async fn status(
+                &self,
+                company_id: &str,
+            ) -> Result<Vec<$crate::DataTypeStatus>, $crate::StoreError> {
+                let counts: Vec<$crate::CountRow> = sqlx::query_as($counts)
+                    .bind(company_id)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err($crate::sql::query_error)?;
+                let syncs: Vec<$crate::SyncRow> = sqlx::query_as($crate::sql::SYNC_ROWS)
+                    .bind(company_id)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err($crate::sql::query_error)?;
+                Ok($crate::status_from_rows(counts, syncs))
+            }
+
+            async fn live_records(
+                &self,
+                company_id: &str,
+                data_type: &str,
+            ) -> Result<Vec<$crate::StoredRecord>, $crate::StoreError> {
+                let rows = sqlx::query_as($crate::sql::LIVE)
+                    .bind(company_id)
+                    .bind(data_type)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err($crate::sql::query_error)?;
+                $crate::sql::records(rows)
+            }
+        }
+    };
+}
+
+/// A query that failed.
+pub fn query_error(e: sqlx::Error) -> StoreError {
+    StoreError::Query(e.to_string())
+}
