@@ -58,21 +58,7 @@ pub fn customer(company: &str, id: &str, version: i64, deleted: bool, name: &str
 
 /// A batch of `events` on partition 0 starting at offset `first`.
 pub fn batch(first: i64, events: Vec<Event>) -> Batch {
-    let items: Vec<Item> = events
-        .into_iter()
-        .enumerate()
-        .map(|(i, e)| Item {
-            topic: TOPIC.into(),
-            partition: 0,
-            offset: first + i as i64,
-            change: Change::Record(e),
-        })
-        .collect();
-    let next = first + items.len() as i64;
-    Batch {
-        items,
-        positions: Checkpoint::from([((TOPIC.to_string(), 0), next)]),
-    }
+    Batch::of_events(TOPIC, 0, first, events)
 }
 
 /// Live ids at `version`, revision 0.

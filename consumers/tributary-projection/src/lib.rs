@@ -52,6 +52,26 @@ pub struct Batch {
     pub positions: Checkpoint,
 }
 
+impl Batch {
+    /// `events` read in a row from one partition, the first at offset
+    /// `first`, and the checkpoint just past them.
+    pub fn of_events(topic: &str, partition: i32, first: i64, events: Vec<Event>) -> Batch {
+        let next = first + events.len() as i64;
+        let items = (first..)
+            .zip(events)
+            .map(|(offset, event)| Item {
+                topic: topic.to_string(),
+                partition,
+                offset,
+                change: Change::Record(event),
+            })
+            .collect();
+        let mut positions = Checkpoint::new();
+        positions.advance(topic, partition, next);
+        Batch { items, positions }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectionError {
     /// The store is unreachable or busy: the loop retries the same batch.

@@ -136,16 +136,7 @@ pub(crate) fn start(
 }
 
 pub(crate) async fn get(api: &str, path: &str) -> Option<serde_json::Value> {
-    let resp = reqwest::Client::new()
-        .get(format!("{api}{path}"))
-        .bearer_auth(API_KEY)
-        .send()
-        .await
-        .ok()?;
-    if !resp.status().is_success() {
-        return None;
-    }
-    resp.json().await.ok()
+    tributary_testkit::api_get(&format!("{api}{path}"), API_KEY).await
 }
 
 /// Invoices stored and indexed, summed over the companies.

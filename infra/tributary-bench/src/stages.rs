@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use tributary_connector_api::{
     ConnectionInfo, ConnectorError, ConnectorFactory, CredentialVault, Credentials, PageRequest,
 };
-use tributary_projection::{Batch, Change, Checkpoint, Item, Projection, ProjectionError};
+use tributary_projection::{Batch, Checkpoint, Projection, ProjectionError};
 use tributary_schemas::{DataType, Event, Timestamp, event_id};
 
 use crate::source::{Source, tenant_id};
@@ -155,22 +155,7 @@ pub(crate) fn batches(events: &[Event], size: usize) -> Vec<Batch> {
     events
         .chunks(size)
         .enumerate()
-        .map(|(b, chunk)| {
-            let first = (b * size) as i64;
-            let items = chunk
-                .iter()
-                .enumerate()
-                .map(|(i, e)| Item {
-                    topic: topic.clone(),
-                    partition: 0,
-                    offset: first + i as i64,
-                    change: Change::Record(e.clone()),
-                })
-                .collect();
-            let mut positions = Checkpoint::new();
-            positions.advance(&topic, 0, first + chunk.len() as i64);
-            Batch { items, positions }
-        })
+        .map(|(b, chunk)| Batch::of_events(&topic, 0, (b * size) as i64, chunk.to_vec()))
         .collect()
 }
 

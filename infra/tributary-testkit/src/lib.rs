@@ -210,3 +210,18 @@ impl Drop for PgCluster {
             .output();
     }
 }
+
+/// GETs `url` from a pipeline's API with `key`: the JSON answer, or `None`
+/// when it is not there (yet), refused, or not reachable.
+pub async fn api_get(url: &str, key: &str) -> Option<serde_json::Value> {
+    let resp = reqwest::Client::new()
+        .get(url)
+        .bearer_auth(key)
+        .send()
+        .await
+        .ok()?;
+    if !resp.status().is_success() {
+        return None;
+    }
+    resp.json().await.ok()
+}

@@ -54,16 +54,7 @@ pub(crate) const API_KEY: &str = "tributary-test-admin-key";
 pub(crate) const API_KEYS_TOML: &str = "keys = [{ name = \"tests\", sha256 = \"48cf06bbab31cbd2d36e7168c71365aff28fc503854421cb4554faf3bdf2ce10\", companies = [\"*\"] }]";
 
 pub(crate) async fn get(url: &str) -> Option<Value> {
-    let resp = reqwest::Client::new()
-        .get(url)
-        .bearer_auth(API_KEY)
-        .send()
-        .await
-        .ok()?;
-    if !resp.status().is_success() {
-        return None;
-    }
-    resp.json().await.ok()
+    tributary_testkit::api_get(url, API_KEY).await
 }
 
 /// Live record counts per (company, data type) that the API reports.
