@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use rdkafka::ClientConfig;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tributary_api::ApiState;
@@ -16,7 +15,7 @@ use tributary_connector_api::admin::ConnectionAdmin;
 use tributary_producer::{Publisher, Worker};
 use tributary_projection::Projection;
 use tributary_projector::{Assignment, ProjectorSettings};
-use tributary_schemas::{DataType, SyncRunEvent, all_topics};
+use tributary_schemas::{DataType, SyncRunEvent};
 use tributary_store::{ReadStore, Search};
 
 use crate::{sandbox, wiring};
@@ -27,7 +26,7 @@ type Tasks = JoinSet<anyhow::Result<()>>;
 /// shutdown signal, and the task set it adds its tasks to.
 struct Roles<'a> {
     config: &'a Config,
-    client: ClientConfig,
+    client: wiring::KafkaClient,
     registry_url: String,
     shutdown: watch::Receiver<bool>,
     tasks: &'a mut Tasks,
@@ -41,16 +40,10 @@ pub(crate) async fn up(config: Config) -> anyhow::Result<()> {
     let (shutdown_tx, shutdown) = watch::channel(false);
     let mut tasks = Tasks::new();
 
-    let (local_broker, bootstrap) = start_broker(&config).await?;
+    let (local_broker, bootstrap) = wiring::start_broker(&config).await?;
     let registry_url = start_registry(&config, &shutdown, &mut tasks).await?;
     let client = wiring::kafka_client(&config, &bootstrap);
-    tributary_broker::ensure_topics(
-        &client,
-        &all_topics(),
-        config.kafka.partitions,
-        config.kafka.replication_factor,
-    )
-    .await?;
+    wiring::ensure_topics(&config, &client).await?;
 
     let mut cx = Roles {
         config: &config,
@@ -138,25 +131,6 @@ pub(crate) async fn up(config: Config) -> anyhow::Result<()> {
         tokio::task::block_in_place(|| broker.stop(Duration::from_secs(10)));
     }
     outcome
-}
-
-/// The configured cluster, or a local durable broker: (its handle when
-/// local, the bootstrap servers).
-async fn start_broker(
-    config: &Config,
-) -> anyhow::Result<(Option<tributary_broker::LocalBroker>, String)> {
-    if let Some(bootstrap) = &config.kafka.bootstrap_servers {
-        return Ok((None, bootstrap.clone()));
-    }
-    let binary = tributary_broker::find_tansu(config.broker.tansu_binary.as_deref())?;
-    let broker = tributary_broker::LocalBroker::start(
-        &binary,
-        &config.data_dir.join("broker"),
-        config.broker.port,
-    )
-    .await?;
-    let bootstrap = broker.bootstrap_servers().to_string();
-    Ok((Some(broker), bootstrap))
 }
 
 /// The configured registry, or the embedded one served on `registry.port`.

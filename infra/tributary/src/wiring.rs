@@ -146,6 +146,9 @@ pub(crate) fn new_api_key() -> String {
     format!("trb_{}", Key::generate().to_hex())
 }
 
+/// The settings every Kafka client of this process starts from.
+pub(crate) type KafkaClient = ClientConfig;
+
 /// The broker to use: the configured cluster, or the local one.
 pub(crate) fn bootstrap_servers(config: &Config) -> String {
     match &config.kafka.bootstrap_servers {
@@ -226,4 +229,35 @@ pub(crate) fn open_index(
 ) -> anyhow::Result<(Arc<dyn tributary_store::Search>, Box<dyn Projection>)> {
     let (projection, search) = tributary_index_tantivy::open(&config.data_dir.join("index"))?;
     Ok((Arc::new(search), Box::new(projection)))
+}
+
+/// The configured cluster, or a local durable broker: (its handle when
+/// local, the bootstrap servers).
+pub(crate) async fn start_broker(
+    config: &Config,
+) -> anyhow::Result<(Option<tributary_broker::LocalBroker>, String)> {
+    if let Some(bootstrap) = &config.kafka.bootstrap_servers {
+        return Ok((None, bootstrap.clone()));
+    }
+    let binary = tributary_broker::find_tansu(config.broker.tansu_binary.as_deref())?;
+    let broker = tributary_broker::LocalBroker::start(
+        &binary,
+        &config.data_dir.join("broker"),
+        config.broker.port,
+    )
+    .await?;
+    let bootstrap = broker.bootstrap_servers().to_string();
+    Ok((Some(broker), bootstrap))
+}
+
+/// Creates the topics Tributary publishes to, where they are missing.
+pub(crate) async fn ensure_topics(config: &Config, client: &ClientConfig) -> anyhow::Result<()> {
+    tributary_broker::ensure_topics(
+        client,
+        &tributary_schemas::all_topics(),
+        config.kafka.partitions,
+        config.kafka.replication_factor,
+    )
+    .await?;
+    Ok(())
 }
