@@ -165,6 +165,7 @@ impl Raw {
 struct DeadLetters {
     producer: FutureProducer,
     projection: &'static str,
+    max_message_bytes: usize,
 }
 
 impl DeadLetters {
@@ -189,7 +190,9 @@ impl DeadLetters {
             replays: raw.replays,
             key: raw.key.clone(),
             payload: raw.payload.clone(),
-        };
+            cut: None,
+        }
+        .fit(self.max_message_bytes);
         loop {
             match letter.send(&self.producer).await {
                 Ok(()) => {
@@ -280,6 +283,7 @@ pub async fn run<P: Projection>(
             .create()
             .map_err(kafka("create the dead-letter producer"))?,
         projection: name,
+        max_message_bytes: tributary_kafka::max_message_bytes(client),
     };
     let mut positions = checkpoint;
     let mut last_lag = Instant::now();

@@ -64,9 +64,54 @@ pub struct DeadLetter {
     pub replays: u32,
     pub key: Option<Vec<u8>>,
     pub payload: Vec<u8>,
+    /// Set when `payload` is only the start of what failed, cut so the
+    /// letter fits in a message: what the whole was.
+    pub cut: Option<Cut>,
 }
 
+/// What a dead letter's payload was before it was cut to fit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cut {
+    pub original_size: usize,
+    /// SHA-256 of the whole payload, lowercase hex.
+    pub sha256: String,
+}
+
+/// Header names of a cut payload.
+const ORIGINAL_SIZE: &str = "tributary.payload.original_size";
+const ORIGINAL_SHA256: &str = "tributary.payload.sha256";
+
 impl DeadLetter {
+    /// The letter cut, if need be, to fit in a message of `max_bytes`: a
+    /// letter must never fail to be written (its page would wait forever
+    /// behind it), so what does not fit is cut, and its size and digest
+    /// kept.
+    pub fn fit(mut self, max_bytes: usize) -> DeadLetter {
+        let key = self.key.as_deref().unwrap_or_default();
+        let size = crate::message_size(&self.payload, key, &self.header_pairs());
+        if size <= max_bytes {
+            return self;
+        }
+        use sha2::Digest;
+        let cut = Cut {
+            original_size: self.payload.len(),
+            sha256: hex(&sha2::Sha256::digest(&self.payload)),
+        };
+        self.cut = Some(cut);
+        // The reason too may be huge (a source's error text): keep its start.
+        if self.reason.len() > 4_096 {
+            let mut end = 4_096;
+            while !self.reason.is_char_boundary(end) {
+                end -= 1;
+            }
+            self.reason.truncate(end);
+        }
+        let key = self.key.as_deref().unwrap_or_default();
+        let others = crate::message_size(&[], key, &self.header_pairs());
+        self.payload.truncate(max_bytes.saturating_sub(others));
+        self
+    }
+
     /// The headers it is written with.
     pub fn header_pairs(&self) -> Vec<(&'static str, String)> {
         let mut pairs = vec![
@@ -94,6 +139,10 @@ impl DeadLetter {
             }
         }
         pairs.push((dead_letter::REPLAYS, self.replays.to_string()));
+        if let Some(cut) = &self.cut {
+            pairs.push((ORIGINAL_SIZE, cut.original_size.to_string()));
+            pairs.push((ORIGINAL_SHA256, cut.sha256.clone()));
+        }
         pairs
     }
 
@@ -136,6 +185,13 @@ impl DeadLetter {
                 .unwrap_or(0),
             key,
             payload,
+            cut: match (header(ORIGINAL_SIZE), header(ORIGINAL_SHA256)) {
+                (Some(size), Some(sha256)) => Some(Cut {
+                    original_size: size.parse().map_err(|e| format!("{ORIGINAL_SIZE}: {e}"))?,
+                    sha256: sha256.to_string(),
+                }),
+                _ => None,
+            },
         })
     }
 
@@ -154,6 +210,10 @@ impl DeadLetter {
             .map(|_| ())
             .map_err(|(e, _)| format!("cannot dead-letter {}: {e}", self.origin))
     }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A message of the dead-letter topic as read back.
@@ -331,6 +391,13 @@ pub fn replay_target(stored: &StoredLetter) -> Result<(&DeadLetter, &str), Repla
             letter.stage
         )));
     };
+    if let Some(cut) = &letter.cut {
+        return Err(ReplayError::Refused(format!(
+            "dead letter {at} holds only the first {} of {} bytes: the message cannot be sent again",
+            letter.payload.len(),
+            cut.original_size
+        )));
+    }
     if letter.replays >= dead_letter::MAX_REPLAYS {
         return Err(ReplayError::Refused(format!(
             "dead letter {at} was replayed {} times already; it will not be replayed again",
@@ -392,6 +459,7 @@ mod tests {
             replays,
             key: Some(b"acme".to_vec()),
             payload: b"bad".to_vec(),
+            cut: None,
         }
     }
 
@@ -406,6 +474,7 @@ mod tests {
             replays: 0,
             key: None,
             payload: br#"{"InvoiceID": "x"}"#.to_vec(),
+            cut: None,
         }
     }
 
@@ -420,6 +489,33 @@ mod tests {
             let back = DeadLetter::read(&headers, letter.key.clone(), letter.payload.clone());
             assert_eq!(back, Ok(letter));
         }
+    }
+
+    #[test]
+    fn a_letter_too_large_is_cut_to_fit_and_says_what_it_was() {
+        let mut letter = map_letter();
+        letter.payload = vec![b'x'; 3_000_000];
+        letter.reason = "r".repeat(10_000);
+        let fitted = letter.clone().fit(1_000_000);
+        let key = fitted.key.clone().unwrap_or_default();
+        let size = crate::message_size(&fitted.payload, &key, &fitted.header_pairs());
+        assert!(size <= 1_000_000, "{size}");
+        assert!(fitted.payload.len() > 900_000, "{}", fitted.payload.len());
+        assert!(letter.payload.starts_with(&fitted.payload));
+        let cut = fitted.cut.clone().unwrap();
+        assert_eq!(cut.original_size, 3_000_000);
+        assert_eq!(cut.sha256.len(), 64);
+        assert!(fitted.reason.len() <= 4_096);
+        // Written and read back, the cut is still known.
+        let headers: BTreeMap<String, String> = fitted
+            .header_pairs()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        let back = DeadLetter::read(&headers, fitted.key.clone(), fitted.payload.clone()).unwrap();
+        assert_eq!(back, fitted);
+        // What fits is left alone.
+        assert_eq!(map_letter().fit(1_000_000), map_letter());
     }
 
     #[test]

@@ -16,7 +16,7 @@ use rdkafka::ClientConfig;
 use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::FutureProducer;
 
-pub use dead_letters::{DeadLetter, Origin};
+pub use dead_letters::{Cut, DeadLetter, Origin};
 
 #[derive(Debug, thiserror::Error)]
 pub enum KafkaError {
@@ -31,6 +31,39 @@ pub enum KafkaError {
     Broker { bootstrap: String, message: String },
     #[error("a blocking task failed")]
     Task(#[from] tokio::task::JoinError),
+}
+
+/// librdkafka's own default for `message.max.bytes`: the largest message
+/// (value, key and headers) a producer sends; Kafka brokers' default limit
+/// per message (`message.max.bytes`, topic `max.message.bytes`) is a little
+/// above it.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1_000_000;
+
+/// What a message costs beyond its value, key and headers (librdkafka
+/// counts record overhead too): room kept free when fitting one.
+pub const MESSAGE_OVERHEAD_BYTES: usize = 1_024;
+
+/// The largest message `client` may send: its `message.max.bytes`, or
+/// librdkafka's default.
+pub fn max_message_bytes(client: &ClientConfig) -> usize {
+    client
+        .get("message.max.bytes")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(DEFAULT_MAX_MESSAGE_BYTES)
+}
+
+/// The size a message of this value, key and headers counts against
+/// [`max_message_bytes`].
+pub fn message_size<K: AsRef<str>, V: AsRef<str>>(
+    payload: &[u8],
+    key: &[u8],
+    headers: &[(K, V)],
+) -> usize {
+    let headers: usize = headers
+        .iter()
+        .map(|(k, v)| k.as_ref().len() + v.as_ref().len())
+        .sum();
+    payload.len() + key.len() + headers + MESSAGE_OVERHEAD_BYTES
 }
 
 /// The `bootstrap.servers` a client was made for, for error messages.

@@ -28,7 +28,7 @@ pub mod vault;
 pub mod worker;
 
 pub use admin::Admin;
-pub use publisher::Publisher;
+pub use publisher::{Publisher, TooLarge};
 pub use state::{StateStore, StoredConnection};
 pub use worker::{SyncSettings, Worker, fetch_with_retry};
 

@@ -40,12 +40,34 @@ pub struct Publisher {
     schemas: Vec<(String, String)>,
     registry_url: String,
     bootstrap: String,
+    max_message_bytes: usize,
+}
+
+/// An event not sent because its message would be larger than the broker
+/// takes: the caller sets its record aside instead.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TooLarge {
+    pub event_id: String,
+    /// The message's size, value, key and headers.
+    pub size: usize,
+    pub limit: usize,
+}
+
+impl std::fmt::Display for TooLarge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the record's event is {} bytes, over the {}-byte limit of a message (kafka message.max.bytes)",
+            self.size, self.limit
+        )
+    }
 }
 
 impl Publisher {
     pub fn new(client: &ClientConfig, registry_url: &str) -> Result<Self, ProducerError> {
         // Idempotence: broker-side dedupe of retried sends, in order per partition.
         let config = tributary_kafka::producer_config(client);
+        let max_message_bytes = tributary_kafka::max_message_bytes(&config);
         let bootstrap = config.get("bootstrap.servers").unwrap_or("?").to_string();
         let producer: FutureProducer = config
             .create()
@@ -85,6 +107,7 @@ impl Publisher {
             strategies,
             schemas,
             registry_url: registry_url.trim_end_matches('/').to_string(),
+            max_message_bytes,
             bootstrap,
         })
     }
@@ -140,23 +163,39 @@ impl Publisher {
     }
 
     /// Publishes `events`, each to its data type's topic keyed by company,
-    /// and returns only once the broker acknowledged every one.
-    pub async fn publish_events(&self, events: &[Event]) -> Result<(), ProducerError> {
+    /// and returns only once the broker acknowledged every one, except those
+    /// whose message would be over the size limit: those are not sent (one
+    /// would fail its whole page, for ever), and returned, for the caller
+    /// to set their records aside.
+    pub async fn publish_events(&self, events: &[Event]) -> Result<Vec<TooLarge>, ProducerError> {
         let mut outgoing = Vec::with_capacity(events.len());
+        let mut too_large = Vec::new();
         for event in events {
             let data_type = event
                 .data_type()
                 .map_err(|e| ProducerError::Schema(e.to_string()))?;
             let topic = data_type.topic();
             let payload = self.encode(&topic, event).await?;
+            let headers = vec![("tributary.event_id", event.event_id.clone())];
+            let size =
+                tributary_kafka::message_size(&payload, event.company_id.as_bytes(), &headers);
+            if size > self.max_message_bytes {
+                too_large.push(TooLarge {
+                    event_id: event.event_id.clone(),
+                    size,
+                    limit: self.max_message_bytes,
+                });
+                continue;
+            }
             outgoing.push(Outgoing {
                 topic,
                 key: event.company_id.clone(),
                 payload,
-                headers: vec![("tributary.event_id", event.event_id.clone())],
+                headers,
             });
         }
-        self.send_all(outgoing).await
+        self.send_all(outgoing).await?;
+        Ok(too_large)
     }
 
     /// Publishes sync-run outcomes together, waiting for every ack once.
@@ -197,7 +236,9 @@ impl Publisher {
                 key: Some(company_id.as_bytes().to_vec()),
                 payload: serde_json::to_vec(raw)
                     .map_err(|e| ProducerError::Schema(e.to_string()))?,
-            };
+                cut: None,
+            }
+            .fit(self.max_message_bytes);
             outgoing.push(Outgoing {
                 topic: dead_letter_topic(),
                 key: company_id.to_string(),

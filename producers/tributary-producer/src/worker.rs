@@ -398,28 +398,33 @@ impl Worker {
             run.pages_fetched += 1;
             run.records_fetched += page.records.len() as i64;
             let mut events = Vec::with_capacity(page.records.len());
+            let mut raw_of: HashMap<String, &serde_json::Value> = HashMap::new();
             let mut dead = Vec::new();
             for raw in &page.records {
                 match connector.map(data_type, raw) {
-                    Ok(mapped) => events.push(Event {
-                        event_id: event_id(
-                            &info.connection_id,
-                            data_type,
-                            &mapped.source_record_id,
-                            mapped.source_modified_at,
-                            mapped.deleted,
-                        ),
-                        company_id: info.company_id.clone(),
-                        connection_id: info.connection_id.clone(),
-                        data_type: data_type.as_str().into(),
-                        source: info.source.clone(),
-                        source_record_id: mapped.source_record_id,
-                        source_modified_at: mapped.source_modified_at,
-                        fetched_at: now,
-                        deleted: mapped.deleted,
-                        revision: 0,
-                        record: mapped.record,
-                    }),
+                    Ok(mapped) => {
+                        let event = Event {
+                            event_id: event_id(
+                                &info.connection_id,
+                                data_type,
+                                &mapped.source_record_id,
+                                mapped.source_modified_at,
+                                mapped.deleted,
+                            ),
+                            company_id: info.company_id.clone(),
+                            connection_id: info.connection_id.clone(),
+                            data_type: data_type.as_str().into(),
+                            source: info.source.clone(),
+                            source_record_id: mapped.source_record_id,
+                            source_modified_at: mapped.source_modified_at,
+                            fetched_at: now,
+                            deleted: mapped.deleted,
+                            revision: 0,
+                            record: mapped.record,
+                        };
+                        raw_of.insert(event.event_id.clone(), raw);
+                        events.push(event);
+                    }
                     Err(e) => {
                         // A bad record never stops the sync: it is kept, with the reason.
                         metrics::error(&info.source, data_type, "map", &e.to_string());
@@ -436,7 +441,21 @@ impl Worker {
             let events = self
                 .recent
                 .unpublished(&info.connection_id, data_type, events);
-            self.publisher.publish_events(&events).await?;
+            let too_large = self.publisher.publish_events(&events).await?;
+            if !too_large.is_empty() {
+                // Set aside like a record that cannot be mapped, so the
+                // records behind them are not held up.
+                let dead: Vec<(String, &serde_json::Value)> = too_large
+                    .iter()
+                    .filter_map(|t| raw_of.get(&t.event_id).map(|raw| (t.to_string(), *raw)))
+                    .collect();
+                for (reason, _) in &dead {
+                    metrics::error(&info.source, data_type, "too_large", reason);
+                }
+                self.publisher
+                    .publish_dead_letters(&info.company_id, &info.connection_id, data_type, &dead)
+                    .await?;
+            }
             self.recent
                 .published(&info.connection_id, data_type, &events);
             crash_point("worker.after_publish");

@@ -1,0 +1,227 @@
+#![allow(clippy::unwrap_used)] // a test stops at its first surprise
+//! Nothing too large blocks a data type: a page with three good customers,
+//! one valid customer of about 1.5 MB and one hostile record of 5 MB that
+//! cannot be mapped, synced through a real broker (the local Tansu) and a
+//! registry. The good ones are published, both big ones become dead letters
+//! cut to fit with their original size and digest, and the cursor moves on.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use serde_json::{Value, json};
+use sha2::Digest;
+use tokio::sync::watch;
+use tributary_connector_api::{
+    ConnectionInfo, Connector, ConnectorError, ConnectorFactory, ConnectorRegistry,
+    CredentialVault, Cursor, Fault, MappedRecord, Page, PageRequest,
+};
+use tributary_kafka::dead_letters;
+use tributary_producer::secrets::{Cipher, Key};
+use tributary_producer::{Publisher, StateStore, SyncSettings, Worker};
+use tributary_schemas::model::Contact;
+use tributary_schemas::{DataType, DeadLetterStage, Record, Timestamp};
+
+const SOURCE: &str = "bulky";
+
+/// One page of customers, some of them enormous.
+struct Bulky;
+
+fn page() -> Vec<Value> {
+    let mut records: Vec<Value> = (1..=3)
+        .map(|i| json!({"id": format!("good-{i}"), "name": format!("Good {i}")}))
+        .collect();
+    records.insert(
+        1,
+        json!({"id": "huge-valid", "name": "x".repeat(1_500_000)}),
+    );
+    // No id: it cannot be mapped, and it is 5 MB.
+    records.push(json!({"junk": "y".repeat(5_000_000)}));
+    records
+}
+
+#[async_trait]
+impl Connector for Bulky {
+    fn data_types(&self) -> Vec<DataType> {
+        vec![DataType::Customer]
+    }
+    async fn authenticate(&self) -> Result<(), ConnectorError> {
+        Ok(())
+    }
+    async fn fetch_page(&self, request: &PageRequest) -> Result<Page, ConnectorError> {
+        let records = if request.cursor.is_some() {
+            vec![]
+        } else {
+            page()
+        };
+        Ok(Page {
+            records,
+            next_cursor: Some(Cursor("after-the-page".into())),
+            has_more: false,
+        })
+    }
+    fn map(&self, _: DataType, raw: &Value) -> Result<MappedRecord, ConnectorError> {
+        let id = raw["id"]
+            .as_str()
+            .ok_or_else(|| ConnectorError::new(SOURCE, Fault::Data, "a customer with no id"))?;
+        Ok(MappedRecord {
+            source_record_id: id.into(),
+            source_modified_at: Timestamp(1_700_000_000_000),
+            deleted: false,
+            record: Some(Record::Customer(Contact {
+                id: id.into(),
+                name: raw["name"].as_str().unwrap_or_default().into(),
+                email: None,
+                phone: None,
+                status: "ACTIVE".into(),
+                currency: None,
+            })),
+        })
+    }
+}
+
+struct BulkyFactory;
+
+#[async_trait]
+impl ConnectorFactory for BulkyFactory {
+    fn name(&self) -> &'static str {
+        SOURCE
+    }
+    fn check_settings(&self, _: &Value) -> Result<(), ConnectorError> {
+        Ok(())
+    }
+    fn build(
+        &self,
+        _: &ConnectionInfo,
+        _: Arc<dyn CredentialVault>,
+    ) -> Result<Arc<dyn Connector>, ConnectorError> {
+        Ok(Arc::new(Bulky))
+    }
+}
+
+fn messages_in(bootstrap: &str, topic: &str) -> i64 {
+    let consumer: BaseConsumer = tributary_kafka::client(bootstrap, [])
+        .set("group.id", "oversize-test")
+        .create()
+        .unwrap();
+    let (low, high) = consumer
+        .fetch_watermarks(topic, 0, Duration::from_secs(10))
+        .unwrap();
+    high - low
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_too_large_becomes_a_dead_letter_and_the_page_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let tansu = tributary_broker::find_tansu(None).unwrap();
+    let broker = tributary_broker::LocalBroker::start(
+        &tansu,
+        &dir.path().join("broker"),
+        tributary_testkit::free_port(),
+    )
+    .await
+    .unwrap();
+    let bootstrap = broker.bootstrap_servers().to_string();
+    let client = tributary_kafka::client(&bootstrap, []);
+    tributary_broker::ensure_topics(&client, &tributary_schemas::all_topics(), 1, 1)
+        .await
+        .unwrap();
+    let registry = tributary_registry::Registry::open(
+        &dir.path().join("registry.db"),
+        tributary_registry::Compatibility::Backward,
+    )
+    .await
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let registry_url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, registry.router()).await.unwrap() });
+
+    let state = StateStore::open(&dir.path().join("state.db"))
+        .await
+        .unwrap();
+    let info = ConnectionInfo {
+        connection_id: "conn-bulky".into(),
+        company_id: "acme".into(),
+        source: SOURCE.into(),
+        settings: json!({}),
+    };
+    state.add_connection(&info, Timestamp::now()).await.unwrap();
+    let publisher = Arc::new(Publisher::new(&client, &registry_url).unwrap());
+    publisher.register_schemas().await.unwrap();
+    let worker = Arc::new(Worker::new(
+        "w1".into(),
+        state.clone(),
+        Arc::new(ConnectorRegistry::new(vec![Box::new(BulkyFactory)])),
+        publisher,
+        SyncSettings {
+            page_size: 10,
+            max_attempts: 2,
+            retry_base: Duration::from_millis(50),
+            interval: Duration::from_secs(3600),
+            concurrency: 1,
+            max_retry_wait: Duration::from_secs(60),
+            lease: Duration::from_secs(30),
+        },
+        Arc::new(Cipher::new(Key::generate(), vec![])),
+    ));
+    let (stop, shutdown) = watch::channel(false);
+    let running = tokio::spawn({
+        let worker = Arc::clone(&worker);
+        async move { worker.run(shutdown).await }
+    });
+
+    // The cursor moves past the page: nothing is stuck behind the big ones.
+    let started = Instant::now();
+    while state
+        .cursor(&info.connection_id, DataType::Customer)
+        .await
+        .unwrap()
+        .is_none()
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the page never went through"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let _ = stop.send(true);
+    running.await.unwrap();
+
+    assert_eq!(
+        messages_in(&bootstrap, &DataType::Customer.topic()),
+        3,
+        "the three good customers are published"
+    );
+    let letters = dead_letters::read_all(&client).await.unwrap();
+    assert_eq!(letters.len(), 2, "{letters:?}");
+    let limit = tributary_kafka::DEFAULT_MAX_MESSAGE_BYTES;
+    let raws = page();
+    for (raw, why) in [
+        (&raws[1], "over the 1000000-byte limit"),
+        (&raws[4], "a customer with no id"),
+    ] {
+        let letter = letters
+            .iter()
+            .filter_map(|l| l.letter.as_ref().ok())
+            .find(|l| l.reason.contains(why))
+            .unwrap_or_else(|| panic!("no letter for {why}: {letters:?}"));
+        assert_eq!(letter.stage, DeadLetterStage::Map);
+        assert!(letter.reason.contains(why), "{}", letter.reason);
+        let whole = serde_json::to_vec(raw).unwrap();
+        let cut = letter.cut.as_ref().expect("cut to fit");
+        assert_eq!(cut.original_size, whole.len());
+        assert_eq!(
+            cut.sha256,
+            sha2::Sha256::digest(&whole)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>(),
+            "the digest is of the whole record"
+        );
+        assert!(whole.starts_with(&letter.payload));
+        assert!(letter.payload.len() < limit && letter.payload.len() > limit / 2);
+    }
+    drop(worker);
+    broker.stop(Duration::from_secs(10));
+}
