@@ -46,7 +46,7 @@ pub struct ConnectionInfo {
 }
 
 /// A position in a source's change feed, opaque to the runtime.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Cursor(pub String);
 
 /// What the runtime asks for.

@@ -36,6 +36,9 @@ pub use worker::{SyncSettings, Worker, fetch_with_retry};
 pub enum ProducerError {
     #[error("state store: {0}")]
     State(String),
+    /// The state store's database failed (unreachable, busy, refused).
+    #[error("state store: {0}")]
+    Database(#[from] sqlx::Error),
     #[error("connection {0} is synced by another worker now: its lease was taken")]
     LeaseLost(String),
     #[error("kafka: {0}")]

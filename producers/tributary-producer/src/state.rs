@@ -560,5 +560,5 @@ fn millis(d: Duration) -> i64 {
 }
 
 fn state_err(e: sqlx::Error) -> ProducerError {
-    ProducerError::State(e.to_string())
+    ProducerError::Database(e)
 }

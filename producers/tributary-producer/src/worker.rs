@@ -1,12 +1,12 @@
 //! The connector runtime: pages, retries, publishing, cursors, schedule.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 use tributary_connector_api::{
-    ConnectionInfo, Connector, ConnectorError, ConnectorRegistry, Fault, Page, PageRequest,
+    ConnectionInfo, Connector, ConnectorError, ConnectorRegistry, Cursor, Fault, Page, PageRequest,
 };
 use tributary_schemas::{
     ConnectionStatus, DataType, Event, Record, SyncRunEvent, SyncRunStatus, Timestamp, event_id,
@@ -380,8 +380,21 @@ impl Worker {
         shutdown: &watch::Receiver<bool>,
         run: &mut SyncRunEvent,
     ) -> Result<(), ProducerError> {
+        // The positions this run asked from: a source that leads back to
+        // one of them would page for ever.
+        let mut asked: HashSet<Option<Cursor>> = HashSet::new();
         loop {
             let cursor = self.state.cursor(&info.connection_id, data_type).await?;
+            if !asked.insert(cursor.clone()) {
+                return Err(ProducerError::Connector(ConnectorError::new(
+                    &info.source,
+                    Fault::Source,
+                    format!(
+                        "the source led paging back to a position it had served ({}): stopping this sync instead of paging for ever",
+                        cursor.as_ref().map_or("the start", |c| c.0.as_str())
+                    ),
+                )));
+            }
             let now = Timestamp::now();
             let request = PageRequest {
                 data_type,

@@ -1,11 +1,16 @@
 #![allow(clippy::unwrap_used)] // a test stops at its first surprise
-//! Nothing too large blocks a data type: a page with three good customers,
-//! one valid customer of about 1.5 MB and one hostile record of 5 MB that
-//! cannot be mapped, synced through a real broker (the local Tansu) and a
-//! registry. The good ones are published, both big ones become dead letters
-//! cut to fit with their original size and digest, and the cursor moves on.
+//! What a page may hold and where paging may lead, through a real broker
+//! (the local Tansu) and a registry:
+//! - nothing too large blocks a data type: a page with three good
+//!   customers, one valid customer of about 1.5 MB and one hostile record of
+//!   5 MB that cannot be mapped. The good ones are published, both big ones
+//!   become dead letters cut to fit with their original size and digest,
+//!   and the cursor moves on;
+//! - a source whose pages lead back to a position it served ends the sync
+//!   with a clear error instead of paging for ever.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -111,8 +116,20 @@ fn messages_in(bootstrap: &str, topic: &str) -> i64 {
     high - low
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_record_too_large_becomes_a_dead_letter_and_the_page_goes_on() {
+/// A broker, a registry, a state store with one connection of `factory`'s
+/// source, and a worker over them.
+struct Rig {
+    _dir: tempfile::TempDir,
+    broker: tributary_broker::LocalBroker,
+    bootstrap: String,
+    client: rdkafka::ClientConfig,
+    registry_url: String,
+    state: StateStore,
+    info: ConnectionInfo,
+    worker: Arc<Worker>,
+}
+
+async fn rig(factory: impl ConnectorFactory + 'static) -> Rig {
     let dir = tempfile::tempdir().unwrap();
     let tansu = tributary_broker::find_tansu(None).unwrap();
     let broker = tributary_broker::LocalBroker::start(
@@ -143,7 +160,7 @@ async fn a_record_too_large_becomes_a_dead_letter_and_the_page_goes_on() {
     let info = ConnectionInfo {
         connection_id: "conn-bulky".into(),
         company_id: "acme".into(),
-        source: SOURCE.into(),
+        source: factory.name().into(),
         settings: json!({}),
     };
     state.add_connection(&info, Timestamp::now()).await.unwrap();
@@ -152,7 +169,7 @@ async fn a_record_too_large_becomes_a_dead_letter_and_the_page_goes_on() {
     let worker = Arc::new(Worker::new(
         "w1".into(),
         state.clone(),
-        Arc::new(ConnectorRegistry::new(vec![Box::new(BulkyFactory)])),
+        Arc::new(ConnectorRegistry::new(vec![Box::new(factory)])),
         publisher,
         SyncSettings {
             page_size: 10,
@@ -165,35 +182,52 @@ async fn a_record_too_large_becomes_a_dead_letter_and_the_page_goes_on() {
         },
         Arc::new(Cipher::new(Key::generate(), vec![])),
     ));
+    Rig {
+        _dir: dir,
+        broker,
+        bootstrap,
+        client,
+        registry_url,
+        state,
+        info,
+        worker,
+    }
+}
+
+/// Runs the rig's worker until `done` holds (or 60 s pass), then stops it.
+async fn run_until(rig: &Rig, what: &str, done: impl AsyncFn() -> bool) {
     let (stop, shutdown) = watch::channel(false);
     let running = tokio::spawn({
-        let worker = Arc::clone(&worker);
+        let worker = Arc::clone(&rig.worker);
         async move { worker.run(shutdown).await }
     });
-
-    // The cursor moves past the page: nothing is stuck behind the big ones.
     let started = Instant::now();
-    while state
-        .cursor(&info.connection_id, DataType::Customer)
-        .await
-        .unwrap()
-        .is_none()
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "the page never went through"
-        );
+    while !done().await {
+        assert!(started.elapsed() < Duration::from_secs(60), "{what}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let _ = stop.send(true);
     running.await.unwrap();
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_too_large_becomes_a_dead_letter_and_the_page_goes_on() {
+    let rig = rig(BulkyFactory).await;
+    // The cursor moves past the page: nothing is stuck behind the big ones.
+    run_until(&rig, "the page never went through", async || {
+        rig.state
+            .cursor(&rig.info.connection_id, DataType::Customer)
+            .await
+            .unwrap()
+            .is_some()
+    })
+    .await;
     assert_eq!(
-        messages_in(&bootstrap, &DataType::Customer.topic()),
+        messages_in(&rig.bootstrap, &DataType::Customer.topic()),
         3,
         "the three good customers are published"
     );
-    let letters = dead_letters::read_all(&client).await.unwrap();
+    let letters = dead_letters::read_all(&rig.client).await.unwrap();
     assert_eq!(letters.len(), 2, "{letters:?}");
     let limit = tributary_kafka::DEFAULT_MAX_MESSAGE_BYTES;
     let raws = page();
@@ -222,6 +256,111 @@ async fn a_record_too_large_becomes_a_dead_letter_and_the_page_goes_on() {
         assert!(whole.starts_with(&letter.payload));
         assert!(letter.payload.len() < limit && letter.payload.len() > limit / 2);
     }
-    drop(worker);
-    broker.stop(Duration::from_secs(10));
+    rig.broker.stop(Duration::from_secs(10));
+}
+
+/// Pages whose next cursor is always the same: a page leading to itself,
+/// as a mock serving one example answer does.
+struct Looping {
+    fetches: Arc<AtomicUsize>,
+}
+
+#[async_trait]
+impl Connector for Looping {
+    fn data_types(&self) -> Vec<DataType> {
+        vec![DataType::Customer]
+    }
+    async fn authenticate(&self) -> Result<(), ConnectorError> {
+        Ok(())
+    }
+    async fn fetch_page(&self, _: &PageRequest) -> Result<Page, ConnectorError> {
+        self.fetches.fetch_add(1, Ordering::SeqCst);
+        Ok(Page {
+            records: vec![json!({"id": "same", "name": "Same Ltd"})],
+            next_cursor: Some(Cursor("page-2".into())),
+            has_more: true,
+        })
+    }
+    fn map(&self, data_type: DataType, raw: &Value) -> Result<MappedRecord, ConnectorError> {
+        Bulky.map(data_type, raw)
+    }
+}
+
+struct LoopingFactory {
+    fetches: Arc<AtomicUsize>,
+}
+
+#[async_trait]
+impl ConnectorFactory for LoopingFactory {
+    fn name(&self) -> &'static str {
+        "looping"
+    }
+    fn check_settings(&self, _: &Value) -> Result<(), ConnectorError> {
+        Ok(())
+    }
+    fn build(
+        &self,
+        _: &ConnectionInfo,
+        _: Arc<dyn CredentialVault>,
+    ) -> Result<Arc<dyn Connector>, ConnectorError> {
+        Ok(Arc::new(Looping {
+            fetches: Arc::clone(&self.fetches),
+        }))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_that_leads_paging_back_ends_the_sync_clearly() {
+    let fetches = Arc::new(AtomicUsize::new(0));
+    let rig = rig(LoopingFactory {
+        fetches: Arc::clone(&fetches),
+    })
+    .await;
+    let runs = tributary_schemas::SyncRunEvent::topic();
+    run_until(&rig, "no sync run was published", async || {
+        messages_in(&rig.bootstrap, &runs) > 0
+    })
+    .await;
+    // The first page from the start, the second from `page-2`, which leads
+    // to `page-2` again: stopped there.
+    assert_eq!(fetches.load(Ordering::SeqCst), 2);
+    let payload = first_message(&rig.bootstrap, &runs);
+    let decoder = tributary_projector::Decoder::new(&rig.registry_url);
+    let Ok(tributary_projection::Change::SyncRun(run)) =
+        decoder.decode(&runs, Some(&payload)).await
+    else {
+        panic!("not a sync run")
+    };
+    assert_eq!(run.status, tributary_schemas::SyncRunStatus::Failed);
+    let error = run.error.unwrap_or_default();
+    assert!(
+        error.contains("led paging back to a position it had served (page-2)"),
+        "{error}"
+    );
+    assert_eq!(run.records_fetched, 2);
+    rig.broker.stop(Duration::from_secs(10));
+}
+
+fn first_message(bootstrap: &str, topic: &str) -> Vec<u8> {
+    use rdkafka::Message;
+    let consumer: BaseConsumer = tributary_kafka::consumer_config(
+        &tributary_kafka::client(bootstrap, []),
+        "pages-test-reader",
+    )
+    .create()
+    .unwrap();
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, rdkafka::Offset::Beginning)
+        .unwrap();
+    consumer.assign(&tpl).unwrap();
+    let started = Instant::now();
+    loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no message in {topic}"
+        );
+        if let Some(m) = consumer.poll(Duration::from_millis(500)) {
+            return m.unwrap().payload().unwrap().to_vec();
+        }
+    }
 }
