@@ -28,12 +28,8 @@ use tributary_producer::{Publisher, StateStore, SyncSettings, Worker};
 use tributary_schemas::model::Contact;
 use tributary_schemas::{DataType, DeadLetterStage, Record, Timestamp};
 
-const SOURCE: &str = "bulky";
-
 /// One page of customers, some of them enormous.
-struct Bulky;
-
-fn page() -> Vec<Value> {
+fn bulky_page() -> Vec<Value> {
     let mut records: Vec<Value> = (1..=3)
         .map(|i| json!({"id": format!("good-{i}"), "name": format!("Good {i}")}))
         .collect();
@@ -46,8 +42,28 @@ fn page() -> Vec<Value> {
     records
 }
 
+/// The answer to one page request.
+type Answer = fn(&PageRequest) -> Page;
+
+/// A source of customers answering every page request with `answer`,
+/// counting the requests.
+#[derive(Clone)]
+struct Scripted {
+    answer: Answer,
+    fetches: Arc<AtomicUsize>,
+}
+
+impl Scripted {
+    fn new(answer: Answer) -> Self {
+        Scripted {
+            answer,
+            fetches: Arc::default(),
+        }
+    }
+}
+
 #[async_trait]
-impl Connector for Bulky {
+impl Connector for Scripted {
     fn data_types(&self) -> Vec<DataType> {
         vec![DataType::Customer]
     }
@@ -55,21 +71,13 @@ impl Connector for Bulky {
         Ok(())
     }
     async fn fetch_page(&self, request: &PageRequest) -> Result<Page, ConnectorError> {
-        let records = if request.cursor.is_some() {
-            vec![]
-        } else {
-            page()
-        };
-        Ok(Page {
-            records,
-            next_cursor: Some(Cursor("after-the-page".into())),
-            has_more: false,
-        })
+        self.fetches.fetch_add(1, Ordering::SeqCst);
+        Ok((self.answer)(request))
     }
     fn map(&self, _: DataType, raw: &Value) -> Result<MappedRecord, ConnectorError> {
         let id = raw["id"]
             .as_str()
-            .ok_or_else(|| ConnectorError::new(SOURCE, Fault::Data, "a customer with no id"))?;
+            .ok_or_else(|| ConnectorError::new("scripted", Fault::Data, "a customer with no id"))?;
         Ok(MappedRecord {
             source_record_id: id.into(),
             source_modified_at: Timestamp(1_700_000_000_000),
@@ -86,12 +94,10 @@ impl Connector for Bulky {
     }
 }
 
-struct BulkyFactory;
-
 #[async_trait]
-impl ConnectorFactory for BulkyFactory {
+impl ConnectorFactory for Scripted {
     fn name(&self) -> &'static str {
-        SOURCE
+        "scripted"
     }
     fn check_settings(&self, _: &Value) -> Result<(), ConnectorError> {
         Ok(())
@@ -101,7 +107,7 @@ impl ConnectorFactory for BulkyFactory {
         _: &ConnectionInfo,
         _: Arc<dyn CredentialVault>,
     ) -> Result<Arc<dyn Connector>, ConnectorError> {
-        Ok(Arc::new(Bulky))
+        Ok(Arc::new(self.clone()))
     }
 }
 
@@ -212,7 +218,16 @@ async fn run_until(rig: &Rig, what: &str, done: impl AsyncFn() -> bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_record_too_large_becomes_a_dead_letter_and_the_page_goes_on() {
-    let rig = rig(BulkyFactory).await;
+    let rig = rig(Scripted::new(|request| Page {
+        records: if request.cursor.is_some() {
+            vec![]
+        } else {
+            bulky_page()
+        },
+        next_cursor: Some(Cursor("after-the-page".into())),
+        has_more: false,
+    }))
+    .await;
     // The cursor moves past the page: nothing is stuck behind the big ones.
     run_until(&rig, "the page never went through", async || {
         rig.state
@@ -230,7 +245,7 @@ async fn a_record_too_large_becomes_a_dead_letter_and_the_page_goes_on() {
     let letters = dead_letters::read_all(&rig.client).await.unwrap();
     assert_eq!(letters.len(), 2, "{letters:?}");
     let limit = tributary_kafka::DEFAULT_MAX_MESSAGE_BYTES;
-    let raws = page();
+    let raws = bulky_page();
     for (raw, why) in [
         (&raws[1], "over the 1000000-byte limit"),
         (&raws[4], "a customer with no id"),
@@ -259,63 +274,16 @@ async fn a_record_too_large_becomes_a_dead_letter_and_the_page_goes_on() {
     rig.broker.stop(Duration::from_secs(10));
 }
 
-/// Pages whose next cursor is always the same: a page leading to itself,
-/// as a mock serving one example answer does.
-struct Looping {
-    fetches: Arc<AtomicUsize>,
-}
-
-#[async_trait]
-impl Connector for Looping {
-    fn data_types(&self) -> Vec<DataType> {
-        vec![DataType::Customer]
-    }
-    async fn authenticate(&self) -> Result<(), ConnectorError> {
-        Ok(())
-    }
-    async fn fetch_page(&self, _: &PageRequest) -> Result<Page, ConnectorError> {
-        self.fetches.fetch_add(1, Ordering::SeqCst);
-        Ok(Page {
-            records: vec![json!({"id": "same", "name": "Same Ltd"})],
-            next_cursor: Some(Cursor("page-2".into())),
-            has_more: true,
-        })
-    }
-    fn map(&self, data_type: DataType, raw: &Value) -> Result<MappedRecord, ConnectorError> {
-        Bulky.map(data_type, raw)
-    }
-}
-
-struct LoopingFactory {
-    fetches: Arc<AtomicUsize>,
-}
-
-#[async_trait]
-impl ConnectorFactory for LoopingFactory {
-    fn name(&self) -> &'static str {
-        "looping"
-    }
-    fn check_settings(&self, _: &Value) -> Result<(), ConnectorError> {
-        Ok(())
-    }
-    fn build(
-        &self,
-        _: &ConnectionInfo,
-        _: Arc<dyn CredentialVault>,
-    ) -> Result<Arc<dyn Connector>, ConnectorError> {
-        Ok(Arc::new(Looping {
-            fetches: Arc::clone(&self.fetches),
-        }))
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_source_that_leads_paging_back_ends_the_sync_clearly() {
-    let fetches = Arc::new(AtomicUsize::new(0));
-    let rig = rig(LoopingFactory {
-        fetches: Arc::clone(&fetches),
-    })
-    .await;
+    // Every page leads to `page-2`, as a mock serving one example answer does.
+    let looping = Scripted::new(|_| Page {
+        records: vec![json!({"id": "same", "name": "Same Ltd"})],
+        next_cursor: Some(Cursor("page-2".into())),
+        has_more: true,
+    });
+    let fetches = Arc::clone(&looping.fetches);
+    let rig = rig(looping).await;
     let runs = tributary_schemas::SyncRunEvent::topic();
     run_until(&rig, "no sync run was published", async || {
         messages_in(&rig.bootstrap, &runs) > 0
