@@ -137,6 +137,12 @@ pub fn consumer_config(client: &ClientConfig, group: &str) -> ClientConfig {
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest");
+    // How long the broker may hold a fetch when there is nothing new. The
+    // local broker (Tansu 0.6) holds it that long even when data arrives,
+    // so this is also the freshness floor; and it answers each fetch with
+    // SQLite queries over every partition, so it is also the idle cost
+    // (measured with two idle projections: 50 ms, 106% of a core and
+    // freshness p99 1.1 s; 500 ms, 34% and 3.9 s; 5 s, 1% and 12 s).
     default(&mut config, "fetch.wait.max.ms", "50");
     default(&mut config, "session.timeout.ms", "6000");
     default(&mut config, "heartbeat.interval.ms", "1000");

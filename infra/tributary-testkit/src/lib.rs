@@ -225,3 +225,35 @@ pub async fn api_get(url: &str, key: &str) -> Option<serde_json::Value> {
     }
     resp.json().await.ok()
 }
+
+/// The payload of the first message found in `topic`'s `partitions`.
+pub fn first_message(bootstrap: &str, topic: &str, partitions: i32) -> Vec<u8> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{ClientConfig, Message};
+    use std::time::{Duration, Instant};
+
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "tests-peek")
+        .set("fetch.wait.max.ms", "50")
+        .create()
+        .unwrap();
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, rdkafka::Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    // Dropped before the consumer: a live list makes the consumer's drop hang.
+    drop(tpl);
+    let started = Instant::now();
+    loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no message in {topic}"
+        );
+        if let Some(m) = consumer.poll(Duration::from_secs(1)) {
+            return m.unwrap().payload().unwrap().to_vec();
+        }
+    }
+}

@@ -292,7 +292,7 @@ async fn a_source_that_leads_paging_back_ends_the_sync_clearly() {
     // The first page from the start, the second from `page-2`, which leads
     // to `page-2` again: stopped there.
     assert_eq!(fetches.load(Ordering::SeqCst), 2);
-    let payload = first_message(&rig.bootstrap, &runs);
+    let payload = tributary_testkit::first_message(&rig.bootstrap, &runs, 1);
     let decoder = tributary_projector::Decoder::new(&rig.registry_url);
     let Ok(tributary_projection::Change::SyncRun(run)) =
         decoder.decode(&runs, Some(&payload)).await
@@ -307,28 +307,4 @@ async fn a_source_that_leads_paging_back_ends_the_sync_clearly() {
     );
     assert_eq!(run.records_fetched, 2);
     rig.broker.stop(Duration::from_secs(10));
-}
-
-fn first_message(bootstrap: &str, topic: &str) -> Vec<u8> {
-    use rdkafka::Message;
-    let consumer: BaseConsumer = tributary_kafka::consumer_config(
-        &tributary_kafka::client(bootstrap, []),
-        "pages-test-reader",
-    )
-    .create()
-    .unwrap();
-    let mut tpl = rdkafka::TopicPartitionList::new();
-    tpl.add_partition_offset(topic, 0, rdkafka::Offset::Beginning)
-        .unwrap();
-    consumer.assign(&tpl).unwrap();
-    let started = Instant::now();
-    loop {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "no message in {topic}"
-        );
-        if let Some(m) = consumer.poll(Duration::from_millis(500)) {
-            return m.unwrap().payload().unwrap().to_vec();
-        }
-    }
 }
