@@ -213,14 +213,7 @@ pub trait ConnectorFactory: Send + Sync {
         state: &str,
     ) -> Result<String, ConnectorError> {
         let _ = state;
-        Err(ConnectorError::new(
-            self.name(),
-            Fault::User,
-            format!(
-                "connection {} needs no authorization",
-                connection.connection_id
-            ),
-        ))
+        Err(no_authorization(self.name(), connection))
     }
 
     /// Completes authorization with the code the source redirected back
@@ -233,14 +226,7 @@ pub trait ConnectorFactory: Send + Sync {
         vault: Arc<dyn CredentialVault>,
     ) -> Result<serde_json::Value, ConnectorError> {
         let _ = (code, vault);
-        Err(ConnectorError::new(
-            self.name(),
-            Fault::User,
-            format!(
-                "connection {} needs no authorization",
-                connection.connection_id
-            ),
-        ))
+        Err(no_authorization(self.name(), connection))
     }
 
     /// Checks `connection.settings` and builds a connector for it.
@@ -249,6 +235,18 @@ pub trait ConnectorFactory: Send + Sync {
         connection: &ConnectionInfo,
         vault: Arc<dyn CredentialVault>,
     ) -> Result<Arc<dyn Connector>, ConnectorError>;
+}
+
+/// What asking a source that needs no authorization for one says.
+fn no_authorization(source: &str, connection: &ConnectionInfo) -> ConnectorError {
+    ConnectorError::new(
+        source,
+        Fault::User,
+        format!(
+            "connection {} needs no authorization",
+            connection.connection_id
+        ),
+    )
 }
 
 /// The connectors this build knows, by name. Filled from one explicit list

@@ -14,20 +14,27 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// A local broker on a free port in `dir`, and a client of it.
+async fn start(dir: &std::path::Path) -> (LocalBroker, u16, ClientConfig) {
+    let tansu = find_tansu(None).expect("tansu must be installed for this test");
+    let port = free_port();
+    let broker = LocalBroker::start(&tansu, dir, port).await.unwrap();
+    let mut client = ClientConfig::new();
+    client.set("bootstrap.servers", broker.bootstrap_servers());
+    (broker, port, client)
+}
+
 #[tokio::test]
 async fn starts_creates_topics_and_keeps_them_across_restarts() {
     let dir = tempfile::tempdir().unwrap();
-    let tansu = find_tansu(None).expect("tansu must be installed for this test");
-    let port = free_port();
-    let broker = LocalBroker::start(&tansu, dir.path(), port).await.unwrap();
-    let mut client = ClientConfig::new();
-    client.set("bootstrap.servers", broker.bootstrap_servers());
+    let (broker, port, client) = start(dir.path()).await;
     let topics = vec!["t.one".to_string(), "t.two".to_string()];
     ensure_topics(&client, &topics, 3, 1).await.unwrap();
     // Creating again is a no-op, not an error.
     ensure_topics(&client, &topics, 3, 1).await.unwrap();
     broker.stop(Duration::from_secs(5));
 
+    let tansu = find_tansu(None).unwrap();
     let broker = LocalBroker::start(&tansu, dir.path(), port).await.unwrap();
     let found = topic_partitions(&client, &topics).await.unwrap();
     assert_eq!(
@@ -60,11 +67,7 @@ async fn header_lookups_are_indexed_and_headers_read_back() {
     use sqlx::Connection;
 
     let dir = tempfile::tempdir().unwrap();
-    let tansu = find_tansu(None).expect("tansu must be installed for this test");
-    let port = free_port();
-    let broker = LocalBroker::start(&tansu, dir.path(), port).await.unwrap();
-    let mut client = ClientConfig::new();
-    client.set("bootstrap.servers", broker.bootstrap_servers());
+    let (broker, _, client) = start(dir.path()).await;
     let topic = "t.headers".to_string();
     ensure_topics(&client, std::slice::from_ref(&topic), 1, 1)
         .await
