@@ -128,3 +128,30 @@ async fn the_publisher_refuses_an_incompatible_schema_before_sending() {
     );
     assert!(started.elapsed() < Duration::from_secs(20));
 }
+
+#[tokio::test]
+async fn schemas_are_registered_once_in_the_text_the_encoder_uses() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = start_registry(dir.path()).await;
+    // No broker: the send fails fast, after the encoder has registered.
+    let mut client = rdkafka::ClientConfig::new();
+    client
+        .set("bootstrap.servers", "127.0.0.1:1")
+        .set("message.timeout.ms", "2000");
+    let publisher = tributary_producer::Publisher::new(&client, &url).unwrap();
+    publisher.register_schemas().await.unwrap();
+    assert!(
+        publisher
+            .publish_events(&[customer("c1", 0)])
+            .await
+            .is_err()
+    );
+    let subject = format!("{}-value", DataType::Customer.topic());
+    let versions: serde_json::Value = reqwest::get(format!("{url}/subjects/{subject}/versions"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(versions, json!([1]), "one version, not one per writer");
+}

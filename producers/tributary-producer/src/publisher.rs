@@ -72,32 +72,28 @@ impl Publisher {
         let producer: FutureProducer = config
             .create()
             .map_err(|e| ProducerError::Kafka(format!("create producer for {bootstrap}: {e}")))?;
-        let mut strategies = HashMap::new();
-        let mut schemas = vec![(SyncRunEvent::topic(), SyncRunEvent::SCHEMA_TEXT.to_string())];
+        // Each topic's schema, registered and encoded with in the same text
+        // (the registry tells versions apart by text).
+        let mut topic_schemas = vec![(
+            SyncRunEvent::topic(),
+            SyncRunEvent::schema().map_err(|e| ProducerError::Schema(e.to_string()))?,
+        )];
         for data_type in DataType::ALL {
-            schemas.push((data_type.topic(), data_type.schema_text().to_string()));
             let schema = data_type
                 .schema()
                 .map_err(|e| ProducerError::Schema(e.to_string()))?;
+            topic_schemas.push((data_type.topic(), schema));
+        }
+        let mut strategies = HashMap::new();
+        let mut schemas = Vec::new();
+        for (topic, schema) in topic_schemas {
+            let supplied = get_supplied_schema(&schema);
+            schemas.push((topic.clone(), supplied.schema.clone()));
             strategies.insert(
-                data_type.topic(),
-                SubjectNameStrategy::TopicNameStrategyWithSchema(
-                    data_type.topic(),
-                    false,
-                    get_supplied_schema(&schema),
-                ),
+                topic.clone(),
+                SubjectNameStrategy::TopicNameStrategyWithSchema(topic, false, supplied),
             );
         }
-        let run_schema =
-            SyncRunEvent::schema().map_err(|e| ProducerError::Schema(e.to_string()))?;
-        strategies.insert(
-            SyncRunEvent::topic(),
-            SubjectNameStrategy::TopicNameStrategyWithSchema(
-                SyncRunEvent::topic(),
-                false,
-                get_supplied_schema(&run_schema),
-            ),
-        );
         Ok(Publisher {
             producer: std::sync::RwLock::new(producer),
             config,
