@@ -157,6 +157,96 @@ pub(crate) async fn invoice_counts(api: &str, companies: usize) -> (i64, i64) {
     total
 }
 
+/// Waits until the API has every invoice of `source` stored and indexed.
+async fn wait_loaded(
+    pipeline: &Pipeline,
+    source: &Source,
+    dir: &Path,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let total: i64 = source.tenants.iter().map(|t| t.invoices as i64).sum();
+    let started = Instant::now();
+    loop {
+        let (stored, indexed) = invoice_counts(&pipeline.api, source.tenants.len()).await;
+        if stored == total && indexed == total {
+            return Ok(());
+        }
+        if started.elapsed() > timeout {
+            bail!(
+                "after {timeout:?} the API has {stored} invoices stored and {indexed} indexed of {total}; see {}",
+                dir.join("up.log").display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Waits until the pipeline answers `/health`.
+async fn wait_started(pipeline: &mut Pipeline, dir: &Path) -> anyhow::Result<()> {
+    let started = Instant::now();
+    while get(&pipeline.api, "/health").await.is_none() {
+        if started.elapsed() > Duration::from_secs(120) || pipeline.child.try_wait()?.is_some() {
+            bail!(
+                "tributary up did not start; see {}",
+                dir.join("up.log").display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}
+
+/// CPU of a pipeline left alone: per process, as a share of one core.
+pub(crate) struct Idle {
+    pub seconds: f64,
+    pub per_process: Vec<(String, f64)>,
+}
+
+impl Idle {
+    pub(crate) fn total(&self) -> f64 {
+        self.per_process.iter().map(|(_, share)| share).sum()
+    }
+}
+
+/// Loads `source` with the default sync interval (15 s), lets the first
+/// rounds settle for `settle`, then measures the CPU of every process of
+/// the pipeline over `measure`, with nothing changing at the source.
+pub(crate) async fn idle(
+    binary: &Path,
+    source: &Source,
+    dir: &Path,
+    settle: Duration,
+    measure: Duration,
+) -> anyhow::Result<Idle> {
+    let mut pipeline = start(binary, source, None, dir, 15.0)?;
+    wait_started(&mut pipeline, dir).await?;
+    wait_loaded(&pipeline, source, dir, Duration::from_secs(600)).await?;
+    tokio::time::sleep(settle).await;
+    let tree = procs::tree(pipeline.child.id());
+    let before: Vec<f64> = tree.iter().map(|p| procs::cpu_seconds(*p)).collect();
+    let started = Instant::now();
+    tokio::time::sleep(measure).await;
+    let seconds = started.elapsed().as_secs_f64();
+    let per_process = tree
+        .iter()
+        .zip(before)
+        .map(|(pid, before)| {
+            let used = procs::cpu_seconds(*pid) - before;
+            (procs::memory(*pid).name, used / seconds)
+        })
+        .collect();
+    #[allow(unsafe_code)]
+    // SAFETY: kill(2) on our own child.
+    unsafe {
+        libc::kill(pipeline.child.id() as libc::pid_t, libc::SIGTERM);
+    }
+    let _ = pipeline.child.wait();
+    Ok(Idle {
+        seconds,
+        per_process,
+    })
+}
+
 pub(crate) struct E2e {
     pub startup: Duration,
     pub sync: Duration,
@@ -176,34 +266,13 @@ pub(crate) async fn run(
     dir: &Path,
     timeout: Duration,
 ) -> anyhow::Result<E2e> {
-    let total: i64 = source.tenants.iter().map(|t| t.invoices as i64).sum();
     let started = Instant::now();
     let mut pipeline = start(binary, source, store_url, dir, 1.0)?;
     let pid = pipeline.child.id();
     let monitor = procs::Monitor::start(pid);
-    while get(&pipeline.api, "/health").await.is_none() {
-        if started.elapsed() > Duration::from_secs(120) || pipeline.child.try_wait()?.is_some() {
-            bail!(
-                "tributary up did not start; see {}",
-                dir.join("up.log").display()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_started(&mut pipeline, dir).await?;
     let api_up = Instant::now();
-    loop {
-        let (stored, indexed) = invoice_counts(&pipeline.api, source.tenants.len()).await;
-        if stored == total && indexed == total {
-            break;
-        }
-        if api_up.elapsed() > timeout {
-            bail!(
-                "after {timeout:?} the API has {stored} invoices stored and {indexed} indexed of {total}; see {}",
-                dir.join("up.log").display()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_loaded(&pipeline, source, dir, timeout).await?;
     let done = Instant::now();
     let tree = procs::tree(pid);
     let cpu_seconds = tree.iter().map(|p| procs::cpu_seconds(*p)).sum();

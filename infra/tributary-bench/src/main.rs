@@ -148,6 +148,33 @@ async fn main() -> anyhow::Result<()> {
         });
     }
 
+    // Idle: a loaded pipeline at the default sync interval, nothing changing.
+    let (settle, measure) = if args.quick {
+        (Duration::from_secs(2), Duration::from_secs(5))
+    } else {
+        (Duration::from_secs(20), Duration::from_secs(60))
+    };
+    eprintln!("bench: idle for {}s", measure.as_secs());
+    let small = source::Source::start(1_000, args.companies, args.lines).await?;
+    let idle = e2e::idle(&tributary, &small, &work.join("idle"), settle, measure).await?;
+    let shares: Vec<String> = idle
+        .per_process
+        .iter()
+        .map(|(name, share)| format!("{name} {:.1}%", share * 100.0))
+        .collect();
+    rows.push(Row {
+        what: "idle: 1,000 invoices loaded, sync every 15 s (default), nothing changing".into(),
+        records: 0,
+        seconds: idle.seconds,
+        cpu: Some(idle.total() * idle.seconds),
+        rss: None,
+        note: format!(
+            "{:.1}% of one core: {}",
+            idle.total() * 100.0,
+            shares.join(", ")
+        ),
+    });
+
     // 2 and 3. Each stage alone, and the limits.
     eprintln!("bench: stages");
     let (fetch, events) = stages::fetch_and_map(&source, args.stage_records).await?;
