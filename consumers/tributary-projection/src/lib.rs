@@ -75,7 +75,7 @@ impl Batch {
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectionError {
     /// The store is unreachable or busy: the loop retries the same batch.
-    #[error("{projection}: store unavailable")]
+    #[error("{projection}: store unavailable: {source}")]
     Unavailable {
         projection: &'static str,
         #[source]
@@ -85,7 +85,7 @@ pub enum ProjectionError {
     /// constraint): retrying cannot help. The loop applies the batch's items
     /// one by one, sends each refused one to the dead-letter topic and moves
     /// on, so one bad record never stops its partition.
-    #[error("{projection}: refused")]
+    #[error("{projection}: refused: {source}")]
     Rejected {
         projection: &'static str,
         #[source]
@@ -106,18 +106,6 @@ impl ProjectionError {
         } else {
             ProjectionError::Unavailable { projection, source }
         }
-    }
-
-    /// The whole chain, `projection: what: why`, for logs and dead letters.
-    pub fn chain(&self) -> String {
-        let mut text = self.to_string();
-        let mut next = std::error::Error::source(self);
-        while let Some(e) = next {
-            text.push_str(": ");
-            text.push_str(&e.to_string());
-            next = e.source();
-        }
-        text
     }
 }
 

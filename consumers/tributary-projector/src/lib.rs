@@ -31,7 +31,7 @@ use tributary_schemas::{DeadLetterStage, dead_letter};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectorError {
-    #[error("kafka: cannot {what}")]
+    #[error("kafka: cannot {what}: {source}")]
     Kafka {
         what: String,
         #[source]
@@ -44,7 +44,7 @@ pub enum ProjectorError {
         projection: &'static str,
         reason: String,
     },
-    #[error("a blocking task failed")]
+    #[error("a blocking task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
 }
 
@@ -333,9 +333,9 @@ async fn apply_retrying<P: Projection>(
     loop {
         match projection.apply(batch).await {
             Ok(()) => return Outcome::Applied,
-            Err(e @ ProjectionError::Rejected { .. }) => return Outcome::Rejected(e.chain()),
+            Err(e @ ProjectionError::Rejected { .. }) => return Outcome::Rejected(e.to_string()),
             Err(e) => {
-                metrics::error(projection.name(), "apply", &e.chain());
+                metrics::error(projection.name(), "apply", &e.to_string());
                 if wait_or_shutdown(shutdown, Duration::from_secs(1)).await {
                     return Outcome::Shutdown;
                 }

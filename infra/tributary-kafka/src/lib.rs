@@ -20,7 +20,7 @@ pub use dead_letters::{Cut, DeadLetter, Origin};
 
 #[derive(Debug, thiserror::Error)]
 pub enum KafkaError {
-    #[error("kafka on {bootstrap}: cannot {what}")]
+    #[error("kafka on {bootstrap}: cannot {what}: {source}")]
     Client {
         bootstrap: String,
         what: String,
@@ -29,7 +29,7 @@ pub enum KafkaError {
     },
     #[error("kafka on {bootstrap}: {message}")]
     Broker { bootstrap: String, message: String },
-    #[error("a blocking task failed")]
+    #[error("a blocking task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
 }
 

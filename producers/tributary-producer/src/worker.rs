@@ -411,33 +411,28 @@ impl Worker {
             run.pages_fetched += 1;
             run.records_fetched += page.records.len() as i64;
             let mut events = Vec::with_capacity(page.records.len());
-            let mut raw_of: HashMap<String, &serde_json::Value> = HashMap::new();
             let mut dead = Vec::new();
             for raw in &page.records {
                 match connector.map(data_type, raw) {
-                    Ok(mapped) => {
-                        let event = Event {
-                            event_id: event_id(
-                                &info.connection_id,
-                                data_type,
-                                &mapped.source_record_id,
-                                mapped.source_modified_at,
-                                mapped.deleted,
-                            ),
-                            company_id: info.company_id.clone(),
-                            connection_id: info.connection_id.clone(),
-                            data_type: data_type.as_str().into(),
-                            source: info.source.clone(),
-                            source_record_id: mapped.source_record_id,
-                            source_modified_at: mapped.source_modified_at,
-                            fetched_at: now,
-                            deleted: mapped.deleted,
-                            revision: 0,
-                            record: mapped.record,
-                        };
-                        raw_of.insert(event.event_id.clone(), raw);
-                        events.push(event);
-                    }
+                    Ok(mapped) => events.push(Event {
+                        event_id: event_id(
+                            &info.connection_id,
+                            data_type,
+                            &mapped.source_record_id,
+                            mapped.source_modified_at,
+                            mapped.deleted,
+                        ),
+                        company_id: info.company_id.clone(),
+                        connection_id: info.connection_id.clone(),
+                        data_type: data_type.as_str().into(),
+                        source: info.source.clone(),
+                        source_record_id: mapped.source_record_id,
+                        source_modified_at: mapped.source_modified_at,
+                        fetched_at: now,
+                        deleted: mapped.deleted,
+                        revision: 0,
+                        record: mapped.record,
+                    }),
                     Err(e) => {
                         // A bad record never stops the sync: it is kept, with the reason.
                         metrics::error(&info.source, data_type, "map", &e.to_string());
@@ -458,9 +453,24 @@ impl Worker {
             if !too_large.is_empty() {
                 // Set aside like a record that cannot be mapped, so the
                 // records behind them are not held up.
+                // Rare: find their raw records by mapping again (map is pure),
+                // rather than keeping an index of every record on the hot path.
                 let dead: Vec<(String, &serde_json::Value)> = too_large
                     .iter()
-                    .filter_map(|t| raw_of.get(&t.event_id).map(|raw| (t.to_string(), *raw)))
+                    .filter_map(|t| {
+                        let raw = page.records.iter().find(|raw| {
+                            connector.map(data_type, raw).is_ok_and(|m| {
+                                event_id(
+                                    &info.connection_id,
+                                    data_type,
+                                    &m.source_record_id,
+                                    m.source_modified_at,
+                                    m.deleted,
+                                ) == t.event_id
+                            })
+                        })?;
+                        Some((t.to_string(), raw))
+                    })
                     .collect();
                 for (reason, _) in &dead {
                     metrics::error(&info.source, data_type, "too_large", reason);
