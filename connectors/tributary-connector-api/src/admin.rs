@@ -2,8 +2,13 @@
 //! connections (add, check, remove, authorize, ask for a sync), and those
 //! who drive it (the HTTP API, the CLI), so neither depends on the other.
 
+use tributary_schemas::{DataType, SyncRunStatus, SyncTrigger};
+
 /// A connection as the API shows it: never with credentials.
 pub type ConnectionView = serde_json::Value;
+
+/// A run of the sync history as the API shows it.
+pub type RunView = serde_json::Value;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
@@ -11,8 +16,22 @@ pub enum AdminError {
     NotFound(String),
     #[error("{0}")]
     BadRequest(String),
+    /// What was asked for is running (or queued) already: `open` is that run.
+    #[error("{message}")]
+    Conflict { message: String, open: RunView },
     #[error("{0}")]
     Failed(String),
+}
+
+/// Which runs of a company's sync history to list: newest first, at most
+/// `limit`, older than run `after` (the last id of the previous page).
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    pub data_type: Option<DataType>,
+    pub status: Option<SyncRunStatus>,
+    pub trigger: Option<SyncTrigger>,
+    pub after: Option<String>,
+    pub limit: u32,
 }
 
 /// Connection management: implemented by the connector runtime
@@ -35,6 +54,22 @@ pub trait ConnectionAdmin: Send + Sync {
     async fn remove(&self, connection_id: &str) -> Result<(), AdminError>;
     /// Asks the workers, wherever they run, to sync every connection now.
     async fn request_sync(&self) -> Result<(), AdminError>;
+    /// Queues runs for one company's linked connections, for `data_types`
+    /// (none: every type each connection's source offers): `Request` syncs
+    /// from the cursor, `Resync` fetches everything again. All or none: if
+    /// one of them has an open run, nothing is queued ([`AdminError::Conflict`]).
+    async fn request_company_sync(
+        &self,
+        company_id: &str,
+        data_types: &[DataType],
+        trigger: SyncTrigger,
+    ) -> Result<Vec<RunView>, AdminError>;
+    /// A company's sync history, newest first.
+    async fn runs(&self, company_id: &str, filter: &RunFilter) -> Result<Vec<RunView>, AdminError>;
+    /// One run of a company's history.
+    async fn run(&self, company_id: &str, run_id: &str) -> Result<RunView, AdminError>;
+    /// A company's open runs: queued or running now.
+    async fn open_runs(&self, company_id: &str) -> Result<Vec<RunView>, AdminError>;
     /// Completes an OAuth2 authorization from the source's redirect.
     async fn complete_authorization(
         &self,

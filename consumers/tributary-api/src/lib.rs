@@ -36,8 +36,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
-use tributary_connector_api::admin::{AdminError, ConnectionAdmin, ConnectionView};
-use tributary_schemas::{DataType, Timestamp};
+use tributary_connector_api::admin::{AdminError, ConnectionAdmin, ConnectionView, RunFilter};
+use tributary_schemas::{DataType, SyncTrigger, Timestamp};
 use tributary_store::{ListQuery, ReadStore, Search, SearchQuery};
 
 /// What the handlers share.
@@ -108,11 +108,10 @@ impl From<AdminError> for ApiError {
         match e {
             AdminError::NotFound(m) => ApiError::not_found(m),
             AdminError::BadRequest(m) => ApiError::bad_request(m),
-            AdminError::Failed(m) => ApiError {
-                status: StatusCode::BAD_GATEWAY,
-                code: "failed",
-                message: m,
-            },
+            AdminError::Conflict { message, open } => {
+                ApiError::new(StatusCode::CONFLICT, "conflict", message).with_run(open)
+            }
+            AdminError::Failed(m) => ApiError::new(StatusCode::BAD_GATEWAY, "failed", m),
         }
     }
 }
@@ -123,30 +122,32 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    /// The run a conflict is with.
+    run: Option<serde_json::Value>,
 }
 
 impl ApiError {
-    fn bad_request(message: impl Into<String>) -> Self {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         ApiError {
-            status: StatusCode::BAD_REQUEST,
-            code: "bad_request",
+            status,
+            code,
             message: message.into(),
+            run: None,
         }
     }
+    fn with_run(mut self, run: serde_json::Value) -> Self {
+        self.run = Some(run);
+        self
+    }
+    fn bad_request(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message.into())
+    }
     fn not_found(message: impl Into<String>) -> Self {
-        ApiError {
-            status: StatusCode::NOT_FOUND,
-            code: "not_found",
-            message: message.into(),
-        }
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", message.into())
     }
     fn internal(e: impl std::fmt::Display) -> Self {
         tracing::error!(error = %e, "api request failed");
-        ApiError {
-            status: StatusCode::INTERNAL_SERVER_ERROR,
-            code: "internal",
-            message: e.to_string(),
-        }
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
     }
 }
 
@@ -154,7 +155,12 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (
             self.status,
-            Json(json!({"error": {"code": self.code, "message": self.message}})),
+            Json(match self.run {
+                Some(run) => {
+                    json!({"error": {"code": self.code, "message": self.message}, "run": run})
+                }
+                None => json!({"error": {"code": self.code, "message": self.message}}),
+            }),
         )
             .into_response()
     }
@@ -170,6 +176,11 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/companies/{company}/data/{data_type}/{id}", get(one))
         .route("/v1/search", get(search))
         .route("/v1/sync", post(sync))
+        .route(
+            "/v1/companies/{company}/syncs",
+            get(syncs_list).post(syncs_request),
+        )
+        .route("/v1/companies/{company}/syncs/{run}", get(syncs_one))
         .route(
             "/v1/connections",
             get(connections_list).post(connections_add),
@@ -202,11 +213,11 @@ async fn authenticate(State(s): State<ApiState>, mut request: Request, next: Nex
         .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()))
         .map(str::trim);
     let Some(presented) = presented.filter(|k| !k.is_empty()) else {
-        return ApiError {
-            status: StatusCode::UNAUTHORIZED,
-            code: "unauthorized",
-            message: "an API key is required: Authorization: Bearer <key>".into(),
-        }
+        return ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "an API key is required: Authorization: Bearer <key>",
+        )
         .into_response();
     };
     let hash = hash_key(presented);
@@ -218,12 +229,8 @@ async fn authenticate(State(s): State<ApiState>, mut request: Request, next: Nex
             });
             next.run(request).await
         }
-        None => ApiError {
-            status: StatusCode::UNAUTHORIZED,
-            code: "unauthorized",
-            message: "unknown API key".into(),
-        }
-        .into_response(),
+        None => ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "unknown API key")
+            .into_response(),
     }
 }
 
@@ -320,7 +327,15 @@ async fn status(
         value["indexed"] = json!(indexed);
         entries.push(value);
     }
-    Ok(Json(json!({"company_id": company, "data_types": entries})).into_response())
+    // What runs now, when this process can see the workers' state.
+    let running = match &s.connections {
+        Some(admin) => Some(admin.open_runs(&company).await?),
+        None => None,
+    };
+    Ok(
+        Json(json!({"company_id": company, "data_types": entries, "running": running}))
+            .into_response(),
+    )
 }
 
 async fn list(
@@ -423,22 +438,101 @@ async fn search(
 
 async fn sync(State(s): State<ApiState>, Extension(caller): Extension<Caller>) -> ApiResult {
     if caller.scope != Scope::All {
-        return Err(ApiError {
-            status: StatusCode::FORBIDDEN,
-            code: "forbidden",
-            message: "only a key for all companies may start a sync round".into(),
-        });
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "only a key for all companies may start a sync round",
+        ));
     }
     admin(&s)?.request_sync().await?;
     Ok((StatusCode::ACCEPTED, Json(json!({"status": "requested"}))).into_response())
 }
 
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct SyncRequest {
+    /// None or empty: every data type the company's sources offer.
+    #[serde(default)]
+    data_types: Vec<String>,
+    /// Fetch everything again instead of from the cursor.
+    #[serde(default)]
+    resync: bool,
+}
+
+/// Queues a sync (or a resync) of one company, for some data types or all.
+/// 202 with the queued runs; 409 with the open run when one of them is
+/// queued or running already.
+async fn syncs_request(
+    State(s): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    Path(company): Path<String>,
+    body: axum::body::Bytes,
+) -> ApiResult {
+    allowed(&caller, &company)?;
+    let request: SyncRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        SyncRequest::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request(format!("invalid sync request: {e}")))?
+    };
+    let data_types = request
+        .data_types
+        .iter()
+        .map(|t| data_type(t))
+        .collect::<Result<Vec<_>, _>>()?;
+    let trigger = if request.resync {
+        SyncTrigger::Resync
+    } else {
+        SyncTrigger::Request
+    };
+    let runs = admin(&s)?
+        .request_company_sync(&company, &data_types, trigger)
+        .await?;
+    Ok((StatusCode::ACCEPTED, Json(json!({"runs": runs}))).into_response())
+}
+
+/// A company's sync history, newest first, paged by `after`.
+async fn syncs_list(
+    State(s): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    Path(company): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+) -> ApiResult {
+    allowed(&caller, &company)?;
+    only(
+        &params,
+        &["limit", "after", "data_type", "status", "trigger"],
+    )?;
+    let limit: u32 = param(&params, "limit")?.unwrap_or(50);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::bad_request("limit must be between 1 and 1000"));
+    }
+    let filter = RunFilter {
+        data_type: params.get("data_type").map(|t| data_type(t)).transpose()?,
+        status: param(&params, "status")?,
+        trigger: param(&params, "trigger")?,
+        after: params.get("after").cloned(),
+        limit,
+    };
+    let runs = admin(&s)?.runs(&company, &filter).await?;
+    let next = (runs.len() == limit as usize)
+        .then(|| runs.last().map(|r| r["id"].clone()))
+        .flatten();
+    Ok(Json(json!({"runs": runs, "next": next})).into_response())
+}
+
+async fn syncs_one(
+    State(s): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    Path((company, run)): Path<(String, String)>,
+) -> ApiResult {
+    allowed(&caller, &company)?;
+    let run = admin(&s)?.run(&company, &run).await?;
+    Ok(Json(run).into_response())
+}
+
 fn admin(s: &ApiState) -> Result<&Arc<dyn ConnectionAdmin>, ApiError> {
-    s.connections.as_ref().ok_or(ApiError {
-        status: StatusCode::SERVICE_UNAVAILABLE,
-        code: "no_worker",
-        message: "no connector worker runs in this process, and it shares no state store (state.url) with workers elsewhere".into(),
-    })
+    s.connections.as_ref().ok_or(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_worker", "no connector worker runs in this process, and it shares no state store (state.url) with workers elsewhere"))
 }
 
 /// The connection, if the caller may see its company.
@@ -493,11 +587,11 @@ async fn connections_add(
 ) -> ApiResult {
     let Json(add) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
     if !caller.scope.allows(&add.company_id) {
-        return Err(ApiError {
-            status: StatusCode::FORBIDDEN,
-            code: "forbidden",
-            message: format!("this key may not manage company {:?}", add.company_id),
-        });
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("this key may not manage company {:?}", add.company_id),
+        ));
     }
     let (connection, authorize_url) = admin(&s)?
         .add(

@@ -35,7 +35,14 @@ pub const TOPIC: &str = "tributary.v1.customers";
 /// A customer event at `version`, named `name`.
 pub fn customer(company: &str, id: &str, version: i64, deleted: bool, name: &str) -> Event {
     Event {
-        event_id: event_id("conn", DataType::Customer, id, Timestamp(version), deleted),
+        event_id: event_id(
+            "conn",
+            DataType::Customer,
+            id,
+            Timestamp(version),
+            deleted,
+            0,
+        ),
         company_id: company.into(),
         connection_id: "conn".into(),
         data_type: DataType::Customer.as_str().into(),

@@ -16,7 +16,7 @@ const TOPICS: [&str; 2] = ["tributary.v1.customers", "tributary.v1.suppliers"];
 
 fn event(id: &str, version: i64) -> Event {
     Event {
-        event_id: event_id("conn", DataType::Customer, id, Timestamp(version), false),
+        event_id: event_id("conn", DataType::Customer, id, Timestamp(version), false, 0),
         company_id: "acme".into(),
         connection_id: "conn".into(),
         data_type: DataType::Customer.as_str().into(),

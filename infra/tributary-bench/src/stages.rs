@@ -104,6 +104,7 @@ pub(crate) async fn fetch_and_map(
                             &m.source_record_id,
                             m.source_modified_at,
                             m.deleted,
+                            0,
                         ),
                         company_id: info.company_id.clone(),
                         connection_id: info.connection_id.clone(),

@@ -374,6 +374,9 @@ pub struct SyncConfig {
     /// (every third of it): how soon other workers take over the
     /// connections of a worker that died.
     pub lease_secs: f64,
+    /// How long finished runs stay in the sync history, in days (fractions
+    /// allowed). Each sync of each data type is one row: see the README.
+    pub history_days: f64,
     /// This worker's name in its leases; unset (or empty): host name and
     /// data directory, so that a restarted worker resumes its own
     /// connections.
@@ -394,6 +397,7 @@ impl Default for SyncConfig {
             concurrency: 4,
             max_retry_wait_secs: 300,
             lease_secs: 30.0,
+            history_days: 30.0,
             worker_id: None,
         }
     }
@@ -531,6 +535,9 @@ impl Config {
             return Err(
                 "sync.page_size, sync.max_attempts and sync.concurrency must be at least 1".into(),
             );
+        }
+        if !(self.sync.history_days > 0.0 && self.sync.history_days <= 3_650.0) {
+            return Err("sync.history_days must be above 0 and at most 3650".into());
         }
         if !(self.sync.lease_secs >= 1.0 && self.sync.lease_secs <= 3_600.0) {
             return Err("sync.lease_secs must be between 1 and 3600".into());

@@ -3,13 +3,13 @@
 
 use anyhow::Context;
 use tributary_config::Config;
-use tributary_connector_api::admin::ConnectionAdmin;
+use tributary_connector_api::admin::{ConnectionAdmin, RunFilter};
 use tributary_kafka::Origin;
 use tributary_kafka::dead_letters::{self, ReplayError, StoredLetter};
-use tributary_schemas::{DataType, SyncRunEvent, dead_letter_topic};
+use tributary_schemas::{DataType, SyncRunEvent, SyncTrigger, dead_letter_topic};
 
 use crate::wiring;
-use crate::{ConnectionsAction, DlqAction};
+use crate::{ConnectionsAction, DlqAction, SyncsAction};
 
 /// `tributary topics`.
 pub(crate) fn topics() {
@@ -111,6 +111,77 @@ pub(crate) async fn connections(config: &Config, action: ConnectionsAction) -> a
             );
         }
         ConnectionsAction::NewKey => {}
+    }
+    Ok(())
+}
+
+/// `tributary syncs`.
+pub(crate) async fn syncs(config: &Config, action: SyncsAction) -> anyhow::Result<()> {
+    let admin = wiring::admin(config).await?;
+    let parse = |t: &String| t.parse::<DataType>().map_err(anyhow::Error::msg);
+    match action {
+        SyncsAction::Request {
+            company,
+            data_types,
+            resync,
+        } => {
+            let data_types = data_types
+                .iter()
+                .map(parse)
+                .collect::<Result<Vec<_>, _>>()?;
+            let trigger = if resync {
+                SyncTrigger::Resync
+            } else {
+                SyncTrigger::Request
+            };
+            let runs = admin
+                .request_company_sync(&company, &data_types, trigger)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            for run in runs {
+                println!(
+                    "queued {}\t{}\t{}\t{}",
+                    run["id"].as_str().unwrap_or_default(),
+                    run["connection_id"].as_str().unwrap_or_default(),
+                    run["data_type"].as_str().unwrap_or_default(),
+                    run["trigger"].as_str().unwrap_or_default()
+                );
+            }
+        }
+        SyncsAction::List {
+            company,
+            data_type,
+            status,
+            trigger,
+            limit,
+        } => {
+            let filter = RunFilter {
+                data_type: data_type.as_ref().map(parse).transpose()?,
+                status: status.map(|s| s.parse()).transpose()?,
+                trigger: trigger.map(|t| t.parse()).transpose()?,
+                after: None,
+                limit,
+            };
+            println!("run\tdata_type\ttrigger\tstatus\tqueued_at\tfetched\tpublished\tdead\terror");
+            for run in admin.runs(&company, &filter).await? {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                    run["id"].as_str().unwrap_or_default(),
+                    run["data_type"].as_str().unwrap_or_default(),
+                    run["trigger"].as_str().unwrap_or_default(),
+                    run["status"].as_str().unwrap_or_default(),
+                    run["states"][0]["at"].as_str().unwrap_or_default(),
+                    run["records_fetched"],
+                    run["records_published"],
+                    run["records_dead_lettered"],
+                    run["error"].as_str().unwrap_or_default()
+                );
+            }
+        }
+        SyncsAction::Show { company, run } => {
+            let run = admin.run(&company, &run).await?;
+            println!("{}", serde_json::to_string_pretty(&run)?);
+        }
     }
     Ok(())
 }

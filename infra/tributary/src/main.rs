@@ -51,6 +51,12 @@ enum Command {
         #[command(subcommand)]
         action: ConnectionsAction,
     },
+    /// Ask for a sync or resync of one company now, and read its sync history
+    /// (works on the state store; the workers of `tributary up` run it).
+    Syncs {
+        #[command(subcommand)]
+        action: SyncsAction,
+    },
     /// Make API keys.
     ApiKey {
         #[command(subcommand)]
@@ -96,6 +102,38 @@ pub(crate) enum ConnectionsAction {
     RotateKey,
     /// Print a new random credentials key (64 hex digits).
     NewKey,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum SyncsAction {
+    /// Queue a sync of one company now (from the cursor), or with --resync
+    /// fetch everything again; prints the queued runs.
+    Request {
+        company: String,
+        /// A data type to sync (repeatable); none: every type its sources offer.
+        #[arg(long = "data-type", value_name = "DATA_TYPE")]
+        data_types: Vec<String>,
+        /// Forget the cursor and fetch everything again; the records replace
+        /// what the stores hold even at the same version.
+        #[arg(long)]
+        resync: bool,
+    },
+    /// A company's sync history, newest first.
+    List {
+        company: String,
+        #[arg(long)]
+        data_type: Option<String>,
+        /// queued, fetching, publishing, succeeded, failed or paused.
+        #[arg(long)]
+        status: Option<String>,
+        /// schedule, request or resync.
+        #[arg(long)]
+        trigger: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+    /// One run: its states with their times, counts and error.
+    Show { company: String, run: String },
 }
 
 #[derive(Subcommand)]
@@ -158,6 +196,12 @@ fn main() -> anyhow::Result<()> {
                 .enable_all()
                 .build()?;
             runtime.block_on(commands::connections(&config, action))
+        }
+        Command::Syncs { action } => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(commands::syncs(&config, action))
         }
         Command::ApiKey {
             action: ApiKeyAction::New { name, companies },

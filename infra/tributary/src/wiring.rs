@@ -25,6 +25,7 @@ pub(crate) fn sync_settings(config: &Config) -> SyncSettings {
         concurrency: config.sync.concurrency,
         max_retry_wait: Duration::from_secs(config.sync.max_retry_wait_secs),
         lease: Duration::from_secs_f64(config.sync.lease_secs),
+        history: Duration::from_secs_f64(config.sync.history_days * 86_400.0),
     }
 }
 

@@ -8,12 +8,15 @@
 use std::sync::Arc;
 
 use serde_json::{Value, json};
-use tributary_connector_api::admin::{AdminError, ConnectionAdmin, ConnectionView};
+use tributary_connector_api::admin::{
+    AdminError, ConnectionAdmin, ConnectionView, RunFilter, RunView,
+};
 use tributary_connector_api::{ConnectionInfo, ConnectorRegistry};
-use tributary_schemas::{ConnectionStatus, Timestamp};
+use tributary_schemas::{ConnectionStatus, DataType, SyncTrigger, Timestamp};
 
 use crate::limits::Limiters;
 use crate::secrets::{Cipher, Key};
+use crate::state::{AlreadyOpen, SyncRun};
 use crate::vault::StateVault;
 use crate::{ProducerError, StateStore, StoredConnection, SyncSettings, fetch_with_retry};
 
@@ -39,6 +42,32 @@ fn view(c: &StoredConnection) -> ConnectionView {
         "settings": c.info.settings,
         "created_at": c.created_at.to_string(),
         "updated_at": c.updated_at.to_string(),
+    })
+}
+
+/// A run as the API shows it: its states in order, each with its time.
+pub fn run_view(r: &SyncRun) -> RunView {
+    let states: Vec<_> = r
+        .states()
+        .into_iter()
+        .map(|(state, at)| json!({"state": state, "at": at.to_string()}))
+        .collect();
+    json!({
+        "id": r.id,
+        "company_id": r.company_id,
+        "connection_id": r.connection_id,
+        "data_type": r.data_type.as_str(),
+        "trigger": r.trigger,
+        "status": r.status,
+        "states": states,
+        "worker": r.worker,
+        "pages_fetched": r.pages_fetched,
+        "records_fetched": r.records_fetched,
+        "records_published": r.records_published,
+        "records_dead_lettered": r.records_dead_lettered,
+        "error": r.error,
+        "error_fault": r.error_fault,
+        "resumed_from": r.resumed_from,
     })
 }
 
@@ -223,6 +252,114 @@ impl ConnectionAdmin for Admin {
     async fn request_sync(&self) -> Result<(), AdminError> {
         tracing::info!("sync requested");
         self.state.request_sync().await.map_err(failed)
+    }
+
+    async fn request_company_sync(
+        &self,
+        company_id: &str,
+        data_types: &[DataType],
+        trigger: SyncTrigger,
+    ) -> Result<Vec<RunView>, AdminError> {
+        if trigger == SyncTrigger::Schedule {
+            return Err(AdminError::BadRequest(
+                "a sync is asked for as a request or a resync".into(),
+            ));
+        }
+        let connections: Vec<StoredConnection> = self
+            .state
+            .connections()
+            .await
+            .map_err(failed)?
+            .into_iter()
+            .filter(|c| {
+                c.info.company_id == company_id
+                    && !matches!(
+                        c.status,
+                        ConnectionStatus::Unlinked | ConnectionStatus::PendingAuth
+                    )
+            })
+            .collect();
+        if connections.is_empty() {
+            return Err(AdminError::NotFound(format!(
+                "company {company_id:?} has no linked connection"
+            )));
+        }
+        let mut wanted = Vec::new();
+        let mut offered_by_any = Vec::new();
+        for c in &connections {
+            let id = &c.info.connection_id;
+            let offered = self
+                .registry
+                .build(&c.info, self.vault(id))
+                .map_err(user_or_failed)?
+                .data_types();
+            for data_type in &offered {
+                if data_types.is_empty() || data_types.contains(data_type) {
+                    wanted.push((id.as_str(), company_id, *data_type));
+                }
+            }
+            offered_by_any.extend(offered);
+        }
+        if let Some(missing) = data_types.iter().find(|t| !offered_by_any.contains(t)) {
+            offered_by_any.sort();
+            offered_by_any.dedup();
+            let offered: Vec<&str> = offered_by_any.iter().map(|t| t.as_str()).collect();
+            return Err(AdminError::BadRequest(format!(
+                "no connection of company {company_id:?} offers {missing}; they offer: {}",
+                offered.join(", ")
+            )));
+        }
+        match self
+            .state
+            .queue_runs(&wanted, trigger)
+            .await
+            .map_err(failed)?
+        {
+            Ok(runs) => {
+                tracing::info!(company = %company_id, runs = runs.len(), %trigger, "runs queued");
+                Ok(runs.iter().map(run_view).collect())
+            }
+            Err(AlreadyOpen(open)) => Err(AdminError::Conflict {
+                message: format!(
+                    "a {} run of {} for connection {} is {} already (run {}): nothing was queued",
+                    open.data_type, company_id, open.connection_id, open.status, open.id
+                ),
+                open: run_view(&open),
+            }),
+        }
+    }
+
+    async fn runs(&self, company_id: &str, filter: &RunFilter) -> Result<Vec<RunView>, AdminError> {
+        Ok(self
+            .state
+            .runs(company_id, filter)
+            .await
+            .map_err(failed)?
+            .iter()
+            .map(run_view)
+            .collect())
+    }
+
+    async fn run(&self, company_id: &str, run_id: &str) -> Result<RunView, AdminError> {
+        self.state
+            .run(company_id, run_id)
+            .await
+            .map_err(failed)?
+            .map(|r| run_view(&r))
+            .ok_or_else(|| {
+                AdminError::NotFound(format!("no run {run_id:?} for company {company_id:?}"))
+            })
+    }
+
+    async fn open_runs(&self, company_id: &str) -> Result<Vec<RunView>, AdminError> {
+        Ok(self
+            .state
+            .open_runs(company_id)
+            .await
+            .map_err(failed)?
+            .iter()
+            .map(run_view)
+            .collect())
     }
 
     async fn complete_authorization(

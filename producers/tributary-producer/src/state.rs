@@ -34,6 +34,9 @@ use tributary_schemas::{ConnectionStatus, DataType, Timestamp};
 use crate::ProducerError;
 use crate::secrets::Sealed;
 
+mod runs;
+pub use runs::{AlreadyOpen, RunFilter, SyncRun};
+
 /// The PostgreSQL schema that holds the workers' state (and its own
 /// migration history, apart from the store's).
 pub const POSTGRES_SCHEMA: &str = "tributary_state";
@@ -62,6 +65,14 @@ impl StoredConnection {
     }
 }
 
+/// A connection a worker claimed, and why it was due.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub connection: StoredConnection,
+    /// Its interval came round (else only a sync was asked for).
+    pub scheduled: bool,
+}
+
 #[derive(Clone)]
 enum Pool {
     Sqlite(SqlitePool),
@@ -77,6 +88,7 @@ macro_rules! on_pool {
         }
     };
 }
+use on_pool;
 
 /// id, company_id, source, settings, status, status_reason, created_at, updated_at
 type ConnectionRow = (
@@ -421,12 +433,13 @@ impl StateStore {
         owner: &str,
         limit: usize,
         lease: Duration,
-    ) -> Result<Vec<StoredConnection>, ProducerError> {
+    ) -> Result<Vec<Claimed>, ProducerError> {
         if limit == 0 {
             return Ok(Vec::new());
         }
         let candidates = self.sql(
-            "SELECT c.id FROM connections c LEFT JOIN sync_leases l ON l.connection_id = c.id \
+            "SELECT c.id, (l.connection_id IS NULL OR l.next_sync_at <= {now}) AS scheduled \
+             FROM connections c LEFT JOIN sync_leases l ON l.connection_id = c.id \
              WHERE c.status NOT IN ('unlinked', 'pending_auth') \
              AND (l.connection_id IS NULL OR ( \
                  (l.owner IS NULL OR l.expires_at <= {now}) \
@@ -445,13 +458,13 @@ impl StateStore {
              RETURNING connection_id",
         );
         let ids =
-            on_pool!(self, p => sqlx::query_as::<_, (String,)>(AssertSqlSafe(candidates.as_str()))
+            on_pool!(self, p => sqlx::query_as::<_, (String, bool)>(AssertSqlSafe(candidates.as_str()))
             .bind(limit as i64)
             .fetch_all(p)
             .await)
             .map_err(state_err)?;
         let mut claimed = Vec::new();
-        for (id,) in ids {
+        for (id, scheduled) in ids {
             let won =
                 on_pool!(self, p => sqlx::query_as::<_, (String,)>(AssertSqlSafe(claim.as_str()))
                 .bind(&id)
@@ -461,9 +474,12 @@ impl StateStore {
                 .await)
                 .map_err(state_err)?;
             if won.is_some()
-                && let Some(stored) = self.connection(&id).await?
+                && let Some(connection) = self.connection(&id).await?
             {
-                claimed.push(stored);
+                claimed.push(Claimed {
+                    connection,
+                    scheduled,
+                });
             }
         }
         Ok(claimed)
@@ -491,21 +507,24 @@ impl StateStore {
     }
 
     /// Gives up `owner`'s lease on a connection, which is next due in
-    /// `next_sync_in` (sooner if a sync is asked for).
+    /// `next_sync_in` (sooner if a sync is asked for); `None` keeps the due
+    /// time it had (a sync of some data types only, asked for between two
+    /// scheduled ones).
     pub async fn release_lease(
         &self,
         connection_id: &str,
         owner: &str,
-        next_sync_in: Duration,
+        next_sync_in: Option<Duration>,
     ) -> Result<(), ProducerError> {
         let sql = self.sql(
-            "UPDATE sync_leases SET owner = NULL, expires_at = 0, next_sync_at = {now} + $3 \
+            "UPDATE sync_leases SET owner = NULL, expires_at = 0, \
+             next_sync_at = CASE WHEN $3 < 0 THEN next_sync_at ELSE {now} + $3 END \
              WHERE connection_id = $1 AND owner = $2",
         );
         on_pool!(self, p => sqlx::query(AssertSqlSafe(sql.as_str()))
             .bind(connection_id)
             .bind(owner)
-            .bind(millis(next_sync_in))
+            .bind(next_sync_in.map_or(-1, millis))
             .execute(p)
             .await
             .map(drop))

@@ -9,7 +9,8 @@ use tributary_connector_api::{
     ConnectionInfo, Connector, ConnectorError, ConnectorRegistry, Cursor, Fault, Page, PageRequest,
 };
 use tributary_schemas::{
-    ConnectionStatus, DataType, Event, Record, SyncRunEvent, SyncRunStatus, Timestamp, event_id,
+    ConnectionStatus, DataType, Event, Record, SyncRunEvent, SyncRunStatus, SyncTrigger, Timestamp,
+    event_id,
 };
 use tributary_telemetry::crash_point;
 
@@ -17,9 +18,40 @@ use crate::limits::{Limiter, Limiters};
 use crate::publisher::Publisher;
 use crate::recent::Recent;
 use crate::secrets::Cipher;
-use crate::state::{StateStore, StoredConnection};
+use crate::state::{Claimed, StateStore, StoredConnection, SyncRun};
 use crate::vault::StateVault;
 use crate::{ProducerError, metrics};
+
+/// Why a run left open by a dead worker was closed.
+const INTERRUPTED: &str = "interrupted: the worker running it stopped before it ended (a run an operator asked for resumes from the saved cursor)";
+/// Why a run was closed by its own worker stopping.
+const STOPPED: &str = "stopped with its worker before the source's last page (a run an operator asked for resumes from the saved cursor)";
+
+/// Who is at fault for a failed run, in the history's words: `user`
+/// (settings, credentials), `source` (down, slow, limits), `data` (a
+/// record) or `tributary` (our side: the broker, the registry, the state
+/// store, a bug).
+pub fn fault_word(e: &ProducerError) -> &'static str {
+    match e {
+        ProducerError::Connector(e) => match e.fault {
+            Fault::User => "user",
+            Fault::Source | Fault::RateLimited => "source",
+            Fault::Data => "data",
+            Fault::Internal => "tributary",
+        },
+        _ => "tributary",
+    }
+}
+
+/// What one connection's sync did.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Round {
+    /// The source asked for a long wait: the connection is next due then.
+    pub pause: Option<Duration>,
+    /// Every data type was synced (else only those operators asked for):
+    /// the connection's next scheduled sync is an interval from now.
+    pub whole: bool,
+}
 
 /// How the runtime fetches.
 #[derive(Debug, Clone)]
@@ -39,6 +71,8 @@ pub struct SyncSettings {
     /// How long a worker's claim on a connection lasts unless renewed: how
     /// soon another worker takes over the connections of one that died.
     pub lease: Duration,
+    /// How long finished runs stay in the sync history.
+    pub history: Duration,
 }
 
 /// Fetches one page within the connector's call limits, retrying what the
@@ -111,6 +145,9 @@ fn jitter(max: Duration) -> Duration {
     }
 }
 
+/// How often a worker prunes the sync history.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
 /// Runs connectors and publishes what they fetch. Any number of workers,
 /// in any number of processes, may share one state store: each connection
 /// is synced by one worker at a time, under a lease (see [`crate::state`]).
@@ -179,29 +216,46 @@ impl Worker {
         )
     }
 
-    /// Syncs every data type of one connection, in the connector's order,
-    /// with this worker's lease on it. Returns how long to pause the
-    /// connection when the source asked for a long wait.
+    /// Syncs one connection with this worker's lease on it: every data type
+    /// in the connector's order when its interval came round (`scheduled`)
+    /// or a sync of all was asked for, else only the data types operators
+    /// queued runs for. Each data type's sync is a run of the history.
+    /// Runs of this connection left open by a worker that died are closed
+    /// first (those an operator asked for resume, queued again).
     #[tracing::instrument(skip_all, fields(connection = %stored.info.connection_id, company = %stored.info.company_id, source = %stored.info.source))]
     pub async fn sync_connection(
         &self,
         stored: &StoredConnection,
+        scheduled: bool,
         shutdown: &watch::Receiver<bool>,
-    ) -> Result<Option<Duration>, ProducerError> {
+    ) -> Result<Round, ProducerError> {
         let info = &stored.info;
+        let mut round = Round {
+            pause: None,
+            whole: false,
+        };
         if matches!(
             stored.status,
             ConnectionStatus::PendingAuth | ConnectionStatus::Unlinked
         ) {
             tracing::debug!(status = %stored.status, "not synced");
-            return Ok(None);
+            return Ok(round);
+        }
+        let interrupted = self
+            .state
+            .close_interrupted(&info.connection_id, INTERRUPTED)
+            .await?;
+        for run in &interrupted {
+            tracing::warn!(run = %run.id, data_type = %run.data_type, worker = ?run.worker, "closed a run its worker left open");
         }
         self.publish_connection(stored).await?;
+        let queued = self.state.queued_runs(&info.connection_id).await?;
         let connector = match self.build(info) {
             Ok(c) => c,
             Err(e) => {
                 self.set_status(stored, ConnectionStatus::Unlinked, Some(&e.to_string()))
                     .await?;
+                self.fail_queued(info, &queued, &e).await?;
                 return Err(ProducerError::Connector(e));
             }
         };
@@ -213,16 +267,38 @@ impl Worker {
             };
             self.set_status(stored, status, Some(&e.to_string()))
                 .await?;
+            self.fail_queued(info, &queued, &e).await?;
             return Err(ProducerError::Connector(e));
         }
         if stored.status != ConnectionStatus::Linked || stored.status_reason.is_some() {
             self.set_status(stored, ConnectionStatus::Linked, None)
                 .await?;
         }
+        let offered = connector.data_types();
+        let (unknown, queued): (Vec<_>, Vec<_>) = queued
+            .into_iter()
+            .partition(|r| !offered.contains(&r.data_type));
+        for run in &unknown {
+            let e = ConnectorError::new(
+                &info.source,
+                Fault::User,
+                format!("{} does not offer {}", info.source, run.data_type),
+            );
+            self.fail_queued(info, std::slice::from_ref(run), &e)
+                .await?;
+        }
+        round.whole = scheduled || queued.is_empty();
+        let trigger = if scheduled {
+            SyncTrigger::Schedule
+        } else {
+            SyncTrigger::Request
+        };
         let limiter = connector.rate_limits().map(|l| self.limiters.get(&l));
         let mut runs = Vec::new();
-        let mut paused_for = None;
-        for data_type in connector.data_types() {
+        for data_type in offered {
+            if !round.whole && !queued.iter().any(|r| r.data_type == data_type) {
+                continue;
+            }
             if *shutdown.borrow() {
                 break;
             }
@@ -231,10 +307,11 @@ impl Worker {
                     info,
                     connector.as_ref(),
                     data_type,
+                    trigger,
                     limiter.as_deref(),
                     shutdown,
                 )
-                .await;
+                .await?;
             metrics::sync_finished(&info.source, data_type, run.status);
             runs.push(run);
             if let Some((retry_after, reason)) = pause {
@@ -245,13 +322,40 @@ impl Worker {
                 tracing::warn!(reason = %why, "connection paused");
                 self.set_status(stored, ConnectionStatus::Linked, Some(&why))
                     .await?;
-                paused_for = Some(retry_after);
+                round.pause = Some(retry_after);
                 break;
             }
         }
         // One acked publish for the round's outcomes, not one per data type.
         self.publisher.publish_sync_runs(&runs).await?;
-        Ok(paused_for)
+        Ok(round)
+    }
+
+    /// Ends queued runs that cannot start: the connection could not be
+    /// built or authenticated.
+    async fn fail_queued(
+        &self,
+        info: &ConnectionInfo,
+        queued: &[SyncRun],
+        error: &ConnectorError,
+    ) -> Result<(), ProducerError> {
+        for queued in queued {
+            let mut run = self
+                .state
+                .start_run(
+                    &info.connection_id,
+                    &info.company_id,
+                    queued.data_type,
+                    queued.trigger,
+                    &self.id,
+                )
+                .await?;
+            run.status = SyncRunStatus::Failed;
+            run.error = Some(error.to_string());
+            run.error_fault = Some(fault_word(&ProducerError::Connector(error.clone())).into());
+            self.state.finish_run(&run, false).await?;
+        }
+        Ok(())
     }
 
     async fn set_status(
@@ -292,6 +396,7 @@ impl Worker {
                 &info.connection_id,
                 stored.updated_at,
                 false,
+                0,
             ),
             company_id: info.company_id.clone(),
             connection_id: info.connection_id.clone(),
@@ -312,39 +417,55 @@ impl Worker {
         Ok(())
     }
 
-    /// Pages through one data type: fetch, map, publish, wait for delivery,
-    /// then save the cursor. A crash anywhere repeats at most one page.
-    /// Returns the run, and how long to pause the connection if the source
-    /// asked for a long wait (status `paused`).
+    /// Pages through one data type as one run of the history: fetch, map,
+    /// publish, wait for delivery, then save the cursor. A crash anywhere
+    /// repeats at most one page. A resync first forgets the cursor and
+    /// raises the revision its events carry. Returns the run's outcome
+    /// event, and how long to pause the connection if the source asked for
+    /// a long wait (status `paused`); only the state store failing is an
+    /// error.
     #[tracing::instrument(skip_all, fields(data_type = %data_type))]
     pub async fn sync_data_type(
         &self,
         info: &ConnectionInfo,
         connector: &dyn Connector,
         data_type: DataType,
+        trigger: SyncTrigger,
         limiter: Option<&Limiter>,
         shutdown: &watch::Receiver<bool>,
-    ) -> (SyncRunEvent, Option<(Duration, String)>) {
-        let started_at = Timestamp::now();
-        let mut run = SyncRunEvent {
-            event_id: String::new(),
-            company_id: info.company_id.clone(),
-            connection_id: info.connection_id.clone(),
-            source: info.source.clone(),
-            data_type: data_type.as_str().into(),
-            started_at,
-            finished_at: started_at,
-            status: SyncRunStatus::Succeeded,
-            records_fetched: 0,
-            pages_fetched: 0,
-            error: None,
-        };
+    ) -> Result<(SyncRunEvent, Option<(Duration, String)>), ProducerError> {
+        let mut run = self
+            .state
+            .start_run(
+                &info.connection_id,
+                &info.company_id,
+                data_type,
+                trigger,
+                &self.id,
+            )
+            .await?;
+        tracing::debug!(run = %run.id, trigger = %run.trigger, "run started");
         let mut pause = None;
-        match self
-            .sync_pages(info, connector, data_type, limiter, shutdown, &mut run)
-            .await
-        {
-            Ok(()) => {}
+        let outcome = match self.prepare_run(info, &run).await {
+            Ok(revision) => {
+                self.sync_pages(
+                    info, connector, data_type, revision, limiter, shutdown, &mut run,
+                )
+                .await
+            }
+            Err(e) => Err(e),
+        };
+        match outcome {
+            Ok(true) => run.status = SyncRunStatus::Succeeded,
+            Ok(false) => {
+                // Stopped with the worker: closed now, and resumed by the
+                // next sync if an operator asked for it.
+                run.status = SyncRunStatus::Failed;
+                run.error = Some(STOPPED.into());
+                run.error_fault = Some("tributary".into());
+                self.state.finish_run(&run, true).await?;
+                return Ok((self.outcome_event(info, &run), None));
+            }
             Err(ProducerError::Connector(e))
                 if e.fault == Fault::RateLimited
                     && e.retry_after
@@ -352,34 +473,83 @@ impl Worker {
             {
                 run.status = SyncRunStatus::Paused;
                 run.error = Some(e.to_string());
+                run.error_fault = Some("source".into());
                 pause = Some((e.retry_after.unwrap_or_default(), e.to_string()));
             }
             Err(e) => {
                 metrics::error(&info.source, data_type, "sync", &e.to_string());
                 run.status = SyncRunStatus::Failed;
                 run.error = Some(e.to_string());
+                run.error_fault = Some(fault_word(&e).into());
             }
         }
-        run.finished_at = Timestamp::now();
-        run.event_id = event_id(
-            &info.connection_id,
-            data_type,
-            "sync_run",
-            started_at,
-            false,
-        );
-        (run, pause)
+        self.state.finish_run(&run, false).await?;
+        Ok((self.outcome_event(info, &run), pause))
     }
 
+    /// The revision a run's events carry: a resync (not one resuming an
+    /// interrupted resync, which goes on from where that one was) forgets
+    /// the cursor and raises it first.
+    async fn prepare_run(
+        &self,
+        info: &ConnectionInfo,
+        run: &SyncRun,
+    ) -> Result<i64, ProducerError> {
+        if run.trigger == SyncTrigger::Resync && run.resumed_from.is_none() {
+            return self
+                .state
+                .begin_resync(&info.connection_id, run.data_type, &self.id)
+                .await?
+                .ok_or_else(|| ProducerError::LeaseLost(info.connection_id.clone()));
+        }
+        self.state
+            .revision(&info.connection_id, run.data_type)
+            .await
+    }
+
+    /// The event a finished run publishes on the `sync_runs` topic.
+    fn outcome_event(&self, info: &ConnectionInfo, run: &SyncRun) -> SyncRunEvent {
+        let started_at = run.fetching_at.unwrap_or(run.queued_at);
+        SyncRunEvent {
+            event_id: event_id(
+                &info.connection_id,
+                run.data_type,
+                "sync_run",
+                started_at,
+                false,
+                0,
+            ),
+            company_id: info.company_id.clone(),
+            connection_id: info.connection_id.clone(),
+            source: info.source.clone(),
+            data_type: run.data_type.as_str().into(),
+            started_at,
+            finished_at: Timestamp::now(),
+            status: run.status,
+            records_fetched: run.records_fetched,
+            pages_fetched: run.pages_fetched,
+            error: run.error.clone(),
+            run_id: run.id.clone(),
+            trigger: run.trigger,
+            records_published: run.records_published,
+            records_dead_lettered: run.records_dead_lettered,
+            error_fault: run.error_fault.clone(),
+        }
+    }
+
+    /// The pages of one run; `Ok(false)` when the worker is stopping and
+    /// the run ended before the source's last page.
+    #[allow(clippy::too_many_arguments)]
     async fn sync_pages(
         &self,
         info: &ConnectionInfo,
         connector: &dyn Connector,
         data_type: DataType,
+        revision: i64,
         limiter: Option<&Limiter>,
         shutdown: &watch::Receiver<bool>,
-        run: &mut SyncRunEvent,
-    ) -> Result<(), ProducerError> {
+        run: &mut SyncRun,
+    ) -> Result<bool, ProducerError> {
         // The positions this run asked from: a source that leads back to
         // one of them would page for ever.
         let mut asked: HashSet<Option<Cursor>> = HashSet::new();
@@ -421,6 +591,7 @@ impl Worker {
                             &mapped.source_record_id,
                             mapped.source_modified_at,
                             mapped.deleted,
+                            revision,
                         ),
                         company_id: info.company_id.clone(),
                         connection_id: info.connection_id.clone(),
@@ -430,7 +601,7 @@ impl Worker {
                         source_modified_at: mapped.source_modified_at,
                         fetched_at: now,
                         deleted: mapped.deleted,
-                        revision: 0,
+                        revision,
                         record: mapped.record,
                     }),
                     Err(e) => {
@@ -440,6 +611,11 @@ impl Worker {
                     }
                 }
             }
+            if run.status == SyncRunStatus::Fetching && !page.records.is_empty() {
+                self.state.mark_publishing(&run.id).await?;
+                run.status = SyncRunStatus::Publishing;
+            }
+            run.records_dead_lettered += dead.len() as i64;
             // Dead letters first: the cursor moves only once they are safe too.
             if !dead.is_empty() {
                 self.publisher
@@ -466,6 +642,7 @@ impl Worker {
                                     &m.source_record_id,
                                     m.source_modified_at,
                                     m.deleted,
+                                    revision,
                                 ) == t.event_id
                             })
                         })?;
@@ -479,6 +656,8 @@ impl Worker {
                     .publish_dead_letters(&info.company_id, &info.connection_id, data_type, &dead)
                     .await?;
             }
+            run.records_published += (events.len() - too_large.len()) as i64;
+            run.records_dead_lettered += too_large.len() as i64;
             self.recent
                 .published(&info.connection_id, data_type, &events);
             crash_point("worker.after_publish");
@@ -502,8 +681,11 @@ impl Worker {
                     return Err(ProducerError::LeaseLost(info.connection_id.clone()));
                 }
             }
-            if !page.has_more || *shutdown.borrow() {
-                return Ok(());
+            if !page.has_more {
+                return Ok(true);
+            }
+            if *shutdown.borrow() {
+                return Ok(false);
             }
         }
     }
@@ -531,7 +713,16 @@ impl Worker {
         let poll =
             (self.settings.interval / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
         let mut syncing = tokio::task::JoinSet::new();
+        let mut pruned: Option<Instant> = None;
         loop {
+            if pruned.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
+                pruned = Some(Instant::now());
+                match self.state.prune_runs(self.settings.history).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(runs = n, "pruned the sync history"),
+                    Err(e) => tracing::warn!(error = %e, "cannot prune the sync history"),
+                }
+            }
             let free = self.settings.concurrency.saturating_sub(syncing.len());
             match self
                 .state
@@ -539,10 +730,10 @@ impl Worker {
                 .await
             {
                 Ok(claimed) => {
-                    for stored in claimed {
+                    for claim in claimed {
                         let worker = Arc::clone(&self);
                         let shutdown = shutdown.clone();
-                        syncing.spawn(async move { worker.sync_leased(stored, shutdown).await });
+                        syncing.spawn(async move { worker.sync_leased(claim, shutdown).await });
                     }
                 }
                 Err(e) => tracing::error!(error = %e, "cannot claim connections to sync"),
@@ -569,10 +760,11 @@ impl Worker {
 
     /// Syncs a connection this worker claimed, renewing the lease until the
     /// sync ends, then releases it with the time the connection is next due.
-    async fn sync_leased(&self, stored: StoredConnection, shutdown: watch::Receiver<bool>) {
+    async fn sync_leased(&self, claim: Claimed, shutdown: watch::Receiver<bool>) {
+        let stored = &claim.connection;
         let id = &stored.info.connection_id;
-        tracing::debug!(connection = %id, "leased");
-        let sync = self.sync_connection(&stored, &shutdown);
+        tracing::debug!(connection = %id, scheduled = claim.scheduled, "leased");
+        let sync = self.sync_connection(stored, claim.scheduled, &shutdown);
         tokio::pin!(sync);
         let result = tokio::select! {
             result = &mut sync => result,
@@ -580,15 +772,20 @@ impl Worker {
             () = self.keep_lease(id) => sync.await,
         };
         let next_sync_in = match result {
-            Ok(pause) => pause.unwrap_or(self.settings.interval),
+            Ok(Round {
+                pause: Some(pause), ..
+            }) => Some(pause),
+            Ok(Round { whole: true, .. }) => Some(self.settings.interval),
+            // Only what was asked for: the schedule stays as it was.
+            Ok(Round { whole: false, .. }) => None,
             Err(e) => {
                 tracing::warn!(connection = %id, error = %e, "connection sync failed");
-                self.settings.interval
+                Some(self.settings.interval)
             }
         };
         // Stopped half way: due at once, for whichever worker is up first.
         let next_sync_in = if *shutdown.borrow() {
-            Duration::ZERO
+            Some(Duration::ZERO)
         } else {
             next_sync_in
         };

@@ -185,6 +185,7 @@ async fn rig(factory: impl ConnectorFactory + 'static) -> Rig {
             concurrency: 1,
             max_retry_wait: Duration::from_secs(60),
             lease: Duration::from_secs(30),
+            history: Duration::from_secs(86_400),
         },
         Arc::new(Cipher::new(Key::generate(), vec![])),
     ));

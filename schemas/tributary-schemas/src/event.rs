@@ -250,23 +250,30 @@ impl<R> Envelope<R> {
 pub type Event = Envelope<Record>;
 
 /// The deterministic id of one version of one source record: the same record
-/// fetched twice at the same version gets the same id, so replays are
-/// recognisable downstream.
+/// fetched twice at the same version and revision gets the same id, so
+/// replays are recognisable downstream. Revision 0 (an ordinary sync) adds
+/// nothing to the hash, so ids from before revisions existed are unchanged;
+/// a resync's events (a higher revision) get ids of their own.
 pub fn event_id(
     connection_id: &str,
     data_type: DataType,
     source_record_id: &str,
     source_modified_at: Timestamp,
     deleted: bool,
+    revision: i64,
 ) -> String {
     let mut hasher = Sha256::new();
+    let revision = (revision != 0).then(|| revision.to_string());
     for part in [
         connection_id,
         data_type.as_str(),
         source_record_id,
         &source_modified_at.0.to_string(),
         if deleted { "deleted" } else { "live" },
-    ] {
+    ]
+    .into_iter()
+    .chain(revision.as_deref())
+    {
         hasher.update(part.as_bytes());
         hasher.update([0u8]);
     }
@@ -358,6 +365,28 @@ pub struct SyncRunEvent {
     pub records_fetched: i64,
     pub pages_fetched: i64,
     pub error: Option<String>,
+    /// The run's id in the sync history (`GET /v1/companies/{c}/syncs/{run}`);
+    /// empty in events written before runs had ids.
+    #[serde(default)]
+    pub run_id: String,
+    /// What started the run: `schedule`, `request` or `resync`.
+    #[serde(default = "schedule")]
+    pub trigger: crate::SyncTrigger,
+    /// Events the run published (records fetched minus those set aside and
+    /// those already published lately).
+    #[serde(default)]
+    pub records_published: i64,
+    /// Records the run set aside as dead letters (unmappable or too large).
+    #[serde(default)]
+    pub records_dead_lettered: i64,
+    /// Who is at fault when the run did not succeed: `user`, `source`,
+    /// `data` or `tributary`.
+    #[serde(default)]
+    pub error_fault: Option<String>,
+}
+
+fn schedule() -> crate::SyncTrigger {
+    crate::SyncTrigger::Schedule
 }
 
 impl SyncRunEvent {

@@ -29,7 +29,7 @@ pub use event::{
     DataType, Envelope, Event, Record, SyncRunEvent, TOPIC_PREFIX, all_topics, dead_letter,
     dead_letter_topic, event_id, from_avro_datum, to_avro_datum,
 };
-pub use states::{ConnectionStatus, DeadLetterStage, SyncRunStatus, UnknownState};
+pub use states::{ConnectionStatus, DeadLetterStage, SyncRunStatus, SyncTrigger, UnknownState};
 pub use temporal::{Date, TemporalError, Timestamp};
 
 /// A schema could not be parsed, or a value did not fit its schema.

@@ -86,13 +86,43 @@ word_enum! {
 }
 
 word_enum! {
-    /// How one sync of one data type ended.
+    /// Where one sync of one data type stands. A run goes through `queued`
+    /// (asked for, waiting for a worker), `fetching` and `publishing` to one
+    /// of the three ends; only ended runs are published on the
+    /// `sync_runs` topic.
     SyncRunStatus, "sync run status" {
+        Queued => "queued",
+        Fetching => "fetching",
+        Publishing => "publishing",
         Succeeded => "succeeded",
         Failed => "failed",
         /// Stopped by a wait longer than allowed (a day's call quota used up):
         /// resumes later from its cursor.
         Paused => "paused",
+    }
+}
+
+impl SyncRunStatus {
+    /// Whether the run is over.
+    pub fn is_finished(self) -> bool {
+        matches!(
+            self,
+            SyncRunStatus::Succeeded | SyncRunStatus::Failed | SyncRunStatus::Paused
+        )
+    }
+}
+
+word_enum! {
+    /// What started a sync run.
+    SyncTrigger, "sync trigger" {
+        /// The connection's interval came round.
+        Schedule => "schedule",
+        /// An operator asked for a sync now (incremental, from the cursor).
+        Request => "request",
+        /// An operator asked to fetch everything again: the cursor is
+        /// forgotten and the run's events carry a new revision, so they
+        /// replace what the stores hold even at the same source version.
+        Resync => "resync",
     }
 }
 
@@ -121,13 +151,16 @@ mod tests {
         for s in SyncRunStatus::ALL {
             assert_eq!(s.as_str().parse::<SyncRunStatus>(), Ok(*s));
         }
+        for s in SyncTrigger::ALL {
+            assert_eq!(s.as_str().parse::<SyncTrigger>(), Ok(*s));
+        }
         for s in DeadLetterStage::ALL {
             assert_eq!(s.as_str().parse::<DeadLetterStage>(), Ok(*s));
         }
         let err = "lost".parse::<SyncRunStatus>().unwrap_err();
         assert_eq!(
             err.to_string(),
-            "\"lost\" is not a sync run status (one of succeeded, failed, paused)"
+            "\"lost\" is not a sync run status (one of queued, fetching, publishing, succeeded, failed, paused)"
         );
     }
 }

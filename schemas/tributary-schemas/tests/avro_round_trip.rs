@@ -156,7 +156,7 @@ fn samples() -> Vec<Record> {
 fn envelope(record: Option<Record>, data_type: DataType, deleted: bool) -> Event {
     let modified = Timestamp(1_763_000_000_000);
     Event {
-        event_id: event_id("conn-1", data_type, "r-1", modified, deleted),
+        event_id: event_id("conn-1", data_type, "r-1", modified, deleted, 0),
         company_id: "cmp-1".into(),
         connection_id: "conn-1".into(),
         data_type: data_type.as_str().into(),
@@ -250,22 +250,37 @@ fn all_event_schemas_share_the_envelope() {
 
 #[test]
 fn event_ids_are_deterministic_and_distinguish_versions() {
-    let a = event_id("c", DataType::Invoice, "1", Timestamp(5), false);
+    let a = event_id("c", DataType::Invoice, "1", Timestamp(5), false, 0);
     assert_eq!(
         a,
-        event_id("c", DataType::Invoice, "1", Timestamp(5), false)
+        event_id("c", DataType::Invoice, "1", Timestamp(5), false, 0)
     );
     assert_eq!(a.len(), 32);
     assert_ne!(
         a,
-        event_id("c", DataType::Invoice, "1", Timestamp(6), false)
+        event_id("c", DataType::Invoice, "1", Timestamp(6), false, 0)
     );
-    assert_ne!(a, event_id("c", DataType::Invoice, "1", Timestamp(5), true));
-    assert_ne!(a, event_id("c", DataType::Bill, "1", Timestamp(5), false));
     assert_ne!(
         a,
-        event_id("d", DataType::Invoice, "1", Timestamp(5), false)
+        event_id("c", DataType::Invoice, "1", Timestamp(5), true, 0)
     );
+    assert_ne!(
+        a,
+        event_id("c", DataType::Bill, "1", Timestamp(5), false, 0)
+    );
+    assert_ne!(
+        a,
+        event_id("d", DataType::Invoice, "1", Timestamp(5), false, 0)
+    );
+    // A resync's events (a higher revision) are other events...
+    let resynced = event_id("c", DataType::Invoice, "1", Timestamp(5), false, 1);
+    assert_ne!(a, resynced);
+    assert_ne!(
+        resynced,
+        event_id("c", DataType::Invoice, "1", Timestamp(5), false, 2)
+    );
+    // ...while revision 0 keeps the ids events had before revisions existed.
+    assert_eq!(a, "8137d3cf54897d763eb65880b749b439");
 }
 
 #[test]

@@ -1,0 +1,38 @@
+-- The sync history: one row per sync of one connection and data type, from
+-- the moment it is asked for (or started by the schedule) to its end. Times
+-- are ms since the Unix epoch. Pruned after `sync.history_days`.
+CREATE TABLE sync_runs (
+    id TEXT PRIMARY KEY,                  -- sortable by creation time
+    connection_id TEXT NOT NULL REFERENCES connections (id),
+    company_id TEXT NOT NULL,
+    data_type TEXT NOT NULL,
+    trigger TEXT NOT NULL,                -- schedule, request, resync
+    status TEXT NOT NULL,                 -- queued, fetching, publishing, succeeded, failed, paused
+    worker TEXT,                          -- the worker that ran it
+    queued_at INTEGER NOT NULL,
+    fetching_at INTEGER,
+    publishing_at INTEGER,
+    finished_at INTEGER,                  -- NULL while the run is open
+    pages_fetched INTEGER NOT NULL DEFAULT 0,
+    records_fetched INTEGER NOT NULL DEFAULT 0,
+    records_published INTEGER NOT NULL DEFAULT 0,
+    records_dead_lettered INTEGER NOT NULL DEFAULT 0,
+    error TEXT,
+    error_fault TEXT,                     -- user, source, data, tributary
+    resumed_from TEXT                     -- the interrupted run this one continues
+);
+CREATE INDEX sync_runs_by_company ON sync_runs (company_id, id);
+CREATE INDEX sync_runs_by_end ON sync_runs (finished_at);
+-- At most one open run per connection and data type: asking for a second
+-- one is refused (the API answers 409 with the open one).
+CREATE UNIQUE INDEX sync_runs_one_open ON sync_runs (connection_id, data_type)
+    WHERE finished_at IS NULL;
+
+-- The revision each (connection, data type)'s events carry: raised by every
+-- resync, so its events win over the versions the stores hold.
+CREATE TABLE revisions (
+    connection_id TEXT NOT NULL REFERENCES connections (id),
+    data_type TEXT NOT NULL,
+    revision INTEGER NOT NULL,
+    PRIMARY KEY (connection_id, data_type)
+);

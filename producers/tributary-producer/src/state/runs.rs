@@ -1,0 +1,545 @@
+//! The sync history and the revisions, in the state store.
+//!
+//! Every sync of one connection and data type is a run: created `queued`
+//! when an operator asks for it (or `fetching` when the schedule starts
+//! it), then `fetching`, `publishing` (from its first page's events on),
+//! and ended `succeeded`, `failed` or `paused`. At most one run of a
+//! connection and data type is open at a time (a unique index), so a
+//! second request for it is refused with the open one.
+//!
+//! A run whose worker died (or stopped) mid-run is closed as `failed` by
+//! the next worker to take the connection, or by the stopping worker
+//! itself; one an operator asked for is queued again to resume from the
+//! saved cursor (`resumed_from` names the run it continues). So no run
+//! stays open for ever.
+//!
+//! Revisions: each (connection, data type) has one, 0 until its first
+//! resync. Every event the worker publishes carries it; a resync raises it
+//! (and forgets the cursor), so its events replace the versions the stores
+//! hold even at the same source modification time, and repeating them is
+//! harmless (equal versions and revisions are ignored).
+
+use std::time::Duration;
+
+use sqlx::AssertSqlSafe;
+pub use tributary_connector_api::admin::RunFilter;
+use tributary_schemas::{DataType, SyncRunStatus, SyncTrigger, Timestamp};
+
+use super::{Pool, StateStore, millis, on_pool, state_err};
+use crate::ProducerError;
+
+/// One run of the sync history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SyncRun {
+    pub id: String,
+    pub connection_id: String,
+    pub company_id: String,
+    pub data_type: DataType,
+    pub trigger: SyncTrigger,
+    pub status: SyncRunStatus,
+    /// The worker that ran (or runs) it.
+    pub worker: Option<String>,
+    pub queued_at: Timestamp,
+    pub fetching_at: Option<Timestamp>,
+    pub publishing_at: Option<Timestamp>,
+    /// `None` while the run is open.
+    pub finished_at: Option<Timestamp>,
+    pub pages_fetched: i64,
+    pub records_fetched: i64,
+    pub records_published: i64,
+    pub records_dead_lettered: i64,
+    pub error: Option<String>,
+    /// Who is at fault when it did not succeed: `user`, `source`, `data`
+    /// or `tributary`.
+    pub error_fault: Option<String>,
+    /// The interrupted run this one continues.
+    pub resumed_from: Option<String>,
+}
+
+impl SyncRun {
+    /// The states the run went through, in order, with the time of each.
+    pub fn states(&self) -> Vec<(SyncRunStatus, Timestamp)> {
+        let mut states = vec![(SyncRunStatus::Queued, self.queued_at)];
+        if let Some(at) = self.fetching_at {
+            states.push((SyncRunStatus::Fetching, at));
+        }
+        if let Some(at) = self.publishing_at {
+            states.push((SyncRunStatus::Publishing, at));
+        }
+        if let Some(at) = self.finished_at {
+            states.push((self.status, at));
+        }
+        states
+    }
+}
+
+/// A run asked for while another of the same connection and data type is
+/// open.
+#[derive(Debug, Clone)]
+pub struct AlreadyOpen(pub SyncRun);
+
+#[derive(sqlx::FromRow)]
+struct RunRow {
+    id: String,
+    connection_id: String,
+    company_id: String,
+    data_type: String,
+    trigger: String,
+    status: String,
+    worker: Option<String>,
+    queued_at: i64,
+    fetching_at: Option<i64>,
+    publishing_at: Option<i64>,
+    finished_at: Option<i64>,
+    pages_fetched: i64,
+    records_fetched: i64,
+    records_published: i64,
+    records_dead_lettered: i64,
+    error: Option<String>,
+    error_fault: Option<String>,
+    resumed_from: Option<String>,
+}
+
+const COLUMNS: &str = "id, connection_id, company_id, data_type, trigger, status, worker, \
+     queued_at, fetching_at, publishing_at, finished_at, pages_fetched, records_fetched, \
+     records_published, records_dead_lettered, error, error_fault, resumed_from";
+
+impl TryFrom<RunRow> for SyncRun {
+    type Error = ProducerError;
+    fn try_from(r: RunRow) -> Result<SyncRun, ProducerError> {
+        let bad =
+            |e: &dyn std::fmt::Display| ProducerError::State(format!("sync run {}: {e}", r.id));
+        Ok(SyncRun {
+            data_type: r.data_type.parse().map_err(|e| bad(&e))?,
+            trigger: r.trigger.parse().map_err(|e| bad(&e))?,
+            status: r.status.parse().map_err(|e| bad(&e))?,
+            id: r.id,
+            connection_id: r.connection_id,
+            company_id: r.company_id,
+            worker: r.worker,
+            queued_at: Timestamp(r.queued_at),
+            fetching_at: r.fetching_at.map(Timestamp),
+            publishing_at: r.publishing_at.map(Timestamp),
+            finished_at: r.finished_at.map(Timestamp),
+            pages_fetched: r.pages_fetched,
+            records_fetched: r.records_fetched,
+            records_published: r.records_published,
+            records_dead_lettered: r.records_dead_lettered,
+            error: r.error,
+            error_fault: r.error_fault,
+            resumed_from: r.resumed_from,
+        })
+    }
+}
+
+/// Queues a run continuing an interrupted one: $1 id, $2 connection,
+/// $3 company, $4 data type, $5 trigger, $6 the interrupted run.
+const RESUME: &str = "INSERT INTO sync_runs (id, connection_id, company_id, data_type, trigger, status, queued_at, resumed_from) \
+     VALUES ($1, $2, $3, $4, $5, 'queued', {now}, $6)";
+
+/// A new run id: the creation time first, so ids sort by age, then
+/// randomness, so ids made in the same millisecond differ.
+fn new_run_id() -> String {
+    format!(
+        "run-{:013}-{}",
+        Timestamp::now().millis(),
+        &crate::secrets::Key::generate().to_hex()[..8]
+    )
+}
+
+fn unique_violation(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .is_some_and(|d| d.is_unique_violation())
+}
+
+impl StateStore {
+    async fn fetch_runs(
+        &self,
+        sql: &str,
+        binds: &[Bind<'_>],
+    ) -> Result<Vec<SyncRun>, ProducerError> {
+        let rows: Vec<RunRow> = on_pool!(self, p => {
+            let mut q = sqlx::query_as::<_, RunRow>(AssertSqlSafe(sql));
+            for b in binds {
+                q = match b {
+                    Bind::Text(s) => q.bind(*s),
+                    Bind::Int(i) => q.bind(*i),
+                };
+            }
+            q.fetch_all(p).await
+        })
+        .map_err(state_err)?;
+        rows.into_iter().map(SyncRun::try_from).collect()
+    }
+
+    /// Queues a run with `trigger` for each (connection, company, data
+    /// type) of `wanted`, all or none, and makes those connections due at
+    /// once. When one of them has an open run already, nothing is queued
+    /// and that run is returned as [`AlreadyOpen`].
+    pub async fn queue_runs(
+        &self,
+        wanted: &[(&str, &str, DataType)],
+        trigger: SyncTrigger,
+    ) -> Result<Result<Vec<SyncRun>, AlreadyOpen>, ProducerError> {
+        let insert = self.sql(&format!(
+            "INSERT INTO sync_runs (id, connection_id, company_id, data_type, trigger, status, queued_at) \
+             VALUES ($1, $2, $3, $4, $5, 'queued', {{now}}) RETURNING {COLUMNS}"
+        ));
+        let due = self.sql(
+            "INSERT INTO sync_leases (connection_id, owner, claimed_at, expires_at, next_sync_at, requested_at) \
+             VALUES ($1, NULL, 0, 0, 0, {now}) \
+             ON CONFLICT (connection_id) DO UPDATE SET requested_at = excluded.requested_at",
+        );
+        let outcome: Result<Result<Vec<RunRow>, (String, DataType)>, sqlx::Error> = on_pool!(self, p => async {
+                let mut tx = p.begin().await?;
+                let mut rows = Vec::new();
+                for (connection_id, company_id, data_type) in wanted {
+                    let row = sqlx::query_as::<_, RunRow>(AssertSqlSafe(insert.as_str()))
+                        .bind(new_run_id())
+                        .bind(*connection_id)
+                        .bind(*company_id)
+                        .bind(data_type.as_str())
+                        .bind(trigger.as_str())
+                        .fetch_one(&mut *tx)
+                        .await;
+                    match row {
+                        Ok(row) => rows.push(row),
+                        Err(e) if unique_violation(&e) => {
+                            return Ok(Err((connection_id.to_string(), *data_type)));
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                for (connection_id, _, _) in wanted {
+                    sqlx::query(AssertSqlSafe(due.as_str()))
+                        .bind(*connection_id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(Ok(rows))
+            }
+            .await);
+        match outcome.map_err(state_err)? {
+            Ok(rows) => Ok(Ok(rows
+                .into_iter()
+                .map(SyncRun::try_from)
+                .collect::<Result<_, _>>()?)),
+            Err((connection_id, data_type)) => {
+                let open = self
+                    .open_run(&connection_id, data_type)
+                    .await?
+                    .ok_or_else(|| {
+                        ProducerError::State(format!(
+                            "a {data_type} run of {connection_id} was open, then gone"
+                        ))
+                    })?;
+                Ok(Err(AlreadyOpen(open)))
+            }
+        }
+    }
+
+    /// The open run of a connection and data type, if any.
+    pub async fn open_run(
+        &self,
+        connection_id: &str,
+        data_type: DataType,
+    ) -> Result<Option<SyncRun>, ProducerError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM sync_runs WHERE connection_id = $1 AND data_type = $2 AND finished_at IS NULL"
+        );
+        Ok(self
+            .fetch_runs(
+                &sql,
+                &[Bind::Text(connection_id), Bind::Text(data_type.as_str())],
+            )
+            .await?
+            .pop())
+    }
+
+    /// The queued runs of a connection (asked for, not started).
+    pub async fn queued_runs(&self, connection_id: &str) -> Result<Vec<SyncRun>, ProducerError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM sync_runs WHERE connection_id = $1 AND status = 'queued' ORDER BY id"
+        );
+        self.fetch_runs(&sql, &[Bind::Text(connection_id)]).await
+    }
+
+    /// Starts the run of a connection and data type for `worker`: the
+    /// queued one if an operator asked for it, else a new one with
+    /// `trigger`.
+    pub async fn start_run(
+        &self,
+        connection_id: &str,
+        company_id: &str,
+        data_type: DataType,
+        trigger: SyncTrigger,
+        worker: &str,
+    ) -> Result<SyncRun, ProducerError> {
+        let take = self.sql(&format!(
+            "UPDATE sync_runs SET status = 'fetching', fetching_at = {{now}}, worker = $3 \
+             WHERE connection_id = $1 AND data_type = $2 AND status = 'queued' RETURNING {COLUMNS}"
+        ));
+        let insert = self.sql(&format!(
+            "INSERT INTO sync_runs (id, connection_id, company_id, data_type, trigger, status, worker, queued_at, fetching_at) \
+             VALUES ($1, $2, $3, $4, $5, 'fetching', $6, {{now}}, {{now}}) RETURNING {COLUMNS}"
+        ));
+        // Twice at most: a request may queue a run between the two statements.
+        for _ in 0..2 {
+            let taken = self
+                .fetch_runs(
+                    &take,
+                    &[
+                        Bind::Text(connection_id),
+                        Bind::Text(data_type.as_str()),
+                        Bind::Text(worker),
+                    ],
+                )
+                .await?;
+            if let Some(run) = taken.into_iter().next() {
+                return Ok(run);
+            }
+            let inserted = self
+                .fetch_runs(
+                    &insert,
+                    &[
+                        Bind::Text(&new_run_id()),
+                        Bind::Text(connection_id),
+                        Bind::Text(company_id),
+                        Bind::Text(data_type.as_str()),
+                        Bind::Text(trigger.as_str()),
+                        Bind::Text(worker),
+                    ],
+                )
+                .await;
+            match inserted {
+                Ok(mut runs) => {
+                    if let Some(run) = runs.pop() {
+                        return Ok(run);
+                    }
+                }
+                Err(ProducerError::Database(e)) if unique_violation(&e) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Err(ProducerError::State(format!(
+            "cannot start a {data_type} run of {connection_id}: another is open"
+        )))
+    }
+
+    /// Marks a run as publishing, once: from its first page's events on.
+    pub async fn mark_publishing(&self, run_id: &str) -> Result<(), ProducerError> {
+        let sql = self.sql(
+            "UPDATE sync_runs SET status = 'publishing', publishing_at = {now} \
+             WHERE id = $1 AND status = 'fetching'",
+        );
+        on_pool!(self, p => sqlx::query(AssertSqlSafe(sql.as_str())).bind(run_id).execute(p).await.map(drop))
+            .map_err(state_err)
+    }
+
+    /// Ends a run with its status, counts and error. With `resume`, a run
+    /// an operator asked for (not a scheduled one) is queued again to go on
+    /// from the saved cursor, in the same transaction.
+    pub async fn finish_run(&self, run: &SyncRun, resume: bool) -> Result<(), ProducerError> {
+        let finish = self.sql(
+            "UPDATE sync_runs SET status = $2, finished_at = {now}, pages_fetched = $3, \
+             records_fetched = $4, records_published = $5, records_dead_lettered = $6, \
+             error = $7, error_fault = $8 WHERE id = $1 AND finished_at IS NULL",
+        );
+        let resume_sql = self.sql(RESUME);
+        let resume = resume && run.trigger != SyncTrigger::Schedule;
+        on_pool!(self, p => async {
+            let mut tx = p.begin().await?;
+            sqlx::query(AssertSqlSafe(finish.as_str()))
+                .bind(&run.id)
+                .bind(run.status.as_str())
+                .bind(run.pages_fetched)
+                .bind(run.records_fetched)
+                .bind(run.records_published)
+                .bind(run.records_dead_lettered)
+                .bind(&run.error)
+                .bind(&run.error_fault)
+                .execute(&mut *tx)
+                .await?;
+            if resume {
+                sqlx::query(AssertSqlSafe(resume_sql.as_str()))
+                    .bind(new_run_id())
+                    .bind(&run.connection_id)
+                    .bind(&run.company_id)
+                    .bind(run.data_type.as_str())
+                    .bind(run.trigger.as_str())
+                    .bind(&run.id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await
+        }
+        .await)
+        .map_err(state_err)
+    }
+
+    /// Closes a connection's started, unfinished runs as `failed` with
+    /// `reason` (their worker died mid-run: whoever holds the lease now
+    /// knows no one else runs them), and queues again those an operator
+    /// asked for, to resume from the saved cursor. Returns the runs closed.
+    pub async fn close_interrupted(
+        &self,
+        connection_id: &str,
+        reason: &str,
+    ) -> Result<Vec<SyncRun>, ProducerError> {
+        let close = self.sql(&format!(
+            "UPDATE sync_runs SET status = 'failed', finished_at = {{now}}, error = $2, error_fault = 'tributary' \
+             WHERE connection_id = $1 AND finished_at IS NULL AND status <> 'queued' RETURNING {COLUMNS}"
+        ));
+        let resume = self.sql(RESUME);
+        let rows: Vec<RunRow> = on_pool!(self, p => async {
+            let mut tx = p.begin().await?;
+            let rows = sqlx::query_as::<_, RunRow>(AssertSqlSafe(close.as_str()))
+                .bind(connection_id)
+                .bind(reason)
+                .fetch_all(&mut *tx)
+                .await?;
+            for row in rows.iter().filter(|r| r.trigger != SyncTrigger::Schedule.as_str()) {
+                sqlx::query(AssertSqlSafe(resume.as_str()))
+                    .bind(new_run_id())
+                    .bind(&row.connection_id)
+                    .bind(&row.company_id)
+                    .bind(&row.data_type)
+                    .bind(&row.trigger)
+                    .bind(&row.id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(rows)
+        }
+        .await)
+        .map_err(state_err)?;
+        rows.into_iter().map(SyncRun::try_from).collect()
+    }
+
+    /// A company's runs, newest first.
+    pub async fn runs(
+        &self,
+        company_id: &str,
+        filter: &RunFilter,
+    ) -> Result<Vec<SyncRun>, ProducerError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM sync_runs WHERE company_id = $1 \
+             AND ($2 = '' OR data_type = $2) AND ($3 = '' OR status = $3) \
+             AND ($4 = '' OR trigger = $4) AND ($5 = '' OR id < $5) \
+             ORDER BY id DESC LIMIT $6"
+        );
+        self.fetch_runs(
+            &sql,
+            &[
+                Bind::Text(company_id),
+                Bind::Text(filter.data_type.map_or("", |t| t.as_str())),
+                Bind::Text(filter.status.map_or("", |s| s.as_str())),
+                Bind::Text(filter.trigger.map_or("", |t| t.as_str())),
+                Bind::Text(filter.after.as_deref().unwrap_or("")),
+                Bind::Int(i64::from(filter.limit)),
+            ],
+        )
+        .await
+    }
+
+    /// One run of a company.
+    pub async fn run(
+        &self,
+        company_id: &str,
+        run_id: &str,
+    ) -> Result<Option<SyncRun>, ProducerError> {
+        let sql = format!("SELECT {COLUMNS} FROM sync_runs WHERE company_id = $1 AND id = $2");
+        Ok(self
+            .fetch_runs(&sql, &[Bind::Text(company_id), Bind::Text(run_id)])
+            .await?
+            .pop())
+    }
+
+    /// A company's open runs (queued or running), oldest first.
+    pub async fn open_runs(&self, company_id: &str) -> Result<Vec<SyncRun>, ProducerError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM sync_runs WHERE company_id = $1 AND finished_at IS NULL ORDER BY id"
+        );
+        self.fetch_runs(&sql, &[Bind::Text(company_id)]).await
+    }
+
+    /// Deletes the runs that ended more than `keep` ago; returns how many.
+    pub async fn prune_runs(&self, keep: Duration) -> Result<u64, ProducerError> {
+        let sql = self.sql("DELETE FROM sync_runs WHERE finished_at < {now} - $1");
+        on_pool!(self, p => sqlx::query(AssertSqlSafe(sql.as_str()))
+            .bind(millis(keep))
+            .execute(p)
+            .await
+            .map(|done| done.rows_affected()))
+        .map_err(state_err)
+    }
+
+    /// The revision a connection and data type's events carry now.
+    pub async fn revision(
+        &self,
+        connection_id: &str,
+        data_type: DataType,
+    ) -> Result<i64, ProducerError> {
+        const SQL: &str =
+            "SELECT revision FROM revisions WHERE connection_id = $1 AND data_type = $2";
+        let row = on_pool!(self, p => sqlx::query_as::<_, (i64,)>(SQL)
+            .bind(connection_id)
+            .bind(data_type.as_str())
+            .fetch_optional(p)
+            .await)
+        .map_err(state_err)?;
+        Ok(row.map_or(0, |(r,)| r))
+    }
+
+    /// Starts a resync of a connection and data type, if `owner` holds the
+    /// connection's lease: forgets the cursor and raises the revision, in
+    /// one transaction. Returns the new revision, or `None` without the
+    /// lease.
+    pub async fn begin_resync(
+        &self,
+        connection_id: &str,
+        data_type: DataType,
+        owner: &str,
+    ) -> Result<Option<i64>, ProducerError> {
+        let revision: Option<i64> = on_pool!(self, p => async {
+            let mut tx = p.begin().await?;
+            let held = sqlx::query_as::<_, (String,)>(
+                "SELECT owner FROM sync_leases WHERE connection_id = $1 AND owner = $2",
+            )
+            .bind(connection_id)
+            .bind(owner)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if held.is_none() {
+                return Ok(None);
+            }
+            sqlx::query("DELETE FROM cursors WHERE connection_id = $1 AND data_type = $2")
+                .bind(connection_id)
+                .bind(data_type.as_str())
+                .execute(&mut *tx)
+                .await?;
+            let (revision,) = sqlx::query_as::<_, (i64,)>(
+                "INSERT INTO revisions (connection_id, data_type, revision) VALUES ($1, $2, 1) \
+                 ON CONFLICT (connection_id, data_type) DO UPDATE SET revision = revisions.revision + 1 \
+                 RETURNING revision",
+            )
+            .bind(connection_id)
+            .bind(data_type.as_str())
+            .fetch_one(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(Some(revision))
+        }
+        .await)
+        .map_err(state_err)?;
+        Ok(revision)
+    }
+}
+
+/// A query parameter of [`StateStore::fetch_runs`].
+enum Bind<'a> {
+    Text(&'a str),
+    Int(i64),
+}
