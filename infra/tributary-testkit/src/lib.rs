@@ -228,6 +228,12 @@ pub async fn api_get(url: &str, key: &str) -> Option<serde_json::Value> {
 
 /// The payload of the first message found in `topic`'s `partitions`.
 pub fn first_message(bootstrap: &str, topic: &str, partitions: i32) -> Vec<u8> {
+    messages(bootstrap, topic, partitions, 1).remove(0)
+}
+
+/// The payloads of the first `count` messages of `topic`'s `partitions`
+/// (in each partition's order), waiting up to a minute for them.
+pub fn messages(bootstrap: &str, topic: &str, partitions: i32, count: usize) -> Vec<Vec<u8>> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::{ClientConfig, Message};
     use std::time::{Duration, Instant};
@@ -247,13 +253,16 @@ pub fn first_message(bootstrap: &str, topic: &str, partitions: i32) -> Vec<u8> {
     // Dropped before the consumer: a live list makes the consumer's drop hang.
     drop(tpl);
     let started = Instant::now();
-    loop {
+    let mut found = Vec::with_capacity(count);
+    while found.len() < count {
         assert!(
             started.elapsed() < Duration::from_secs(60),
-            "no message in {topic}"
+            "{} of {count} messages in {topic}",
+            found.len()
         );
         if let Some(m) = consumer.poll(Duration::from_secs(1)) {
-            return m.unwrap().payload().unwrap().to_vec();
+            found.push(m.unwrap().payload().unwrap_or_default().to_vec());
         }
     }
+    found
 }

@@ -9,22 +9,20 @@
 //! - a source whose pages lead back to a position it served ends the sync
 //!   with a clear error instead of paging for ever.
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use serde_json::{Value, json};
 use sha2::Digest;
-use tokio::sync::watch;
 use tributary_connector_api::{
-    ConnectionInfo, Connector, ConnectorError, ConnectorFactory, ConnectorRegistry,
-    CredentialVault, Cursor, Fault, MappedRecord, Page, PageRequest,
+    ConnectionInfo, Connector, ConnectorError, ConnectorFactory, CredentialVault, Cursor, Fault,
+    MappedRecord, Page, PageRequest,
 };
 use tributary_kafka::dead_letters;
-use tributary_producer::secrets::{Cipher, Key};
-use tributary_producer::{Publisher, StateStore, SyncSettings, Worker};
 use tributary_schemas::model::Contact;
 use tributary_schemas::{DataType, DeadLetterStage, Record, Timestamp};
 
@@ -111,135 +109,32 @@ impl ConnectorFactory for Scripted {
     }
 }
 
-fn messages_in(bootstrap: &str, topic: &str) -> i64 {
-    let consumer: BaseConsumer = tributary_kafka::client(bootstrap, [])
-        .set("group.id", "oversize-test")
-        .create()
-        .unwrap();
-    let (low, high) = consumer
-        .fetch_watermarks(topic, 0, Duration::from_secs(10))
-        .unwrap();
-    high - low
-}
-
-/// A broker, a registry, a state store with one connection of `factory`'s
-/// source, and a worker over them.
-struct Rig {
-    _dir: tempfile::TempDir,
-    broker: tributary_broker::LocalBroker,
-    bootstrap: String,
-    client: rdkafka::ClientConfig,
-    registry_url: String,
-    state: StateStore,
-    info: ConnectionInfo,
-    worker: Arc<Worker>,
-}
-
-async fn rig(factory: impl ConnectorFactory + 'static) -> Rig {
-    let dir = tempfile::tempdir().unwrap();
-    let tansu = tributary_broker::find_tansu(None).unwrap();
-    let broker = tributary_broker::LocalBroker::start(
-        &tansu,
-        &dir.path().join("broker"),
-        tributary_testkit::free_port(),
-    )
-    .await
-    .unwrap();
-    let bootstrap = broker.bootstrap_servers().to_string();
-    let client = tributary_kafka::client(&bootstrap, []);
-    tributary_broker::ensure_topics(&client, &tributary_schemas::all_topics(), 1, 1)
-        .await
-        .unwrap();
-    let registry = tributary_registry::Registry::open(
-        &dir.path().join("registry.db"),
-        tributary_registry::Compatibility::Backward,
-    )
-    .await
-    .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let registry_url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, registry.router()).await.unwrap() });
-
-    let state = StateStore::open(&dir.path().join("state.db"))
-        .await
-        .unwrap();
-    let info = ConnectionInfo {
-        connection_id: "conn-bulky".into(),
-        company_id: "acme".into(),
-        source: factory.name().into(),
-        settings: json!({}),
-    };
-    state.add_connection(&info, Timestamp::now()).await.unwrap();
-    let publisher = Arc::new(Publisher::new(&client, &registry_url).unwrap());
-    publisher.register_schemas().await.unwrap();
-    let worker = Arc::new(Worker::new(
-        "w1".into(),
-        state.clone(),
-        Arc::new(ConnectorRegistry::new(vec![Box::new(factory)])),
-        publisher,
-        SyncSettings {
-            page_size: 10,
-            max_attempts: 2,
-            retry_base: Duration::from_millis(50),
-            interval: Duration::from_secs(3600),
-            concurrency: 1,
-            max_retry_wait: Duration::from_secs(60),
-            lease: Duration::from_secs(30),
-            history: Duration::from_secs(86_400),
-        },
-        Arc::new(Cipher::new(Key::generate(), vec![])),
-    ));
-    Rig {
-        _dir: dir,
-        broker,
-        bootstrap,
-        client,
-        registry_url,
-        state,
-        info,
-        worker,
-    }
-}
-
-/// Runs the rig's worker until `done` holds (or 60 s pass), then stops it.
-async fn run_until(rig: &Rig, what: &str, done: impl AsyncFn() -> bool) {
-    let (stop, shutdown) = watch::channel(false);
-    let running = tokio::spawn({
-        let worker = Arc::clone(&rig.worker);
-        async move { worker.run(shutdown).await }
-    });
-    let started = Instant::now();
-    while !done().await {
-        assert!(started.elapsed() < Duration::from_secs(60), "{what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let _ = stop.send(true);
-    running.await.unwrap();
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_record_too_large_becomes_a_dead_letter_and_the_page_goes_on() {
-    let rig = rig(Scripted::new(|request| Page {
-        records: if request.cursor.is_some() {
-            vec![]
-        } else {
-            bulky_page()
-        },
-        next_cursor: Some(Cursor("after-the-page".into())),
-        has_more: false,
-    }))
+    let rig = common::rig(
+        Scripted::new(|request| Page {
+            records: if request.cursor.is_some() {
+                vec![]
+            } else {
+                bulky_page()
+            },
+            next_cursor: Some(Cursor("after-the-page".into())),
+            has_more: false,
+        }),
+        &["acme"],
+    )
     .await;
     // The cursor moves past the page: nothing is stuck behind the big ones.
-    run_until(&rig, "the page never went through", async || {
+    common::run_until(&rig, "the page never went through", async || {
         rig.state
-            .cursor(&rig.info.connection_id, DataType::Customer)
+            .cursor(&rig.infos[0].connection_id, DataType::Customer)
             .await
             .unwrap()
             .is_some()
     })
     .await;
     assert_eq!(
-        messages_in(&rig.bootstrap, &DataType::Customer.topic()),
+        common::messages_in(&rig.bootstrap, &DataType::Customer.topic()),
         3,
         "the three good customers are published"
     );
@@ -284,10 +179,10 @@ async fn a_source_that_leads_paging_back_ends_the_sync_clearly() {
         has_more: true,
     });
     let fetches = Arc::clone(&looping.fetches);
-    let rig = rig(looping).await;
+    let rig = common::rig(looping, &["acme"]).await;
     let runs = tributary_schemas::SyncRunEvent::topic();
-    run_until(&rig, "no sync run was published", async || {
-        messages_in(&rig.bootstrap, &runs) > 0
+    common::run_until(&rig, "no sync run was published", async || {
+        common::messages_in(&rig.bootstrap, &runs) > 0
     })
     .await;
     // The first page from the start, the second from `page-2`, which leads

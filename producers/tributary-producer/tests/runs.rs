@@ -1,0 +1,291 @@
+#![allow(clippy::unwrap_used)] // a test stops at its first surprise
+//! Targeted syncs and resyncs through the worker, a real broker (the local
+//! Tansu) and a registry, with the sync history they leave:
+//! - a sync of one company and data type fetches only that (the source's
+//!   calls prove it) and leaves the other company and data type untouched;
+//! - asking again while it is queued answers with the open run;
+//! - a mapping fixed, then a resync: everything fetched again from the
+//!   start, published with a higher revision (new event ids, same source
+//!   versions), so the stores take the new values;
+//! - each run's history: trigger, states in order, counts; the `sync_runs`
+//!   topic carries the run id and trigger.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use serde_json::{Value, json};
+use tributary_connector_api::admin::{AdminError, ConnectionAdmin, RunFilter};
+use tributary_connector_api::{
+    ConnectionInfo, Connector, ConnectorError, ConnectorFactory, CredentialVault, Cursor, Fault,
+    MappedRecord, Page, PageRequest,
+};
+use tributary_producer::state::SyncRun;
+use tributary_projection::Change;
+use tributary_schemas::model::Contact;
+use tributary_schemas::{DataType, Record, SyncRunStatus, SyncTrigger, Timestamp};
+
+/// Every fetch: connection, data type, cursor asked from.
+type Calls = Arc<Mutex<Vec<(String, DataType, Option<String>)>>>;
+
+/// Three customers and three suppliers per connection, named with a prefix
+/// the test changes (a mapping fix). From the start a page holds all
+/// three; from the cursor `end`, nothing new.
+#[derive(Clone)]
+struct Catalog {
+    connection: String,
+    prefix: Arc<Mutex<String>>,
+    calls: Calls,
+}
+
+#[async_trait]
+impl Connector for Catalog {
+    fn data_types(&self) -> Vec<DataType> {
+        vec![DataType::Customer, DataType::Supplier]
+    }
+    async fn authenticate(&self) -> Result<(), ConnectorError> {
+        Ok(())
+    }
+    async fn fetch_page(&self, request: &PageRequest) -> Result<Page, ConnectorError> {
+        self.calls.lock().unwrap().push((
+            self.connection.clone(),
+            request.data_type,
+            request.cursor.as_ref().map(|c| c.0.clone()),
+        ));
+        let records = if request.cursor.is_none() {
+            (1..=3).map(|i| json!({"id": format!("r-{i}")})).collect()
+        } else {
+            vec![]
+        };
+        Ok(Page {
+            records,
+            next_cursor: Some(Cursor("end".into())),
+            has_more: false,
+        })
+    }
+    fn map(&self, data_type: DataType, raw: &Value) -> Result<MappedRecord, ConnectorError> {
+        let id = raw["id"]
+            .as_str()
+            .ok_or_else(|| ConnectorError::new("catalog", Fault::Data, "no id"))?;
+        let contact = Contact {
+            id: id.into(),
+            name: format!("{} {id}", self.prefix.lock().unwrap()),
+            email: None,
+            phone: None,
+            status: "ACTIVE".into(),
+            currency: None,
+        };
+        Ok(MappedRecord {
+            source_record_id: id.into(),
+            source_modified_at: Timestamp(1_700_000_000_000),
+            deleted: false,
+            record: Some(match data_type {
+                DataType::Supplier => Record::Supplier(contact),
+                _ => Record::Customer(contact),
+            }),
+        })
+    }
+}
+
+#[async_trait]
+impl ConnectorFactory for Catalog {
+    fn name(&self) -> &'static str {
+        "catalog"
+    }
+    fn check_settings(&self, _: &Value) -> Result<(), ConnectorError> {
+        Ok(())
+    }
+    fn build(
+        &self,
+        info: &ConnectionInfo,
+        _: Arc<dyn CredentialVault>,
+    ) -> Result<Arc<dyn Connector>, ConnectorError> {
+        let mut connector = self.clone();
+        connector.connection = info.connection_id.clone();
+        Ok(Arc::new(connector))
+    }
+}
+
+async fn runs(rig: &common::Rig, company: &str) -> Vec<SyncRun> {
+    rig.state
+        .runs(
+            company,
+            &RunFilter {
+                limit: 100,
+                ..RunFilter::default()
+            },
+        )
+        .await
+        .unwrap()
+}
+
+async fn run_of(rig: &common::Rig, company: &str, id: &str) -> SyncRun {
+    rig.state.run(company, id).await.unwrap().unwrap()
+}
+
+/// The customer events on the topic, in order (one partition).
+async fn customer_events(rig: &common::Rig, count: usize) -> Vec<tributary_schemas::Event> {
+    let topic = DataType::Customer.topic();
+    let decoder = tributary_projector::Decoder::new(&rig.registry_url);
+    let mut events = Vec::new();
+    for payload in tributary_testkit::messages(&rig.bootstrap, &topic, 1, count) {
+        match decoder.decode(&topic, Some(&payload)).await.unwrap() {
+            Change::Record(e) => events.push(e),
+            other => panic!("not a record: {other:?}"),
+        }
+    }
+    events
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn targeted_sync_and_resync_leave_a_history() {
+    let calls: Calls = Arc::default();
+    let prefix = Arc::new(Mutex::new("Old".to_string()));
+    let catalog = Catalog {
+        connection: String::new(),
+        prefix: Arc::clone(&prefix),
+        calls: Arc::clone(&calls),
+    };
+    let rig = common::rig(catalog, &["acme", "globex"]).await;
+
+    // The first round, by schedule: both companies, both data types.
+    common::run_until(&rig, "the first round never ended", async || {
+        let mut done = 0;
+        for company in ["acme", "globex"] {
+            done += runs(&rig, company)
+                .await
+                .iter()
+                .filter(|r| r.status == SyncRunStatus::Succeeded)
+                .count();
+        }
+        done == 4
+    })
+    .await;
+    for run in runs(&rig, "acme").await {
+        assert_eq!(run.trigger, SyncTrigger::Schedule);
+        assert_eq!((run.records_fetched, run.records_published), (3, 3));
+        let states: Vec<_> = run.states().into_iter().map(|(s, _)| s).collect();
+        assert_eq!(
+            states,
+            [
+                SyncRunStatus::Queued,
+                SyncRunStatus::Fetching,
+                SyncRunStatus::Publishing,
+                SyncRunStatus::Succeeded
+            ]
+        );
+    }
+    calls.lock().unwrap().clear();
+
+    // A sync of acme's customers: queued, a second ask is refused with it.
+    let queued = rig
+        .admin
+        .request_company_sync("acme", &[DataType::Customer], SyncTrigger::Request)
+        .await
+        .unwrap();
+    assert_eq!(queued.len(), 1);
+    let run_id = queued[0]["id"].as_str().unwrap().to_string();
+    assert_eq!(queued[0]["status"], "queued");
+    match rig
+        .admin
+        .request_company_sync("acme", &[], SyncTrigger::Resync)
+        .await
+    {
+        Err(AdminError::Conflict { open, .. }) => assert_eq!(open["id"], run_id.as_str()),
+        other => panic!("expected a conflict: {other:?}"),
+    }
+    match rig
+        .admin
+        .request_company_sync("acme", &[DataType::Invoice], SyncTrigger::Request)
+        .await
+    {
+        Err(AdminError::BadRequest(m)) => assert!(m.contains("offers invoices"), "{m}"),
+        other => panic!("expected a bad request: {other:?}"),
+    }
+    common::run_until(&rig, "the requested sync never ended", async || {
+        run_of(&rig, "acme", &run_id).await.status == SyncRunStatus::Succeeded
+    })
+    .await;
+    assert_eq!(
+        *calls.lock().unwrap(),
+        [(
+            "conn-acme".to_string(),
+            DataType::Customer,
+            Some("end".to_string())
+        )],
+        "only acme's customers, from the cursor"
+    );
+    let run = run_of(&rig, "acme", &run_id).await;
+    assert_eq!(run.trigger, SyncTrigger::Request);
+    assert_eq!((run.records_fetched, run.records_published), (0, 0));
+    assert_eq!(runs(&rig, "globex").await.len(), 2, "globex untouched");
+    calls.lock().unwrap().clear();
+
+    // The mapping is fixed; a resync of acme's customers fetches them all
+    // again and publishes them at a higher revision.
+    *prefix.lock().unwrap() = "Fixed".into();
+    let queued = rig
+        .admin
+        .request_company_sync("acme", &[DataType::Customer], SyncTrigger::Resync)
+        .await
+        .unwrap();
+    let resync_id = queued[0]["id"].as_str().unwrap().to_string();
+    common::run_until(&rig, "the resync never ended", async || {
+        run_of(&rig, "acme", &resync_id).await.status == SyncRunStatus::Succeeded
+    })
+    .await;
+    assert_eq!(
+        *calls.lock().unwrap(),
+        [("conn-acme".to_string(), DataType::Customer, None)],
+        "the resync starts over, for acme's customers only"
+    );
+    let run = run_of(&rig, "acme", &resync_id).await;
+    assert_eq!(run.trigger, SyncTrigger::Resync);
+    assert_eq!((run.records_fetched, run.records_published), (3, 3));
+
+    // acme's 3 and globex's 3 from the first round, then the resync's 3.
+    let events = customer_events(&rig, 9).await;
+    let first: Vec<_> = events
+        .iter()
+        .filter(|e| e.company_id == "acme" && e.revision == 0)
+        .collect();
+    let again: Vec<_> = events
+        .iter()
+        .filter(|e| e.company_id == "acme" && e.revision == 1)
+        .collect();
+    assert_eq!((first.len(), again.len()), (3, 3), "{events:#?}");
+    for (old, new) in first.iter().zip(&again) {
+        assert_eq!(old.source_record_id, new.source_record_id);
+        assert_eq!(old.source_modified_at, new.source_modified_at);
+        assert!(new.version() > old.version(), "the resync's version wins");
+        assert_ne!(old.event_id, new.event_id);
+        let Some(Record::Customer(c)) = &new.record else {
+            panic!("not a customer")
+        };
+        assert!(c.name.starts_with("Fixed "), "{}", c.name);
+    }
+    assert_eq!(
+        common::messages_in(&rig.bootstrap, &DataType::Customer.topic()),
+        9,
+        "nothing else was published"
+    );
+
+    // The sync_runs topic carries the history's id and trigger.
+    let topic = tributary_schemas::SyncRunEvent::topic();
+    let decoder = tributary_projector::Decoder::new(&rig.registry_url);
+    let total = common::messages_in(&rig.bootstrap, &topic) as usize;
+    let payloads = tributary_testkit::messages(&rig.bootstrap, &topic, 1, total);
+    let mut found = false;
+    for payload in payloads {
+        if let Change::SyncRun(event) = decoder.decode(&topic, Some(&payload)).await.unwrap()
+            && event.run_id == resync_id
+        {
+            assert_eq!(event.trigger, SyncTrigger::Resync);
+            assert_eq!(event.records_published, 3);
+            found = true;
+        }
+    }
+    assert!(found, "no sync_runs event for the resync");
+    rig.broker.stop(std::time::Duration::from_secs(10));
+}
