@@ -1,8 +1,10 @@
 #![allow(clippy::unwrap_used)] // a test stops at its first surprise
 use serde_json::Value;
 use tributary_api::{ApiKey, ApiState, Scope, hash_key, router};
+use tributary_connector_api::admin::{AdminError, RunFilter};
 use tributary_projection::Projection;
 use tributary_projection::conformance::{batch, customer};
+use tributary_schemas::{DataType, SyncTrigger};
 
 struct Api {
     url: String,
@@ -12,6 +14,12 @@ struct Api {
 /// A store and index holding customers c0..c24 of company "a" (c3 deleted,
 /// versions 1000 + i) and one of company "b", served on port 0.
 async fn serve() -> Api {
+    serve_with(None).await
+}
+
+async fn serve_with(
+    connections: Option<std::sync::Arc<dyn tributary_connector_api::admin::ConnectionAdmin>>,
+) -> Api {
     let dir = tempfile::tempdir().unwrap();
     let mut store = tributary_store_sqlite::SqliteStore::open(&dir.path().join("store.db"))
         .await
@@ -48,7 +56,7 @@ async fn serve() -> Api {
                 scope: Scope::from_list(&["b".to_string()]),
             },
         ]),
-        connections: None,
+        connections,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -290,4 +298,176 @@ async fn keys_are_required_and_limited_to_their_companies() {
         .await
         .unwrap();
     assert_eq!(resp.status().as_u16(), 403);
+}
+
+/// Sync requests and history as the API passes them to the workers' admin:
+/// remembers what it was asked, answers with runs of its own.
+#[derive(Default)]
+struct Runs {
+    asked: std::sync::Mutex<Vec<String>>,
+}
+
+fn run(id: &str, company: &str, status: &str) -> Value {
+    serde_json::json!({"id": id, "company_id": company, "status": status})
+}
+
+#[async_trait::async_trait]
+impl tributary_connector_api::admin::ConnectionAdmin for Runs {
+    async fn list(&self) -> Result<Vec<Value>, AdminError> {
+        Ok(vec![])
+    }
+    async fn add(&self, _: &str, _: &str, _: Value) -> Result<(Value, Option<String>), AdminError> {
+        Err(AdminError::Failed("not here".into()))
+    }
+    async fn check(&self, _: &str) -> Result<String, AdminError> {
+        Err(AdminError::Failed("not here".into()))
+    }
+    async fn remove(&self, _: &str) -> Result<(), AdminError> {
+        Err(AdminError::Failed("not here".into()))
+    }
+    async fn request_sync(&self) -> Result<(), AdminError> {
+        Ok(())
+    }
+    async fn request_company_sync(
+        &self,
+        company_id: &str,
+        data_types: &[DataType],
+        trigger: SyncTrigger,
+    ) -> Result<Vec<Value>, AdminError> {
+        let types: Vec<&str> = data_types.iter().map(|t| t.as_str()).collect();
+        self.asked
+            .lock()
+            .unwrap()
+            .push(format!("{company_id} {trigger} [{}]", types.join(",")));
+        if data_types.contains(&DataType::Bill) {
+            return Err(AdminError::Conflict {
+                message: "a bills run is running already".into(),
+                open: run("run-open", company_id, "fetching"),
+            });
+        }
+        Ok(vec![run("run-new", company_id, "queued")])
+    }
+    async fn runs(&self, company_id: &str, filter: &RunFilter) -> Result<Vec<Value>, AdminError> {
+        self.asked.lock().unwrap().push(format!(
+            "{company_id} list {:?} {:?} {:?} {:?} {}",
+            filter.data_type, filter.status, filter.trigger, filter.after, filter.limit
+        ));
+        Ok((0..filter.limit.min(3))
+            .map(|i| run(&format!("run-{i}"), company_id, "succeeded"))
+            .collect())
+    }
+    async fn run(&self, company_id: &str, run_id: &str) -> Result<Value, AdminError> {
+        if run_id == "run-1" {
+            Ok(run(run_id, company_id, "succeeded"))
+        } else {
+            Err(AdminError::NotFound(format!("no run {run_id:?}")))
+        }
+    }
+    async fn open_runs(&self, company_id: &str) -> Result<Vec<Value>, AdminError> {
+        Ok(vec![run("run-open", company_id, "fetching")])
+    }
+    async fn complete_authorization(&self, _: &str, _: &str, _: &str) -> Result<Value, AdminError> {
+        Err(AdminError::Failed("not here".into()))
+    }
+}
+
+async fn post_as(url: &str, key: &str, body: &str) -> (u16, Value) {
+    let resp = reqwest::Client::new()
+        .post(url)
+        .bearer_auth(key)
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn syncs_are_asked_for_and_listed_per_company() {
+    let runs = std::sync::Arc::new(Runs::default());
+    let api = serve_with(Some(runs.clone())).await;
+    let u = &api.url;
+    let syncs = |company: &str| format!("{u}/v1/companies/{company}/syncs");
+
+    // Queued: 202 with the runs; an empty body asks for every data type.
+    let (status, body) = post_as(
+        &syncs("b"),
+        B_KEY,
+        r#"{"data_types": ["invoices"], "resync": true}"#,
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["runs"][0]["id"], "run-new");
+    assert_eq!(post_as(&syncs("b"), B_KEY, "").await.0, 202);
+    // Already running: 409 with the open run.
+    let (status, body) = post_as(&syncs("b"), B_KEY, r#"{"data_types": ["bills"]}"#).await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"]["code"], "conflict");
+    assert_eq!(body["run"]["id"], "run-open");
+    // A key for company b cannot ask for a: as if a did not exist.
+    let (status, _) = post_as(&syncs("a"), B_KEY, "{}").await;
+    assert_eq!(status, 404);
+    assert_eq!(get_as(&syncs("a"), Some(B_KEY)).await.0, 404);
+    // Bad requests name what is wrong.
+    let (status, body) = post_as(&syncs("b"), B_KEY, r#"{"data_types": ["invoice"]}"#).await;
+    assert_eq!(status, 400);
+    assert!(body.to_string().contains("unknown data type"), "{body}");
+    let (status, body) = post_as(&syncs("b"), B_KEY, r#"{"full": true}"#).await;
+    assert_eq!(status, 400);
+    assert!(body.to_string().contains("unknown field"), "{body}");
+    assert_eq!(
+        *runs.asked.lock().unwrap(),
+        ["b resync [invoices]", "b request []", "b request [bills]"],
+        "refused requests never reach the workers"
+    );
+
+    // The history, filtered and paged.
+    runs.asked.lock().unwrap().clear();
+    let (status, body) = get_as(
+        &format!(
+            "{}?data_type=invoices&status=failed&trigger=resync&limit=3&after=run-9",
+            syncs("b")
+        ),
+        Some(B_KEY),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["runs"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        body["next"], "run-2",
+        "a full page says where the next starts"
+    );
+    let (_, body) = get_as(&format!("{}?limit=5", syncs("b")), Some(B_KEY)).await;
+    assert_eq!(body["next"], Value::Null, "a short page is the last");
+    assert_eq!(
+        *runs.asked.lock().unwrap(),
+        [
+            "b list Some(Invoice) Some(Failed) Some(Resync) Some(\"run-9\") 3",
+            "b list None None None None 5"
+        ]
+    );
+    for bad in [
+        "status=lost",
+        "trigger=cron",
+        "limit=0",
+        "data_type=x",
+        "page=2",
+    ] {
+        let (status, body) = get_as(&format!("{}?{bad}", syncs("b")), Some(B_KEY)).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+    }
+    let (status, body) = get_as(&format!("{}/run-1", syncs("b")), Some(B_KEY)).await;
+    assert_eq!((status, &body["id"]), (200, &Value::from("run-1")));
+    assert_eq!(
+        get_as(&format!("{}/run-7", syncs("b")), Some(B_KEY))
+            .await
+            .0,
+        404
+    );
+    // The status says what runs now.
+    let (status, body) = get_as(&format!("{u}/v1/companies/b/status"), Some(B_KEY)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["running"][0]["id"], "run-open");
 }
