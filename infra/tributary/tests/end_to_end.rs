@@ -234,6 +234,8 @@ async fn end_to_end(store_url: Option<&str>, check_standard_clients: bool) {
         "{metrics}"
     );
 
+    resync_keeps_serving_and_replaces_every_record(&setup, &expected).await;
+
     older_and_newer_schema_versions_reach_every_sink(&setup).await;
 
     // A standard Kafka client with a standard registry client decodes every
@@ -301,6 +303,93 @@ async fn end_to_end(store_url: Option<&str>, check_standard_clients: bool) {
             *n,
             "index count of {company} {data_type}"
         );
+    }
+}
+
+/// A resync of one company's invoices over the API: it fetches them all
+/// again while the API keeps answering with no dip in the counts, its run
+/// shows every state, and every invoice in the store then carries the new
+/// revision. The other company's invoices stay as they were.
+async fn resync_keeps_serving_and_replaces_every_record(
+    setup: &Setup,
+    expected: &std::collections::BTreeMap<(String, String), i64>,
+) {
+    let api = &setup.api;
+    let company = COMPANIES[0];
+    let syncs = format!("{api}/v1/companies/{company}/syncs");
+    // Syncs run every second here: a scheduled run of the invoices may be
+    // open, and the request is refused (409) until it ends.
+    let asked = Instant::now();
+    let resp = loop {
+        let resp = reqwest::Client::new()
+            .post(&syncs)
+            .bearer_auth(API_KEY)
+            .json(&serde_json::json!({"data_types": ["invoices"], "resync": true}))
+            .send()
+            .await
+            .unwrap();
+        if resp.status().as_u16() != 409 || asked.elapsed() > Duration::from_secs(30) {
+            break resp;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(resp.status().as_u16(), 202);
+    let queued: Value = resp.json().await.unwrap();
+    let run_id = queued["runs"][0]["id"].as_str().unwrap().to_string();
+    let key = (company.to_string(), "invoices".to_string());
+    let started = Instant::now();
+    let run = loop {
+        let counts = api_counts(api, &companies(2)).await;
+        assert_eq!(counts, *expected, "the counts moved during the resync");
+        let run = get(&format!("{syncs}/{run_id}")).await.unwrap();
+        if run["status"] == "succeeded" {
+            break run;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60) && run["status"] != "failed",
+            "the resync did not succeed: {run}\n{}",
+            logs(setup.dir.path())
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(run["trigger"], "resync");
+    let states: Vec<&str> = run["states"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        states,
+        ["queued", "fetching", "publishing", "succeeded"],
+        "{run}"
+    );
+    assert!(
+        run["records_fetched"].as_i64().unwrap() >= expected[&key],
+        "a resync fetches every invoice again: {run}"
+    );
+    let listed = get(&format!("{syncs}?trigger=resync")).await.unwrap();
+    assert_eq!(listed["runs"][0]["id"], run_id.as_str(), "{listed}");
+    // The store takes the resync's versions: every invoice at revision 1,
+    // the other company's at 0.
+    let started = Instant::now();
+    for (company, revision) in [(COMPANIES[0], 1), (COMPANIES[1], 0)] {
+        loop {
+            let page = get(&format!(
+                "{api}/v1/companies/{company}/data/invoices?limit=1000"
+            ))
+            .await
+            .unwrap();
+            let records = page["records"].as_array().unwrap();
+            if records.iter().all(|r| r["revision"] == revision) {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "{company}'s invoices are not all at revision {revision}: {page}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 }
 
