@@ -312,6 +312,105 @@ async fn kill_9_mid_sync() {
     .await;
 }
 
+/// A resync of one company's invoices, asked for over the API once the
+/// store holds everything, is killed (SIGKILL) right after its 3rd page
+/// was published, before that page's cursor was saved. After the restart the interrupted run is
+/// closed as failed and a run resuming it finishes the resync from its
+/// cursor: every invoice of that company ends at revision 1, applied once
+/// per revision, and nothing else moves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_resync() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = PgCluster::start();
+    let setup = plain(dir.path(), &cluster);
+    let point = "worker.resync_after_publish";
+    let mut child = launch(&setup, &[("TRIBUTARY_CRASH_AT", &format!("{point}:3"))]);
+    wait_for_health(&setup.api, &setup.dir).await;
+    let t = settled_tally(&setup.api, &setup.sandbox, COMPANIES, &setup.store_url).await;
+    assert!(t.clean(), "before the resync: {t:?}\n{}", logs(&setup.dir));
+    let company = &companies(COMPANIES)[0];
+    let syncs = format!("{}/v1/companies/{company}/syncs", setup.api);
+    // Syncs run every second: wait out a scheduled run of the invoices.
+    let asked = Instant::now();
+    let queued = loop {
+        let resp = reqwest::Client::new()
+            .post(&syncs)
+            .bearer_auth(API_KEY)
+            .json(&serde_json::json!({"data_types": ["invoices"], "resync": true}))
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let body: serde_json::Value = resp.json().await.unwrap();
+        if status == 202 {
+            break body;
+        }
+        assert!(
+            status == 409 && asked.elapsed() < Duration::from_secs(30),
+            "{status} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let run_id = queued["runs"][0]["id"].as_str().unwrap().to_string();
+    wait_for_crash(&mut child, &setup, point).await;
+    let child = launch(&setup, &[]);
+    // The interrupted run is closed, and a run resuming it succeeds.
+    let started = Instant::now();
+    loop {
+        let listed = get(&format!("{syncs}?trigger=resync")).await;
+        let runs = listed
+            .as_ref()
+            .and_then(|l| l["runs"].as_array().cloned())
+            .unwrap_or_default();
+        let resumed = runs
+            .iter()
+            .find(|r| r["resumed_from"] == run_id.as_str() && r["status"] == "succeeded");
+        if let Some(resumed) = resumed {
+            let first = runs.iter().find(|r| r["id"] == run_id.as_str()).unwrap();
+            assert_eq!(first["status"], "failed", "{first}");
+            assert!(
+                first["error"].as_str().unwrap().contains("interrupted"),
+                "{first}"
+            );
+            assert!(
+                resumed["records_fetched"].as_i64().unwrap() > 0,
+                "{resumed}"
+            );
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "no resumed resync succeeded: {listed:?}\n{}",
+            logs(&setup.dir)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let invoices = format!(
+        "{}/v1/companies/{company}/data/invoices?limit=1000",
+        setup.api
+    );
+    let started = Instant::now();
+    loop {
+        let page = get(&invoices).await.unwrap();
+        let records = page["records"].as_array().unwrap();
+        if !records.is_empty() && records.iter().all(|r| r["revision"] == 1) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "not every invoice of {company} reached revision 1: {page}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    converges(
+        child,
+        &setup,
+        "kill -9 mid-resync",
+        "resync of one company's invoices asked over the API; SIGKILL after its 3rd page was published, before its cursor was saved; restarted",
+    )
+    .await;
+}
+
 /// Arms `point` to kill the pipeline the `n`-th time it gets there, waits
 /// for that, restarts it unarmed and checks the invariant.
 async fn crash_at(point: &str, n: u32, fault: &str, done: &str) {

@@ -661,6 +661,9 @@ impl Worker {
             self.recent
                 .published(&info.connection_id, data_type, &events);
             crash_point("worker.after_publish");
+            if run.trigger == SyncTrigger::Resync {
+                crash_point("worker.resync_after_publish");
+            }
             // An unchanged cursor is not written again (a sync to disk each).
             if let Some(next) = page
                 .next_cursor

@@ -327,14 +327,16 @@ impl Drop for Proc {
     }
 }
 
-/// Applies beyond the first, over the sandbox's rows (the connection record
-/// is the runtime's own and legitimately changes).
+/// Applies beyond those each row's version called for, over the sandbox's
+/// rows (the connection record is the runtime's own and legitimately
+/// changes): one for the source's version, one more for each resync (a row
+/// at revision 2 was rightly applied three times).
 pub(crate) async fn repeated_applies(store_url: &str) -> usize {
     use sqlx::Connection;
     let mut db = sqlx::PgConnection::connect(store_url).await.unwrap();
     let types: Vec<String> = DATA_TYPES.iter().map(|d| d.as_str().to_string()).collect();
     let (repeats,): (i64,) = sqlx::query_as(
-        "SELECT COALESCE(SUM(applies - 1), 0)::bigint FROM records WHERE data_type = ANY($1)",
+        "SELECT COALESCE(SUM(applies - 1 - revision), 0)::bigint FROM records WHERE data_type = ANY($1)",
     )
     .bind(&types)
     .fetch_one(&mut db)
