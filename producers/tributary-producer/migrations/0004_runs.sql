@@ -19,7 +19,8 @@ CREATE TABLE sync_runs (
     records_dead_lettered INTEGER NOT NULL DEFAULT 0,
     error TEXT,
     error_fault TEXT,                     -- user, source, data, tributary
-    resumed_from TEXT                     -- the interrupted run this one continues
+    resumed_from TEXT,                    -- the interrupted run this one continues
+    repeats INTEGER NOT NULL DEFAULT 0     -- later scheduled runs that found nothing, folded in
 );
 CREATE INDEX sync_runs_by_company ON sync_runs (company_id, id);
 CREATE INDEX sync_runs_by_end ON sync_runs (finished_at);

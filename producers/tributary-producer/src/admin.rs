@@ -68,6 +68,7 @@ pub fn run_view(r: &SyncRun) -> RunView {
         "error": r.error,
         "error_fault": r.error_fault,
         "resumed_from": r.resumed_from,
+        "repeats": r.repeats,
     })
 }
 

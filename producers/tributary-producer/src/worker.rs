@@ -483,7 +483,8 @@ impl Worker {
                 run.error_fault = Some(fault_word(&e).into());
             }
         }
-        self.state.finish_run(&run, false).await?;
+        // An idle scheduled run may be kept under the run it folded into.
+        run.id = self.state.finish_run(&run, false).await?;
         Ok((self.outcome_event(info, &run), pause))
     }
 

@@ -412,6 +412,45 @@ async fn history_rules(state: StateStore) {
         .unwrap();
     assert!(left.iter().all(|r| r.finished_at.is_none()), "{left:#?}");
     assert_eq!(left.len(), 2);
+
+    // Idle scheduled runs fold into the idle one before them; a run that
+    // found something starts a new row.
+    let idle = async |found: i64| {
+        let mut run = state
+            .start_run("h2", "company-h2", inv, SyncTrigger::Schedule, "w")
+            .await
+            .unwrap();
+        run.status = SyncRunStatus::Succeeded;
+        run.records_fetched = found;
+        let own = run.id.clone();
+        (own, state.finish_run(&run, false).await.unwrap())
+    };
+    let (first, kept) = idle(0).await;
+    assert_eq!(kept, first);
+    for _ in 0..3 {
+        let (own, kept) = idle(0).await;
+        assert_ne!(own, first);
+        assert_eq!(kept, first, "folded into the first idle run");
+    }
+    let (busy, kept) = idle(5).await;
+    assert_eq!(kept, busy);
+    let (after, kept) = idle(0).await;
+    assert_eq!(kept, after, "the run before it found something");
+    let h2 = state
+        .runs(
+            "company-h2",
+            &RunFilter {
+                limit: 100,
+                ..RunFilter::default()
+            },
+        )
+        .await
+        .unwrap();
+    let repeats: Vec<(&str, i64)> = h2.iter().map(|r| (r.id.as_str(), r.repeats)).collect();
+    assert_eq!(
+        repeats,
+        [(after.as_str(), 0), (busy.as_str(), 0), (first.as_str(), 3)]
+    );
 }
 
 #[tokio::test]

@@ -13,6 +13,12 @@
 //! saved cursor (`resumed_from` names the run it continues). So no run
 //! stays open for ever.
 //!
+//! Idle scheduled runs fold: a scheduled run that succeeded and found
+//! nothing, right after another such run of the same connection and data
+//! type, is not kept as a row of its own; the earlier one counts it in
+//! `repeats` and takes its end time. At a 15 s interval most runs are
+//! such, and this keeps the history to the runs that did something.
+//!
 //! Revisions: each (connection, data type) has one, 0 until its first
 //! resync. Every event the worker publishes carries it; a resync raises it
 //! (and forgets the cursor), so its events replace the versions the stores
@@ -54,6 +60,9 @@ pub struct SyncRun {
     pub error_fault: Option<String>,
     /// The interrupted run this one continues.
     pub resumed_from: Option<String>,
+    /// Later scheduled runs that found nothing, folded into this one (its
+    /// end is the last one's).
+    pub repeats: i64,
 }
 
 impl SyncRun {
@@ -98,11 +107,12 @@ struct RunRow {
     error: Option<String>,
     error_fault: Option<String>,
     resumed_from: Option<String>,
+    repeats: i64,
 }
 
 const COLUMNS: &str = "id, connection_id, company_id, data_type, trigger, status, worker, \
      queued_at, fetching_at, publishing_at, finished_at, pages_fetched, records_fetched, \
-     records_published, records_dead_lettered, error, error_fault, resumed_from";
+     records_published, records_dead_lettered, error, error_fault, resumed_from, repeats";
 
 impl TryFrom<RunRow> for SyncRun {
     type Error = ProducerError;
@@ -128,6 +138,7 @@ impl TryFrom<RunRow> for SyncRun {
             error: r.error,
             error_fault: r.error_fault,
             resumed_from: r.resumed_from,
+            repeats: r.repeats,
         })
     }
 }
@@ -339,8 +350,18 @@ impl StateStore {
 
     /// Ends a run with its status, counts and error. With `resume`, a run
     /// an operator asked for (not a scheduled one) is queued again to go on
-    /// from the saved cursor, in the same transaction.
-    pub async fn finish_run(&self, run: &SyncRun, resume: bool) -> Result<(), ProducerError> {
+    /// from the saved cursor, in the same transaction. An idle scheduled
+    /// run folds into the one before it when that one was idle too.
+    /// Returns the id the run is kept under: its own, or the one it folded
+    /// into.
+    pub async fn finish_run(&self, run: &SyncRun, resume: bool) -> Result<String, ProducerError> {
+        let idle = run.trigger == SyncTrigger::Schedule
+            && run.status == SyncRunStatus::Succeeded
+            && run.records_fetched == 0
+            && run.records_dead_lettered == 0;
+        if idle && let Some(into) = self.fold_idle(run).await? {
+            return Ok(into);
+        }
         let finish = self.sql(
             "UPDATE sync_runs SET status = $2, finished_at = {now}, pages_fetched = $3, \
              records_fetched = $4, records_published = $5, records_dead_lettered = $6, \
@@ -373,6 +394,39 @@ impl StateStore {
                     .await?;
             }
             tx.commit().await
+        }
+        .await)
+        .map_err(state_err)?;
+        Ok(run.id.clone())
+    }
+
+    /// Folds an idle scheduled run into the previous run of its connection
+    /// and data type if that one was idle and scheduled too: counts it
+    /// there and deletes its own row. Returns the run it folded into.
+    async fn fold_idle(&self, run: &SyncRun) -> Result<Option<String>, ProducerError> {
+        let fold = self.sql(
+            "UPDATE sync_runs SET repeats = repeats + 1, finished_at = {now} \
+             WHERE id = (SELECT id FROM sync_runs WHERE connection_id = $1 AND data_type = $2 \
+                 AND finished_at IS NOT NULL ORDER BY id DESC LIMIT 1) \
+             AND trigger = 'schedule' AND status = 'succeeded' \
+             AND records_fetched = 0 AND records_dead_lettered = 0 RETURNING id",
+        );
+        on_pool!(self, p => async {
+            let mut tx = p.begin().await?;
+            let folded = sqlx::query_as::<_, (String,)>(AssertSqlSafe(fold.as_str()))
+                .bind(&run.connection_id)
+                .bind(run.data_type.as_str())
+                .fetch_optional(&mut *tx)
+                .await?
+                .map(|(id,)| id);
+            if folded.is_some() {
+                sqlx::query("DELETE FROM sync_runs WHERE id = $1")
+                    .bind(&run.id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(folded)
         }
         .await)
         .map_err(state_err)
