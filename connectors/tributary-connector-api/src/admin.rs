@@ -2,7 +2,7 @@
 //! connections (add, check, remove, authorize, ask for a sync), and those
 //! who drive it (the HTTP API, the CLI), so neither depends on the other.
 
-use tributary_schemas::{DataType, SyncRunStatus, SyncTrigger};
+use tributary_schemas::{DataType, DeadLetterStage, SyncRunStatus, SyncTrigger};
 
 /// A connection as the API shows it: never with credentials.
 pub type ConnectionView = serde_json::Value;
@@ -77,4 +77,35 @@ pub trait ConnectionAdmin: Send + Sync {
         state: &str,
         code: &str,
     ) -> Result<ConnectionView, AdminError>;
+}
+
+/// A dead letter as the API shows it.
+pub type LetterView = serde_json::Value;
+
+/// Which dead letters to list: in the dead-letter topic's order, at most
+/// `limit`, after letter `after` (the last id of the previous page).
+#[derive(Debug, Clone, Default)]
+pub struct LetterFilter {
+    /// Letters of these companies only (`None`: every company's, and
+    /// letters of no known company).
+    pub companies: Option<Vec<String>>,
+    pub stage: Option<DeadLetterStage>,
+    pub data_type: Option<DataType>,
+    pub after: Option<String>,
+    pub limit: u32,
+}
+
+/// Dead letters of every stage, listed and replayed: implemented by the
+/// connector runtime (`tributary-producer`), which can map a `map`-stage
+/// record again with the connector as it is now; used by the HTTP API.
+#[async_trait::async_trait]
+pub trait DeadLetterAdmin: Send + Sync {
+    async fn letters(&self, filter: &LetterFilter) -> Result<Vec<LetterView>, AdminError>;
+    /// One letter by its id (`PARTITION@OFFSET` in the dead-letter topic).
+    async fn letter(&self, id: &str) -> Result<LetterView, AdminError>;
+    /// Replays one letter: a `map` record is mapped again and published, a
+    /// `decode` or `store` message is sent back to its topic. Returns what
+    /// happened; a record that still fails is a [`AdminError::BadRequest`]
+    /// naming why, and the letter stays to be replayed after a fix.
+    async fn replay(&self, id: &str) -> Result<serde_json::Value, AdminError>;
 }

@@ -11,6 +11,11 @@
 //!   the store, and `indexed` in the search index) and the latest sync outcome.
 //! - `GET /v1/search?q=&company=&data_type=&limit=`: full-text search.
 //! - `POST /v1/sync`: asks the connector workers to sync every connection now.
+//! - `POST /v1/companies/{company}/syncs` (`{data_types, resync}`): queues a
+//!   sync or resync of one company; `GET /v1/companies/{company}/syncs` and
+//!   `.../syncs/{run}`: its sync history.
+//! - `GET /v1/dead-letters?company=&stage=&data_type=&limit=&after=` and
+//!   `POST /v1/dead-letters/{id}/replay`: dead letters of every stage.
 //! - `GET /v1/connections`, `POST /v1/connections` (`{company_id, source,
 //!   settings}`; answers the authorization URL when the source needs one),
 //!   `POST /v1/connections/{id}/check`, `DELETE /v1/connections/{id}`.
@@ -36,7 +41,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
-use tributary_connector_api::admin::{AdminError, ConnectionAdmin, ConnectionView, RunFilter};
+use tributary_connector_api::admin::{
+    AdminError, ConnectionAdmin, ConnectionView, DeadLetterAdmin, LetterFilter, RunFilter,
+};
 use tributary_schemas::{DataType, SyncTrigger, Timestamp};
 use tributary_store::{ListQuery, ReadStore, Search, SearchQuery};
 
@@ -51,6 +58,8 @@ pub struct ApiState {
     /// Connection management; `None` when this process has no worker and
     /// shares no state store with workers elsewhere.
     pub connections: Option<Arc<dyn ConnectionAdmin>>,
+    /// Dead letters; `None` when this process has no connector runtime.
+    pub dead_letters: Option<Arc<dyn DeadLetterAdmin>>,
 }
 
 /// Which companies a key may read.
@@ -181,6 +190,8 @@ pub fn router(state: ApiState) -> Router {
             get(syncs_list).post(syncs_request),
         )
         .route("/v1/companies/{company}/syncs/{run}", get(syncs_one))
+        .route("/v1/dead-letters", get(letters_list))
+        .route("/v1/dead-letters/{id}/replay", post(letters_replay))
         .route(
             "/v1/connections",
             get(connections_list).post(connections_add),
@@ -529,6 +540,67 @@ async fn syncs_one(
     allowed(&caller, &company)?;
     let run = admin(&s)?.run(&company, &run).await?;
     Ok(Json(run).into_response())
+}
+
+fn dead_letters(s: &ApiState) -> Result<&Arc<dyn DeadLetterAdmin>, ApiError> {
+    s.dead_letters.as_ref().ok_or(ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "no_worker",
+        "no connector runtime in this process: dead letters are served where workers run",
+    ))
+}
+
+/// Dead letters of every stage, in the dead-letter topic's order; a key
+/// limited to some companies sees only theirs.
+async fn letters_list(
+    State(s): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    Query(params): Query<HashMap<String, String>>,
+) -> ApiResult {
+    only(
+        &params,
+        &["company", "stage", "data_type", "limit", "after"],
+    )?;
+    let limit: u32 = param(&params, "limit")?.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::bad_request("limit must be between 1 and 1000"));
+    }
+    let companies = match (params.get("company"), &caller.scope) {
+        (Some(company), _) => {
+            allowed(&caller, company)?;
+            Some(vec![company.clone()])
+        }
+        (None, Scope::All) => None,
+        (None, Scope::Only(set)) => Some(set.iter().cloned().collect()),
+    };
+    let filter = LetterFilter {
+        companies,
+        stage: param(&params, "stage")?,
+        data_type: params.get("data_type").map(|t| data_type(t)).transpose()?,
+        after: params.get("after").cloned(),
+        limit,
+    };
+    let letters = dead_letters(&s)?.letters(&filter).await?;
+    let next = (letters.len() == limit as usize)
+        .then(|| letters.last().map(|l| l["id"].clone()))
+        .flatten();
+    Ok(Json(json!({"dead_letters": letters, "next": next})).into_response())
+}
+
+/// Replays one dead letter: 200 with what happened; 400 naming why when it
+/// is refused or still fails.
+async fn letters_replay(
+    State(s): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let letters = dead_letters(&s)?;
+    let letter = letters.letter(&id).await?;
+    let company = letter["company_id"].as_str().unwrap_or_default();
+    if caller.scope != Scope::All && !caller.scope.allows(company) {
+        return Err(ApiError::not_found(format!("no dead letter {id:?}")));
+    }
+    Ok(Json(letters.replay(&id).await?).into_response())
 }
 
 fn admin(s: &ApiState) -> Result<&Arc<dyn ConnectionAdmin>, ApiError> {

@@ -1,7 +1,7 @@
 #![allow(clippy::unwrap_used)] // a test stops at its first surprise
 use serde_json::Value;
 use tributary_api::{ApiKey, ApiState, Scope, hash_key, router};
-use tributary_connector_api::admin::{AdminError, RunFilter};
+use tributary_connector_api::admin::{AdminError, DeadLetterAdmin, LetterFilter, RunFilter};
 use tributary_projection::Projection;
 use tributary_projection::conformance::{batch, customer};
 use tributary_schemas::{DataType, SyncTrigger};
@@ -14,11 +14,12 @@ struct Api {
 /// A store and index holding customers c0..c24 of company "a" (c3 deleted,
 /// versions 1000 + i) and one of company "b", served on port 0.
 async fn serve() -> Api {
-    serve_with(None).await
+    serve_with(None, None).await
 }
 
 async fn serve_with(
     connections: Option<std::sync::Arc<dyn tributary_connector_api::admin::ConnectionAdmin>>,
+    dead_letters: Option<std::sync::Arc<dyn DeadLetterAdmin>>,
 ) -> Api {
     let dir = tempfile::tempdir().unwrap();
     let mut store = tributary_store_sqlite::SqliteStore::open(&dir.path().join("store.db"))
@@ -57,6 +58,7 @@ async fn serve_with(
             },
         ]),
         connections,
+        dead_letters,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -387,7 +389,7 @@ async fn post_as(url: &str, key: &str, body: &str) -> (u16, Value) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn syncs_are_asked_for_and_listed_per_company() {
     let runs = std::sync::Arc::new(Runs::default());
-    let api = serve_with(Some(runs.clone())).await;
+    let api = serve_with(Some(runs.clone()), None).await;
     let u = &api.url;
     let syncs = |company: &str| format!("{u}/v1/companies/{company}/syncs");
 
@@ -470,4 +472,106 @@ async fn syncs_are_asked_for_and_listed_per_company() {
     let (status, body) = get_as(&format!("{u}/v1/companies/b/status"), Some(B_KEY)).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["running"][0]["id"], "run-open");
+}
+
+/// Dead letters as the API passes them on: letter `0@1` is company a's,
+/// `0@2` company b's and still failing, `0@3` b's and replayable.
+#[derive(Default)]
+struct Letters {
+    asked: std::sync::Mutex<Vec<String>>,
+}
+
+fn letter(id: &str) -> Value {
+    let company = if id == "0@1" { "a" } else { "b" };
+    serde_json::json!({"id": id, "company_id": company, "stage": "map"})
+}
+
+#[async_trait::async_trait]
+impl DeadLetterAdmin for Letters {
+    async fn letters(&self, filter: &LetterFilter) -> Result<Vec<Value>, AdminError> {
+        self.asked.lock().unwrap().push(format!(
+            "list {:?} {:?} {:?} {:?} {}",
+            filter.companies, filter.stage, filter.data_type, filter.after, filter.limit
+        ));
+        Ok(["0@1", "0@2", "0@3"]
+            .iter()
+            .map(|id| letter(id))
+            .filter(|l| {
+                filter
+                    .companies
+                    .as_ref()
+                    .is_none_or(|c| c.iter().any(|c| l["company_id"] == c.as_str()))
+            })
+            .take(filter.limit as usize)
+            .collect())
+    }
+    async fn letter(&self, id: &str) -> Result<Value, AdminError> {
+        match id {
+            "0@1" | "0@2" | "0@3" => Ok(letter(id)),
+            _ => Err(AdminError::NotFound(format!("no dead letter {id:?}"))),
+        }
+    }
+    async fn replay(&self, id: &str) -> Result<Value, AdminError> {
+        self.asked.lock().unwrap().push(format!("replay {id}"));
+        if id == "0@2" {
+            return Err(AdminError::BadRequest("still cannot be mapped".into()));
+        }
+        Ok(serde_json::json!({"id": id, "outcome": "published"}))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_are_listed_and_replayed_within_a_keys_companies() {
+    let letters = std::sync::Arc::new(Letters::default());
+    let api = serve_with(None, Some(letters.clone())).await;
+    let u = &api.url;
+    let (status, body) = get_as(&format!("{u}/v1/dead-letters"), Some(B_KEY)).await;
+    assert_eq!(status, 200, "{body}");
+    let ids: Vec<&str> = body["dead_letters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["0@2", "0@3"], "company b's only");
+    let (_, body) = get_as(
+        &format!("{u}/v1/dead-letters?stage=map&data_type=invoices&limit=2&after=0@0"),
+        Some(ADMIN_KEY),
+    )
+    .await;
+    assert_eq!(
+        body["next"], "0@2",
+        "a full page says where the next starts"
+    );
+    assert_eq!(
+        get_as(&format!("{u}/v1/dead-letters?company=a"), Some(B_KEY))
+            .await
+            .0,
+        404
+    );
+    for bad in ["stage=mapping", "limit=0", "data_type=x", "page=1"] {
+        let (status, body) = get_as(&format!("{u}/v1/dead-letters?{bad}"), Some(ADMIN_KEY)).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+    }
+    // Replays: another company's letter is as if it did not exist.
+    let replay = |id: &str| format!("{u}/v1/dead-letters/{id}/replay");
+    assert_eq!(post_as(&replay("0@1"), B_KEY, "").await.0, 404);
+    assert_eq!(post_as(&replay("0@9"), ADMIN_KEY, "").await.0, 404);
+    let (status, body) = post_as(&replay("0@2"), B_KEY, "").await;
+    assert_eq!(status, 400);
+    assert!(
+        body.to_string().contains("still cannot be mapped"),
+        "{body}"
+    );
+    let (status, body) = post_as(&replay("0@3"), B_KEY, "").await;
+    assert_eq!((status, &body["outcome"]), (200, &Value::from("published")));
+    assert_eq!(
+        *letters.asked.lock().unwrap(),
+        [
+            "list Some([\"b\"]) None None None 100",
+            "list None Some(Map) Some(Invoice) Some(\"0@0\") 2",
+            "replay 0@2",
+            "replay 0@3"
+        ]
+    );
 }

@@ -1,12 +1,16 @@
 //! The CLI's commands other than `up`: topics, API keys, connections and
 //! dead letters.
 
+use std::sync::Arc;
+
 use anyhow::Context;
 use tributary_config::Config;
 use tributary_connector_api::admin::{ConnectionAdmin, RunFilter};
 use tributary_kafka::Origin;
-use tributary_kafka::dead_letters::{self, ReplayError, StoredLetter};
-use tributary_schemas::{DataType, SyncRunEvent, SyncTrigger, dead_letter_topic};
+use tributary_kafka::dead_letters::{self, StoredLetter};
+use tributary_producer::redrive::{RedriveError, Replayed};
+use tributary_producer::{Publisher, Redrive};
+use tributary_schemas::{DataType, DeadLetterStage, SyncRunEvent, SyncTrigger, dead_letter_topic};
 
 use crate::wiring;
 use crate::{ConnectionsAction, DlqAction, SyncsAction};
@@ -234,11 +238,11 @@ pub(crate) async fn dlq(config: &Config, action: DlqAction) -> anyhow::Result<()
             if !all && at.is_empty() {
                 anyhow::bail!("say which dead letters to replay: --all, or --at PARTITION@OFFSET");
             }
+            let admin = wiring::admin(config).await?;
+            let publisher = Publisher::new(&client, &wiring::registry_url(config))?;
+            let redrive = Redrive::new(client.clone(), Arc::new(publisher), &admin);
             let wanted: Vec<&StoredLetter> = if all {
-                letters
-                    .iter()
-                    .filter(|l| !l.replayed && dead_letters::replay_target(l).is_ok())
-                    .collect()
+                letters.iter().filter(|l| !l.replayed).collect()
             } else {
                 at.iter()
                     .map(|spec| {
@@ -249,13 +253,17 @@ pub(crate) async fn dlq(config: &Config, action: DlqAction) -> anyhow::Result<()
                     })
                     .collect::<anyhow::Result<_>>()?
             };
-            let mut refused = 0;
+            let (mut refused, mut still) = (0, 0);
             let mut done = Vec::new();
             // Every projection that failed a message dead-lettered it: send each message back once.
             let mut sent = std::collections::BTreeSet::new();
             for stored in wanted {
                 let origin = stored.letter.as_ref().map(|l| l.origin.to_string());
                 if let Ok(origin) = origin
+                    && stored
+                        .letter
+                        .as_ref()
+                        .is_ok_and(|l| l.stage != DeadLetterStage::Map)
                     && !sent.insert(origin)
                 {
                     println!(
@@ -265,22 +273,35 @@ pub(crate) async fn dlq(config: &Config, action: DlqAction) -> anyhow::Result<()
                     done.push((stored.partition, stored.offset));
                     continue;
                 }
-                match dead_letters::replay(&client, stored).await {
-                    Ok(topic) => println!(
+                match redrive.replay(stored).await {
+                    Ok(Replayed::Published {
+                        event_id,
+                        source_record_id,
+                    }) => println!(
+                        "replayed {}: mapped record {source_record_id} and published it (event {event_id})",
+                        stored.at()
+                    ),
+                    Ok(Replayed::Resent { topic }) => println!(
                         "replayed {} to {topic} (replay {})",
                         stored.at(),
                         stored.letter.as_ref().map_or(0, |l| l.replays) + 1
                     ),
-                    Err(ReplayError::Refused(why)) => {
+                    Err(RedriveError::Refused(why)) => {
                         refused += 1;
                         println!("refused {}: {why}", stored.at());
                     }
-                    Err(ReplayError::Failed(e)) => {
+                    Err(RedriveError::StillFails(why)) => {
+                        // Not marked: replayed again once the cause is fixed.
+                        still += 1;
+                        println!("still fails {}: {why}", stored.at());
+                        continue;
+                    }
+                    Err(RedriveError::Failed(e)) => {
                         // Stop: what was replayed so far is still marked below.
                         if all {
                             dead_letters::mark_replayed(&client, &done).await?;
                         }
-                        return Err(e).context(format!("replay stopped at {}", stored.at()));
+                        anyhow::bail!("replay stopped at {}: {e}", stored.at());
                     }
                 }
                 done.push((stored.partition, stored.offset));
@@ -289,8 +310,8 @@ pub(crate) async fn dlq(config: &Config, action: DlqAction) -> anyhow::Result<()
                 // Refused letters count as handled too: --all never retries them.
                 dead_letters::mark_replayed(&client, &done).await?;
             }
-            if refused > 0 {
-                anyhow::bail!("{refused} dead letters were not replayed");
+            if refused + still > 0 {
+                anyhow::bail!("{refused} dead letters were refused, {still} still fail");
             }
             Ok(())
         }

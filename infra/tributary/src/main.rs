@@ -152,9 +152,12 @@ enum ApiKeyAction {
 pub(crate) enum DlqAction {
     /// List every dead letter: where it is, stage, reason, origin, replays.
     List,
-    /// Send decode- and store-stage dead letters back to the topic they came from.
+    /// Replay dead letters: a map-stage record is mapped again with the
+    /// connector as it is now and published; a decode- or store-stage
+    /// message is sent back to the topic it came from.
     Replay {
-        /// Replay every decode- and store-stage dead letter not replayed by an earlier --all.
+        /// Replay every dead letter not replayed by an earlier --all (those
+        /// still failing stay, to be replayed after a fix).
         #[arg(long, conflicts_with = "at")]
         all: bool,
         /// Replay the dead letter at PARTITION@OFFSET of the dead-letter topic (repeatable).

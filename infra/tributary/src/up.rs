@@ -11,8 +11,8 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tributary_api::ApiState;
 use tributary_config::Config;
-use tributary_connector_api::admin::ConnectionAdmin;
-use tributary_producer::{Publisher, Worker};
+use tributary_connector_api::admin::{ConnectionAdmin, DeadLetterAdmin};
+use tributary_producer::{Admin, Publisher, Redrive, Worker};
 use tributary_projection::Projection;
 use tributary_projector::{Assignment, ProjectorSettings};
 use tributary_schemas::{DataType, SyncRunEvent};
@@ -59,11 +59,22 @@ pub(crate) async fn up(config: Config) -> anyhow::Result<()> {
     } else if roles.api && config.state.url.is_some() {
         // No worker here, but a state shared with workers elsewhere: the
         // API manages connections in it, and asks for syncs through it.
-        let admin: Arc<dyn ConnectionAdmin> = Arc::new(wiring::admin(&config).await?);
-        (None, Some(admin))
+        (None, Some(Arc::new(wiring::admin(&config).await?)))
     } else {
         (None, None)
     };
+    // Dead letters of every stage, replayed with this process's connectors.
+    let dead_letters: Option<Arc<dyn DeadLetterAdmin>> = match (&admin, &publisher) {
+        (Some(admin), publisher) if roles.api => {
+            let publisher = match publisher {
+                Some(p) => Arc::clone(p),
+                None => Arc::new(Publisher::new(&cx.client, &cx.registry_url)?),
+            };
+            Some(Arc::new(Redrive::new(cx.client.clone(), publisher, admin)))
+        }
+        _ => None,
+    };
+    let admin = admin.map(|a| a as Arc<dyn ConnectionAdmin>);
     let store = if roles.store_projector || roles.api {
         Some(start_store(&mut cx).await?)
     } else {
@@ -82,6 +93,7 @@ pub(crate) async fn up(config: Config) -> anyhow::Result<()> {
                 metrics: Some(metrics),
                 keys: Arc::new(wiring::api_keys(&config)?),
                 connections: admin,
+                dead_letters,
             };
             Some(start_api(&mut cx, state).await?)
         }
@@ -161,9 +173,7 @@ async fn start_registry(
 
 /// Role `workers`: the connector workers, and the connection admin they
 /// share their connector runtime with.
-async fn start_workers(
-    cx: &mut Roles<'_>,
-) -> anyhow::Result<(Arc<Publisher>, Arc<dyn ConnectionAdmin>)> {
+async fn start_workers(cx: &mut Roles<'_>) -> anyhow::Result<(Arc<Publisher>, Arc<Admin>)> {
     let admin = wiring::admin(cx.config).await?;
     if cx.config.sandbox.enabled {
         sandbox::add_sandbox_connections(&admin.state, cx.config).await?;

@@ -158,6 +158,15 @@ pub(crate) fn bootstrap_servers(config: &Config) -> String {
     }
 }
 
+/// The schema registry: the configured one, or the embedded one where
+/// `tributary up` serves it.
+pub(crate) fn registry_url(config: &Config) -> String {
+    match &config.registry.url {
+        Some(url) => url.clone(),
+        None => format!("http://127.0.0.1:{}", config.registry.port),
+    }
+}
+
 /// Client settings every Kafka client of ours starts from.
 pub(crate) fn kafka_client(config: &Config, bootstrap: &str) -> ClientConfig {
     tributary_kafka::client(

@@ -22,6 +22,7 @@ pub mod limits;
 pub mod metrics;
 pub mod publisher;
 pub mod recent;
+pub mod redrive;
 pub mod secrets;
 pub mod state;
 pub mod vault;
@@ -29,8 +30,9 @@ pub mod worker;
 
 pub use admin::Admin;
 pub use publisher::{Publisher, TooLarge};
+pub use redrive::Redrive;
 pub use state::{StateStore, StoredConnection};
-pub use worker::{SyncSettings, Worker, fetch_with_retry};
+pub use worker::{SyncSettings, Worker, event_of, fetch_with_retry};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProducerError {

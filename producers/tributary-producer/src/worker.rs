@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 use tributary_connector_api::{
-    ConnectionInfo, Connector, ConnectorError, ConnectorRegistry, Cursor, Fault, Page, PageRequest,
+    ConnectionInfo, Connector, ConnectorError, ConnectorRegistry, Cursor, Fault, MappedRecord,
+    Page, PageRequest,
 };
 use tributary_schemas::{
     ConnectionStatus, DataType, Event, Record, SyncRunEvent, SyncRunStatus, SyncTrigger, Timestamp,
@@ -142,6 +143,36 @@ fn jitter(max: Duration) -> Duration {
         Duration::ZERO
     } else {
         Duration::from_millis(nanos.wrapping_mul(2_654_435_761) % max_ms)
+    }
+}
+
+/// The event of one mapped record of a connection, at `revision`.
+pub fn event_of(
+    info: &ConnectionInfo,
+    data_type: DataType,
+    mapped: MappedRecord,
+    revision: i64,
+    fetched_at: Timestamp,
+) -> Event {
+    Event {
+        event_id: event_id(
+            &info.connection_id,
+            data_type,
+            &mapped.source_record_id,
+            mapped.source_modified_at,
+            mapped.deleted,
+            revision,
+        ),
+        company_id: info.company_id.clone(),
+        connection_id: info.connection_id.clone(),
+        data_type: data_type.as_str().into(),
+        source: info.source.clone(),
+        source_record_id: mapped.source_record_id,
+        source_modified_at: mapped.source_modified_at,
+        fetched_at,
+        deleted: mapped.deleted,
+        revision,
+        record: mapped.record,
     }
 }
 
@@ -585,26 +616,7 @@ impl Worker {
             let mut dead = Vec::new();
             for raw in &page.records {
                 match connector.map(data_type, raw) {
-                    Ok(mapped) => events.push(Event {
-                        event_id: event_id(
-                            &info.connection_id,
-                            data_type,
-                            &mapped.source_record_id,
-                            mapped.source_modified_at,
-                            mapped.deleted,
-                            revision,
-                        ),
-                        company_id: info.company_id.clone(),
-                        connection_id: info.connection_id.clone(),
-                        data_type: data_type.as_str().into(),
-                        source: info.source.clone(),
-                        source_record_id: mapped.source_record_id,
-                        source_modified_at: mapped.source_modified_at,
-                        fetched_at: now,
-                        deleted: mapped.deleted,
-                        revision,
-                        record: mapped.record,
-                    }),
+                    Ok(mapped) => events.push(event_of(info, data_type, mapped, revision, now)),
                     Err(e) => {
                         // A bad record never stops the sync: it is kept, with the reason.
                         metrics::error(&info.source, data_type, "map", &e.to_string());

@@ -8,7 +8,10 @@
 //!   start, published with a higher revision (new event ids, same source
 //!   versions), so the stores take the new values;
 //! - each run's history: trigger, states in order, counts; the `sync_runs`
-//!   topic carries the run id and trigger.
+//!   topic carries the run id and trigger;
+//! - a record the connector cannot map is a dead letter; replayed before
+//!   the fix it still fails and stays; after the fix it is mapped and
+//!   published, and the letter is marked replayed.
 
 mod common;
 
@@ -16,7 +19,9 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use serde_json::{Value, json};
-use tributary_connector_api::admin::{AdminError, ConnectionAdmin, RunFilter};
+use tributary_connector_api::admin::{
+    AdminError, ConnectionAdmin, DeadLetterAdmin, LetterFilter, RunFilter,
+};
 use tributary_connector_api::{
     ConnectionInfo, Connector, ConnectorError, ConnectorFactory, CredentialVault, Cursor, Fault,
     MappedRecord, Page, PageRequest,
@@ -24,7 +29,7 @@ use tributary_connector_api::{
 use tributary_producer::state::SyncRun;
 use tributary_projection::Change;
 use tributary_schemas::model::Contact;
-use tributary_schemas::{DataType, Record, SyncRunStatus, SyncTrigger, Timestamp};
+use tributary_schemas::{DataType, DeadLetterStage, Record, SyncRunStatus, SyncTrigger, Timestamp};
 
 /// Every fetch: connection, data type, cursor asked from.
 type Calls = Arc<Mutex<Vec<(String, DataType, Option<String>)>>>;
@@ -32,11 +37,13 @@ type Calls = Arc<Mutex<Vec<(String, DataType, Option<String>)>>>;
 /// Three customers and three suppliers per connection, named with a prefix
 /// the test changes (a mapping fix). From the start a page holds all
 /// three; from the cursor `end`, nothing new.
-#[derive(Clone)]
+#[derive(Clone, Default)]
 struct Catalog {
     connection: String,
     prefix: Arc<Mutex<String>>,
     calls: Calls,
+    /// A record id the mapping refuses (a bug, until it is fixed).
+    broken: Arc<Mutex<Option<String>>>,
 }
 
 #[async_trait]
@@ -68,6 +75,13 @@ impl Connector for Catalog {
         let id = raw["id"]
             .as_str()
             .ok_or_else(|| ConnectorError::new("catalog", Fault::Data, "no id"))?;
+        if self.broken.lock().unwrap().as_deref() == Some(id) {
+            return Err(ConnectorError::new(
+                "catalog",
+                Fault::Data,
+                format!("record {id} trips a mapping bug"),
+            ));
+        }
         let contact = Contact {
             id: id.into(),
             name: format!("{} {id}", self.prefix.lock().unwrap()),
@@ -143,9 +157,9 @@ async fn targeted_sync_and_resync_leave_a_history() {
     let calls: Calls = Arc::default();
     let prefix = Arc::new(Mutex::new("Old".to_string()));
     let catalog = Catalog {
-        connection: String::new(),
         prefix: Arc::clone(&prefix),
         calls: Arc::clone(&calls),
+        ..Catalog::default()
     };
     let rig = common::rig(catalog, &["acme", "globex"]).await;
 
@@ -287,5 +301,98 @@ async fn targeted_sync_and_resync_leave_a_history() {
         }
     }
     assert!(found, "no sync_runs event for the resync");
+    rig.broker.stop(std::time::Duration::from_secs(10));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_map_letter_replays_once_its_connector_is_fixed() {
+    let catalog = Catalog::default();
+    *catalog.prefix.lock().unwrap() = "Name".into();
+    *catalog.broken.lock().unwrap() = Some("r-2".into());
+    let broken = Arc::clone(&catalog.broken);
+    let rig = common::rig(catalog, &["acme"]).await;
+    common::run_until(&rig, "the first round never ended", async || {
+        runs(&rig, "acme")
+            .await
+            .iter()
+            .filter(|r| r.status == SyncRunStatus::Succeeded)
+            .count()
+            == 2
+    })
+    .await;
+    let customers = DataType::Customer.topic();
+    assert_eq!(common::messages_in(&rig.bootstrap, &customers), 2);
+    let customer_run = runs(&rig, "acme")
+        .await
+        .into_iter()
+        .find(|r| r.data_type == DataType::Customer)
+        .unwrap();
+    assert_eq!(
+        (
+            customer_run.records_published,
+            customer_run.records_dead_lettered
+        ),
+        (2, 1)
+    );
+
+    let publisher =
+        Arc::new(tributary_producer::Publisher::new(&rig.client, &rig.registry_url).unwrap());
+    let redrive = tributary_producer::Redrive::new(rig.client.clone(), publisher, &rig.admin);
+    // Its supplier twin (same id) is a letter too; filtered out here.
+    let all = LetterFilter {
+        limit: 10,
+        ..LetterFilter::default()
+    };
+    assert_eq!(redrive.letters(&all).await.unwrap().len(), 2);
+    let customer_letters = LetterFilter {
+        stage: Some(DeadLetterStage::Map),
+        companies: Some(vec!["acme".into()]),
+        data_type: Some(DataType::Customer),
+        limit: 10,
+        ..LetterFilter::default()
+    };
+    let letters = redrive.letters(&customer_letters).await.unwrap();
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    let letter = &letters[0];
+    assert_eq!(letter["data_type"], "customers");
+    assert_eq!(letter["company_id"], "acme");
+    assert_eq!(letter["replayed"], false);
+    let id = letter["id"].as_str().unwrap().to_string();
+    let other = LetterFilter {
+        companies: Some(vec!["globex".into()]),
+        limit: 10,
+        ..LetterFilter::default()
+    };
+    assert!(redrive.letters(&other).await.unwrap().is_empty());
+
+    // Before the fix: it still fails, and stays to be replayed.
+    match DeadLetterAdmin::replay(&redrive, &id).await {
+        Err(AdminError::BadRequest(m)) => assert!(m.contains("trips a mapping bug"), "{m}"),
+        other => panic!("expected it to still fail: {other:?}"),
+    }
+    assert_eq!(redrive.letter(&id).await.unwrap()["replayed"], false);
+
+    // The connector is fixed: the replay maps and publishes it.
+    *broken.lock().unwrap() = None;
+    let outcome = DeadLetterAdmin::replay(&redrive, &id).await.unwrap();
+    assert_eq!(outcome["outcome"], "published", "{outcome}");
+    assert_eq!(outcome["source_record_id"], "r-2");
+    let events = customer_events(&rig, 3).await;
+    let replayed = events.last().unwrap();
+    assert_eq!(replayed.source_record_id, "r-2");
+    assert_eq!(replayed.event_id, outcome["event_id"].as_str().unwrap());
+    let Some(Record::Customer(c)) = &replayed.record else {
+        panic!("not a customer")
+    };
+    assert_eq!(c.name, "Name r-2");
+    assert_eq!(redrive.letter(&id).await.unwrap()["replayed"], true);
+    match DeadLetterAdmin::replay(&redrive, &id).await {
+        Err(AdminError::BadRequest(m)) => assert!(m.contains("replayed already"), "{m}"),
+        other => panic!("expected a refusal: {other:?}"),
+    }
+    assert!(matches!(
+        redrive.letter("0-1").await,
+        Err(AdminError::BadRequest(_))
+    ));
     rig.broker.stop(std::time::Duration::from_secs(10));
 }
