@@ -64,6 +64,15 @@ pub trait ConnectionAdmin: Send + Sync {
         data_types: &[DataType],
         trigger: SyncTrigger,
     ) -> Result<Vec<RunView>, AdminError>;
+    /// Queues a refetch of one record of a company by its source id, on
+    /// each linked connection whose source offers `data_type` and can fetch
+    /// one record by id ([`AdminError::BadRequest`] when none can).
+    async fn request_refetch(
+        &self,
+        company_id: &str,
+        data_type: DataType,
+        record_id: &str,
+    ) -> Result<Vec<RunView>, AdminError>;
     /// A company's sync history, newest first.
     async fn runs(&self, company_id: &str, filter: &RunFilter) -> Result<Vec<RunView>, AdminError>;
     /// One run of a company's history.

@@ -182,6 +182,30 @@ pub trait Connector: Send + Sync {
     /// Fetches one page after `request.cursor`.
     async fn fetch_page(&self, request: &PageRequest) -> Result<Page, ConnectorError>;
 
+    /// Whether [`Connector::fetch_record`] can fetch one `data_type`
+    /// record by its source id. Sources that cannot say no (the default).
+    fn can_fetch_record(&self, data_type: DataType) -> bool {
+        let _ = data_type;
+        false
+    }
+
+    /// Fetches one raw record of `data_type` by its source id, as a page
+    /// would hold it; `None` when the source has no such record. Only
+    /// called where [`Connector::can_fetch_record`] says yes.
+    async fn fetch_record(
+        &self,
+        data_type: DataType,
+        id: &str,
+        now: Timestamp,
+    ) -> Result<Option<serde_json::Value>, ConnectorError> {
+        let _ = (id, now);
+        Err(ConnectorError::new(
+            "runtime",
+            Fault::User,
+            format!("this source cannot fetch one {data_type} record by id"),
+        ))
+    }
+
     /// Maps one raw record of `data_type`. Pure.
     fn map(
         &self,

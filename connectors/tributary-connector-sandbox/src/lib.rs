@@ -51,6 +51,23 @@ impl SandboxConnector {
         }
     }
 
+    /// One version as the feed serves it.
+    fn raw(v: Version) -> Result<serde_json::Value, ConnectorError> {
+        let data = serde_json::to_value(&v.record).map_err(|e| {
+            Self::err(
+                Fault::Internal,
+                format!("cannot encode record {}: {e}", v.id),
+            )
+        })?;
+        serde_json::to_value(RawRecord {
+            id: v.id,
+            updated_at: v.modified_at,
+            deleted: v.deleted,
+            data,
+        })
+        .map_err(|e| Self::err(Fault::Internal, e))
+    }
+
     /// Fails this request if it is one of every `fail_every`.
     async fn maybe_fail(&self) -> Result<(), ConnectorError> {
         let every = self.generator.settings.fail_every;
@@ -140,29 +157,34 @@ impl Connector for SandboxConnector {
             Some(last) => Some(encode_cursor(last.modified_at, &last.id)),
             None => request.cursor.clone(),
         };
-        let records = page
-            .into_iter()
-            .map(|v| {
-                let data = serde_json::to_value(&v.record).map_err(|e| {
-                    Self::err(
-                        Fault::Internal,
-                        format!("cannot encode record {}: {e}", v.id),
-                    )
-                })?;
-                serde_json::to_value(RawRecord {
-                    id: v.id,
-                    updated_at: v.modified_at,
-                    deleted: v.deleted,
-                    data,
-                })
-                .map_err(|e| Self::err(Fault::Internal, e))
-            })
-            .collect::<Result<_, _>>()?;
+        let records = page.into_iter().map(Self::raw).collect::<Result<_, _>>()?;
         Ok(Page {
             records,
             next_cursor,
             has_more,
         })
+    }
+
+    fn can_fetch_record(&self, data_type: DataType) -> bool {
+        DATA_TYPES.contains(&data_type)
+    }
+
+    async fn fetch_record(
+        &self,
+        data_type: DataType,
+        id: &str,
+        now: Timestamp,
+    ) -> Result<Option<serde_json::Value>, ConnectorError> {
+        self.maybe_fail().await?;
+        let Some(generation) = self.generator.visible_generation(now) else {
+            return Ok(None);
+        };
+        self.generator
+            .versions(data_type, generation)
+            .into_iter()
+            .find(|v| v.id == id)
+            .map(Self::raw)
+            .transpose()
     }
 
     fn map(

@@ -6,7 +6,8 @@
 //! - `GET /v1/companies`: companies.
 //! - `GET /v1/companies/{company}/data/{data_type}?limit=&cursor=&modified_since=&include_deleted=`:
 //!   a page of records, oldest version first, with `next_cursor`.
-//! - `GET /v1/companies/{company}/data/{data_type}/{id}`: one record.
+//! - `GET /v1/companies/{company}/data/{data_type}/{id}`: one record;
+//!   `POST .../{id}/refetch` queues fetching it again from its source.
 //! - `GET /v1/companies/{company}/status`: per data type, record counts (in
 //!   the store, and `indexed` in the search index) and the latest sync outcome.
 //! - `GET /v1/search?q=&company=&data_type=&limit=`: full-text search.
@@ -183,6 +184,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/companies/{company}/status", get(status))
         .route("/v1/companies/{company}/data/{data_type}", get(list))
         .route("/v1/companies/{company}/data/{data_type}/{id}", get(one))
+        .route(
+            "/v1/companies/{company}/data/{data_type}/{id}/refetch",
+            post(refetch),
+        )
         .route("/v1/search", get(search))
         .route("/v1/sync", post(sync))
         .route(
@@ -499,6 +504,19 @@ async fn syncs_request(
     let runs = admin(&s)?
         .request_company_sync(&company, &data_types, trigger)
         .await?;
+    Ok((StatusCode::ACCEPTED, Json(json!({"runs": runs}))).into_response())
+}
+
+/// Queues a refetch of one record by its source id: 202 with the queued
+/// runs; 400 when no connection of the company can fetch one record.
+async fn refetch(
+    State(s): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    Path((company, type_name, id)): Path<(String, String, String)>,
+) -> ApiResult {
+    allowed(&caller, &company)?;
+    let data_type = data_type(&type_name)?;
+    let runs = admin(&s)?.request_refetch(&company, data_type, &id).await?;
     Ok((StatusCode::ACCEPTED, Json(json!({"runs": runs}))).into_response())
 }
 

@@ -349,6 +349,18 @@ impl tributary_connector_api::admin::ConnectionAdmin for Runs {
         }
         Ok(vec![run("run-new", company_id, "queued")])
     }
+    async fn request_refetch(
+        &self,
+        company_id: &str,
+        data_type: DataType,
+        record_id: &str,
+    ) -> Result<Vec<Value>, AdminError> {
+        self.asked
+            .lock()
+            .unwrap()
+            .push(format!("{company_id} refetch {data_type} {record_id}"));
+        Ok(vec![run("run-refetch", company_id, "queued")])
+    }
     async fn runs(&self, company_id: &str, filter: &RunFilter) -> Result<Vec<Value>, AdminError> {
         self.asked.lock().unwrap().push(format!(
             "{company_id} list {:?} {:?} {:?} {:?} {}",
@@ -419,9 +431,23 @@ async fn syncs_are_asked_for_and_listed_per_company() {
     let (status, body) = post_as(&syncs("b"), B_KEY, r#"{"full": true}"#).await;
     assert_eq!(status, 400);
     assert!(body.to_string().contains("unknown field"), "{body}");
+    // One record again, by its source id.
+    let refetch = format!("{u}/v1/companies/b/data/invoices/INV-9/refetch");
+    let (status, body) = post_as(&refetch, B_KEY, "").await;
+    assert_eq!(
+        (status, &body["runs"][0]["id"]),
+        (202, &Value::from("run-refetch"))
+    );
+    let other = format!("{u}/v1/companies/a/data/invoices/INV-9/refetch");
+    assert_eq!(post_as(&other, B_KEY, "").await.0, 404);
     assert_eq!(
         *runs.asked.lock().unwrap(),
-        ["b resync [invoices]", "b request []", "b request [bills]"],
+        [
+            "b resync [invoices]",
+            "b request []",
+            "b request [bills]",
+            "b refetch invoices INV-9"
+        ],
         "refused requests never reach the workers"
     );
 

@@ -140,17 +140,18 @@ pub(crate) async fn syncs(config: &Config, action: SyncsAction) -> anyhow::Resul
             };
             let runs = admin
                 .request_company_sync(&company, &data_types, trigger)
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-            for run in runs {
-                println!(
-                    "queued {}\t{}\t{}\t{}",
-                    run["id"].as_str().unwrap_or_default(),
-                    run["connection_id"].as_str().unwrap_or_default(),
-                    run["data_type"].as_str().unwrap_or_default(),
-                    run["trigger"].as_str().unwrap_or_default()
-                );
-            }
+                .await?;
+            print_queued(&runs);
+        }
+        SyncsAction::Refetch {
+            company,
+            data_type,
+            id,
+        } => {
+            let runs = admin
+                .request_refetch(&company, parse(&data_type)?, &id)
+                .await?;
+            print_queued(&runs);
         }
         SyncsAction::List {
             company,
@@ -188,6 +189,18 @@ pub(crate) async fn syncs(config: &Config, action: SyncsAction) -> anyhow::Resul
         }
     }
     Ok(())
+}
+
+fn print_queued(runs: &[serde_json::Value]) {
+    for run in runs {
+        println!(
+            "queued {}\t{}\t{}\t{}",
+            run["id"].as_str().unwrap_or_default(),
+            run["connection_id"].as_str().unwrap_or_default(),
+            run["data_type"].as_str().unwrap_or_default(),
+            run["trigger"].as_str().unwrap_or_default()
+        );
+    }
 }
 
 fn schema_name(text: &str) -> String {

@@ -118,6 +118,15 @@ pub(crate) enum SyncsAction {
         #[arg(long)]
         resync: bool,
     },
+    /// Queue fetching one record again from its source, by its source id
+    /// (for sources that can fetch one record).
+    Refetch {
+        company: String,
+        #[arg(long)]
+        data_type: String,
+        #[arg(long)]
+        id: String,
+    },
     /// A company's sync history, newest first.
     List {
         company: String,

@@ -4,7 +4,8 @@ CREATE TABLE sync_runs (
     connection_id TEXT NOT NULL REFERENCES connections (id),
     company_id TEXT NOT NULL,
     data_type TEXT NOT NULL,
-    trigger TEXT NOT NULL,                -- schedule, request, resync
+    trigger TEXT NOT NULL,                -- schedule, request, resync, refetch
+    record_id TEXT,                       -- refetch: the source id of the record
     status TEXT NOT NULL,                 -- queued, fetching, publishing, succeeded, failed, paused
     worker TEXT,                          -- the worker that ran it
     queued_at BIGINT NOT NULL,

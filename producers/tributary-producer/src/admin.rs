@@ -58,6 +58,7 @@ pub fn run_view(r: &SyncRun) -> RunView {
         "connection_id": r.connection_id,
         "data_type": r.data_type.as_str(),
         "trigger": r.trigger,
+        "record_id": r.record_id,
         "status": r.status,
         "states": states,
         "worker": r.worker,
@@ -110,6 +111,59 @@ impl Admin {
             .await
             .map_err(failed)?
             .ok_or_else(|| AdminError::NotFound(format!("no connection {id:?}")))
+    }
+
+    /// A company's connections that sync (not unlinked, not waiting for
+    /// authorization); not found when it has none.
+    async fn linked(&self, company_id: &str) -> Result<Vec<StoredConnection>, AdminError> {
+        let connections: Vec<StoredConnection> = self
+            .state
+            .connections()
+            .await
+            .map_err(failed)?
+            .into_iter()
+            .filter(|c| {
+                c.info.company_id == company_id
+                    && !matches!(
+                        c.status,
+                        ConnectionStatus::Unlinked | ConnectionStatus::PendingAuth
+                    )
+            })
+            .collect();
+        if connections.is_empty() {
+            return Err(AdminError::NotFound(format!(
+                "company {company_id:?} has no linked connection"
+            )));
+        }
+        Ok(connections)
+    }
+
+    /// Queues runs, all or none: a conflict names the open run.
+    async fn queue(
+        &self,
+        company_id: &str,
+        wanted: &[(&str, &str, DataType)],
+        trigger: SyncTrigger,
+        record_id: Option<&str>,
+    ) -> Result<Vec<RunView>, AdminError> {
+        match self
+            .state
+            .queue_runs(wanted, trigger, record_id)
+            .await
+            .map_err(failed)?
+        {
+            Ok(runs) => {
+                tracing::info!(company = %company_id, runs = runs.len(), %trigger, "runs queued");
+                Ok(runs.iter().map(run_view).collect())
+            }
+            Err(AlreadyOpen(open)) => Err(AdminError::Conflict {
+                message: format!(
+                    "a {} run of {} for connection {} is {} already (run {}): nothing was queued",
+                    open.data_type, company_id, open.connection_id, open.status, open.id
+                ),
+                open: run_view(&open),
+            }),
+        }
     }
 
     /// Re-seals every connection's credentials with the current key.
@@ -266,25 +320,7 @@ impl ConnectionAdmin for Admin {
                 "a sync is asked for as a request or a resync".into(),
             ));
         }
-        let connections: Vec<StoredConnection> = self
-            .state
-            .connections()
-            .await
-            .map_err(failed)?
-            .into_iter()
-            .filter(|c| {
-                c.info.company_id == company_id
-                    && !matches!(
-                        c.status,
-                        ConnectionStatus::Unlinked | ConnectionStatus::PendingAuth
-                    )
-            })
-            .collect();
-        if connections.is_empty() {
-            return Err(AdminError::NotFound(format!(
-                "company {company_id:?} has no linked connection"
-            )));
-        }
+        let connections = self.linked(company_id).await?;
         let mut wanted = Vec::new();
         let mut offered_by_any = Vec::new();
         for c in &connections {
@@ -310,24 +346,48 @@ impl ConnectionAdmin for Admin {
                 offered.join(", ")
             )));
         }
-        match self
-            .state
-            .queue_runs(&wanted, trigger)
-            .await
-            .map_err(failed)?
-        {
-            Ok(runs) => {
-                tracing::info!(company = %company_id, runs = runs.len(), %trigger, "runs queued");
-                Ok(runs.iter().map(run_view).collect())
-            }
-            Err(AlreadyOpen(open)) => Err(AdminError::Conflict {
-                message: format!(
-                    "a {} run of {} for connection {} is {} already (run {}): nothing was queued",
-                    open.data_type, company_id, open.connection_id, open.status, open.id
-                ),
-                open: run_view(&open),
-            }),
+        self.queue(company_id, &wanted, trigger, None).await
+    }
+
+    async fn request_refetch(
+        &self,
+        company_id: &str,
+        data_type: DataType,
+        record_id: &str,
+    ) -> Result<Vec<RunView>, AdminError> {
+        if record_id.is_empty() {
+            return Err(AdminError::BadRequest("a refetch needs a record id".into()));
         }
+        let connections = self.linked(company_id).await?;
+        let mut wanted = Vec::new();
+        let mut cannot = Vec::new();
+        for c in &connections {
+            let id = &c.info.connection_id;
+            let connector = self
+                .registry
+                .build(&c.info, self.vault(id))
+                .map_err(user_or_failed)?;
+            if !connector.data_types().contains(&data_type) {
+                continue;
+            }
+            if connector.can_fetch_record(data_type) {
+                wanted.push((id.as_str(), company_id, data_type));
+            } else {
+                cannot.push(c.info.source.clone());
+            }
+        }
+        if wanted.is_empty() {
+            return Err(AdminError::BadRequest(if cannot.is_empty() {
+                format!("no connection of company {company_id:?} offers {data_type}")
+            } else {
+                format!(
+                    "no connection of company {company_id:?} can fetch one {data_type} record by id ({} cannot): resync the data type instead",
+                    cannot.join(", ")
+                )
+            }));
+        }
+        self.queue(company_id, &wanted, SyncTrigger::Refetch, Some(record_id))
+            .await
     }
 
     async fn runs(&self, company_id: &str, filter: &RunFilter) -> Result<Vec<RunView>, AdminError> {

@@ -32,7 +32,7 @@ pub use admin::Admin;
 pub use publisher::{Publisher, TooLarge};
 pub use redrive::Redrive;
 pub use state::{StateStore, StoredConnection};
-pub use worker::{SyncSettings, Worker, event_of, fetch_with_retry};
+pub use worker::{SyncSettings, Worker, call_with_retry, event_of, fetch_with_retry};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProducerError {

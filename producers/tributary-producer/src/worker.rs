@@ -77,17 +77,31 @@ pub struct SyncSettings {
 }
 
 /// Fetches one page within the connector's call limits, retrying what the
-/// outside world got wrong: rate limits (after the source's Retry-After when
-/// it gave one) and source errors (with exponential backoff and jitter). A
-/// user or data fault is returned at once, and so is a wait longer than
-/// `settings.max_retry_wait` (a rate-limit error whose `retry_after` says
-/// how long), which the caller turns into a pause.
+/// outside world got wrong: see [`call_with_retry`].
 pub async fn fetch_with_retry(
     connector: &dyn Connector,
     request: &PageRequest,
     settings: &SyncSettings,
     limiter: Option<&Limiter>,
 ) -> Result<Page, ConnectorError> {
+    call_with_retry(settings, limiter, || connector.fetch_page(request)).await
+}
+
+/// Makes one call to a source within its call limits, retrying what the
+/// outside world got wrong: rate limits (after the source's Retry-After when
+/// it gave one) and source errors (with exponential backoff and jitter). A
+/// user or data fault is returned at once, and so is a wait longer than
+/// `settings.max_retry_wait` (a rate-limit error whose `retry_after` says
+/// how long), which the caller turns into a pause.
+pub async fn call_with_retry<T, F, Fut>(
+    settings: &SyncSettings,
+    limiter: Option<&Limiter>,
+    call: F,
+) -> Result<T, ConnectorError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ConnectorError>>,
+{
     let mut attempt = 1;
     loop {
         let permit = match limiter {
@@ -105,10 +119,10 @@ pub async fn fetch_with_retry(
             })?),
             None => None,
         };
-        let result = connector.fetch_page(request).await;
+        let result = call().await;
         drop(permit);
         match result {
-            Ok(page) => return Ok(page),
+            Ok(answer) => return Ok(answer),
             Err(e)
                 if e.retry_after
                     .is_some_and(|after| after > settings.max_retry_wait) =>
@@ -122,7 +136,7 @@ pub async fn fetch_with_retry(
                 let delay = e
                     .retry_after
                     .unwrap_or_else(|| backoff + jitter(backoff / 2));
-                tracing::info!(attempt, delay_ms = delay.as_millis() as u64, error = %e, "retrying page fetch");
+                tracing::info!(attempt, delay_ms = delay.as_millis() as u64, error = %e, "retrying a call to the source");
                 tokio::time::sleep(delay).await;
                 attempt += 1;
             }
@@ -478,6 +492,10 @@ impl Worker {
         tracing::debug!(run = %run.id, trigger = %run.trigger, "run started");
         let mut pause = None;
         let outcome = match self.prepare_run(info, &run).await {
+            Ok(revision) if run.trigger == SyncTrigger::Refetch => {
+                self.refetch(info, connector, revision, limiter, &mut run)
+                    .await
+            }
             Ok(revision) => {
                 self.sync_pages(
                     info, connector, data_type, revision, limiter, shutdown, &mut run,
@@ -517,6 +535,71 @@ impl Worker {
         // An idle scheduled run may be kept under the run it folded into.
         run.id = self.state.finish_run(&run, false).await?;
         Ok((self.outcome_event(info, &run), pause))
+    }
+
+    /// A refetch run: fetches its one record by id and publishes it (or
+    /// sets it aside, when it cannot be mapped), at the current revision.
+    /// The cursor does not move.
+    async fn refetch(
+        &self,
+        info: &ConnectionInfo,
+        connector: &dyn Connector,
+        revision: i64,
+        limiter: Option<&Limiter>,
+        run: &mut SyncRun,
+    ) -> Result<bool, ProducerError> {
+        let data_type = run.data_type;
+        let id = run.record_id.clone().ok_or_else(|| {
+            ProducerError::State(format!("refetch run {} names no record", run.id))
+        })?;
+        let now = Timestamp::now();
+        let raw = call_with_retry(&self.settings, limiter, || {
+            connector.fetch_record(data_type, &id, now)
+        })
+        .await?;
+        run.pages_fetched = 1;
+        let Some(raw) = raw else {
+            return Err(ProducerError::Connector(ConnectorError::new(
+                &info.source,
+                Fault::User,
+                format!("the source has no {data_type} record {id:?}"),
+            )));
+        };
+        run.records_fetched = 1;
+        self.state.mark_publishing(&run.id).await?;
+        match connector.map(data_type, &raw) {
+            Ok(mapped) => {
+                let event = event_of(info, data_type, mapped, revision, now);
+                let too_large = self.publisher.publish_events(&[event]).await?;
+                if let Some(t) = too_large.first() {
+                    let reason = t.to_string();
+                    self.publisher
+                        .publish_dead_letters(
+                            &info.company_id,
+                            &info.connection_id,
+                            data_type,
+                            &[(reason, &raw)],
+                        )
+                        .await?;
+                    run.records_dead_lettered = 1;
+                } else {
+                    run.records_published = 1;
+                }
+            }
+            Err(e) => {
+                metrics::error(&info.source, data_type, "map", &e.to_string());
+                self.publisher
+                    .publish_dead_letters(
+                        &info.company_id,
+                        &info.connection_id,
+                        data_type,
+                        &[(e.to_string(), &raw)],
+                    )
+                    .await?;
+                run.records_dead_lettered = 1;
+            }
+        }
+        Ok(true)
     }
 
     /// The revision a run's events carry: a resync (not one resuming an

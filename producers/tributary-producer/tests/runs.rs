@@ -9,6 +9,8 @@
 //!   versions), so the stores take the new values;
 //! - each run's history: trigger, states in order, counts; the `sync_runs`
 //!   topic carries the run id and trigger;
+//! - a refetch fetches one record by id and publishes only it; sources
+//!   that cannot fetch one record answer a clear refusal;
 //! - a record the connector cannot map is a dead letter; replayed before
 //!   the fix it still fails and stays; after the fix it is mapped and
 //!   published, and the letter is marked replayed.
@@ -44,7 +46,13 @@ struct Catalog {
     calls: Calls,
     /// A record id the mapping refuses (a bug, until it is fixed).
     broken: Arc<Mutex<Option<String>>>,
+    /// Records fetched one by one (customers only: suppliers cannot be).
+    fetched_one: Calls,
+    /// The modification time one-by-one fetches see (a change at the source).
+    modified_now: Arc<Mutex<i64>>,
 }
+
+const MODIFIED: i64 = 1_700_000_000_000;
 
 #[async_trait]
 impl Connector for Catalog {
@@ -71,6 +79,25 @@ impl Connector for Catalog {
             has_more: false,
         })
     }
+    fn can_fetch_record(&self, data_type: DataType) -> bool {
+        data_type == DataType::Customer
+    }
+    async fn fetch_record(
+        &self,
+        data_type: DataType,
+        id: &str,
+        _: Timestamp,
+    ) -> Result<Option<Value>, ConnectorError> {
+        self.fetched_one.lock().unwrap().push((
+            self.connection.clone(),
+            data_type,
+            Some(id.to_string()),
+        ));
+        let modified = *self.modified_now.lock().unwrap();
+        Ok(["r-1", "r-2", "r-3"]
+            .contains(&id)
+            .then(|| json!({"id": id, "modified": modified})))
+    }
     fn map(&self, data_type: DataType, raw: &Value) -> Result<MappedRecord, ConnectorError> {
         let id = raw["id"]
             .as_str()
@@ -92,7 +119,7 @@ impl Connector for Catalog {
         };
         Ok(MappedRecord {
             source_record_id: id.into(),
-            source_modified_at: Timestamp(1_700_000_000_000),
+            source_modified_at: Timestamp(raw["modified"].as_i64().unwrap_or(MODIFIED)),
             deleted: false,
             record: Some(match data_type {
                 DataType::Supplier => Record::Supplier(contact),
@@ -394,5 +421,98 @@ async fn a_map_letter_replays_once_its_connector_is_fixed() {
         redrive.letter("0-1").await,
         Err(AdminError::BadRequest(_))
     ));
+    rig.broker.stop(std::time::Duration::from_secs(10));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refetch_fetches_one_record_and_publishes_only_it() {
+    let catalog = Catalog::default();
+    *catalog.prefix.lock().unwrap() = "Name".into();
+    *catalog.modified_now.lock().unwrap() = MODIFIED;
+    let (fetched_one, modified_now, calls) = (
+        Arc::clone(&catalog.fetched_one),
+        Arc::clone(&catalog.modified_now),
+        Arc::clone(&catalog.calls),
+    );
+    let rig = common::rig(catalog, &["acme"]).await;
+    common::run_until(&rig, "the first round never ended", async || {
+        runs(&rig, "acme").await.len() == 2 && rig.state.open_runs("acme").await.unwrap().is_empty()
+    })
+    .await;
+    let customers = DataType::Customer.topic();
+    assert_eq!(common::messages_in(&rig.bootstrap, &customers), 3);
+    calls.lock().unwrap().clear();
+
+    // Sources that cannot fetch one record, and types not offered, say so.
+    for (data_type, why) in [
+        (
+            DataType::Supplier,
+            "can fetch one suppliers record by id (catalog cannot)",
+        ),
+        (DataType::Invoice, "offers invoices"),
+    ] {
+        match rig.admin.request_refetch("acme", data_type, "r-1").await {
+            Err(AdminError::BadRequest(m)) => assert!(m.contains(why), "{m}"),
+            other => panic!("expected a bad request: {other:?}"),
+        }
+    }
+
+    // The source changed r-2: a refetch brings that one record.
+    *modified_now.lock().unwrap() = MODIFIED + 60_000;
+    let queued = rig
+        .admin
+        .request_refetch("acme", DataType::Customer, "r-2")
+        .await
+        .unwrap();
+    let run_id = queued[0]["id"].as_str().unwrap().to_string();
+    assert_eq!(queued[0]["record_id"], "r-2");
+    common::run_until(&rig, "the refetch never ended", async || {
+        run_of(&rig, "acme", &run_id).await.status.is_finished()
+    })
+    .await;
+    let run = run_of(&rig, "acme", &run_id).await;
+    assert_eq!(run.status, SyncRunStatus::Succeeded, "{run:?}");
+    assert_eq!(run.trigger, SyncTrigger::Refetch);
+    assert_eq!((run.records_fetched, run.records_published), (1, 1));
+    assert_eq!(
+        *fetched_one.lock().unwrap(),
+        [(
+            "conn-acme".to_string(),
+            DataType::Customer,
+            Some("r-2".to_string())
+        )]
+    );
+    assert!(calls.lock().unwrap().is_empty(), "no page was fetched");
+    let events = customer_events(&rig, 4).await;
+    let refetched = &events[3];
+    assert_eq!(refetched.source_record_id, "r-2");
+    assert_eq!(refetched.source_modified_at, Timestamp(MODIFIED + 60_000));
+    assert_eq!(
+        common::messages_in(&rig.bootstrap, &customers),
+        4,
+        "only it"
+    );
+
+    // A record the source does not have: the run fails, saying so.
+    let queued = rig
+        .admin
+        .request_refetch("acme", DataType::Customer, "r-404")
+        .await
+        .unwrap();
+    let missing = queued[0]["id"].as_str().unwrap().to_string();
+    common::run_until(&rig, "the refetch never ended", async || {
+        run_of(&rig, "acme", &missing).await.status.is_finished()
+    })
+    .await;
+    let run = run_of(&rig, "acme", &missing).await;
+    assert_eq!(run.status, SyncRunStatus::Failed);
+    assert!(
+        run.error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("has no customers record \"r-404\""),
+        "{run:?}"
+    );
+    assert_eq!(run.error_fault.as_deref(), Some("user"));
     rig.broker.stop(std::time::Duration::from_secs(10));
 }

@@ -183,6 +183,7 @@ async fn history_rules(state: StateStore) {
         .queue_runs(
             &[("h1", company, inv), ("h1", company, bills)],
             SyncTrigger::Request,
+            None,
         )
         .await
         .unwrap()
@@ -193,6 +194,7 @@ async fn history_rules(state: StateStore) {
         .queue_runs(
             &[("h1", company, DataType::Customer), ("h1", company, inv)],
             SyncTrigger::Resync,
+            None,
         )
         .await
         .unwrap()
@@ -259,7 +261,7 @@ async fn history_rules(state: StateStore) {
     );
     // Once it ended, the pair may be asked for again.
     state
-        .queue_runs(&[("h1", company, inv)], SyncTrigger::Request)
+        .queue_runs(&[("h1", company, inv)], SyncTrigger::Request, None)
         .await
         .unwrap()
         .unwrap();

@@ -369,7 +369,7 @@ pub struct SyncRunEvent {
     /// empty in events written before runs had ids.
     #[serde(default)]
     pub run_id: String,
-    /// What started the run: `schedule`, `request` or `resync`.
+    /// What started the run: `schedule`, `request`, `resync` or `refetch`.
     #[serde(default = "schedule")]
     pub trigger: crate::SyncTrigger,
     /// Events the run published (records fetched minus those set aside and

@@ -123,6 +123,8 @@ word_enum! {
         /// forgotten and the run's events carry a new revision, so they
         /// replace what the stores hold even at the same source version.
         Resync => "resync",
+        /// An operator asked for one record again, by its source id.
+        Refetch => "refetch",
     }
 }
 

@@ -42,6 +42,8 @@ pub struct SyncRun {
     pub company_id: String,
     pub data_type: DataType,
     pub trigger: SyncTrigger,
+    /// A refetch's record: its source id.
+    pub record_id: Option<String>,
     pub status: SyncRunStatus,
     /// The worker that ran (or runs) it.
     pub worker: Option<String>,
@@ -94,6 +96,7 @@ struct RunRow {
     company_id: String,
     data_type: String,
     trigger: String,
+    record_id: Option<String>,
     status: String,
     worker: Option<String>,
     queued_at: i64,
@@ -110,7 +113,7 @@ struct RunRow {
     repeats: i64,
 }
 
-const COLUMNS: &str = "id, connection_id, company_id, data_type, trigger, status, worker, \
+const COLUMNS: &str = "id, connection_id, company_id, data_type, trigger, record_id, status, worker, \
      queued_at, fetching_at, publishing_at, finished_at, pages_fetched, records_fetched, \
      records_published, records_dead_lettered, error, error_fault, resumed_from, repeats";
 
@@ -123,6 +126,7 @@ impl TryFrom<RunRow> for SyncRun {
             data_type: r.data_type.parse().map_err(|e| bad(&e))?,
             trigger: r.trigger.parse().map_err(|e| bad(&e))?,
             status: r.status.parse().map_err(|e| bad(&e))?,
+            record_id: r.record_id,
             id: r.id,
             connection_id: r.connection_id,
             company_id: r.company_id,
@@ -144,9 +148,10 @@ impl TryFrom<RunRow> for SyncRun {
 }
 
 /// Queues a run continuing an interrupted one: $1 id, $2 connection,
-/// $3 company, $4 data type, $5 trigger, $6 the interrupted run.
-const RESUME: &str = "INSERT INTO sync_runs (id, connection_id, company_id, data_type, trigger, status, queued_at, resumed_from) \
-     VALUES ($1, $2, $3, $4, $5, 'queued', {now}, $6)";
+/// $3 company, $4 data type, $5 trigger, $6 the interrupted run, $7 its
+/// record (a refetch's).
+const RESUME: &str = "INSERT INTO sync_runs (id, connection_id, company_id, data_type, trigger, status, queued_at, resumed_from, record_id) \
+     VALUES ($1, $2, $3, $4, $5, 'queued', {now}, $6, $7)";
 
 /// A new run id: the creation time first, so ids sort by age, then
 /// randomness, so ids made in the same millisecond differ.
@@ -185,16 +190,18 @@ impl StateStore {
 
     /// Queues a run with `trigger` for each (connection, company, data
     /// type) of `wanted`, all or none, and makes those connections due at
-    /// once. When one of them has an open run already, nothing is queued
-    /// and that run is returned as [`AlreadyOpen`].
+    /// once; a refetch names its `record_id`. When one of them has an open
+    /// run already, nothing is queued and that run is returned as
+    /// [`AlreadyOpen`].
     pub async fn queue_runs(
         &self,
         wanted: &[(&str, &str, DataType)],
         trigger: SyncTrigger,
+        record_id: Option<&str>,
     ) -> Result<Result<Vec<SyncRun>, AlreadyOpen>, ProducerError> {
         let insert = self.sql(&format!(
-            "INSERT INTO sync_runs (id, connection_id, company_id, data_type, trigger, status, queued_at) \
-             VALUES ($1, $2, $3, $4, $5, 'queued', {{now}}) RETURNING {COLUMNS}"
+            "INSERT INTO sync_runs (id, connection_id, company_id, data_type, trigger, status, queued_at, record_id) \
+             VALUES ($1, $2, $3, $4, $5, 'queued', {{now}}, $6) RETURNING {COLUMNS}"
         ));
         let due = self.sql(
             "INSERT INTO sync_leases (connection_id, owner, claimed_at, expires_at, next_sync_at, requested_at) \
@@ -211,6 +218,7 @@ impl StateStore {
                         .bind(*company_id)
                         .bind(data_type.as_str())
                         .bind(trigger.as_str())
+                        .bind(record_id)
                         .fetch_one(&mut *tx)
                         .await;
                     match row {
@@ -390,6 +398,7 @@ impl StateStore {
                     .bind(run.data_type.as_str())
                     .bind(run.trigger.as_str())
                     .bind(&run.id)
+                    .bind(&run.record_id)
                     .execute(&mut *tx)
                     .await?;
             }
@@ -461,6 +470,7 @@ impl StateStore {
                     .bind(&row.data_type)
                     .bind(&row.trigger)
                     .bind(&row.id)
+                    .bind(&row.record_id)
                     .execute(&mut *tx)
                     .await?;
             }
