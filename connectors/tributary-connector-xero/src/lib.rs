@@ -580,17 +580,7 @@ impl Connector for XeroConnector {
         let page = cursor.page.max(1);
         let page_size = request.page_size.clamp(1, 1000);
         let where_ = format!("{} page {page}", ep.path);
-        let token = self.access_token().await?;
-        let mut call = self
-            .http
-            .get(format!(
-                "{}/{}",
-                self.app.api_url.trim_end_matches('/'),
-                ep.path
-            ))
-            .bearer_auth(token)
-            .header("xero-tenant-id", &self.tenant_id)
-            .header("accept", "application/json");
+        let url = format!("{}/{}", self.app.api_url.trim_end_matches('/'), ep.path);
         let mut query: Vec<(&str, String)> =
             ep.extra.iter().map(|(k, v)| (*k, v.to_string())).collect();
         if ep.paged {
@@ -601,9 +591,164 @@ impl Connector for XeroConnector {
         if let Some(filter) = ep.filter {
             query.push(("where", filter.to_string()));
         }
-        call = call.query(&query);
-        if let (true, Some(since)) = (ep.modified_since, cursor.since) {
-            call = call.header("if-modified-since", Timestamp(since).to_string());
+        let since = cursor.since.filter(|_| ep.modified_since).map(Timestamp);
+        let mut body = match self.get(&where_, &url, &query, since).await? {
+            Answer::NotModified => return Ok(Self::finished(&cursor, Vec::new())),
+            Answer::NotFound => {
+                return Err(err(
+                    Fault::User,
+                    format!("{where_}: Xero answered 404 Not Found"),
+                ));
+            }
+            Answer::Body(body) => body,
+        };
+        let server_time = body
+            .get("DateTimeUTC")
+            .and_then(Value::as_str)
+            .and_then(map::parse_xero_timestamp)
+            .unwrap_or(request.now);
+        let records = match body.get_mut(ep.collection).map(Value::take) {
+            Some(Value::Array(records)) => records,
+            Some(_) => {
+                return Err(err(
+                    Fault::Source,
+                    format!("{where_}: {} in the response is not a list", ep.collection),
+                ));
+            }
+            None => {
+                return Err(err(
+                    Fault::Source,
+                    format!("{where_}: the response has no {} list", ep.collection),
+                ));
+            }
+        };
+        let records: Vec<Value> = records
+            .into_iter()
+            .map(|r| Self::observed(r, server_time))
+            .collect();
+        let newest = records
+            .iter()
+            .filter_map(|r| r.get("UpdatedDateUTC")?.as_str())
+            .filter_map(map::parse_xero_timestamp)
+            .map(Timestamp::millis)
+            .chain(cursor.newest)
+            .max();
+        let more = ep.paged
+            && !records.is_empty()
+            && match body.get("pagination").and_then(|p| p.get("pageCount")) {
+                Some(Value::String(count)) => count.parse::<u32>().is_ok_and(|c| page < c),
+                _ => records.len() >= page_size as usize,
+            };
+        if more {
+            let next = XeroCursor {
+                since: cursor.since,
+                page: page + 1,
+                newest,
+            };
+            return Ok(Page {
+                records,
+                next_cursor: Some(Cursor(encode(&next))),
+                has_more: true,
+            });
+        }
+        Ok(Self::finished(&XeroCursor { newest, ..cursor }, records))
+    }
+
+    /// Every data type but the organisation (one record, no id) can be
+    /// fetched by its Xero id.
+    fn can_fetch_record(&self, data_type: DataType) -> bool {
+        endpoint(data_type).is_ok_and(|ep| ep.path != "Organisation")
+    }
+
+    async fn fetch_record(
+        &self,
+        data_type: DataType,
+        id: &str,
+        _now: Timestamp,
+    ) -> Result<Option<Value>, ConnectorError> {
+        let ep = endpoint(data_type)?;
+        if ep.path == "Organisation" || id.is_empty() || id.contains(['/', '?', '#']) {
+            return Err(err(
+                Fault::User,
+                format!("cannot fetch one {data_type} record with id {id:?}"),
+            ));
+        }
+        let where_ = format!("{}/{id}", ep.path);
+        let url = format!(
+            "{}/{}/{id}",
+            self.app.api_url.trim_end_matches('/'),
+            ep.path
+        );
+        let query: Vec<(&str, String)> =
+            ep.extra.iter().map(|(k, v)| (*k, v.to_string())).collect();
+        let mut body = match self.get(&where_, &url, &query, None).await? {
+            Answer::Body(body) => body,
+            Answer::NotFound => return Ok(None),
+            Answer::NotModified => {
+                return Err(err(
+                    Fault::Source,
+                    format!("{where_}: Xero answered 304 unasked"),
+                ));
+            }
+        };
+        let server_time = body
+            .get("DateTimeUTC")
+            .and_then(Value::as_str)
+            .and_then(map::parse_xero_timestamp)
+            .unwrap_or_else(Timestamp::now);
+        match body.get_mut(ep.collection).map(Value::take) {
+            Some(Value::Array(mut records)) if records.len() <= 1 => Ok(records
+                .pop()
+                .map(|record| Self::observed(record, server_time))),
+            Some(Value::Array(records)) => Err(err(
+                Fault::Source,
+                format!(
+                    "{where_}: Xero answered {} records for one id",
+                    records.len()
+                ),
+            )),
+            _ => Err(err(
+                Fault::Source,
+                format!("{where_}: the response has no {} list", ep.collection),
+            )),
+        }
+    }
+
+    fn map(&self, data_type: DataType, raw: &Value) -> Result<MappedRecord, ConnectorError> {
+        map::map_record(data_type, raw).map_err(|m| err(Fault::Data, m))
+    }
+}
+
+/// What one GET to the Accounting API answered.
+enum Answer {
+    /// 304: nothing changed since `If-Modified-Since`.
+    NotModified,
+    /// 404: no such resource.
+    NotFound,
+    Body(Value),
+}
+
+impl XeroConnector {
+    /// One GET to the Accounting API (`where_` names it in errors), with
+    /// the tenant, a fresh token and `If-Modified-Since` when `since` is
+    /// set; its errors say who is at fault and when to retry.
+    async fn get(
+        &self,
+        where_: &str,
+        url: &str,
+        query: &[(&str, String)],
+        since: Option<Timestamp>,
+    ) -> Result<Answer, ConnectorError> {
+        let token = self.access_token().await?;
+        let mut call = self
+            .http
+            .get(url)
+            .bearer_auth(token)
+            .header("xero-tenant-id", &self.tenant_id)
+            .header("accept", "application/json")
+            .query(query);
+        if let Some(since) = since {
+            call = call.header("if-modified-since", since.to_string());
         }
         let response = call.send().await.map_err(|e| {
             err(
@@ -613,7 +758,10 @@ impl Connector for XeroConnector {
         })?;
         let status = response.status();
         if status == reqwest::StatusCode::NOT_MODIFIED {
-            return Ok(Self::finished(&cursor, Vec::new()));
+            return Ok(Answer::NotModified);
+        }
+        if status == reqwest::StatusCode::NOT_FOUND {
+            return Ok(Answer::NotFound);
         }
         if !status.is_success() {
             let after = retry_after(&response);
@@ -661,76 +809,25 @@ impl Connector for XeroConnector {
         let body = read_body(response, self.app.max_response_bytes)
             .await
             .map_err(|e| err(Fault::Source, format!("{where_}: {e}")))?;
-        let mut body =
-            parse_json_exact(&body).map_err(|e| err(Fault::Source, format!("{where_}: {e}")))?;
-        let server_time = body
-            .get("DateTimeUTC")
-            .and_then(Value::as_str)
-            .and_then(map::parse_xero_timestamp)
-            .unwrap_or(request.now);
-        let records = match body.get_mut(ep.collection).map(Value::take) {
-            Some(Value::Array(records)) => records,
-            Some(_) => {
-                return Err(err(
-                    Fault::Source,
-                    format!("{where_}: {} in the response is not a list", ep.collection),
-                ));
-            }
-            None => {
-                return Err(err(
-                    Fault::Source,
-                    format!("{where_}: the response has no {} list", ep.collection),
-                ));
-            }
-        };
-        let records: Vec<Value> = records
-            .into_iter()
-            .map(|mut r| {
-                if let Some(fields) = r.as_object_mut()
-                    && !fields.contains_key("UpdatedDateUTC")
-                {
-                    fields.insert(
-                        map::OBSERVED_AT.to_string(),
-                        Value::String(server_time.millis().to_string()),
-                    );
-                }
-                r
-            })
-            .collect();
-        let newest = records
-            .iter()
-            .filter_map(|r| r.get("UpdatedDateUTC")?.as_str())
-            .filter_map(map::parse_xero_timestamp)
-            .map(Timestamp::millis)
-            .chain(cursor.newest)
-            .max();
-        let more = ep.paged
-            && !records.is_empty()
-            && match body.get("pagination").and_then(|p| p.get("pageCount")) {
-                Some(Value::String(count)) => count.parse::<u32>().is_ok_and(|c| page < c),
-                _ => records.len() >= page_size as usize,
-            };
-        if more {
-            let next = XeroCursor {
-                since: cursor.since,
-                page: page + 1,
-                newest,
-            };
-            return Ok(Page {
-                records,
-                next_cursor: Some(Cursor(encode(&next))),
-                has_more: true,
-            });
+        parse_json_exact(&body)
+            .map(Answer::Body)
+            .map_err(|e| err(Fault::Source, format!("{where_}: {e}")))
+    }
+
+    /// A record without `UpdatedDateUTC` gets the server's time of the
+    /// answer as its version.
+    fn observed(mut record: Value, server_time: Timestamp) -> Value {
+        if let Some(fields) = record.as_object_mut()
+            && !fields.contains_key("UpdatedDateUTC")
+        {
+            fields.insert(
+                map::OBSERVED_AT.to_string(),
+                Value::String(server_time.millis().to_string()),
+            );
         }
-        Ok(Self::finished(&XeroCursor { newest, ..cursor }, records))
+        record
     }
 
-    fn map(&self, data_type: DataType, raw: &Value) -> Result<MappedRecord, ConnectorError> {
-        map::map_record(data_type, raw).map_err(|m| err(Fault::Data, m))
-    }
-}
-
-impl XeroConnector {
     /// The last page of a sync: the next one asks for what changed since
     /// the newest change this one saw (less a second), or since what this
     /// one asked for when it saw none.

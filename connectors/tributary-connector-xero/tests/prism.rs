@@ -83,3 +83,52 @@ async fn every_data_type_from_prism_serving_the_spec() {
     assert_eq!(mapped[&DataType::Invoice].len(), 3);
     assert_eq!(mapped[&DataType::JournalEntry].len(), 3);
 }
+
+/// One record of each data type fetched by id from Prism serving Xero's
+/// spec (`GET /Invoices/{InvoiceID}` and the like): each answer is one
+/// record that maps. The organisation has no id to fetch by.
+#[tokio::test(flavor = "multi_thread")]
+async fn one_record_by_id_from_prism_serving_the_spec() {
+    let prism = tokio::task::spawn_blocking(tributary_testkit::prism::Prism::start)
+        .await
+        .unwrap();
+    let identity = FakeIdentity::start(Duration::from_secs(60), 1800, &[TENANT]).await;
+    let factory = XeroFactory::new(app(&prism.url, &identity)).unwrap();
+    let (access, refresh) = identity.issue();
+    let vault = MemoryVault::with_tokens(&access, &refresh, Timestamp::now().millis() + 1_800_000);
+    let connector = factory.build(&connection(Some(TENANT)), vault).unwrap();
+    assert!(!connector.can_fetch_record(DataType::Company));
+    let id = "297c2dc5-cc47-4afd-8ec8-74990b8761e9";
+    for (data_type, id_field) in [
+        (DataType::Invoice, "InvoiceID"),
+        (DataType::Account, "AccountID"),
+        (DataType::Item, "ItemID"),
+        (DataType::CreditNote, "CreditNoteID"),
+        (DataType::Payment, "PaymentID"),
+        (DataType::BankTransaction, "BankTransactionID"),
+        (DataType::JournalEntry, "ManualJournalID"),
+    ] {
+        assert!(connector.can_fetch_record(data_type), "{data_type}");
+        let raw = connector
+            .fetch_record(data_type, id, Timestamp::now())
+            .await
+            .unwrap_or_else(|e| panic!("{data_type}: {e}"))
+            .unwrap_or_else(|| panic!("{data_type}: no record"));
+        let mapped = connector
+            .map(data_type, &raw)
+            .unwrap_or_else(|e| panic!("{data_type}: {e}"));
+        assert_eq!(
+            mapped.source_record_id,
+            raw[id_field].as_str().unwrap(),
+            "{data_type}"
+        );
+    }
+    let err = connector
+        .fetch_record(DataType::Invoice, "a/b", Timestamp::now())
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("cannot fetch one invoices record"),
+        "{err}"
+    );
+}
