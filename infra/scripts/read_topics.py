@@ -31,7 +31,7 @@ def main():
     parser.add_argument("--timeout", type=float, default=60.0)
     args = parser.parse_args()
 
-    topics = [f"tributary.v1.{t}" for t in DATA_TYPES] + ["tributary.v1.sync_runs"]
+    topics = [f"tributary.v1.{t}" for t in DATA_TYPES] + ["tributary.v1.sync_runs", "tributary.v1.manifests"]
     registry = SchemaRegistryClient({"url": args.registry})
     deserializer = AvroDeserializer(registry)
     consumer = Consumer({
@@ -90,6 +90,9 @@ def check(topic, value):
     """The envelope is complete and money decodes as exact decimals."""
     if topic.endswith("sync_runs"):
         assert value["status"] in ("succeeded", "failed", "paused"), value
+        return
+    if topic.endswith("manifests"):
+        assert value["live_count"] >= 0 and len(value["digest"]) == 32, value
         return
     for field in ("event_id", "company_id", "connection_id", "data_type", "source_record_id"):
         assert value[field], f"{field} is empty"

@@ -77,6 +77,12 @@ pub trait ConnectionAdmin: Send + Sync {
     async fn runs(&self, company_id: &str, filter: &RunFilter) -> Result<Vec<RunView>, AdminError>;
     /// One run of a company's history.
     async fn run(&self, company_id: &str, run_id: &str) -> Result<RunView, AdminError>;
+    /// The latest manifest of each of a company's connections and data
+    /// types: what the workers published live, counted and digested.
+    async fn manifests(
+        &self,
+        company_id: &str,
+    ) -> Result<Vec<tributary_schemas::ManifestEvent>, AdminError>;
     /// A company's open runs: queued or running now.
     async fn open_runs(&self, company_id: &str) -> Result<Vec<RunView>, AdminError>;
     /// Completes an OAuth2 authorization from the source's redirect.

@@ -40,6 +40,11 @@ pub struct SandboxSettings {
     /// How those requests fail.
     #[serde(default)]
     pub failure: SourceFailure,
+    /// Deleted records vanish from the feed instead of coming flagged, as
+    /// a source without soft deletes does (Xero's items): only a
+    /// reconciliation (a full pass) finds them gone.
+    #[serde(default)]
+    pub hard_deletes: bool,
 }
 
 /// How a failing sandbox request fails.

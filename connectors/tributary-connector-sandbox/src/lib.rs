@@ -142,10 +142,12 @@ impl Connector for SandboxConnector {
             .page_size
             .min(self.generator.settings.max_page_size)
             .max(1) as usize;
+        let hard_deletes = self.generator.settings.hard_deletes;
         let pending: Vec<Version> = self
             .generator
             .versions(request.data_type, generation)
             .into_iter()
+            .filter(|v| !(hard_deletes && v.deleted))
             .filter(|v| match &after {
                 Some((modified, id)) => (v.modified_at, &v.id) > (*modified, id),
                 None => true,
@@ -179,10 +181,11 @@ impl Connector for SandboxConnector {
         let Some(generation) = self.generator.visible_generation(now) else {
             return Ok(None);
         };
+        let hard_deletes = self.generator.settings.hard_deletes;
         self.generator
             .versions(data_type, generation)
             .into_iter()
-            .find(|v| v.id == id)
+            .find(|v| v.id == id && !(hard_deletes && v.deleted))
             .map(Self::raw)
             .transpose()
     }

@@ -16,7 +16,7 @@ fn settings(records: u32) -> SandboxSettings {
         epoch_ms: EPOCH,
         max_page_size: 25,
         fail_every: 0,
-        failure: Default::default(),
+        failure: Default::default(),        hard_deletes: false,
     }
 }
 

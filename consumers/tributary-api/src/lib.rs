@@ -45,7 +45,9 @@ use serde_json::json;
 use tributary_connector_api::admin::{
     AdminError, ConnectionAdmin, ConnectionView, DeadLetterAdmin, LetterFilter, RunFilter,
 };
-use tributary_schemas::{DataType, SyncTrigger, Timestamp};
+use tributary_schemas::{
+    DataType, ManifestEvent, SyncTrigger, Timestamp, add_digests, manifest_digest,
+};
 use tributary_store::{ListQuery, ReadStore, Search, SearchQuery};
 
 /// What the handlers share.
@@ -334,6 +336,11 @@ async fn status(
             "no data for company {company:?}"
         )));
     }
+    // The workers' latest manifests, when this process can see their state.
+    let manifests = match &s.connections {
+        Some(admin) => admin.manifests(&company).await?,
+        None => Vec::new(),
+    };
     // Beside the store's counts, what the search index holds: the two agree
     // once the index projector has caught up.
     let mut entries = Vec::with_capacity(status.len());
@@ -341,6 +348,14 @@ async fn status(
         let indexed = s.search.count(&company, &entry.data_type).await.ok();
         let mut value = json!(entry);
         value["indexed"] = json!(indexed);
+        let of_type: Vec<&ManifestEvent> = manifests
+            .iter()
+            .filter(|m| m.data_type == entry.data_type)
+            .collect();
+        if !of_type.is_empty() {
+            value["manifest"] =
+                manifest_check(&s, &company, &entry.data_type, &of_type, indexed).await?;
+        }
         entries.push(value);
     }
     // What runs now, when this process can see the workers' state.
@@ -352,6 +367,44 @@ async fn status(
         Json(json!({"company_id": company, "data_types": entries, "running": running}))
             .into_response(),
     )
+}
+
+/// A data type's manifests (one per connection) against the sinks: the
+/// count and digest of what the workers published live, and whether the
+/// store (count and digest) and the index (count) hold exactly that. They
+/// differ while a sink is behind; a difference that stays is a loss.
+async fn manifest_check(
+    s: &ApiState,
+    company: &str,
+    data_type: &str,
+    manifests: &[&ManifestEvent],
+    indexed: Option<usize>,
+) -> Result<serde_json::Value, ApiError> {
+    let live_count: i64 = manifests.iter().map(|m| m.live_count).sum();
+    let digest = add_digests(manifests.iter().map(|m| m.digest.as_str()));
+    let stored = tributary_store::live_versions(s.store.as_ref(), company, data_type)
+        .await
+        .map_err(ApiError::internal)?;
+    let stored_digest = manifest_digest(
+        stored
+            .iter()
+            .map(|(id, (modified, revision))| (id.as_str(), Timestamp(*modified), *revision)),
+    );
+    let store_matches =
+        stored.len() as i64 == live_count && Some(&stored_digest) == digest.as_ref();
+    let index_matches = indexed.is_some_and(|n| n as i64 == live_count);
+    for (sink, matches) in [("store", store_matches), ("index", index_matches)] {
+        metrics::counter!("tributary_api_manifest_checks_total", "sink" => sink, "outcome" => if matches { "match" } else { "mismatch" }).increment(1);
+    }
+    let as_of = manifests.iter().map(|m| m.as_of).max();
+    Ok(json!({
+        "as_of": as_of.map(|t| t.to_string()),
+        "live_count": live_count,
+        "digest": digest,
+        "full_pass": manifests.iter().all(|m| m.full_pass),
+        "store_matches": store_matches,
+        "index_matches": index_matches,
+    }))
 }
 
 async fn list(
@@ -473,6 +526,9 @@ struct SyncRequest {
     /// Fetch everything again instead of from the cursor.
     #[serde(default)]
     resync: bool,
+    /// A full pass that deletes what the source no longer lists.
+    #[serde(default)]
+    reconcile: bool,
 }
 
 /// Queues a sync (or a resync) of one company, for some data types or all.
@@ -496,10 +552,15 @@ async fn syncs_request(
         .iter()
         .map(|t| data_type(t))
         .collect::<Result<Vec<_>, _>>()?;
-    let trigger = if request.resync {
-        SyncTrigger::Resync
-    } else {
-        SyncTrigger::Request
+    let trigger = match (request.resync, request.reconcile) {
+        (true, true) => {
+            return Err(ApiError::bad_request(
+                "ask for a resync or a reconciliation, not both",
+            ));
+        }
+        (true, false) => SyncTrigger::Resync,
+        (false, true) => SyncTrigger::Reconcile,
+        (false, false) => SyncTrigger::Request,
     };
     let runs = admin(&s)?
         .request_company_sync(&company, &data_types, trigger)

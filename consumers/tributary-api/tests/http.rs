@@ -377,6 +377,12 @@ impl tributary_connector_api::admin::ConnectionAdmin for Runs {
             Err(AdminError::NotFound(format!("no run {run_id:?}")))
         }
     }
+    async fn manifests(
+        &self,
+        _: &str,
+    ) -> Result<Vec<tributary_schemas::ManifestEvent>, AdminError> {
+        Ok(vec![])
+    }
     async fn open_runs(&self, company_id: &str) -> Result<Vec<Value>, AdminError> {
         Ok(vec![run("run-open", company_id, "fetching")])
     }

@@ -336,6 +336,9 @@ pub struct SandboxConfig {
     /// How it fails: `rate_limited` (429, retry after 1 s), `server_error`
     /// (500) or `timeout` (no answer within 2 s).
     pub failure: String,
+    /// Deleted records vanish from the feed instead of coming flagged: only
+    /// a reconciliation finds them gone.
+    pub hard_deletes: bool,
 }
 
 impl Default for SandboxConfig {
@@ -351,6 +354,7 @@ impl Default for SandboxConfig {
             max_page_size: 100,
             fail_every: 0,
             failure: "server_error".into(),
+            hard_deletes: false,
         }
     }
 }
@@ -377,6 +381,10 @@ pub struct SyncConfig {
     /// How long finished runs stay in the sync history, in days (fractions
     /// allowed). Each sync of each data type is one row: see the README.
     pub history_days: f64,
+    /// How often each connection and data type gets a full pass that
+    /// deletes what the source no longer lists, in hours (fractions
+    /// allowed). Counted against the source's call limits like any sync.
+    pub reconcile_hours: f64,
     /// This worker's name in its leases; unset (or empty): host name and
     /// data directory, so that a restarted worker resumes its own
     /// connections.
@@ -398,6 +406,7 @@ impl Default for SyncConfig {
             max_retry_wait_secs: 300,
             lease_secs: 30.0,
             history_days: 30.0,
+            reconcile_hours: 24.0,
             worker_id: None,
         }
     }
@@ -538,6 +547,9 @@ impl Config {
         }
         if !(self.sync.history_days > 0.0 && self.sync.history_days <= 3_650.0) {
             return Err("sync.history_days must be above 0 and at most 3650".into());
+        }
+        if !(self.sync.reconcile_hours > 0.0 && self.sync.reconcile_hours <= 8_760.0) {
+            return Err("sync.reconcile_hours must be above 0 and at most 8760".into());
         }
         if !(self.sync.lease_secs >= 1.0 && self.sync.lease_secs <= 3_600.0) {
             return Err("sync.lease_secs must be between 1 and 3600".into());

@@ -128,6 +128,7 @@ pub(crate) async fn syncs(config: &Config, action: SyncsAction) -> anyhow::Resul
             company,
             data_types,
             resync,
+            reconcile,
         } => {
             let data_types = data_types
                 .iter()
@@ -135,6 +136,8 @@ pub(crate) async fn syncs(config: &Config, action: SyncsAction) -> anyhow::Resul
                 .collect::<Result<Vec<_>, _>>()?;
             let trigger = if resync {
                 SyncTrigger::Resync
+            } else if reconcile {
+                SyncTrigger::Reconcile
             } else {
                 SyncTrigger::Request
             };

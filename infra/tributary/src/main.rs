@@ -115,8 +115,12 @@ pub(crate) enum SyncsAction {
         data_types: Vec<String>,
         /// Forget the cursor and fetch everything again; the records replace
         /// what the stores hold even at the same version.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "reconcile")]
         resync: bool,
+        /// A full pass that publishes a tombstone for every record the
+        /// source no longer lists (the cursor stays).
+        #[arg(long)]
+        reconcile: bool,
     },
     /// Queue fetching one record again from its source, by its source id
     /// (for sources that can fetch one record).

@@ -41,6 +41,7 @@ pub(crate) async fn add_sandbox_connections(
         epoch_ms: s.epoch_ms.unwrap_or(now.millis()),
         max_page_size: s.max_page_size,
         fail_every: s.fail_every,
+        hard_deletes: s.hard_deletes,
         failure: serde_json::from_value(serde_json::Value::String(s.failure.clone()))
             .with_context(|| {
                 format!(

@@ -26,6 +26,7 @@ pub(crate) fn sync_settings(config: &Config) -> SyncSettings {
         max_retry_wait: Duration::from_secs(config.sync.max_retry_wait_secs),
         lease: Duration::from_secs_f64(config.sync.lease_secs),
         history: Duration::from_secs_f64(config.sync.history_days * 86_400.0),
+        reconcile: Duration::from_secs_f64(config.sync.reconcile_hours * 3_600.0),
     }
 }
 

@@ -39,7 +39,7 @@ fn setup(store_url: Option<&str>) -> Setup {
         epoch_ms,
         max_page_size: 5,
         fail_every: 0,
-        failure: Default::default(),
+        failure: Default::default(),        hard_deletes: false,
     };
     let config = dir.path().join("tributary.toml");
     std::fs::write(
@@ -163,6 +163,8 @@ async fn end_to_end(store_url: Option<&str>, check_standard_clients: bool) {
         setup.dir.path(),
     )
     .await;
+
+    manifests_match(&api, setup.dir.path()).await;
 
     // Full-text search finds an invoice by number and by customer name.
     let generator = Generator::new(setup.sandbox.clone(), COMPANIES[0]);
@@ -306,6 +308,43 @@ async fn end_to_end(store_url: Option<&str>, check_standard_clients: bool) {
     }
 }
 
+/// Every data type of every company has a manifest (the first syncs paged
+/// from the start: full passes), and the store (count and digest) and the
+/// index (count) come to match it.
+async fn manifests_match(api: &str, dir: &Path) {
+    let started = Instant::now();
+    loop {
+        let mut pending = Vec::new();
+        for company in companies(2) {
+            let status = get(&format!("{api}/v1/companies/{company}/status"))
+                .await
+                .unwrap();
+            for entry in status["data_types"].as_array().unwrap() {
+                let data_type = entry["data_type"].as_str().unwrap();
+                if !DATA_TYPES.iter().any(|t| t.as_str() == data_type) {
+                    continue;
+                }
+                let m = &entry["manifest"];
+                if m["store_matches"] != true || m["index_matches"] != true {
+                    pending.push(format!(
+                        "{company} {data_type}: {m} (store holds {})",
+                        entry["records"]
+                    ));
+                }
+            }
+        }
+        if pending.is_empty() {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the sinks do not match the manifests: {pending:#?}\n{}",
+            logs(dir)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// A resync of one company's invoices over the API: it fetches them all
 /// again while the API keeps answering with no dip in the counts, its run
 /// shows every state, and every invoice in the store then carries the new
@@ -370,6 +409,9 @@ async fn resync_keeps_serving_and_replaces_every_record(
     );
     let listed = get(&format!("{syncs}?trigger=resync")).await.unwrap();
     assert_eq!(listed["runs"][0]["id"], run_id.as_str(), "{listed}");
+    // A resync is a full pass: the manifest is of the new revision, and the
+    // sinks match it once they have applied the resync.
+    manifests_match(api, setup.dir.path()).await;
     // The store takes the resync's versions: every invoice at revision 1,
     // the other company's at 0.
     let started = Instant::now();

@@ -16,6 +16,7 @@ CREATE TABLE sync_runs (
     records_fetched BIGINT NOT NULL DEFAULT 0,
     records_published BIGINT NOT NULL DEFAULT 0,
     records_dead_lettered BIGINT NOT NULL DEFAULT 0,
+    records_deleted BIGINT NOT NULL DEFAULT 0,   -- tombstones for records the source no longer lists
     error TEXT,
     error_fault TEXT,                     -- user, source, data, tributary
     resumed_from TEXT,                    -- the interrupted run this one continues
@@ -36,3 +37,43 @@ CREATE TABLE revisions (
     revision BIGINT NOT NULL,
     PRIMARY KEY (connection_id, data_type)
 );
+
+-- Deletion reconciliation: the records each connection published live, per
+-- data type, with the version published and when a sync last saw each
+-- (ms, the worker's clock). A full pass deletes those not seen since it
+-- began.
+CREATE TABLE live_ids (
+    connection_id TEXT NOT NULL,
+    data_type TEXT NOT NULL,
+    record_id TEXT NOT NULL,
+    modified_at BIGINT NOT NULL,
+    revision BIGINT NOT NULL,
+    seen_at BIGINT NOT NULL,
+    PRIMARY KEY (connection_id, data_type, record_id)
+);
+
+-- When each connection and data type last had a full pass (a run that
+-- fetched everything the source lists).
+CREATE TABLE full_passes (
+    connection_id TEXT NOT NULL,
+    data_type TEXT NOT NULL,
+    passed_at BIGINT NOT NULL,
+    PRIMARY KEY (connection_id, data_type)
+);
+
+-- The latest manifest of each connection and data type (also on the
+-- tributary.v1.manifests topic).
+CREATE TABLE manifests (
+    connection_id TEXT NOT NULL,
+    data_type TEXT NOT NULL,
+    company_id TEXT NOT NULL,
+    source TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    run_id TEXT NOT NULL,
+    as_of BIGINT NOT NULL,
+    full_pass BIGINT NOT NULL,              -- 1 after a full pass
+    live_count BIGINT NOT NULL,
+    digest TEXT NOT NULL,
+    PRIMARY KEY (connection_id, data_type)
+);
+CREATE INDEX manifests_by_company ON manifests (company_id);

@@ -12,7 +12,7 @@ use tributary_connector_api::admin::{
     AdminError, ConnectionAdmin, ConnectionView, RunFilter, RunView,
 };
 use tributary_connector_api::{ConnectionInfo, ConnectorRegistry};
-use tributary_schemas::{ConnectionStatus, DataType, SyncTrigger, Timestamp};
+use tributary_schemas::{ConnectionStatus, DataType, ManifestEvent, SyncTrigger, Timestamp};
 
 use crate::limits::Limiters;
 use crate::secrets::{Cipher, Key};
@@ -66,6 +66,7 @@ pub fn run_view(r: &SyncRun) -> RunView {
         "records_fetched": r.records_fetched,
         "records_published": r.records_published,
         "records_dead_lettered": r.records_dead_lettered,
+        "records_deleted": r.records_deleted,
         "error": r.error,
         "error_fault": r.error_fault,
         "resumed_from": r.resumed_from,
@@ -315,9 +316,9 @@ impl ConnectionAdmin for Admin {
         data_types: &[DataType],
         trigger: SyncTrigger,
     ) -> Result<Vec<RunView>, AdminError> {
-        if trigger == SyncTrigger::Schedule {
+        if matches!(trigger, SyncTrigger::Schedule | SyncTrigger::Refetch) {
             return Err(AdminError::BadRequest(
-                "a sync is asked for as a request or a resync".into(),
+                "a sync is asked for as a request, a resync or a reconciliation".into(),
             ));
         }
         let connections = self.linked(company_id).await?;
@@ -410,6 +411,10 @@ impl ConnectionAdmin for Admin {
             .ok_or_else(|| {
                 AdminError::NotFound(format!("no run {run_id:?} for company {company_id:?}"))
             })
+    }
+
+    async fn manifests(&self, company_id: &str) -> Result<Vec<ManifestEvent>, AdminError> {
+        self.state.manifests(company_id).await.map_err(failed)
     }
 
     async fn open_runs(&self, company_id: &str) -> Result<Vec<RunView>, AdminError> {

@@ -12,7 +12,9 @@ use schema_registry_converter::avro_common::get_supplied_schema;
 use schema_registry_converter::schema_registry_common::SubjectNameStrategy;
 use serde::Serialize;
 use tributary_kafka::{DeadLetter, Origin};
-use tributary_schemas::{DataType, DeadLetterStage, Event, SyncRunEvent, dead_letter_topic};
+use tributary_schemas::{
+    DataType, DeadLetterStage, Event, ManifestEvent, SyncRunEvent, dead_letter_topic,
+};
 
 use crate::{ProducerError, metrics};
 
@@ -74,10 +76,17 @@ impl Publisher {
             .map_err(|e| ProducerError::Kafka(format!("create producer for {bootstrap}: {e}")))?;
         // Each topic's schema, registered and encoded with in the same text
         // (the registry tells versions apart by text).
-        let mut topic_schemas = vec![(
-            SyncRunEvent::topic(),
-            SyncRunEvent::schema().map_err(|e| ProducerError::Schema(e.to_string()))?,
-        )];
+        let schema_err = |e: tributary_schemas::SchemaError| ProducerError::Schema(e.to_string());
+        let mut topic_schemas = vec![
+            (
+                SyncRunEvent::topic(),
+                SyncRunEvent::schema().map_err(schema_err)?,
+            ),
+            (
+                ManifestEvent::topic(),
+                ManifestEvent::schema().map_err(schema_err)?,
+            ),
+        ];
         for data_type in DataType::ALL {
             let schema = data_type
                 .schema()
@@ -203,6 +212,24 @@ impl Publisher {
                 topic: topic.clone(),
                 key: run.company_id.clone(),
                 payload: self.encode(&topic, run).await?,
+                headers: vec![],
+            });
+        }
+        self.send_all(outgoing).await
+    }
+
+    /// Publishes manifests together, waiting for every ack once.
+    pub async fn publish_manifests(
+        &self,
+        manifests: &[ManifestEvent],
+    ) -> Result<(), ProducerError> {
+        let topic = ManifestEvent::topic();
+        let mut outgoing = Vec::with_capacity(manifests.len());
+        for manifest in manifests {
+            outgoing.push(Outgoing {
+                topic: topic.clone(),
+                key: manifest.company_id.clone(),
+                payload: self.encode(&topic, manifest).await?,
                 headers: vec![],
             });
         }

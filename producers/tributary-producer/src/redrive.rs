@@ -189,8 +189,10 @@ impl Redrive {
             .revision(connection_id, data_type)
             .await
             .map_err(failed)?;
-        let event = event_of(info, data_type, mapped, revision, Timestamp::now());
+        let now = Timestamp::now();
+        let event = event_of(info, data_type, mapped, revision, now);
         let (event_id, source_record_id) = (event.event_id.clone(), event.source_record_id.clone());
+        let seen = crate::worker::seen_of(&event);
         let too_large = self
             .publisher
             .publish_events(std::slice::from_ref(&event))
@@ -199,6 +201,11 @@ impl Redrive {
         if let Some(t) = too_large.first() {
             return Err(RedriveError::StillFails(format!("dead letter {at}: {t}")));
         }
+        // Live now: a reconciliation knows it was published.
+        self.state
+            .track(connection_id, data_type, &[seen], now)
+            .await
+            .map_err(failed)?;
         Ok(Replayed::Published {
             event_id,
             source_record_id,

@@ -34,7 +34,9 @@ use tributary_schemas::{ConnectionStatus, DataType, Timestamp};
 use crate::ProducerError;
 use crate::secrets::Sealed;
 
+mod passes;
 mod runs;
+pub use passes::Seen;
 pub use runs::{AlreadyOpen, RunFilter, SyncRun};
 
 /// The PostgreSQL schema that holds the workers' state (and its own

@@ -10,8 +10,8 @@ use tributary_connector_api::{
     Page, PageRequest,
 };
 use tributary_schemas::{
-    ConnectionStatus, DataType, Event, Record, SyncRunEvent, SyncRunStatus, SyncTrigger, Timestamp,
-    event_id,
+    ConnectionStatus, DataType, Event, ManifestEvent, Record, SyncRunEvent, SyncRunStatus,
+    SyncTrigger, Timestamp, event_id,
 };
 use tributary_telemetry::crash_point;
 
@@ -19,7 +19,7 @@ use crate::limits::{Limiter, Limiters};
 use crate::publisher::Publisher;
 use crate::recent::Recent;
 use crate::secrets::Cipher;
-use crate::state::{Claimed, StateStore, StoredConnection, SyncRun};
+use crate::state::{Claimed, Seen, StateStore, StoredConnection, SyncRun};
 use crate::vault::StateVault;
 use crate::{ProducerError, metrics};
 
@@ -74,6 +74,9 @@ pub struct SyncSettings {
     pub lease: Duration,
     /// How long finished runs stay in the sync history.
     pub history: Duration,
+    /// How often each connection and data type gets a full pass that
+    /// deletes what the source no longer lists (a reconciliation).
+    pub reconcile: Duration,
 }
 
 /// Fetches one page within the connector's call limits, retrying what the
@@ -157,6 +160,20 @@ fn jitter(max: Duration) -> Duration {
         Duration::ZERO
     } else {
         Duration::from_millis(nanos.wrapping_mul(2_654_435_761) % max_ms)
+    }
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// What tracking keeps of an event.
+pub fn seen_of(e: &Event) -> Seen {
+    Seen {
+        record_id: e.source_record_id.clone(),
+        modified_at: e.source_modified_at,
+        revision: e.revision,
+        deleted: e.deleted,
     }
 }
 
@@ -479,6 +496,13 @@ impl Worker {
         limiter: Option<&Limiter>,
         shutdown: &watch::Receiver<bool>,
     ) -> Result<(SyncRunEvent, Option<(Duration, String)>), ProducerError> {
+        let trigger = if trigger == SyncTrigger::Schedule
+            && self.reconcile_due(&info.connection_id, data_type).await?
+        {
+            SyncTrigger::Reconcile
+        } else {
+            trigger
+        };
         let mut run = self
             .state
             .start_run(
@@ -491,18 +515,36 @@ impl Worker {
             .await?;
         tracing::debug!(run = %run.id, trigger = %run.trigger, "run started");
         let mut pause = None;
+        // A run that pages from the start sees everything the source
+        // lists: a full pass, which ends by deleting what it did not see.
+        let pass_began = Timestamp::now();
+        let mut full_pass = false;
         let outcome = match self.prepare_run(info, &run).await {
-            Ok(revision) if run.trigger == SyncTrigger::Refetch => {
-                self.refetch(info, connector, revision, limiter, &mut run)
-                    .await
-            }
+            Ok(revision) if run.trigger == SyncTrigger::Refetch => self
+                .refetch(info, connector, revision, limiter, &mut run)
+                .await
+                .map(|done| (done, revision)),
             Ok(revision) => {
+                full_pass = run.trigger == SyncTrigger::Reconcile
+                    || self
+                        .state
+                        .cursor(&info.connection_id, data_type)
+                        .await?
+                        .is_none();
                 self.sync_pages(
                     info, connector, data_type, revision, limiter, shutdown, &mut run,
                 )
                 .await
+                .map(|done| (done, revision))
             }
             Err(e) => Err(e),
+        };
+        let outcome = match outcome {
+            Ok((true, revision)) => self
+                .after_run(info, data_type, revision, full_pass, pass_began, &mut run)
+                .await
+                .map(|()| true),
+            other => other.map(|(done, _)| done),
         };
         match outcome {
             Ok(true) => run.status = SyncRunStatus::Succeeded,
@@ -535,6 +577,113 @@ impl Worker {
         // An idle scheduled run may be kept under the run it folded into.
         run.id = self.state.finish_run(&run, false).await?;
         Ok((self.outcome_event(info, &run), pause))
+    }
+
+    /// Whether a scheduled run of a connection and data type should be a
+    /// reconciliation: its last full pass is older than the reconcile
+    /// interval, or it never had one but has synced (a first sync from the
+    /// start is a full pass by itself).
+    async fn reconcile_due(
+        &self,
+        connection_id: &str,
+        data_type: DataType,
+    ) -> Result<bool, ProducerError> {
+        Ok(
+            match self.state.last_pass(connection_id, data_type).await? {
+                Some(at) => {
+                    Timestamp::now().millis() - at.millis() >= millis(self.settings.reconcile)
+                }
+                None => self.state.cursor(connection_id, data_type).await?.is_some(),
+            },
+        )
+    }
+
+    /// After a run that ended well: a full pass publishes a tombstone for
+    /// every record published live before it began and not seen since (the
+    /// source no longer lists it), then remembers the pass; a run that
+    /// changed what is live (or a full pass) publishes a manifest.
+    async fn after_run(
+        &self,
+        info: &ConnectionInfo,
+        data_type: DataType,
+        revision: i64,
+        full_pass: bool,
+        pass_began: Timestamp,
+        run: &mut SyncRun,
+    ) -> Result<(), ProducerError> {
+        if full_pass {
+            let gone = self
+                .state
+                .vanished(&info.connection_id, data_type, pass_began)
+                .await?;
+            if !gone.is_empty() {
+                let now = Timestamp::now();
+                let tombstones: Vec<Event> = gone
+                    .iter()
+                    .map(|g| {
+                        // Later than the version stored, so every store takes it.
+                        let at = Timestamp(now.millis().max(g.modified_at.millis() + 1));
+                        Event {
+                            event_id: event_id(
+                                &info.connection_id,
+                                data_type,
+                                &g.record_id,
+                                at,
+                                true,
+                                revision,
+                            ),
+                            company_id: info.company_id.clone(),
+                            connection_id: info.connection_id.clone(),
+                            data_type: data_type.as_str().into(),
+                            source: info.source.clone(),
+                            source_record_id: g.record_id.clone(),
+                            source_modified_at: at,
+                            fetched_at: now,
+                            deleted: true,
+                            revision,
+                            record: None,
+                        }
+                    })
+                    .collect();
+                self.publisher.publish_events(&tombstones).await?;
+                let seen: Vec<Seen> = tombstones.iter().map(seen_of).collect();
+                self.state
+                    .track(&info.connection_id, data_type, &seen, now)
+                    .await?;
+                run.records_deleted = tombstones.len() as i64;
+                tracing::info!(
+                    deleted = tombstones.len(),
+                    "reconciliation: tombstones for records the source no longer lists"
+                );
+            }
+            self.state
+                .record_pass(&info.connection_id, data_type, pass_began)
+                .await?;
+        }
+        if full_pass || run.records_published > 0 || run.records_deleted > 0 {
+            let (live_count, digest) = self
+                .state
+                .live_digest(&info.connection_id, data_type)
+                .await?;
+            let as_of = Timestamp::now();
+            let manifest = ManifestEvent {
+                event_id: event_id(&info.connection_id, data_type, "manifest", as_of, false, 0),
+                company_id: info.company_id.clone(),
+                connection_id: info.connection_id.clone(),
+                source: info.source.clone(),
+                data_type: data_type.as_str().into(),
+                run_id: run.id.clone(),
+                as_of,
+                full_pass,
+                live_count,
+                digest,
+            };
+            self.publisher
+                .publish_manifests(std::slice::from_ref(&manifest))
+                .await?;
+            self.state.save_manifest(&manifest).await?;
+        }
+        Ok(())
     }
 
     /// A refetch run: fetches its one record by id and publishes it (or
@@ -570,6 +719,7 @@ impl Worker {
         match connector.map(data_type, &raw) {
             Ok(mapped) => {
                 let event = event_of(info, data_type, mapped, revision, now);
+                let seen = seen_of(&event);
                 let too_large = self.publisher.publish_events(&[event]).await?;
                 if let Some(t) = too_large.first() {
                     let reason = t.to_string();
@@ -583,6 +733,9 @@ impl Worker {
                         .await?;
                     run.records_dead_lettered = 1;
                 } else {
+                    self.state
+                        .track(&info.connection_id, data_type, &[seen], now)
+                        .await?;
                     run.records_published = 1;
                 }
             }
@@ -665,11 +818,18 @@ impl Worker {
         shutdown: &watch::Receiver<bool>,
         run: &mut SyncRun,
     ) -> Result<bool, ProducerError> {
+        // A reconciliation pages from the start without touching the
+        // saved cursor: the incremental syncs go on from where they were.
+        let reconcile = run.trigger == SyncTrigger::Reconcile;
+        let mut cursor = if reconcile {
+            None
+        } else {
+            self.state.cursor(&info.connection_id, data_type).await?
+        };
         // The positions this run asked from: a source that leads back to
         // one of them would page for ever.
         let mut asked: HashSet<Option<Cursor>> = HashSet::new();
         loop {
-            let cursor = self.state.cursor(&info.connection_id, data_type).await?;
             if !asked.insert(cursor.clone()) {
                 return Err(ProducerError::Connector(ConnectorError::new(
                     &info.source,
@@ -683,7 +843,7 @@ impl Worker {
             let now = Timestamp::now();
             let request = PageRequest {
                 data_type,
-                cursor,
+                cursor: cursor.clone(),
                 now,
                 page_size: self.settings.page_size,
             };
@@ -718,6 +878,11 @@ impl Worker {
                     .publish_dead_letters(&info.company_id, &info.connection_id, data_type, &dead)
                     .await?;
             }
+            // Everything the page holds was seen, published lately or not.
+            let seen: Vec<(String, Seen)> = events
+                .iter()
+                .map(|e| (e.event_id.clone(), seen_of(e)))
+                .collect();
             let events = self
                 .recent
                 .unpublished(&info.connection_id, data_type, events);
@@ -756,6 +921,14 @@ impl Worker {
             run.records_dead_lettered += too_large.len() as i64;
             self.recent
                 .published(&info.connection_id, data_type, &events);
+            let seen: Vec<Seen> = seen
+                .into_iter()
+                .filter(|(id, _)| !too_large.iter().any(|t| t.event_id == *id))
+                .map(|(_, s)| s)
+                .collect();
+            self.state
+                .track(&info.connection_id, data_type, &seen, now)
+                .await?;
             crash_point("worker.after_publish");
             if run.trigger == SyncTrigger::Resync {
                 crash_point("worker.resync_after_publish");
@@ -763,22 +936,24 @@ impl Worker {
             // An unchanged cursor is not written again (a sync to disk each).
             if let Some(next) = page
                 .next_cursor
-                .as_ref()
-                .filter(|n| Some(*n) != request.cursor.as_ref())
+                .filter(|n| Some(n) != request.cursor.as_ref())
             {
-                let saved = self
-                    .state
-                    .save_cursor(
-                        &info.connection_id,
-                        data_type,
-                        next,
-                        &self.id,
-                        Timestamp::now(),
-                    )
-                    .await?;
-                if !saved {
-                    return Err(ProducerError::LeaseLost(info.connection_id.clone()));
+                if !reconcile {
+                    let saved = self
+                        .state
+                        .save_cursor(
+                            &info.connection_id,
+                            data_type,
+                            &next,
+                            &self.id,
+                            Timestamp::now(),
+                        )
+                        .await?;
+                    if !saved {
+                        return Err(ProducerError::LeaseLost(info.connection_id.clone()));
+                    }
                 }
+                cursor = Some(next);
             }
             if !page.has_more {
                 return Ok(true);

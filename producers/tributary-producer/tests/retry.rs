@@ -63,6 +63,7 @@ fn settings(max_attempts: u32) -> SyncSettings {
         max_retry_wait: Duration::from_secs(120),
         lease: Duration::from_secs(30),
         history: Duration::from_secs(86_400),
+        reconcile: Duration::from_secs(86_400),
     }
 }
 

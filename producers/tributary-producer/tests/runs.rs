@@ -11,6 +11,8 @@
 //!   topic carries the run id and trigger;
 //! - a refetch fetches one record by id and publishes only it; sources
 //!   that cannot fetch one record answer a clear refusal;
+//! - a reconciliation publishes a tombstone for a record the source no
+//!   longer lists, and a manifest of what is live;
 //! - a record the connector cannot map is a dead letter; replayed before
 //!   the fix it still fails and stays; after the fix it is mapped and
 //!   published, and the letter is marked replayed.
@@ -50,6 +52,8 @@ struct Catalog {
     fetched_one: Calls,
     /// The modification time one-by-one fetches see (a change at the source).
     modified_now: Arc<Mutex<i64>>,
+    /// Ids the source no longer lists (deleted there, for good).
+    gone: Arc<Mutex<Vec<String>>>,
 }
 
 const MODIFIED: i64 = 1_700_000_000_000;
@@ -68,8 +72,13 @@ impl Connector for Catalog {
             request.data_type,
             request.cursor.as_ref().map(|c| c.0.clone()),
         ));
+        let gone = self.gone.lock().unwrap().clone();
         let records = if request.cursor.is_none() {
-            (1..=3).map(|i| json!({"id": format!("r-{i}")})).collect()
+            (1..=3)
+                .map(|i| format!("r-{i}"))
+                .filter(|id| !gone.contains(id))
+                .map(|id| json!({"id": id}))
+                .collect()
         } else {
             vec![]
         };
@@ -514,5 +523,88 @@ async fn a_refetch_fetches_one_record_and_publishes_only_it() {
         "{run:?}"
     );
     assert_eq!(run.error_fault.as_deref(), Some("user"));
+    rig.broker.stop(std::time::Duration::from_secs(10));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconciliation_deletes_what_the_source_no_longer_lists() {
+    let catalog = Catalog::default();
+    *catalog.prefix.lock().unwrap() = "Name".into();
+    let gone = Arc::clone(&catalog.gone);
+    let rig = common::rig(catalog, &["acme"]).await;
+    common::run_until(&rig, "the first round never ended", async || {
+        runs(&rig, "acme").await.len() == 2 && rig.state.open_runs("acme").await.unwrap().is_empty()
+    })
+    .await;
+    // The first sync paged from the start: a full pass, with a manifest
+    // per data type.
+    let digest_of = |ids: &[&str]| {
+        tributary_schemas::manifest_digest(ids.iter().map(|id| (*id, Timestamp(MODIFIED), 0)))
+    };
+    let manifests = rig.state.manifests("acme").await.unwrap();
+    assert_eq!(manifests.len(), 2, "{manifests:?}");
+    let customers = manifests
+        .iter()
+        .find(|m| m.data_type == "customers")
+        .unwrap();
+    assert!(customers.full_pass);
+    assert_eq!(customers.live_count, 3);
+    assert_eq!(customers.digest, digest_of(&["r-1", "r-2", "r-3"]));
+    let manifest_topic = tributary_schemas::ManifestEvent::topic();
+    assert_eq!(common::messages_in(&rig.bootstrap, &manifest_topic), 2);
+
+    // r-3 is deleted at the source for good: it is simply no longer listed.
+    gone.lock().unwrap().push("r-3".into());
+    let reconcile = async || {
+        let queued = rig
+            .admin
+            .request_company_sync("acme", &[DataType::Customer], SyncTrigger::Reconcile)
+            .await
+            .unwrap();
+        let id = queued[0]["id"].as_str().unwrap().to_string();
+        common::run_until(&rig, "the reconciliation never ended", async || {
+            run_of(&rig, "acme", &id).await.status.is_finished()
+        })
+        .await;
+        run_of(&rig, "acme", &id).await
+    };
+    let run = reconcile().await;
+    assert_eq!(run.status, SyncRunStatus::Succeeded, "{run:?}");
+    assert_eq!(run.trigger, SyncTrigger::Reconcile);
+    assert_eq!(run.records_deleted, 1);
+    let events = customer_events(&rig, 4).await;
+    let tombstone = &events[3];
+    assert_eq!(tombstone.source_record_id, "r-3");
+    assert!(tombstone.deleted && tombstone.record.is_none());
+    assert!(
+        tombstone.source_modified_at > Timestamp(MODIFIED),
+        "it wins over the stored version"
+    );
+    assert_eq!(
+        rig.state
+            .cursor("conn-acme", DataType::Customer)
+            .await
+            .unwrap()
+            .map(|c| c.0),
+        Some("end".to_string()),
+        "the incremental cursor stays where it was"
+    );
+    let manifests = rig.state.manifests("acme").await.unwrap();
+    let customers = manifests
+        .iter()
+        .find(|m| m.data_type == "customers")
+        .unwrap();
+    assert_eq!(customers.run_id, run.id);
+    assert_eq!(customers.live_count, 2);
+    assert_eq!(customers.digest, digest_of(&["r-1", "r-2"]));
+    assert_eq!(common::messages_in(&rig.bootstrap, &manifest_topic), 3);
+
+    // Again: nothing more to delete, nothing published but the manifest.
+    let run = reconcile().await;
+    assert_eq!(run.records_deleted, 0);
+    assert_eq!(
+        common::messages_in(&rig.bootstrap, &DataType::Customer.topic()),
+        4
+    );
     rig.broker.stop(std::time::Duration::from_secs(10));
 }

@@ -369,7 +369,8 @@ pub struct SyncRunEvent {
     /// empty in events written before runs had ids.
     #[serde(default)]
     pub run_id: String,
-    /// What started the run: `schedule`, `request`, `resync` or `refetch`.
+    /// What started the run: `schedule`, `request`, `resync`, `refetch` or
+    /// `reconcile`.
     #[serde(default = "schedule")]
     pub trigger: crate::SyncTrigger,
     /// Events the run published (records fetched minus those set aside and
@@ -403,6 +404,74 @@ impl SyncRunEvent {
     pub fn from_avro(value: &Value) -> Result<Self, SchemaError> {
         apache_avro::from_value(value).map_err(SchemaError::avro)
     }
+}
+
+/// What one connection has published of one data type, counted and
+/// digested (see [`manifest_digest`]): a sink holding exactly those records
+/// computes the same.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ManifestEvent {
+    pub event_id: String,
+    pub company_id: String,
+    pub connection_id: String,
+    pub source: String,
+    pub data_type: String,
+    pub run_id: String,
+    pub as_of: Timestamp,
+    /// Taken after a run that fetched everything the source lists.
+    pub full_pass: bool,
+    pub live_count: i64,
+    pub digest: String,
+}
+
+impl ManifestEvent {
+    pub const SCHEMA_TEXT: &'static str = include_str!("../avro/ManifestEvent.avsc");
+
+    pub fn topic() -> String {
+        format!("{TOPIC_PREFIX}.manifests")
+    }
+
+    pub fn schema() -> Result<Schema, SchemaError> {
+        parse_schema(Self::SCHEMA_TEXT)
+    }
+
+    pub fn from_avro(value: &Value) -> Result<Self, SchemaError> {
+        apache_avro::from_value(value).map_err(SchemaError::avro)
+    }
+}
+
+/// The order-independent digest of a set of live records, each given as
+/// (id, source modification time, revision): the sum modulo 2^128 of the
+/// first 16 bytes (big-endian) of SHA-256(`id` NUL `millis` NUL `revision`)
+/// of each, as 32 lowercase hex digits. Sums add: the digest of a union of
+/// disjoint sets is the [`add_digests`] of theirs.
+pub fn manifest_digest<'a>(records: impl IntoIterator<Item = (&'a str, Timestamp, i64)>) -> String {
+    let sum = records
+        .into_iter()
+        .map(|(id, modified, revision)| {
+            let mut hasher = Sha256::new();
+            hasher.update(id.as_bytes());
+            hasher.update([0u8]);
+            hasher.update(modified.0.to_string().as_bytes());
+            hasher.update([0u8]);
+            hasher.update(revision.to_string().as_bytes());
+            let digest = hasher.finalize();
+            let mut first = [0u8; 16];
+            first.copy_from_slice(&digest[..16]);
+            u128::from_be_bytes(first)
+        })
+        .fold(0u128, u128::wrapping_add);
+    format!("{sum:032x}")
+}
+
+/// The digest of the union of disjoint sets, from theirs; `None` when one
+/// is not a digest.
+pub fn add_digests<'a>(digests: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    let mut sum = 0u128;
+    for d in digests {
+        sum = sum.wrapping_add(u128::from_str_radix(d, 16).ok()?);
+    }
+    Some(format!("{sum:032x}"))
 }
 
 /// Where records that cannot be mapped or decoded go, so the pipeline keeps
@@ -440,6 +509,7 @@ pub mod dead_letter {
 pub fn all_topics() -> Vec<String> {
     let mut topics: Vec<String> = DataType::ALL.iter().map(|t| t.topic()).collect();
     topics.push(SyncRunEvent::topic());
+    topics.push(ManifestEvent::topic());
     topics.push(dead_letter_topic());
     topics
 }

@@ -26,8 +26,9 @@ pub mod temporal;
 
 pub use decimal::{Decimal, DecimalError};
 pub use event::{
-    DataType, Envelope, Event, Record, SyncRunEvent, TOPIC_PREFIX, all_topics, dead_letter,
-    dead_letter_topic, event_id, from_avro_datum, to_avro_datum,
+    DataType, Envelope, Event, ManifestEvent, Record, SyncRunEvent, TOPIC_PREFIX, add_digests,
+    all_topics, dead_letter, dead_letter_topic, event_id, from_avro_datum, manifest_digest,
+    to_avro_datum,
 };
 pub use states::{ConnectionStatus, DeadLetterStage, SyncRunStatus, SyncTrigger, UnknownState};
 pub use temporal::{Date, TemporalError, Timestamp};

@@ -125,6 +125,9 @@ word_enum! {
         Resync => "resync",
         /// An operator asked for one record again, by its source id.
         Refetch => "refetch",
+        /// A full pass that publishes a tombstone for every record the
+        /// source no longer lists (by schedule, or asked for).
+        Reconcile => "reconcile",
     }
 }
 

@@ -245,7 +245,8 @@ fn all_event_schemas_share_the_envelope() {
         assert_eq!(DataType::from_topic(&t.topic()), Some(t));
     }
     assert!(SyncRunEvent::schema().is_ok());
-    assert_eq!(all_topics().len(), 14);
+    assert!(ManifestEvent::schema().is_ok());
+    assert_eq!(all_topics().len(), 15);
 }
 
 #[test]
@@ -291,4 +292,32 @@ fn journal_balance_is_checked() {
     assert!(j.is_balanced());
     j.lines[0].debit = dec("10.0001");
     assert!(!j.is_balanced());
+}
+
+#[test]
+fn manifest_digests_ignore_order_and_add_up() {
+    let records = [
+        ("a", Timestamp(1), 0),
+        ("b", Timestamp(2), 0),
+        ("c", Timestamp(3), 1),
+    ];
+    let all = manifest_digest(records.iter().copied());
+    let reversed = manifest_digest(records.iter().rev().copied());
+    assert_eq!(all, reversed);
+    assert_eq!(all.len(), 32);
+    // Any change of id, version or revision changes it.
+    for changed in [
+        ("a", Timestamp(1), 1),
+        ("a", Timestamp(9), 0),
+        ("z", Timestamp(1), 0),
+    ] {
+        let other = manifest_digest([changed, records[1], records[2]]);
+        assert_ne!(all, other, "{changed:?}");
+    }
+    // Two connections' digests add up to the digest of both.
+    let first = manifest_digest(records[..1].iter().copied());
+    let rest = manifest_digest(records[1..].iter().copied());
+    assert_eq!(add_digests([first.as_str(), rest.as_str()]), Some(all));
+    assert_eq!(manifest_digest([]), "0".repeat(32));
+    assert_eq!(add_digests(["xyz"]), None);
 }

@@ -56,6 +56,8 @@ pub struct SyncRun {
     pub records_fetched: i64,
     pub records_published: i64,
     pub records_dead_lettered: i64,
+    /// Tombstones published for records the source no longer lists.
+    pub records_deleted: i64,
     pub error: Option<String>,
     /// Who is at fault when it did not succeed: `user`, `source`, `data`
     /// or `tributary`.
@@ -107,6 +109,7 @@ struct RunRow {
     records_fetched: i64,
     records_published: i64,
     records_dead_lettered: i64,
+    records_deleted: i64,
     error: Option<String>,
     error_fault: Option<String>,
     resumed_from: Option<String>,
@@ -115,7 +118,7 @@ struct RunRow {
 
 const COLUMNS: &str = "id, connection_id, company_id, data_type, trigger, record_id, status, worker, \
      queued_at, fetching_at, publishing_at, finished_at, pages_fetched, records_fetched, \
-     records_published, records_dead_lettered, error, error_fault, resumed_from, repeats";
+     records_published, records_dead_lettered, records_deleted, error, error_fault, resumed_from, repeats";
 
 impl TryFrom<RunRow> for SyncRun {
     type Error = ProducerError;
@@ -139,6 +142,7 @@ impl TryFrom<RunRow> for SyncRun {
             records_fetched: r.records_fetched,
             records_published: r.records_published,
             records_dead_lettered: r.records_dead_lettered,
+            records_deleted: r.records_deleted,
             error: r.error,
             error_fault: r.error_fault,
             resumed_from: r.resumed_from,
@@ -366,14 +370,15 @@ impl StateStore {
         let idle = run.trigger == SyncTrigger::Schedule
             && run.status == SyncRunStatus::Succeeded
             && run.records_fetched == 0
-            && run.records_dead_lettered == 0;
+            && run.records_dead_lettered == 0
+            && run.records_deleted == 0;
         if idle && let Some(into) = self.fold_idle(run).await? {
             return Ok(into);
         }
         let finish = self.sql(
             "UPDATE sync_runs SET status = $2, finished_at = {now}, pages_fetched = $3, \
              records_fetched = $4, records_published = $5, records_dead_lettered = $6, \
-             error = $7, error_fault = $8 WHERE id = $1 AND finished_at IS NULL",
+             error = $7, error_fault = $8, records_deleted = $9 WHERE id = $1 AND finished_at IS NULL",
         );
         let resume_sql = self.sql(RESUME);
         let resume = resume && run.trigger != SyncTrigger::Schedule;
@@ -388,6 +393,7 @@ impl StateStore {
                 .bind(run.records_dead_lettered)
                 .bind(&run.error)
                 .bind(&run.error_fault)
+                .bind(run.records_deleted)
                 .execute(&mut *tx)
                 .await?;
             if resume {
@@ -418,7 +424,7 @@ impl StateStore {
              WHERE id = (SELECT id FROM sync_runs WHERE connection_id = $1 AND data_type = $2 \
                  AND finished_at IS NOT NULL ORDER BY id DESC LIMIT 1) \
              AND trigger = 'schedule' AND status = 'succeeded' \
-             AND records_fetched = 0 AND records_dead_lettered = 0 RETURNING id",
+             AND records_fetched = 0 AND records_dead_lettered = 0 AND records_deleted = 0 RETURNING id",
         );
         on_pool!(self, p => async {
             let mut tx = p.begin().await?;

@@ -91,6 +91,7 @@ pub(crate) async fn rig(factory: impl ConnectorFactory + 'static, companies: &[&
             max_retry_wait: Duration::from_secs(60),
             lease: Duration::from_secs(30),
             history: Duration::from_secs(86_400),
+            reconcile: Duration::from_secs(86_400),
         },
     ));
     let worker = Arc::new(Worker::of_admin("w1".into(), &admin, publisher));
