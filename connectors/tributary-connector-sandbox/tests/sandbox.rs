@@ -16,7 +16,8 @@ fn settings(records: u32) -> SandboxSettings {
         epoch_ms: EPOCH,
         max_page_size: 25,
         fail_every: 0,
-        failure: Default::default(),        hard_deletes: false,
+        failure: Default::default(),
+        hard_deletes: false,
     }
 }
 

@@ -27,7 +27,7 @@ struct Setup {
     sandbox: SandboxSettings,
 }
 
-fn setup(store_url: Option<&str>) -> Setup {
+fn setup(store_url: Option<&str>, hard_deletes: bool) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let (broker, registry, api) = (free_port(), free_port(), free_port());
     let epoch_ms = Timestamp::now().millis();
@@ -39,7 +39,8 @@ fn setup(store_url: Option<&str>) -> Setup {
         epoch_ms,
         max_page_size: 5,
         fail_every: 0,
-        failure: Default::default(),        hard_deletes: false,
+        failure: Default::default(),
+        hard_deletes,
     };
     let config = dir.path().join("tributary.toml");
     std::fs::write(
@@ -51,7 +52,7 @@ fn setup(store_url: Option<&str>) -> Setup {
              [registry]\nport = {registry}\n\
              [api]\nlisten = \"127.0.0.1:{api}\"\n{API_KEYS_TOML}\n\
              [sandbox]\ncompanies = 2\nrecords = {records}\ngenerations = {generations}\n\
-             generation_interval_secs = {interval}\nseed = {seed}\nepoch_ms = {epoch_ms}\nmax_page_size = {page}\n\
+             generation_interval_secs = {interval}\nseed = {seed}\nepoch_ms = {epoch_ms}\nmax_page_size = {page}\nhard_deletes = {hard_deletes}\n\
              [sync]\ninterval_secs = 1\npage_size = 5\n\
              [projector]\nbatch_size = 50\nlinger_ms = 50\n\
              [store]\nurl = {store:?}\n",
@@ -101,10 +102,107 @@ async fn postgres_store_survives_kill_9() {
     end_to_end(Some(&cluster.url()), false).await;
 }
 
+/// A source that deletes records for good (they vanish from its feed, as
+/// Xero's items do): incremental syncs cannot see it, so the deleted
+/// records linger in the store until a reconciliation, asked for over the
+/// API, finds them gone: then each becomes a tombstone (in the store, the
+/// index and the topic), the counts and contents equal the source's, and
+/// the sinks match the manifests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hard_deletes_become_tombstones_after_a_reconciliation() {
+    let setup = setup(None, true);
+    let api = setup.api.clone();
+    let generations = setup.sandbox.generations;
+    let expected = expected_counts(&setup.sandbox, &companies(2), generations);
+    let mut child = start(&setup, 1);
+    // Past the last generation, the store holds every live record, and
+    // the ones deleted since they were synced linger.
+    let last_generation_at = setup.sandbox.epoch_ms
+        + i64::from(generations) * setup.sandbox.generation_interval_secs as i64 * 1000;
+    let started = Instant::now();
+    let lingering = loop {
+        let counts = api_counts(&api, &companies(2)).await;
+        let settled = Timestamp::now().millis() > last_generation_at + 3_000
+            && expected
+                .iter()
+                .all(|(k, n)| counts.get(k).is_some_and(|c| c >= n));
+        if settled {
+            break expected.iter().map(|(k, n)| counts[k] - n).sum::<i64>();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "the store never held every live record: {counts:?}\n{}",
+            logs(setup.dir.path())
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        lingering > 0,
+        "the source deleted no record the store had: the test proves nothing"
+    );
+    let mut run_ids = Vec::new();
+    for company in companies(2) {
+        let asked = Instant::now();
+        let queued = loop {
+            let resp = reqwest::Client::new()
+                .post(format!("{api}/v1/companies/{company}/syncs"))
+                .bearer_auth(API_KEY)
+                .json(&serde_json::json!({"reconcile": true}))
+                .send()
+                .await
+                .unwrap();
+            let status = resp.status().as_u16();
+            let body: Value = resp.json().await.unwrap();
+            if status == 202 {
+                break body;
+            }
+            assert!(
+                status == 409 && asked.elapsed() < Duration::from_secs(30),
+                "{status} {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        for run in queued["runs"].as_array().unwrap() {
+            run_ids.push((company.clone(), run["id"].as_str().unwrap().to_string()));
+        }
+    }
+    wait_for_counts(
+        &api,
+        &companies(2),
+        &expected,
+        Duration::from_secs(90),
+        setup.dir.path(),
+    )
+    .await;
+    wait_for_contents(
+        &api,
+        &setup.sandbox,
+        &companies(2),
+        generations,
+        Duration::from_secs(60),
+        setup.dir.path(),
+    )
+    .await;
+    manifests_match(&api, setup.dir.path()).await;
+    // The reconciliations' history counts the tombstones.
+    let mut deleted = 0;
+    for (company, id) in &run_ids {
+        let run = get(&format!("{api}/v1/companies/{company}/syncs/{id}"))
+            .await
+            .unwrap();
+        assert_eq!(run["status"], "succeeded", "{run}");
+        assert_eq!(run["trigger"], "reconcile", "{run}");
+        deleted += run["records_deleted"].as_i64().unwrap();
+    }
+    assert_eq!(deleted, lingering, "one tombstone per lingering record");
+    terminate(&mut child);
+    assert!(child.wait().unwrap().success());
+}
+
 /// Sandbox data through the real broker into the store (SQLite, or
 /// PostgreSQL at `store_url`) and the index, with a `kill -9` in mid-sync.
 async fn end_to_end(store_url: Option<&str>, check_standard_clients: bool) {
-    let setup = setup(store_url);
+    let setup = setup(store_url, false);
     let api = setup.api.clone();
     let final_generation = setup.sandbox.generations;
     let expected = expected_counts(&setup.sandbox, &companies(2), final_generation);

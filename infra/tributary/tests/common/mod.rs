@@ -22,7 +22,8 @@ pub(crate) fn all_at_once_sandbox(seed: u64, records: u32, max_page_size: u32) -
         epoch_ms: tributary_schemas::Timestamp::now().millis(),
         max_page_size,
         fail_every: 0,
-        failure: Default::default(),        hard_deletes: false,
+        failure: Default::default(),
+        hard_deletes: false,
     }
 }
 
