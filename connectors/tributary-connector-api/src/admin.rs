@@ -52,6 +52,18 @@ pub trait ConnectionAdmin: Send + Sync {
     async fn check(&self, connection_id: &str) -> Result<String, AdminError>;
     /// Unlinks: stops syncing, erases credentials, keeps records.
     async fn remove(&self, connection_id: &str) -> Result<(), AdminError>;
+    /// A connection's sync settings per data type: `overrides` (its own)
+    /// and `effective` (over the configuration's, for each data type its
+    /// source offers, in the order they are fetched).
+    async fn sync_settings(&self, connection_id: &str) -> Result<serde_json::Value, AdminError>;
+    /// Replaces a connection's overrides (`{"order": [...], "data_types":
+    /// {"invoices": {"interval_secs", "reconcile_hours", "enabled"}}}`),
+    /// checked first; answers as [`ConnectionAdmin::sync_settings`].
+    async fn set_sync_settings(
+        &self,
+        connection_id: &str,
+        overrides: serde_json::Value,
+    ) -> Result<serde_json::Value, AdminError>;
     /// Asks the workers, wherever they run, to sync every connection now.
     async fn request_sync(&self) -> Result<(), AdminError>;
     /// Queues runs for one company's linked connections, for `data_types`

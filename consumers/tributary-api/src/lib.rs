@@ -208,6 +208,10 @@ pub fn router(state: ApiState) -> Router {
             axum::routing::delete(connections_remove),
         )
         .route("/v1/connections/{id}/check", post(connections_check))
+        .route(
+            "/v1/connections/{id}/sync-settings",
+            get(sync_settings_get).put(sync_settings_put),
+        )
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             authenticate,
@@ -766,6 +770,28 @@ async fn connections_check(
     visible_connection(&s, &caller, &id).await?;
     let outcome = admin(&s)?.check(&id).await?;
     Ok(Json(json!({"connection_id": id, "ok": true, "outcome": outcome})).into_response())
+}
+
+async fn sync_settings_get(
+    State(s): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> ApiResult {
+    visible_connection(&s, &caller, &id).await?;
+    Ok(Json(admin(&s)?.sync_settings(&id).await?).into_response())
+}
+
+/// Replaces a connection's sync settings overrides; 400 naming what is
+/// wrong in them.
+async fn sync_settings_put(
+    State(s): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    body: Result<Json<serde_json::Value>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult {
+    visible_connection(&s, &caller, &id).await?;
+    let Json(overrides) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    Ok(Json(admin(&s)?.set_sync_settings(&id, overrides).await?).into_response())
 }
 
 async fn connections_remove(

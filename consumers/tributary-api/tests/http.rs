@@ -330,6 +330,12 @@ impl tributary_connector_api::admin::ConnectionAdmin for Runs {
     async fn request_sync(&self) -> Result<(), AdminError> {
         Ok(())
     }
+    async fn sync_settings(&self, _: &str) -> Result<Value, AdminError> {
+        Err(AdminError::Failed("not here".into()))
+    }
+    async fn set_sync_settings(&self, _: &str, _: Value) -> Result<Value, AdminError> {
+        Err(AdminError::Failed("not here".into()))
+    }
     async fn request_company_sync(
         &self,
         company_id: &str,

@@ -385,6 +385,13 @@ pub struct SyncConfig {
     /// deletes what the source no longer lists, in hours (fractions
     /// allowed). Counted against the source's call limits like any sync.
     pub reconcile_hours: f64,
+    /// Data types fetched first, in this order (the others follow in the
+    /// connector's order): a source with tight call limits fetches the
+    /// important ones first.
+    pub order: Vec<String>,
+    /// Settings per data type (`[sync.data_types.invoices]`), over the
+    /// ones above; each connection may override them.
+    pub data_types: BTreeMap<String, DataTypeSync>,
     /// This worker's name in its leases; unset (or empty): host name and
     /// data directory, so that a restarted worker resumes its own
     /// connections.
@@ -393,6 +400,19 @@ pub struct SyncConfig {
         skip_serializing_if = "Option::is_none"
     )]
     pub worker_id: Option<String>,
+}
+
+/// Sync settings of one data type; unset values fall back to `[sync]`'s.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataTypeSync {
+    /// Seconds between scheduled syncs of this data type.
+    pub interval_secs: Option<f64>,
+    /// Hours between full passes that delete what the source no longer lists.
+    pub reconcile_hours: Option<f64>,
+    /// `false`: the schedule never syncs it (from the first link on); an
+    /// operator's request still does.
+    pub enabled: Option<bool>,
 }
 
 impl Default for SyncConfig {
@@ -407,6 +427,8 @@ impl Default for SyncConfig {
             lease_secs: 30.0,
             history_days: 30.0,
             reconcile_hours: 24.0,
+            order: Vec::new(),
+            data_types: BTreeMap::new(),
             worker_id: None,
         }
     }

@@ -9,7 +9,7 @@ use tributary_connector_api::admin::{ConnectionAdmin, RunFilter};
 use tributary_kafka::Origin;
 use tributary_kafka::dead_letters::{self, StoredLetter};
 use tributary_producer::redrive::{RedriveError, Replayed};
-use tributary_producer::{Publisher, Redrive};
+use tributary_producer::{Publisher, Redrive, SyncPlan};
 use tributary_schemas::{DataType, DeadLetterStage, SyncRunEvent, SyncTrigger, dead_letter_topic};
 
 use crate::wiring;
@@ -113,6 +113,55 @@ pub(crate) async fn connections(config: &Config, action: ConnectionsAction) -> a
                 "re-encrypted the credentials of {n} connection(s) with key {}",
                 admin.cipher.current_key_id()
             );
+        }
+        ConnectionsAction::Settings {
+            id,
+            order,
+            data_type,
+            interval_secs,
+            reconcile_hours,
+            enabled,
+            clear,
+        } => {
+            let current = admin.sync_settings(&id).await?;
+            let mut plan: SyncPlan = serde_json::from_value(current["overrides"].clone())?;
+            let changed = clear || order.is_some() || data_type.is_some();
+            if clear {
+                plan = SyncPlan::default();
+            }
+            if let Some(order) = order {
+                plan.order = order;
+            }
+            if let Some(data_type) = data_type {
+                let settings = plan.data_types.entry(data_type).or_default();
+                if interval_secs.is_some() {
+                    settings.interval_secs = interval_secs;
+                }
+                if reconcile_hours.is_some() {
+                    settings.reconcile_hours = reconcile_hours;
+                }
+                if enabled.is_some() {
+                    settings.enabled = enabled;
+                }
+            }
+            let shown = if changed {
+                admin
+                    .set_sync_settings(&id, serde_json::to_value(&plan)?)
+                    .await?
+            } else {
+                current
+            };
+            println!("overrides: {}", shown["overrides"]);
+            println!("data_type\tinterval_secs\treconcile_hours\tenabled");
+            for t in shown["effective"].as_array().into_iter().flatten() {
+                println!(
+                    "{}\t{}\t{}\t{}",
+                    t["data_type"].as_str().unwrap_or_default(),
+                    t["interval_secs"],
+                    t["reconcile_hours"],
+                    t["enabled"]
+                );
+            }
         }
         ConnectionsAction::NewKey => {}
     }

@@ -97,6 +97,27 @@ pub(crate) enum ConnectionsAction {
         #[arg(long)]
         code: String,
     },
+    /// Show a connection's sync settings per data type, or change its
+    /// overrides of the configuration's: `--order`, or one `--data-type`'s
+    /// `--interval-secs`, `--reconcile-hours`, `--enabled`.
+    Settings {
+        id: String,
+        /// Data types fetched first, in this order (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        order: Option<Vec<String>>,
+        /// The data type the next options set.
+        #[arg(long, requires = "type_setting")]
+        data_type: Option<String>,
+        #[arg(long, group = "type_setting", requires = "data_type")]
+        interval_secs: Option<f64>,
+        #[arg(long, group = "type_setting", requires = "data_type")]
+        reconcile_hours: Option<f64>,
+        #[arg(long, group = "type_setting", requires = "data_type")]
+        enabled: Option<bool>,
+        /// Drop every override: the configuration's settings apply.
+        #[arg(long, conflicts_with_all = ["order", "data_type"])]
+        clear: bool,
+    },
     /// Re-encrypt every connection's credentials with the current key (after
     /// moving the old one to security.previous_credentials_keys).
     RotateKey,

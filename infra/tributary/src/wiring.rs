@@ -11,13 +11,34 @@ use anyhow::Context;
 use rdkafka::ClientConfig;
 use tributary_config::Config;
 use tributary_producer::secrets::{Cipher, Key};
-use tributary_producer::{Admin, StateStore, SyncSettings};
+use tributary_producer::{Admin, StateStore, SyncPlan, SyncSettings, TypeSettings};
 use tributary_projection::Projection;
 use tributary_projector::Assignment;
 use tributary_store::ReadStore;
 
-pub(crate) fn sync_settings(config: &Config) -> SyncSettings {
-    SyncSettings {
+/// The workers' sync settings; the per-data-type ones checked.
+pub(crate) fn sync_settings(config: &Config) -> anyhow::Result<SyncSettings> {
+    let plan = SyncPlan {
+        order: config.sync.order.clone(),
+        data_types: config
+            .sync
+            .data_types
+            .iter()
+            .map(|(name, t)| {
+                (
+                    name.clone(),
+                    TypeSettings {
+                        interval_secs: t.interval_secs,
+                        reconcile_hours: t.reconcile_hours,
+                        enabled: t.enabled,
+                    },
+                )
+            })
+            .collect(),
+    };
+    plan.check()
+        .map_err(|e| anyhow::anyhow!("invalid configuration: sync.{e}"))?;
+    Ok(SyncSettings {
         page_size: config.sync.page_size,
         max_attempts: config.sync.max_attempts,
         retry_base: Duration::from_millis(config.sync.retry_base_ms),
@@ -27,7 +48,8 @@ pub(crate) fn sync_settings(config: &Config) -> SyncSettings {
         lease: Duration::from_secs_f64(config.sync.lease_secs),
         history: Duration::from_secs_f64(config.sync.history_days * 86_400.0),
         reconcile: Duration::from_secs_f64(config.sync.reconcile_hours * 3_600.0),
-    }
+        plan,
+    })
 }
 
 /// The workers' state store: PostgreSQL when `state.url` is set, else
@@ -188,7 +210,7 @@ pub(crate) async fn admin(config: &Config) -> anyhow::Result<Admin> {
         open_state(config).await?,
         crate::connectors::connectors(config)?,
         cipher(config)?,
-        sync_settings(config),
+        sync_settings(config)?,
     ))
 }
 

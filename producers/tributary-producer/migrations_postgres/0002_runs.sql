@@ -77,3 +77,16 @@ CREATE TABLE manifests (
     PRIMARY KEY (connection_id, data_type)
 );
 CREATE INDEX manifests_by_company ON manifests (company_id);
+
+-- Sync settings per data type that override the configuration's for one
+-- connection (JSON: see src/plan.rs).
+ALTER TABLE connections ADD COLUMN sync_plan TEXT NOT NULL DEFAULT '{}';
+
+-- When each data type of a connection is next due by schedule (ms, the
+-- worker's clock); a connection is due when its earliest data type is.
+CREATE TABLE type_schedule (
+    connection_id TEXT NOT NULL,
+    data_type TEXT NOT NULL,
+    next_sync_at BIGINT NOT NULL,
+    PRIMARY KEY (connection_id, data_type)
+);

@@ -18,7 +18,9 @@ use crate::limits::Limiters;
 use crate::secrets::{Cipher, Key};
 use crate::state::{AlreadyOpen, SyncRun};
 use crate::vault::StateVault;
-use crate::{ProducerError, StateStore, StoredConnection, SyncSettings, fetch_with_retry};
+use crate::{
+    ProducerError, StateStore, StoredConnection, SyncPlan, SyncSettings, fetch_with_retry,
+};
 
 /// How long an authorization URL stays valid.
 const AUTHORIZATION_MAX_AGE_MS: i64 = 30 * 60 * 1000;
@@ -303,6 +305,51 @@ impl ConnectionAdmin for Admin {
             .unlink(connection_id, "removed by an operator", Timestamp::now())
             .await
             .map_err(failed)
+    }
+
+    async fn sync_settings(&self, connection_id: &str) -> Result<Value, AdminError> {
+        let stored = self.stored(connection_id).await?;
+        let offered = self
+            .registry
+            .build(&stored.info, self.vault(connection_id))
+            .map_err(user_or_failed)?
+            .data_types();
+        let plan = stored.plan.over(&self.settings.plan);
+        let effective: Vec<Value> = plan
+            .ordered(&offered)
+            .into_iter()
+            .map(|t| {
+                json!({
+                    "data_type": t.as_str(),
+                    "interval_secs": plan.interval(t, self.settings.interval).as_secs_f64(),
+                    "reconcile_hours": plan.reconcile(t, self.settings.reconcile).as_secs_f64() / 3_600.0,
+                    "enabled": plan.enabled(t),
+                })
+            })
+            .collect();
+        Ok(json!({
+            "connection_id": connection_id,
+            "overrides": stored.plan,
+            "effective": effective,
+        }))
+    }
+
+    async fn set_sync_settings(
+        &self,
+        connection_id: &str,
+        overrides: Value,
+    ) -> Result<Value, AdminError> {
+        self.stored(connection_id).await?;
+        let plan: SyncPlan = serde_json::from_value(overrides)
+            .map_err(|e| AdminError::BadRequest(format!("invalid sync settings: {e}")))?;
+        plan.check()
+            .map_err(|e| AdminError::BadRequest(format!("invalid sync settings: {e}")))?;
+        self.state
+            .set_plan(connection_id, &plan)
+            .await
+            .map_err(failed)?;
+        tracing::info!(connection = %connection_id, "sync settings changed");
+        self.sync_settings(connection_id).await
     }
 
     async fn request_sync(&self) -> Result<(), AdminError> {

@@ -20,6 +20,7 @@
 pub mod admin;
 pub mod limits;
 pub mod metrics;
+pub mod plan;
 pub mod publisher;
 pub mod recent;
 pub mod redrive;
@@ -29,6 +30,7 @@ pub mod vault;
 pub mod worker;
 
 pub use admin::Admin;
+pub use plan::{SyncPlan, TypeSettings};
 pub use publisher::{Publisher, TooLarge};
 pub use redrive::Redrive;
 pub use state::{StateStore, StoredConnection};

@@ -32,6 +32,7 @@ use tributary_schemas::model::Connection;
 use tributary_schemas::{ConnectionStatus, DataType, Timestamp};
 
 use crate::ProducerError;
+use crate::plan::SyncPlan;
 use crate::secrets::Sealed;
 
 mod passes;
@@ -51,6 +52,8 @@ pub struct StoredConnection {
     pub status_reason: Option<String>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+    /// Its sync settings per data type, over the configuration's.
+    pub plan: SyncPlan,
 }
 
 impl StoredConnection {
@@ -92,7 +95,8 @@ macro_rules! on_pool {
 }
 use on_pool;
 
-/// id, company_id, source, settings, status, status_reason, created_at, updated_at
+/// id, company_id, source, settings, status, status_reason, created_at,
+/// updated_at, sync_plan
 type ConnectionRow = (
     String,
     String,
@@ -102,9 +106,10 @@ type ConnectionRow = (
     Option<String>,
     i64,
     i64,
+    String,
 );
 
-const SELECT_CONNECTIONS: &str = "SELECT id, company_id, source, settings, status, status_reason, created_at, updated_at FROM connections";
+const SELECT_CONNECTIONS: &str = "SELECT id, company_id, source, settings, status, status_reason, created_at, updated_at, sync_plan FROM connections";
 
 #[derive(Clone)]
 pub struct StateStore {
@@ -245,6 +250,60 @@ impl StateStore {
             .bind(settings.to_string())
             .bind(now.millis())
             .bind(connection_id)
+            .execute(p)
+            .await
+            .map(drop))
+        .map_err(state_err)
+    }
+
+    /// Replaces a connection's sync settings overrides.
+    pub async fn set_plan(
+        &self,
+        connection_id: &str,
+        plan: &SyncPlan,
+    ) -> Result<(), ProducerError> {
+        let text = serde_json::to_string(plan)
+            .map_err(|e| ProducerError::State(format!("sync settings: {e}")))?;
+        on_pool!(self, p => sqlx::query("UPDATE connections SET sync_plan = $1 WHERE id = $2")
+            .bind(text)
+            .bind(connection_id)
+            .execute(p)
+            .await
+            .map(drop))
+        .map_err(state_err)
+    }
+
+    /// When a data type of a connection is next due by schedule (`None`:
+    /// never synced by schedule, so due).
+    pub async fn type_due(
+        &self,
+        connection_id: &str,
+        data_type: DataType,
+    ) -> Result<Option<Timestamp>, ProducerError> {
+        const SQL: &str =
+            "SELECT next_sync_at FROM type_schedule WHERE connection_id = $1 AND data_type = $2";
+        let row = on_pool!(self, p => sqlx::query_as::<_, (i64,)>(SQL)
+            .bind(connection_id)
+            .bind(data_type.as_str())
+            .fetch_optional(p)
+            .await)
+        .map_err(state_err)?;
+        Ok(row.map(|(at,)| Timestamp(at)))
+    }
+
+    /// Sets when a data type of a connection is next due by schedule.
+    pub async fn set_type_due(
+        &self,
+        connection_id: &str,
+        data_type: DataType,
+        at: Timestamp,
+    ) -> Result<(), ProducerError> {
+        const SQL: &str = "INSERT INTO type_schedule (connection_id, data_type, next_sync_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (connection_id, data_type) DO UPDATE SET next_sync_at = excluded.next_sync_at";
+        on_pool!(self, p => sqlx::query(SQL)
+            .bind(connection_id)
+            .bind(data_type.as_str())
+            .bind(at.millis())
             .execute(p)
             .await
             .map(drop))
@@ -555,7 +614,11 @@ impl StateStore {
 }
 
 fn stored_connection(row: ConnectionRow) -> Result<StoredConnection, ProducerError> {
-    let (id, company_id, source, settings, status, status_reason, created_at, updated_at) = row;
+    let (id, company_id, source, settings, status, status_reason, created_at, updated_at, plan) =
+        row;
+    let plan = serde_json::from_str(&plan).map_err(|e| {
+        ProducerError::State(format!("connection {id} has unreadable sync settings: {e}"))
+    })?;
     let settings = serde_json::from_str(&settings).map_err(|e| {
         ProducerError::State(format!("connection {id} has unreadable settings: {e}"))
     })?;
@@ -573,6 +636,7 @@ fn stored_connection(row: ConnectionRow) -> Result<StoredConnection, ProducerErr
         status_reason,
         created_at: Timestamp(created_at),
         updated_at: Timestamp(updated_at),
+        plan,
     })
 }
 

@@ -49,9 +49,10 @@ pub fn fault_word(e: &ProducerError) -> &'static str {
 pub struct Round {
     /// The source asked for a long wait: the connection is next due then.
     pub pause: Option<Duration>,
-    /// Every data type was synced (else only those operators asked for):
-    /// the connection's next scheduled sync is an interval from now.
-    pub whole: bool,
+    /// When the connection is next due by schedule: when its earliest
+    /// data type is (each has its interval); `None` keeps the due time it
+    /// had (only what operators asked for was synced).
+    pub next_due: Option<Duration>,
 }
 
 /// How the runtime fetches.
@@ -77,6 +78,9 @@ pub struct SyncSettings {
     /// How often each connection and data type gets a full pass that
     /// deletes what the source no longer lists (a reconciliation).
     pub reconcile: Duration,
+    /// Settings per data type for every connection (each connection may
+    /// override them): intervals, reconciliation, enabled, order.
+    pub plan: crate::SyncPlan,
 }
 
 /// Fetches one page within the connector's call limits, retrying what the
@@ -294,7 +298,7 @@ impl Worker {
         let info = &stored.info;
         let mut round = Round {
             pause: None,
-            whole: false,
+            next_due: None,
         };
         if matches!(
             stored.status,
@@ -349,17 +353,28 @@ impl Worker {
             self.fail_queued(info, std::slice::from_ref(run), &e)
                 .await?;
         }
-        round.whole = scheduled || queued.is_empty();
+        // Due by schedule, or all asked for at once (POST /v1/sync): the
+        // enabled data types (those due, when by schedule); else only the
+        // data types operators queued runs for.
+        let whole = scheduled || queued.is_empty();
         let trigger = if scheduled {
             SyncTrigger::Schedule
         } else {
             SyncTrigger::Request
         };
+        let plan = stored.plan.over(&self.settings.plan);
         let limiter = connector.rate_limits().map(|l| self.limiters.get(&l));
         let mut runs = Vec::new();
-        for data_type in offered {
-            if !round.whole && !queued.iter().any(|r| r.data_type == data_type) {
-                continue;
+        for data_type in plan.ordered(&offered) {
+            let asked = queued.iter().any(|r| r.data_type == data_type);
+            if !asked {
+                if !whole || !plan.enabled(data_type) {
+                    continue;
+                }
+                let due = self.state.type_due(&info.connection_id, data_type).await?;
+                if scheduled && due.is_some_and(|at| at > Timestamp::now()) {
+                    continue;
+                }
             }
             if *shutdown.borrow() {
                 break;
@@ -370,8 +385,17 @@ impl Worker {
                     connector.as_ref(),
                     data_type,
                     trigger,
+                    plan.reconcile(data_type, self.settings.reconcile),
                     limiter.as_deref(),
                     shutdown,
+                )
+                .await?;
+            let interval = plan.interval(data_type, self.settings.interval);
+            self.state
+                .set_type_due(
+                    &info.connection_id,
+                    data_type,
+                    Timestamp(Timestamp::now().millis() + millis(interval)),
                 )
                 .await?;
             metrics::sync_finished(&info.source, data_type, run.status);
@@ -390,7 +414,34 @@ impl Worker {
         }
         // One acked publish for the round's outcomes, not one per data type.
         self.publisher.publish_sync_runs(&runs).await?;
+        if whole {
+            round.next_due = Some(self.next_due(&info.connection_id, &plan, &offered).await?);
+        }
         Ok(round)
+    }
+
+    /// How soon a connection's earliest enabled data type is due; with none
+    /// enabled, an interval (to look at its settings again).
+    async fn next_due(
+        &self,
+        connection_id: &str,
+        plan: &crate::SyncPlan,
+        offered: &[DataType],
+    ) -> Result<Duration, ProducerError> {
+        let now = Timestamp::now().millis();
+        let mut earliest: Option<i64> = None;
+        for data_type in offered.iter().filter(|t| plan.enabled(**t)) {
+            let at = self
+                .state
+                .type_due(connection_id, *data_type)
+                .await?
+                .map_or(now, |t| t.millis());
+            earliest = Some(earliest.map_or(at, |e| e.min(at)));
+        }
+        Ok(match earliest {
+            Some(at) => Duration::from_millis(u64::try_from(at - now).unwrap_or(0)),
+            None => self.settings.interval,
+        })
     }
 
     /// Ends queued runs that cannot start: the connection could not be
@@ -487,17 +538,21 @@ impl Worker {
     /// a long wait (status `paused`); only the state store failing is an
     /// error.
     #[tracing::instrument(skip_all, fields(data_type = %data_type))]
+    #[allow(clippy::too_many_arguments)]
     pub async fn sync_data_type(
         &self,
         info: &ConnectionInfo,
         connector: &dyn Connector,
         data_type: DataType,
         trigger: SyncTrigger,
+        reconcile_every: Duration,
         limiter: Option<&Limiter>,
         shutdown: &watch::Receiver<bool>,
     ) -> Result<(SyncRunEvent, Option<(Duration, String)>), ProducerError> {
         let trigger = if trigger == SyncTrigger::Schedule
-            && self.reconcile_due(&info.connection_id, data_type).await?
+            && self
+                .reconcile_due(&info.connection_id, data_type, reconcile_every)
+                .await?
         {
             SyncTrigger::Reconcile
         } else {
@@ -587,12 +642,11 @@ impl Worker {
         &self,
         connection_id: &str,
         data_type: DataType,
+        every: Duration,
     ) -> Result<bool, ProducerError> {
         Ok(
             match self.state.last_pass(connection_id, data_type).await? {
-                Some(at) => {
-                    Timestamp::now().millis() - at.millis() >= millis(self.settings.reconcile)
-                }
+                Some(at) => Timestamp::now().millis() - at.millis() >= millis(every),
                 None => self.state.cursor(connection_id, data_type).await?.is_some(),
             },
         )
@@ -1049,9 +1103,8 @@ impl Worker {
             Ok(Round {
                 pause: Some(pause), ..
             }) => Some(pause),
-            Ok(Round { whole: true, .. }) => Some(self.settings.interval),
-            // Only what was asked for: the schedule stays as it was.
-            Ok(Round { whole: false, .. }) => None,
+            // None: only what was asked for; the schedule stays as it was.
+            Ok(Round { next_due, .. }) => next_due,
             Err(e) => {
                 tracing::warn!(connection = %id, error = %e, "connection sync failed");
                 Some(self.settings.interval)

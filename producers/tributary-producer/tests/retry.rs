@@ -64,6 +64,7 @@ fn settings(max_attempts: u32) -> SyncSettings {
         lease: Duration::from_secs(30),
         history: Duration::from_secs(86_400),
         reconcile: Duration::from_secs(86_400),
+        plan: tributary_producer::SyncPlan::default(),
     }
 }
 

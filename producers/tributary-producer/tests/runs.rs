@@ -13,6 +13,8 @@
 //!   that cannot fetch one record answer a clear refusal;
 //! - a reconciliation publishes a tombstone for a record the source no
 //!   longer lists, and a manifest of what is live;
+//! - sync settings per data type: the order they are fetched in, an
+//!   interval each, one disabled for one connection;
 //! - a record the connector cannot map is a dead letter; replayed before
 //!   the fix it still fails and stays; after the fix it is mapped and
 //!   published, and the letter is marked replayed.
@@ -606,5 +608,77 @@ async fn a_reconciliation_deletes_what_the_source_no_longer_lists() {
         common::messages_in(&rig.bootstrap, &DataType::Customer.topic()),
         4
     );
+    rig.broker.stop(std::time::Duration::from_secs(10));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_settings_order_the_data_types_and_time_each() {
+    let catalog = Catalog::default();
+    *catalog.prefix.lock().unwrap() = "Name".into();
+    let calls = Arc::clone(&catalog.calls);
+    // Suppliers first; customers every second, suppliers hourly (the rig's
+    // interval); globex does not sync suppliers at all.
+    let plan: tributary_producer::SyncPlan = serde_json::from_value(json!({
+        "order": ["suppliers"],
+        "data_types": {"customers": {"interval_secs": 1}}
+    }))
+    .unwrap();
+    let rig = common::rig_with_plan(catalog, &["acme", "globex"], plan).await;
+    let no_suppliers: tributary_producer::SyncPlan =
+        serde_json::from_value(json!({"data_types": {"suppliers": {"enabled": false}}})).unwrap();
+    rig.state
+        .set_plan("conn-globex", &no_suppliers)
+        .await
+        .unwrap();
+    let settings = rig.admin.sync_settings("conn-globex").await.unwrap();
+    assert_eq!(
+        settings["effective"][0]["data_type"], "suppliers",
+        "{settings}"
+    );
+    assert_eq!(settings["effective"][0]["enabled"], false, "{settings}");
+    assert_eq!(settings["effective"][1]["interval_secs"], 1.0, "{settings}");
+
+    let fetched = |connection: &str, data_type: DataType| {
+        calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(c, t, _)| c == connection && *t == data_type)
+            .count()
+    };
+    common::run_until(&rig, "customers were not synced every second", async || {
+        fetched("conn-acme", DataType::Customer) >= 4
+            && fetched("conn-globex", DataType::Customer) >= 4
+    })
+    .await;
+    let calls_now = calls.lock().unwrap().clone();
+    let acme: Vec<DataType> = calls_now
+        .iter()
+        .filter(|(c, _, _)| c == "conn-acme")
+        .map(|(_, t, _)| *t)
+        .collect();
+    assert_eq!(
+        acme[..2],
+        [DataType::Supplier, DataType::Customer],
+        "the order: {acme:?}"
+    );
+    assert_eq!(fetched("conn-acme", DataType::Supplier), 1, "hourly: once");
+    assert_eq!(
+        fetched("conn-globex", DataType::Supplier),
+        0,
+        "disabled for globex"
+    );
+
+    // Bad overrides are refused, naming what is wrong.
+    match rig
+        .admin
+        .set_sync_settings("conn-acme", json!({"order": ["supplier"]}))
+        .await
+    {
+        Err(AdminError::BadRequest(m)) => {
+            assert!(m.contains("unknown data type \"supplier\""), "{m}")
+        }
+        other => panic!("expected a bad request: {other:?}"),
+    }
     rig.broker.stop(std::time::Duration::from_secs(10));
 }

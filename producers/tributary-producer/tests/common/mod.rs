@@ -38,6 +38,15 @@ pub(crate) struct Rig {
 }
 
 pub(crate) async fn rig(factory: impl ConnectorFactory + 'static, companies: &[&str]) -> Rig {
+    rig_with_plan(factory, companies, tributary_producer::SyncPlan::default()).await
+}
+
+/// [`rig`], with sync settings per data type.
+pub(crate) async fn rig_with_plan(
+    factory: impl ConnectorFactory + 'static,
+    companies: &[&str],
+    plan: tributary_producer::SyncPlan,
+) -> Rig {
     let dir = tempfile::tempdir().unwrap();
     let tansu = tributary_broker::find_tansu(None).unwrap();
     let broker = tributary_broker::LocalBroker::start(
@@ -92,6 +101,7 @@ pub(crate) async fn rig(factory: impl ConnectorFactory + 'static, companies: &[&
             lease: Duration::from_secs(30),
             history: Duration::from_secs(86_400),
             reconcile: Duration::from_secs(86_400),
+            plan,
         },
     ));
     let worker = Arc::new(Worker::of_admin("w1".into(), &admin, publisher));
