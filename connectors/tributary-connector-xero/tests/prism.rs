@@ -13,10 +13,13 @@ use tributary_connector_xero::XeroFactory;
 use tributary_schemas::{DataType, Record, Timestamp};
 use tributary_testkit::xero_identity::FakeIdentity;
 
-/// Every data type fetched from Prism serving Xero's spec, each mapped
-/// field checked against the response it came from.
-#[tokio::test(flavor = "multi_thread")]
-async fn every_data_type_from_prism_serving_the_spec() {
+/// A connector to Prism serving Xero's spec, authorized by a fake identity
+/// server; the servers live as long as the first two.
+async fn on_prism() -> (
+    tributary_testkit::prism::Prism,
+    FakeIdentity,
+    std::sync::Arc<dyn tributary_connector_api::Connector>,
+) {
     let prism = tokio::task::spawn_blocking(tributary_testkit::prism::Prism::start)
         .await
         .unwrap();
@@ -25,6 +28,14 @@ async fn every_data_type_from_prism_serving_the_spec() {
     let (access, refresh) = identity.issue();
     let vault = MemoryVault::with_tokens(&access, &refresh, Timestamp::now().millis() + 1_800_000);
     let connector = factory.build(&connection(Some(TENANT)), vault).unwrap();
+    (prism, identity, connector)
+}
+
+/// Every data type fetched from Prism serving Xero's spec, each mapped
+/// field checked against the response it came from.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_data_type_from_prism_serving_the_spec() {
+    let (_prism, _identity, connector) = on_prism().await;
     let mut mapped = HashMap::new();
     for data_type in connector.data_types() {
         let page = connector
@@ -89,14 +100,7 @@ async fn every_data_type_from_prism_serving_the_spec() {
 /// record that maps. The organisation has no id to fetch by.
 #[tokio::test(flavor = "multi_thread")]
 async fn one_record_by_id_from_prism_serving_the_spec() {
-    let prism = tokio::task::spawn_blocking(tributary_testkit::prism::Prism::start)
-        .await
-        .unwrap();
-    let identity = FakeIdentity::start(Duration::from_secs(60), 1800, &[TENANT]).await;
-    let factory = XeroFactory::new(app(&prism.url, &identity)).unwrap();
-    let (access, refresh) = identity.issue();
-    let vault = MemoryVault::with_tokens(&access, &refresh, Timestamp::now().millis() + 1_800_000);
-    let connector = factory.build(&connection(Some(TENANT)), vault).unwrap();
+    let (_prism, _identity, connector) = on_prism().await;
     assert!(!connector.can_fetch_record(DataType::Company));
     let id = "297c2dc5-cc47-4afd-8ec8-74990b8761e9";
     for (data_type, id_field) in [

@@ -292,6 +292,16 @@ fn param<T: std::str::FromStr>(
         .transpose()
 }
 
+/// The `limit` parameter (1 to 1000), `default` when absent.
+fn limit(params: &HashMap<String, String>, default: u32) -> Result<u32, ApiError> {
+    let limit: u32 = param(params, "limit")?.unwrap_or(default);
+    if (1..=1000).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(ApiError::bad_request("limit must be between 1 and 1000"))
+    }
+}
+
 fn only(params: &HashMap<String, String>, allowed: &[&str]) -> Result<(), ApiError> {
     match params.keys().find(|k| !allowed.contains(&k.as_str())) {
         Some(k) => Err(ApiError::bad_request(format!(
@@ -423,10 +433,7 @@ async fn list(
         &["limit", "cursor", "modified_since", "include_deleted"],
     )?;
     let data_type = data_type(&type_name)?;
-    let limit: u32 = param(&params, "limit")?.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::bad_request("limit must be between 1 and 1000"));
-    }
+    let limit = limit(&params, 100)?;
     let modified_since = match params.get("modified_since") {
         Some(v) => Some(
             Timestamp::parse(v)
@@ -597,10 +604,7 @@ async fn syncs_list(
         &params,
         &["limit", "after", "data_type", "status", "trigger"],
     )?;
-    let limit: u32 = param(&params, "limit")?.unwrap_or(50);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::bad_request("limit must be between 1 and 1000"));
-    }
+    let limit = limit(&params, 50)?;
     let filter = RunFilter {
         data_type: params.get("data_type").map(|t| data_type(t)).transpose()?,
         status: param(&params, "status")?,
@@ -644,10 +648,7 @@ async fn letters_list(
         &params,
         &["company", "stage", "data_type", "limit", "after"],
     )?;
-    let limit: u32 = param(&params, "limit")?.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::bad_request("limit must be between 1 and 1000"));
-    }
+    let limit = limit(&params, 100)?;
     let companies = match (params.get("company"), &caller.scope) {
         (Some(company), _) => {
             allowed(&caller, company)?;

@@ -142,26 +142,7 @@ async fn hard_deletes_become_tombstones_after_a_reconciliation() {
     );
     let mut run_ids = Vec::new();
     for company in companies(2) {
-        let asked = Instant::now();
-        let queued = loop {
-            let resp = reqwest::Client::new()
-                .post(format!("{api}/v1/companies/{company}/syncs"))
-                .bearer_auth(API_KEY)
-                .json(&serde_json::json!({"reconcile": true}))
-                .send()
-                .await
-                .unwrap();
-            let status = resp.status().as_u16();
-            let body: Value = resp.json().await.unwrap();
-            if status == 202 {
-                break body;
-            }
-            assert!(
-                status == 409 && asked.elapsed() < Duration::from_secs(30),
-                "{status} {body}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
+        let queued = ask_sync(&api, &company, serde_json::json!({"reconcile": true})).await;
         for run in queued["runs"].as_array().unwrap() {
             run_ids.push((company.clone(), run["id"].as_str().unwrap().to_string()));
         }
@@ -454,24 +435,12 @@ async fn resync_keeps_serving_and_replaces_every_record(
     let api = &setup.api;
     let company = COMPANIES[0];
     let syncs = format!("{api}/v1/companies/{company}/syncs");
-    // Syncs run every second here: a scheduled run of the invoices may be
-    // open, and the request is refused (409) until it ends.
-    let asked = Instant::now();
-    let resp = loop {
-        let resp = reqwest::Client::new()
-            .post(&syncs)
-            .bearer_auth(API_KEY)
-            .json(&serde_json::json!({"data_types": ["invoices"], "resync": true}))
-            .send()
-            .await
-            .unwrap();
-        if resp.status().as_u16() != 409 || asked.elapsed() > Duration::from_secs(30) {
-            break resp;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    assert_eq!(resp.status().as_u16(), 202);
-    let queued: Value = resp.json().await.unwrap();
+    let queued = ask_sync(
+        api,
+        company,
+        serde_json::json!({"data_types": ["invoices"], "resync": true}),
+    )
+    .await;
     let run_id = queued["runs"][0]["id"].as_str().unwrap().to_string();
     let key = (company.to_string(), "invoices".to_string());
     let started = Instant::now();

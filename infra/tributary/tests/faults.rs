@@ -330,27 +330,12 @@ async fn kill_9_mid_resync() {
     assert!(t.clean(), "before the resync: {t:?}\n{}", logs(&setup.dir));
     let company = &companies(COMPANIES)[0];
     let syncs = format!("{}/v1/companies/{company}/syncs", setup.api);
-    // Syncs run every second: wait out a scheduled run of the invoices.
-    let asked = Instant::now();
-    let queued = loop {
-        let resp = reqwest::Client::new()
-            .post(&syncs)
-            .bearer_auth(API_KEY)
-            .json(&serde_json::json!({"data_types": ["invoices"], "resync": true}))
-            .send()
-            .await
-            .unwrap();
-        let status = resp.status().as_u16();
-        let body: serde_json::Value = resp.json().await.unwrap();
-        if status == 202 {
-            break body;
-        }
-        assert!(
-            status == 409 && asked.elapsed() < Duration::from_secs(30),
-            "{status} {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let queued = ask_sync(
+        &setup.api,
+        company,
+        serde_json::json!({"data_types": ["invoices"], "resync": true}),
+    )
+    .await;
     let run_id = queued["runs"][0]["id"].as_str().unwrap().to_string();
     wait_for_crash(&mut child, &setup, point).await;
     let child = launch(&setup, &[]);

@@ -282,13 +282,10 @@ impl StateStore {
     ) -> Result<Option<Timestamp>, ProducerError> {
         const SQL: &str =
             "SELECT next_sync_at FROM type_schedule WHERE connection_id = $1 AND data_type = $2";
-        let row = on_pool!(self, p => sqlx::query_as::<_, (i64,)>(SQL)
-            .bind(connection_id)
-            .bind(data_type.as_str())
-            .fetch_optional(p)
-            .await)
-        .map_err(state_err)?;
-        Ok(row.map(|(at,)| Timestamp(at)))
+        Ok(self
+            .number_of(SQL, connection_id, data_type)
+            .await?
+            .map(Timestamp))
     }
 
     /// Sets when a data type of a connection is next due by schedule.
@@ -300,10 +297,38 @@ impl StateStore {
     ) -> Result<(), ProducerError> {
         const SQL: &str = "INSERT INTO type_schedule (connection_id, data_type, next_sync_at) VALUES ($1, $2, $3) \
              ON CONFLICT (connection_id, data_type) DO UPDATE SET next_sync_at = excluded.next_sync_at";
-        on_pool!(self, p => sqlx::query(SQL)
+        self.set_number_of(SQL, connection_id, data_type, at.millis())
+            .await
+    }
+
+    /// The one number `sql` selects for a connection and data type ($1, $2).
+    async fn number_of(
+        &self,
+        sql: &'static str,
+        connection_id: &str,
+        data_type: DataType,
+    ) -> Result<Option<i64>, ProducerError> {
+        let row = on_pool!(self, p => sqlx::query_as::<_, (i64,)>(sql)
             .bind(connection_id)
             .bind(data_type.as_str())
-            .bind(at.millis())
+            .fetch_optional(p)
+            .await)
+        .map_err(state_err)?;
+        Ok(row.map(|(n,)| n))
+    }
+
+    /// Runs `sql` with a connection, a data type and a number ($1, $2, $3).
+    async fn set_number_of(
+        &self,
+        sql: &'static str,
+        connection_id: &str,
+        data_type: DataType,
+        number: i64,
+    ) -> Result<(), ProducerError> {
+        on_pool!(self, p => sqlx::query(sql)
+            .bind(connection_id)
+            .bind(data_type.as_str())
+            .bind(number)
             .execute(p)
             .await
             .map(drop))

@@ -58,6 +58,32 @@ pub(crate) async fn get(url: &str) -> Option<Value> {
     tributary_testkit::api_get(url, API_KEY).await
 }
 
+/// Asks for a sync of `company` (`body` as `POST .../syncs` takes it). Syncs
+/// run every second in these tests, so a scheduled run may hold one of its
+/// data types: a 409 is waited out (up to 30 s). The 202 answer's body.
+pub(crate) async fn ask_sync(api: &str, company: &str, body: Value) -> Value {
+    let asked = Instant::now();
+    loop {
+        let resp = reqwest::Client::new()
+            .post(format!("{api}/v1/companies/{company}/syncs"))
+            .bearer_auth(API_KEY)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let answer: Value = resp.json().await.unwrap();
+        if status == 202 {
+            return answer;
+        }
+        assert!(
+            status == 409 && asked.elapsed() < Duration::from_secs(30),
+            "{status} {answer}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Live record counts per (company, data type) that the API reports.
 pub(crate) async fn api_counts(api: &str, companies: &[String]) -> BTreeMap<(String, String), i64> {
     let mut counts = BTreeMap::new();

@@ -159,13 +159,10 @@ impl StateStore {
     ) -> Result<Option<Timestamp>, ProducerError> {
         const SQL: &str =
             "SELECT passed_at FROM full_passes WHERE connection_id = $1 AND data_type = $2";
-        let row = on_pool!(self, p => sqlx::query_as::<_, (i64,)>(SQL)
-            .bind(connection_id)
-            .bind(data_type.as_str())
-            .fetch_optional(p)
-            .await)
-        .map_err(state_err)?;
-        Ok(row.map(|(at,)| Timestamp(at)))
+        Ok(self
+            .number_of(SQL, connection_id, data_type)
+            .await?
+            .map(Timestamp))
     }
 
     /// Remembers a full pass that began at `at`.
@@ -177,14 +174,8 @@ impl StateStore {
     ) -> Result<(), ProducerError> {
         const SQL: &str = "INSERT INTO full_passes (connection_id, data_type, passed_at) VALUES ($1, $2, $3) \
              ON CONFLICT (connection_id, data_type) DO UPDATE SET passed_at = excluded.passed_at";
-        on_pool!(self, p => sqlx::query(SQL)
-            .bind(connection_id)
-            .bind(data_type.as_str())
-            .bind(at.millis())
-            .execute(p)
+        self.set_number_of(SQL, connection_id, data_type, at.millis())
             .await
-            .map(drop))
-        .map_err(state_err)
     }
 
     /// Keeps a manifest as the latest of its connection and data type.

@@ -554,13 +554,10 @@ impl StateStore {
     ) -> Result<i64, ProducerError> {
         const SQL: &str =
             "SELECT revision FROM revisions WHERE connection_id = $1 AND data_type = $2";
-        let row = on_pool!(self, p => sqlx::query_as::<_, (i64,)>(SQL)
-            .bind(connection_id)
-            .bind(data_type.as_str())
-            .fetch_optional(p)
-            .await)
-        .map_err(state_err)?;
-        Ok(row.map_or(0, |(r,)| r))
+        Ok(self
+            .number_of(SQL, connection_id, data_type)
+            .await?
+            .unwrap_or(0))
     }
 
     /// Starts a resync of a connection and data type, if `owner` holds the
