@@ -40,6 +40,13 @@ mod runs;
 pub use passes::Seen;
 pub use runs::{AlreadyOpen, RunFilter, SyncRun};
 
+/// Saves a cursor if its owner holds the lease: $1 connection, $2 data
+/// type, $3 cursor, $4 time, $5 owner.
+const SAVE_CURSOR: &str = "INSERT INTO cursors (connection_id, data_type, cursor, updated_at) \
+     SELECT $1, $2, $3, $4 WHERE EXISTS \
+     (SELECT 1 FROM sync_leases WHERE connection_id = $1 AND owner = $5) \
+     ON CONFLICT (connection_id, data_type) DO UPDATE SET cursor = excluded.cursor, updated_at = excluded.updated_at";
+
 /// The PostgreSQL schema that holds the workers' state (and its own
 /// migration history, apart from the store's).
 pub const POSTGRES_SCHEMA: &str = "tributary_state";
@@ -493,11 +500,7 @@ impl StateStore {
         owner: &str,
         now: Timestamp,
     ) -> Result<bool, ProducerError> {
-        const SQL: &str = "INSERT INTO cursors (connection_id, data_type, cursor, updated_at) \
-             SELECT $1, $2, $3, $4 WHERE EXISTS \
-             (SELECT 1 FROM sync_leases WHERE connection_id = $1 AND owner = $5) \
-             ON CONFLICT (connection_id, data_type) DO UPDATE SET cursor = excluded.cursor, updated_at = excluded.updated_at";
-        let saved = on_pool!(self, p => sqlx::query(SQL)
+        let saved = on_pool!(self, p => sqlx::query(SAVE_CURSOR)
             .bind(connection_id)
             .bind(data_type.as_str())
             .bind(&cursor.0)

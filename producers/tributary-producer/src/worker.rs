@@ -980,34 +980,29 @@ impl Worker {
                 .filter(|(id, _)| !too_large.iter().any(|t| t.event_id == *id))
                 .map(|(_, s)| s)
                 .collect();
-            self.state
-                .track(&info.connection_id, data_type, &seen, now)
-                .await?;
             crash_point("worker.after_publish");
             if run.trigger == SyncTrigger::Resync {
                 crash_point("worker.resync_after_publish");
             }
-            // An unchanged cursor is not written again (a sync to disk each).
-            if let Some(next) = page
+            // What the page held, and the cursor past it, in one write. An
+            // unchanged cursor is not written again; a reconciliation
+            // leaves it alone.
+            let next = page
                 .next_cursor
-                .filter(|n| Some(n) != request.cursor.as_ref())
-            {
-                if !reconcile {
-                    let saved = self
-                        .state
-                        .save_cursor(
-                            &info.connection_id,
-                            data_type,
-                            &next,
-                            &self.id,
-                            Timestamp::now(),
-                        )
-                        .await?;
-                    if !saved {
-                        return Err(ProducerError::LeaseLost(info.connection_id.clone()));
-                    }
-                }
-                cursor = Some(next);
+                .filter(|n| Some(n) != request.cursor.as_ref());
+            let save = next
+                .as_ref()
+                .filter(|_| !reconcile)
+                .map(|c| (c, self.id.as_str()));
+            let saved = self
+                .state
+                .save_page(&info.connection_id, data_type, save, &seen, now)
+                .await?;
+            if !saved {
+                return Err(ProducerError::LeaseLost(info.connection_id.clone()));
+            }
+            if next.is_some() {
+                cursor = next;
             }
             if !page.has_more {
                 return Ok(true);

@@ -10,6 +10,7 @@
 //! digest ([`StateStore::live_digest`]).
 
 use sqlx::AssertSqlSafe;
+use tributary_connector_api::Cursor;
 use tributary_schemas::{DataType, ManifestEvent, Timestamp, manifest_digest};
 
 use super::{Pool, StateStore, on_pool, state_err};
@@ -44,8 +45,9 @@ struct ManifestRow {
 }
 
 impl StateStore {
-    /// Records what a page published: live records with their version,
-    /// seen at `seen_at`; tombstones forget theirs. One transaction.
+    /// Records what was published outside a page's cursor save (a
+    /// reconciliation's pages, a refetch, tombstones, a replay): see
+    /// [`StateStore::save_page`].
     pub async fn track(
         &self,
         connection_id: &str,
@@ -53,12 +55,45 @@ impl StateStore {
         seen: &[Seen],
         seen_at: Timestamp,
     ) -> Result<(), ProducerError> {
-        if seen.is_empty() {
-            return Ok(());
+        self.save_page(connection_id, data_type, None, seen, seen_at)
+            .await
+            .map(drop)
+    }
+
+    /// After a page was published, in one transaction (one sync to disk):
+    /// records what it held (live records with their version, seen at
+    /// `seen_at`; tombstones forget theirs) and, with `cursor`, saves the
+    /// cursor if its `owner` holds the connection's lease. Says whether
+    /// the cursor was saved (nothing is written when it was not).
+    pub async fn save_page(
+        &self,
+        connection_id: &str,
+        data_type: DataType,
+        cursor: Option<(&Cursor, &str)>,
+        seen: &[Seen],
+        seen_at: Timestamp,
+    ) -> Result<bool, ProducerError> {
+        if seen.is_empty() && cursor.is_none() {
+            return Ok(true);
         }
         let (gone, live): (Vec<&Seen>, Vec<&Seen>) = seen.iter().partition(|s| s.deleted);
         on_pool!(self, p => async {
             let mut tx = p.begin().await?;
+            if let Some((cursor, owner)) = cursor {
+                let saved = sqlx::query(super::SAVE_CURSOR)
+                    .bind(connection_id)
+                    .bind(data_type.as_str())
+                    .bind(&cursor.0)
+                    .bind(seen_at.millis())
+                    .bind(owner)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+                    == 1;
+                if !saved {
+                    return Ok(false);
+                }
+            }
             for chunk in live.chunks(CHUNK) {
                 let rows: Vec<String> = (0..chunk.len())
                     .map(|i| {
@@ -94,7 +129,7 @@ impl StateStore {
                 .execute(&mut *tx)
                 .await?;
             }
-            tx.commit().await
+            tx.commit().await.map(|()| true)
         }
         .await)
         .map_err(state_err)
