@@ -20,10 +20,14 @@ use crate::{KafkaError, client_error};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Origin {
     /// Stage `map`: a source record a connection fetched and its connector
-    /// could not map.
+    /// could not map (or whose event was too large).
     Source {
         connection_id: String,
         data_type: String,
+        /// Its id at the source, when known (it mapped, but its event was
+        /// too large): a letter cut to fit is replayed by fetching the
+        /// record again by this id.
+        record_id: Option<String>,
     },
     /// Stages `decode` and `store`: a message a projection could not decode,
     /// or whose record its store refused.
@@ -41,6 +45,7 @@ impl fmt::Display for Origin {
             Origin::Source {
                 connection_id,
                 data_type,
+                ..
             } => write!(f, "{connection_id} {data_type}"),
             Origin::Topic {
                 topic,
@@ -76,6 +81,9 @@ pub struct Cut {
     /// SHA-256 of the whole payload, lowercase hex.
     pub sha256: String,
 }
+
+/// Header of a map letter's record id at the source, when known.
+const RECORD_ID: &str = "tributary.source_record_id";
 
 /// Header names of a cut payload.
 const ORIGINAL_SIZE: &str = "tributary.payload.original_size";
@@ -122,9 +130,13 @@ impl DeadLetter {
             Origin::Source {
                 connection_id,
                 data_type,
+                record_id,
             } => {
                 pairs.push((dead_letter::CONNECTION_ID, connection_id.clone()));
                 pairs.push((dead_letter::DATA_TYPE, data_type.clone()));
+                if let Some(id) = record_id {
+                    pairs.push((RECORD_ID, id.clone()));
+                }
             }
             Origin::Topic {
                 projection,
@@ -162,6 +174,7 @@ impl DeadLetter {
             DeadLetterStage::Map => Origin::Source {
                 connection_id: required(dead_letter::CONNECTION_ID)?.to_string(),
                 data_type: required(dead_letter::DATA_TYPE)?.to_string(),
+                record_id: header(RECORD_ID).map(str::to_string),
             },
             DeadLetterStage::Decode | DeadLetterStage::Store => Origin::Topic {
                 projection: header(dead_letter::PROJECTION)
@@ -470,6 +483,7 @@ mod tests {
             origin: Origin::Source {
                 connection_id: "conn-xero-acme".into(),
                 data_type: "bills".into(),
+                record_id: Some("x".into()),
             },
             replays: 0,
             key: None,

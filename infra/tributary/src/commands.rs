@@ -346,6 +346,10 @@ pub(crate) async fn dlq(config: &Config, action: DlqAction) -> anyhow::Result<()
                         "replayed {}: mapped record {source_record_id} and published it (event {event_id})",
                         stored.at()
                     ),
+                    Ok(Replayed::Refetching { run_id, record_id }) => println!(
+                        "replayed {}: its record {record_id} was cut to fit, so it is fetched again (run {run_id})",
+                        stored.at()
+                    ),
                     Ok(Replayed::Resent { topic }) => println!(
                         "replayed {} to {topic} (replay {})",
                         stored.at(),

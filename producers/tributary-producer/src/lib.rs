@@ -31,7 +31,7 @@ pub mod worker;
 
 pub use admin::Admin;
 pub use plan::{SyncPlan, TypeSettings};
-pub use publisher::{Publisher, TooLarge};
+pub use publisher::{Publisher, SetAside, TooLarge};
 pub use redrive::Redrive;
 pub use state::{StateStore, StoredConnection};
 pub use worker::{SyncSettings, Worker, call_with_retry, event_of, fetch_with_retry};

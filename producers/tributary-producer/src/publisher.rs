@@ -65,6 +65,27 @@ impl std::fmt::Display for TooLarge {
     }
 }
 
+/// A source record set aside as a `map` dead letter.
+#[derive(Debug, Clone)]
+pub struct SetAside<'a> {
+    pub reason: String,
+    pub raw: &'a serde_json::Value,
+    /// Its id at the source, when known (it mapped, but its event was too
+    /// large): a replay of its letter, cut to fit, fetches it by this id.
+    pub record_id: Option<String>,
+}
+
+impl<'a> SetAside<'a> {
+    /// A record that cannot be mapped.
+    pub fn unmapped(reason: String, raw: &'a serde_json::Value) -> Self {
+        SetAside {
+            reason,
+            raw,
+            record_id: None,
+        }
+    }
+}
+
 impl Publisher {
     pub fn new(client: &ClientConfig, registry_url: &str) -> Result<Self, ProducerError> {
         // Idempotence: broker-side dedupe of retried sends, in order per partition.
@@ -244,20 +265,21 @@ impl Publisher {
         company_id: &str,
         connection_id: &str,
         data_type: DataType,
-        failed: &[(String, &serde_json::Value)],
+        failed: &[SetAside<'_>],
     ) -> Result<(), ProducerError> {
         let mut outgoing = Vec::with_capacity(failed.len());
-        for (reason, raw) in failed {
+        for set_aside in failed {
             let letter = DeadLetter {
                 stage: DeadLetterStage::Map,
-                reason: reason.clone(),
+                reason: set_aside.reason.clone(),
                 origin: Origin::Source {
                     connection_id: connection_id.to_string(),
                     data_type: data_type.as_str().to_string(),
+                    record_id: set_aside.record_id.clone(),
                 },
                 replays: 0,
                 key: Some(company_id.as_bytes().to_vec()),
-                payload: serde_json::to_vec(raw)
+                payload: serde_json::to_vec(set_aside.raw)
                     .map_err(|e| ProducerError::Schema(e.to_string()))?,
                 cut: None,
             }

@@ -1,8 +1,10 @@
 //! Dead-letter redrive for every stage. A `map` letter holds the raw record
 //! a connector could not map: replaying it maps it again with the connector
 //! as it is now (a fixed one) and publishes the event, at the connection
-//! and data type's current revision, as a sync would. A `decode` or `store`
-//! letter is sent back to the topic it was read from
+//! and data type's current revision, as a sync would; a letter cut to fit
+//! (a record too large) holds only the record's start, so its replay queues
+//! a refetch of the record by its id instead, where the source can. A
+//! `decode` or `store` letter is sent back to the topic it was read from
 //! ([`dead_letters::replay`]). A replayed letter is marked in the
 //! dead-letter topic, so `replay --all` does not send it again.
 
@@ -14,9 +16,10 @@ use tributary_connector_api::ConnectorRegistry;
 use tributary_connector_api::admin::{AdminError, DeadLetterAdmin, LetterFilter, LetterView};
 use tributary_kafka::dead_letters::{self, ReplayError, StoredLetter};
 use tributary_kafka::{DeadLetter, Origin};
-use tributary_schemas::{DataType, DeadLetterStage, Timestamp};
+use tributary_schemas::{DataType, DeadLetterStage, SyncTrigger, Timestamp};
 
 use crate::secrets::Cipher;
+use crate::state::AlreadyOpen;
 use crate::vault::StateVault;
 use crate::{Admin, Publisher, StateStore, event_of};
 
@@ -28,6 +31,9 @@ pub enum Replayed {
         event_id: String,
         source_record_id: String,
     },
+    /// A `map` letter cut to fit: its record is fetched again by id, by the
+    /// refetch run queued.
+    Refetching { run_id: String, record_id: String },
     /// A `decode` or `store` message sent back to `topic`.
     Resent { topic: String },
 }
@@ -103,7 +109,10 @@ pub fn letter_view(stored: &StoredLetter) -> LetterView {
                 Origin::Source {
                     connection_id,
                     data_type,
-                } => json!({"connection_id": connection_id, "data_type": data_type}),
+                    record_id,
+                } => {
+                    json!({"connection_id": connection_id, "data_type": data_type, "record_id": record_id})
+                }
                 Origin::Topic {
                     projection,
                     topic,
@@ -143,19 +152,13 @@ impl Redrive {
         let Origin::Source {
             connection_id,
             data_type,
+            record_id,
         } = &letter.origin
         else {
             return Err(RedriveError::Refused(format!(
                 "dead letter {at} is a map letter without its connection"
             )));
         };
-        if let Some(cut) = &letter.cut {
-            return Err(RedriveError::Refused(format!(
-                "dead letter {at} holds only the first {} of {} bytes of its record: resync its data type to fetch it again",
-                letter.payload.len(),
-                cut.original_size
-            )));
-        }
         let data_type: DataType = data_type
             .parse()
             .map_err(|e| RedriveError::Refused(format!("dead letter {at}: {e}")))?;
@@ -178,6 +181,37 @@ impl Redrive {
                 StateVault::new(&self.state, &self.cipher, connection_id),
             )
             .map_err(|e| RedriveError::StillFails(format!("dead letter {at}: {e}")))?;
+        if let Some(cut) = &letter.cut {
+            // Only the start of the record is here: fetch it again by id.
+            let cannot = || {
+                RedriveError::Refused(format!(
+                    "dead letter {at} holds only the first {} of {} bytes of its record, and {} cannot fetch it by id: resync its data type to fetch it again",
+                    letter.payload.len(),
+                    cut.original_size,
+                    info.source
+                ))
+            };
+            let record_id = record_id.as_ref().ok_or_else(cannot)?;
+            if !connector.can_fetch_record(data_type) {
+                return Err(cannot());
+            }
+            let wanted = [(connection_id.as_str(), info.company_id.as_str(), data_type)];
+            return match self
+                .state
+                .queue_runs(&wanted, SyncTrigger::Refetch, Some(record_id))
+                .await
+                .map_err(failed)?
+            {
+                Ok(runs) => Ok(Replayed::Refetching {
+                    run_id: runs.first().map(|r| r.id.clone()).unwrap_or_default(),
+                    record_id: record_id.clone(),
+                }),
+                Err(AlreadyOpen(open)) => Err(RedriveError::StillFails(format!(
+                    "dead letter {at}: a {data_type} run of {connection_id} is {} ({}); replay it once that ended",
+                    open.status, open.id
+                ))),
+            };
+        }
         let raw: Value = serde_json::from_slice(&letter.payload).map_err(|e| {
             RedriveError::Refused(format!("dead letter {at} does not hold JSON: {e}"))
         })?;
@@ -286,6 +320,9 @@ impl DeadLetterAdmin for Redrive {
                 source_record_id,
             } => {
                 json!({"id": id, "outcome": "published", "event_id": event_id, "source_record_id": source_record_id})
+            }
+            Replayed::Refetching { run_id, record_id } => {
+                json!({"id": id, "outcome": "refetching", "run_id": run_id, "record_id": record_id})
             }
             Replayed::Resent { topic } => json!({"id": id, "outcome": "resent", "topic": topic}),
         })

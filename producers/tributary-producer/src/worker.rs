@@ -16,7 +16,7 @@ use tributary_schemas::{
 use tributary_telemetry::crash_point;
 
 use crate::limits::{Limiter, Limiters};
-use crate::publisher::Publisher;
+use crate::publisher::{Publisher, SetAside};
 use crate::recent::Recent;
 use crate::secrets::Cipher;
 use crate::state::{Claimed, Seen, StateStore, StoredConnection, SyncRun};
@@ -282,10 +282,12 @@ impl Worker {
         )
     }
 
-    /// Syncs one connection with this worker's lease on it: every data type
-    /// in the connector's order when its interval came round (`scheduled`)
-    /// or a sync of all was asked for, else only the data types operators
-    /// queued runs for. Each data type's sync is a run of the history.
+    /// Syncs one connection with this worker's lease on it, its data types
+    /// in the order its sync settings give: when its schedule came round
+    /// (`scheduled`), each enabled data type that is due (each has its
+    /// interval); when a sync of all was asked for, each enabled data type;
+    /// and in any case the data types operators queued runs for. Each data
+    /// type's sync is a run of the history.
     /// Runs of this connection left open by a worker that died are closed
     /// first (those an operator asked for resume, queued again).
     #[tracing::instrument(skip_all, fields(connection = %stored.info.connection_id, company = %stored.info.company_id, source = %stored.info.source))]
@@ -776,13 +778,17 @@ impl Worker {
                 let seen = seen_of(&event);
                 let too_large = self.publisher.publish_events(&[event]).await?;
                 if let Some(t) = too_large.first() {
-                    let reason = t.to_string();
+                    let set_aside = SetAside {
+                        reason: t.to_string(),
+                        raw: &raw,
+                        record_id: Some(id.clone()),
+                    };
                     self.publisher
                         .publish_dead_letters(
                             &info.company_id,
                             &info.connection_id,
                             data_type,
-                            &[(reason, &raw)],
+                            &[set_aside],
                         )
                         .await?;
                     run.records_dead_lettered = 1;
@@ -800,7 +806,7 @@ impl Worker {
                         &info.company_id,
                         &info.connection_id,
                         data_type,
-                        &[(e.to_string(), &raw)],
+                        &[SetAside::unmapped(e.to_string(), &raw)],
                     )
                     .await?;
                 run.records_dead_lettered = 1;
@@ -917,7 +923,7 @@ impl Worker {
                     Err(e) => {
                         // A bad record never stops the sync: it is kept, with the reason.
                         metrics::error(&info.source, data_type, "map", &e.to_string());
-                        dead.push((e.to_string(), raw));
+                        dead.push(SetAside::unmapped(e.to_string(), raw));
                     }
                 }
             }
@@ -946,26 +952,29 @@ impl Worker {
                 // records behind them are not held up.
                 // Rare: find their raw records by mapping again (map is pure),
                 // rather than keeping an index of every record on the hot path.
-                let dead: Vec<(String, &serde_json::Value)> = too_large
+                let dead: Vec<SetAside> = too_large
                     .iter()
                     .filter_map(|t| {
-                        let raw = page.records.iter().find(|raw| {
-                            connector.map(data_type, raw).is_ok_and(|m| {
-                                event_id(
-                                    &info.connection_id,
-                                    data_type,
-                                    &m.source_record_id,
-                                    m.source_modified_at,
-                                    m.deleted,
-                                    revision,
-                                ) == t.event_id
+                        page.records.iter().find_map(|raw| {
+                            let m = connector.map(data_type, raw).ok()?;
+                            let id = event_id(
+                                &info.connection_id,
+                                data_type,
+                                &m.source_record_id,
+                                m.source_modified_at,
+                                m.deleted,
+                                revision,
+                            );
+                            (id == t.event_id).then(|| SetAside {
+                                reason: t.to_string(),
+                                raw,
+                                record_id: Some(m.source_record_id),
                             })
-                        })?;
-                        Some((t.to_string(), raw))
+                        })
                     })
                     .collect();
-                for (reason, _) in &dead {
-                    metrics::error(&info.source, data_type, "too_large", reason);
+                for set_aside in &dead {
+                    metrics::error(&info.source, data_type, "too_large", &set_aside.reason);
                 }
                 self.publisher
                     .publish_dead_letters(&info.company_id, &info.connection_id, data_type, &dead)

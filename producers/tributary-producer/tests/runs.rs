@@ -15,6 +15,8 @@
 //!   longer lists, and a manifest of what is live;
 //! - sync settings per data type: the order they are fetched in, an
 //!   interval each, one disabled for one connection;
+//! - a record too large to publish is a letter cut to fit; its replay
+//!   fetches the record again by id;
 //! - a record the connector cannot map is a dead letter; replayed before
 //!   the fix it still fails and stays; after the fix it is mapped and
 //!   published, and the letter is marked replayed.
@@ -56,6 +58,9 @@ struct Catalog {
     modified_now: Arc<Mutex<i64>>,
     /// Ids the source no longer lists (deleted there, for good).
     gone: Arc<Mutex<Vec<String>>>,
+    /// A record id the source serves with a 1.5 MB name: too large to
+    /// publish, and its dead letter is cut to fit.
+    huge: Arc<Mutex<Option<String>>>,
 }
 
 const MODIFIED: i64 = 1_700_000_000_000;
@@ -75,11 +80,15 @@ impl Connector for Catalog {
             request.cursor.as_ref().map(|c| c.0.clone()),
         ));
         let gone = self.gone.lock().unwrap().clone();
+        let huge = self.huge.lock().unwrap().clone();
         let records = if request.cursor.is_none() {
             (1..=3)
                 .map(|i| format!("r-{i}"))
                 .filter(|id| !gone.contains(id))
-                .map(|id| json!({"id": id}))
+                .map(|id| match &huge {
+                    Some(h) if *h == id => json!({"id": id, "blob": "x".repeat(1_500_000)}),
+                    _ => json!({"id": id}),
+                })
                 .collect()
         } else {
             vec![]
@@ -120,9 +129,13 @@ impl Connector for Catalog {
                 format!("record {id} trips a mapping bug"),
             ));
         }
+        let name = match raw["blob"].as_str() {
+            Some(blob) => blob.to_string(),
+            None => format!("{} {id}", self.prefix.lock().unwrap()),
+        };
         let contact = Contact {
             id: id.into(),
-            name: format!("{} {id}", self.prefix.lock().unwrap()),
+            name,
             email: None,
             phone: None,
             status: "ACTIVE".into(),
@@ -680,5 +693,62 @@ async fn sync_settings_order_the_data_types_and_time_each() {
         }
         other => panic!("expected a bad request: {other:?}"),
     }
+    rig.broker.stop(std::time::Duration::from_secs(10));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_letter_cut_to_fit_is_replayed_by_fetching_its_record_again() {
+    let catalog = Catalog::default();
+    *catalog.prefix.lock().unwrap() = "Name".into();
+    *catalog.huge.lock().unwrap() = Some("r-1".into());
+    let huge = Arc::clone(&catalog.huge);
+    let fetched_one = Arc::clone(&catalog.fetched_one);
+    let rig = common::rig(catalog, &["acme"]).await;
+    common::run_until(&rig, "the first round never ended", async || {
+        runs(&rig, "acme").await.len() == 2 && rig.state.open_runs("acme").await.unwrap().is_empty()
+    })
+    .await;
+    let publisher =
+        Arc::new(tributary_producer::Publisher::new(&rig.client, &rig.registry_url).unwrap());
+    let redrive = tributary_producer::Redrive::new(rig.client.clone(), publisher, &rig.admin);
+    let customer_letters = LetterFilter {
+        data_type: Some(DataType::Customer),
+        limit: 10,
+        ..LetterFilter::default()
+    };
+    let letters = redrive.letters(&customer_letters).await.unwrap();
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    let letter = &letters[0];
+    assert!(
+        letter["cut"]["original_size"].as_u64().unwrap() > 1_500_000,
+        "{letter}"
+    );
+    assert_eq!(letter["origin"]["record_id"], "r-1");
+    let id = letter["id"].as_str().unwrap().to_string();
+
+    // The record is fixed at the source; the replay fetches it by id.
+    *huge.lock().unwrap() = None;
+    let outcome = DeadLetterAdmin::replay(&redrive, &id).await.unwrap();
+    assert_eq!(outcome["outcome"], "refetching", "{outcome}");
+    let run_id = outcome["run_id"].as_str().unwrap().to_string();
+    common::run_until(&rig, "the refetch never ended", async || {
+        run_of(&rig, "acme", &run_id).await.status.is_finished()
+    })
+    .await;
+    let run = run_of(&rig, "acme", &run_id).await;
+    assert_eq!(
+        (run.status, run.records_published),
+        (SyncRunStatus::Succeeded, 1)
+    );
+    assert_eq!(
+        *fetched_one.lock().unwrap(),
+        [(
+            "conn-acme".to_string(),
+            DataType::Customer,
+            Some("r-1".to_string())
+        )]
+    );
+    let events = customer_events(&rig, 3).await;
+    assert_eq!(events[2].source_record_id, "r-1");
     rig.broker.stop(std::time::Duration::from_secs(10));
 }
