@@ -10,7 +10,9 @@ use tributary_kafka::Origin;
 use tributary_kafka::dead_letters::{self, StoredLetter};
 use tributary_producer::redrive::{RedriveError, Replayed};
 use tributary_producer::{Publisher, Redrive, SyncPlan};
-use tributary_schemas::{DataType, DeadLetterStage, SyncRunEvent, SyncTrigger, dead_letter_topic};
+use tributary_schemas::{
+    DataType, DeadLetterStage, ManifestEvent, SyncRunEvent, SyncTrigger, dead_letter_topic,
+};
 
 use crate::wiring;
 use crate::{ConnectionsAction, DlqAction, SyncsAction};
@@ -27,6 +29,10 @@ pub(crate) fn topics() {
     println!(
         "{}\tkey=company_id\tvalue=io.tributary.v1.SyncRunEvent",
         SyncRunEvent::topic()
+    );
+    println!(
+        "{}\tkey=company_id\tvalue=io.tributary.v1.ManifestEvent",
+        ManifestEvent::topic()
     );
     println!(
         "{}\tkey=company_id\tvalue=what failed, as it was; headers say stage, reason and origin",

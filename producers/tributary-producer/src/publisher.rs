@@ -224,33 +224,29 @@ impl Publisher {
         Ok(too_large)
     }
 
-    /// Publishes sync-run outcomes together, waiting for every ack once.
-    pub async fn publish_sync_runs(&self, runs: &[SyncRunEvent]) -> Result<(), ProducerError> {
-        let topic = SyncRunEvent::topic();
-        let mut outgoing = Vec::with_capacity(runs.len());
+    /// Publishes a round's sync-run outcomes and manifests together,
+    /// waiting for every ack once.
+    pub async fn publish_round(
+        &self,
+        runs: &[SyncRunEvent],
+        manifests: &[ManifestEvent],
+    ) -> Result<(), ProducerError> {
+        let mut outgoing = Vec::with_capacity(runs.len() + manifests.len());
+        let runs_topic = SyncRunEvent::topic();
         for run in runs {
             outgoing.push(Outgoing {
-                topic: topic.clone(),
+                topic: runs_topic.clone(),
                 key: run.company_id.clone(),
-                payload: self.encode(&topic, run).await?,
+                payload: self.encode(&runs_topic, run).await?,
                 headers: vec![],
             });
         }
-        self.send_all(outgoing).await
-    }
-
-    /// Publishes manifests together, waiting for every ack once.
-    pub async fn publish_manifests(
-        &self,
-        manifests: &[ManifestEvent],
-    ) -> Result<(), ProducerError> {
-        let topic = ManifestEvent::topic();
-        let mut outgoing = Vec::with_capacity(manifests.len());
+        let manifests_topic = ManifestEvent::topic();
         for manifest in manifests {
             outgoing.push(Outgoing {
-                topic: topic.clone(),
+                topic: manifests_topic.clone(),
                 key: manifest.company_id.clone(),
-                payload: self.encode(&topic, manifest).await?,
+                payload: self.encode(&manifests_topic, manifest).await?,
                 headers: vec![],
             });
         }

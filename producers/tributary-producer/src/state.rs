@@ -295,17 +295,32 @@ impl StateStore {
             .map(Timestamp))
     }
 
-    /// Sets when a data type of a connection is next due by schedule.
-    pub async fn set_type_due(
+    /// Sets when data types of a connection are next due by schedule, in
+    /// one statement.
+    pub async fn set_types_due(
         &self,
         connection_id: &str,
-        data_type: DataType,
-        at: Timestamp,
+        due: &[(DataType, Timestamp)],
     ) -> Result<(), ProducerError> {
-        const SQL: &str = "INSERT INTO type_schedule (connection_id, data_type, next_sync_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (connection_id, data_type) DO UPDATE SET next_sync_at = excluded.next_sync_at";
-        self.set_number_of(SQL, connection_id, data_type, at.millis())
-            .await
+        if due.is_empty() {
+            return Ok(());
+        }
+        let rows: Vec<String> = (0..due.len())
+            .map(|i| format!("(${}, ${}, ${})", i * 3 + 1, i * 3 + 2, i * 3 + 3))
+            .collect();
+        let sql = format!(
+            "INSERT INTO type_schedule (connection_id, data_type, next_sync_at) VALUES {} \
+             ON CONFLICT (connection_id, data_type) DO UPDATE SET next_sync_at = excluded.next_sync_at",
+            rows.join(", ")
+        );
+        on_pool!(self, p => {
+            let mut q = sqlx::query(AssertSqlSafe(sql.as_str()));
+            for (data_type, at) in due {
+                q = q.bind(connection_id).bind(data_type.as_str()).bind(at.millis());
+            }
+            q.execute(p).await.map(drop)
+        })
+        .map_err(state_err)
     }
 
     /// The one number `sql` selects for a connection and data type ($1, $2).

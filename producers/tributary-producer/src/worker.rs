@@ -211,6 +211,25 @@ pub fn event_of(
     }
 }
 
+/// How long idle scheduled runs are counted in memory before the count is
+/// written to the history.
+const IDLE_FLUSH: Duration = Duration::from_secs(60);
+
+/// How often a connection and data type gets a manifest while changes go on.
+const MANIFEST_EVERY: Duration = Duration::from_secs(30);
+
+/// What one data type's run did.
+#[derive(Debug, Clone)]
+pub struct Ran {
+    /// Its outcome, for the `sync_runs` topic.
+    pub event: SyncRunEvent,
+    /// How long to pause the connection (the source asked for a long
+    /// wait), and why.
+    pub pause: Option<(Duration, String)>,
+    /// The manifest to publish after it, if one is due.
+    pub manifest: Option<ManifestEvent>,
+}
+
 /// How often a worker prunes the sync history.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
@@ -234,6 +253,12 @@ pub struct Worker {
     announced: std::sync::Mutex<HashMap<String, Timestamp>>,
     /// Versions published lately, not sent again when a source re-serves them.
     recent: Recent,
+    /// Idle scheduled runs counted but not yet written, per connection and
+    /// data type, and when the count was last written.
+    idle_runs: std::sync::Mutex<HashMap<(String, DataType), (i64, Instant)>>,
+    /// When each connection and data type last had a manifest, and whether
+    /// changes since wait for one.
+    manifests: std::sync::Mutex<HashMap<(String, DataType), (Instant, bool)>>,
 }
 
 impl Worker {
@@ -255,6 +280,8 @@ impl Worker {
             limiters: Arc::new(Limiters::default()),
             announced: std::sync::Mutex::new(HashMap::new()),
             recent: Recent::default(),
+            idle_runs: std::sync::Mutex::new(HashMap::new()),
+            manifests: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -367,6 +394,8 @@ impl Worker {
         let plan = stored.plan.over(&self.settings.plan);
         let limiter = connector.rate_limits().map(|l| self.limiters.get(&l));
         let mut runs = Vec::new();
+        let mut manifests = Vec::new();
+        let mut due_times = Vec::new();
         for data_type in plan.ordered(&offered) {
             let asked = queued.iter().any(|r| r.data_type == data_type);
             if !asked {
@@ -381,28 +410,27 @@ impl Worker {
             if *shutdown.borrow() {
                 break;
             }
-            let (run, pause) = self
+            let ran = self
                 .sync_data_type(
                     info,
                     connector.as_ref(),
                     data_type,
                     trigger,
+                    asked,
                     plan.reconcile(data_type, self.settings.reconcile),
                     limiter.as_deref(),
                     shutdown,
                 )
                 .await?;
             let interval = plan.interval(data_type, self.settings.interval);
-            self.state
-                .set_type_due(
-                    &info.connection_id,
-                    data_type,
-                    Timestamp(Timestamp::now().millis() + millis(interval)),
-                )
-                .await?;
-            metrics::sync_finished(&info.source, data_type, run.status);
-            runs.push(run);
-            if let Some((retry_after, reason)) = pause {
+            due_times.push((
+                data_type,
+                Timestamp(Timestamp::now().millis() + millis(interval)),
+            ));
+            metrics::sync_finished(&info.source, data_type, ran.event.status);
+            runs.push(ran.event);
+            manifests.extend(ran.manifest);
+            if let Some((retry_after, reason)) = ran.pause {
                 // The rest would hit the same limit: resume them all later,
                 // each from its cursor (the lease's next due time, which
                 // every worker sees).
@@ -414,8 +442,15 @@ impl Worker {
                 break;
             }
         }
-        // One acked publish for the round's outcomes, not one per data type.
-        self.publisher.publish_sync_runs(&runs).await?;
+        // One write for the round's due times, one acked publish for its
+        // outcomes and manifests: not one per data type.
+        self.state
+            .set_types_due(&info.connection_id, &due_times)
+            .await?;
+        self.publisher.publish_round(&runs, &manifests).await?;
+        for manifest in &manifests {
+            self.state.save_manifest(manifest).await?;
+        }
         if whole {
             round.next_due = Some(self.next_due(&info.connection_id, &plan, &offered).await?);
         }
@@ -535,10 +570,10 @@ impl Worker {
     /// Pages through one data type as one run of the history: fetch, map,
     /// publish, wait for delivery, then save the cursor. A crash anywhere
     /// repeats at most one page. A resync first forgets the cursor and
-    /// raises the revision its events carry. Returns the run's outcome
-    /// event, and how long to pause the connection if the source asked for
-    /// a long wait (status `paused`); only the state store failing is an
-    /// error.
+    /// raises the revision its events carry. `asked`: an operator queued a
+    /// run for it, which this takes over; else the run is a scheduled one,
+    /// written only once it has something to publish (or ends). Returns
+    /// what the run did; only the state store failing is an error.
     #[tracing::instrument(skip_all, fields(data_type = %data_type))]
     #[allow(clippy::too_many_arguments)]
     pub async fn sync_data_type(
@@ -547,10 +582,11 @@ impl Worker {
         connector: &dyn Connector,
         data_type: DataType,
         trigger: SyncTrigger,
+        asked: bool,
         reconcile_every: Duration,
         limiter: Option<&Limiter>,
         shutdown: &watch::Receiver<bool>,
-    ) -> Result<(SyncRunEvent, Option<(Duration, String)>), ProducerError> {
+    ) -> Result<Ran, ProducerError> {
         let trigger = if trigger == SyncTrigger::Schedule
             && self
                 .reconcile_due(&info.connection_id, data_type, reconcile_every)
@@ -560,18 +596,29 @@ impl Worker {
         } else {
             trigger
         };
-        let mut run = self
-            .state
-            .start_run(
+        let mut run = if asked || !matches!(trigger, SyncTrigger::Schedule | SyncTrigger::Reconcile)
+        {
+            self.state
+                .start_run(
+                    &info.connection_id,
+                    &info.company_id,
+                    data_type,
+                    trigger,
+                    &self.id,
+                )
+                .await?
+        } else {
+            self.state.scheduled_run(
                 &info.connection_id,
                 &info.company_id,
                 data_type,
                 trigger,
                 &self.id,
             )
-            .await?;
+        };
         tracing::debug!(run = %run.id, trigger = %run.trigger, "run started");
         let mut pause = None;
+        let mut manifest = None;
         // A run that pages from the start sees everything the source
         // lists: a full pass, which ends by deleting what it did not see.
         let pass_began = Timestamp::now();
@@ -600,7 +647,10 @@ impl Worker {
             Ok((true, revision)) => self
                 .after_run(info, data_type, revision, full_pass, pass_began, &mut run)
                 .await
-                .map(|()| true),
+                .map(|m| {
+                    manifest = m;
+                    true
+                }),
             other => other.map(|(done, _)| done),
         };
         match outcome {
@@ -611,8 +661,17 @@ impl Worker {
                 run.status = SyncRunStatus::Failed;
                 run.error = Some(STOPPED.into());
                 run.error_fault = Some("tributary".into());
-                self.state.finish_run(&run, true).await?;
-                return Ok((self.outcome_event(info, &run), None));
+                if run.recorded {
+                    self.state.finish_run(&run, true).await?;
+                } else {
+                    self.state.record_finished(&mut run).await?;
+                }
+                let event = self.outcome_event(info, &run);
+                return Ok(Ran {
+                    event,
+                    pause: None,
+                    manifest: None,
+                });
             }
             Err(ProducerError::Connector(e))
                 if e.fault == Fault::RateLimited
@@ -631,9 +690,61 @@ impl Worker {
                 run.error_fault = Some(fault_word(&e).into());
             }
         }
-        // An idle scheduled run may be kept under the run it folded into.
-        run.id = self.state.finish_run(&run, false).await?;
-        Ok((self.outcome_event(info, &run), pause))
+        self.record_end(&mut run).await?;
+        let event = self.outcome_event(info, &run);
+        Ok(Ran {
+            event,
+            pause,
+            manifest,
+        })
+    }
+
+    /// Writes how a run ended. A scheduled run that succeeded and found
+    /// nothing is counted into the idle run before it (at most one write a
+    /// minute per connection and data type); any other run is written in
+    /// full, and first adds the idle runs still counted in memory.
+    async fn record_end(&self, run: &mut SyncRun) -> Result<(), ProducerError> {
+        let key = (run.connection_id.clone(), run.data_type);
+        let idle = !run.recorded
+            && run.trigger == SyncTrigger::Schedule
+            && run.status == SyncRunStatus::Succeeded
+            && run.records_fetched == 0
+            && run.records_dead_lettered == 0
+            && run.records_deleted == 0;
+        let pending = {
+            let mut idle_runs = self.idle_runs.lock().unwrap_or_else(|p| p.into_inner());
+            match idle_runs.get_mut(&key) {
+                Some((pending, flushed)) if idle && flushed.elapsed() < IDLE_FLUSH => {
+                    *pending += 1;
+                    // Kept under the row it will be counted into.
+                    run.id = String::new();
+                    return Ok(());
+                }
+                Some(_) => idle_runs.remove(&key).map_or(0, |(pending, _)| pending),
+                None => 0,
+            }
+        };
+        if idle {
+            if let Some(id) = self.state.fold_idle_runs(run, pending + 1, true).await? {
+                run.id = id;
+            }
+            self.idle_runs
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(key, (0, Instant::now()));
+            return Ok(());
+        }
+        if pending > 0 {
+            // The idle stretch before this run, counted in full.
+            self.state
+                .fold_idle_runs(&mut run.clone(), pending, false)
+                .await?;
+        }
+        if run.recorded {
+            self.state.finish_run(run, false).await
+        } else {
+            self.state.record_finished(run).await
+        }
     }
 
     /// Whether a scheduled run of a connection and data type should be a
@@ -656,8 +767,8 @@ impl Worker {
 
     /// After a run that ended well: a full pass publishes a tombstone for
     /// every record published live before it began and not seen since (the
-    /// source no longer lists it), then remembers the pass; a run that
-    /// changed what is live (or a full pass) publishes a manifest.
+    /// source no longer lists it), then remembers the pass. Returns the
+    /// manifest to publish, if one is due ([`Worker::manifest_due`]).
     async fn after_run(
         &self,
         info: &ConnectionInfo,
@@ -666,7 +777,7 @@ impl Worker {
         full_pass: bool,
         pass_began: Timestamp,
         run: &mut SyncRun,
-    ) -> Result<(), ProducerError> {
+    ) -> Result<Option<ManifestEvent>, ProducerError> {
         if full_pass {
             let gone = self
                 .state
@@ -716,7 +827,11 @@ impl Worker {
                 .record_pass(&info.connection_id, data_type, pass_began)
                 .await?;
         }
-        if full_pass || run.records_published > 0 || run.records_deleted > 0 {
+        let changed = run.records_published > 0 || run.records_deleted > 0;
+        if !self.manifest_due(&info.connection_id, data_type, full_pass, changed) {
+            return Ok(None);
+        }
+        {
             let (live_count, digest) = self
                 .state
                 .live_digest(&info.connection_id, data_type)
@@ -734,12 +849,41 @@ impl Worker {
                 live_count,
                 digest,
             };
-            self.publisher
-                .publish_manifests(std::slice::from_ref(&manifest))
-                .await?;
-            self.state.save_manifest(&manifest).await?;
+            Ok(Some(manifest))
         }
-        Ok(())
+    }
+
+    /// Whether a run of a connection and data type is followed by a
+    /// manifest: after every full pass and this worker's first run of it;
+    /// after changes, at most every
+    /// [`MANIFEST_EVERY`] while they go on, and at the first run that
+    /// finds nothing new once they stop (so a manifest always follows the
+    /// last change soon). Reading every live id for the digest is the cost
+    /// this bounds.
+    fn manifest_due(
+        &self,
+        connection_id: &str,
+        data_type: DataType,
+        full_pass: bool,
+        changed: bool,
+    ) -> bool {
+        let mut manifests = self.manifests.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (connection_id.to_string(), data_type);
+        let due = match manifests.get(&key) {
+            _ if full_pass => true,
+            // This worker's first run of the pair: one then, so a manifest
+            // lost to a crash before its round was published comes back.
+            None => true,
+            Some((at, pending)) => {
+                (changed && at.elapsed() >= MANIFEST_EVERY) || (*pending && !changed)
+            }
+        };
+        if due {
+            manifests.insert(key, (Instant::now(), false));
+        } else if changed && let Some((_, pending)) = manifests.get_mut(&key) {
+            *pending = true;
+        }
+        due
     }
 
     /// A refetch run: fetches its one record by id and publishes it (or
@@ -928,8 +1072,15 @@ impl Worker {
                 }
             }
             if run.status == SyncRunStatus::Fetching && !page.records.is_empty() {
-                self.state.mark_publishing(&run.id).await?;
                 run.status = SyncRunStatus::Publishing;
+                run.publishing_at = Some(Timestamp::now());
+                if run.recorded {
+                    self.state.mark_publishing(&run.id).await?;
+                } else {
+                    // A scheduled run with records: written now, so the
+                    // status shows it running.
+                    self.state.record_run(run).await?;
+                }
             }
             run.records_dead_lettered += dead.len() as i64;
             // Dead letters first: the cursor moves only once they are safe too.

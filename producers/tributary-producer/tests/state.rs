@@ -415,29 +415,56 @@ async fn history_rules(state: StateStore) {
     assert!(left.iter().all(|r| r.finished_at.is_none()), "{left:#?}");
     assert_eq!(left.len(), 2);
 
-    // Idle scheduled runs fold into the idle one before them; a run that
-    // found something starts a new row.
-    let idle = async |found: i64| {
-        let mut run = state
-            .start_run("h2", "company-h2", inv, SyncTrigger::Schedule, "w")
-            .await
-            .unwrap();
+    // Scheduled runs live in memory until they end. Idle ones fold into
+    // the idle one before them (several at once, as a worker counts them);
+    // a run that found something is a row of its own.
+    let scheduled = |found: i64| {
+        let mut run = state.scheduled_run("h2", "company-h2", inv, SyncTrigger::Schedule, "w");
         run.status = SyncRunStatus::Succeeded;
         run.records_fetched = found;
-        let own = run.id.clone();
-        (own, state.finish_run(&run, false).await.unwrap())
+        run
     };
-    let (first, kept) = idle(0).await;
-    assert_eq!(kept, first);
-    for _ in 0..3 {
-        let (own, kept) = idle(0).await;
-        assert_ne!(own, first);
-        assert_eq!(kept, first, "folded into the first idle run");
-    }
-    let (busy, kept) = idle(5).await;
-    assert_eq!(kept, busy);
-    let (after, kept) = idle(0).await;
-    assert_eq!(kept, after, "the run before it found something");
+    let mut first = scheduled(0);
+    assert!(!first.recorded);
+    let kept = state.fold_idle_runs(&mut first, 1, true).await.unwrap();
+    assert_eq!(
+        kept.as_deref(),
+        Some(first.id.as_str()),
+        "nothing to fold into: written"
+    );
+    let kept = state
+        .fold_idle_runs(&mut scheduled(0), 3, true)
+        .await
+        .unwrap();
+    assert_eq!(
+        kept.as_deref(),
+        Some(first.id.as_str()),
+        "folded into the first idle run"
+    );
+    let mut busy = scheduled(5);
+    busy.status = SyncRunStatus::Publishing;
+    state.record_run(&mut busy).await.unwrap();
+    assert!(busy.recorded, "written open, so the status shows it");
+    assert_eq!(state.open_runs("company-h2").await.unwrap()[0].id, busy.id);
+    let mut twin = scheduled(1);
+    twin.status = SyncRunStatus::Publishing;
+    state.record_run(&mut twin).await.unwrap();
+    assert!(
+        !twin.recorded,
+        "one open run per pair: it waits for its end"
+    );
+    busy.status = SyncRunStatus::Succeeded;
+    state.finish_run(&busy, false).await.unwrap();
+    let mut after = scheduled(0);
+    assert_eq!(
+        state
+            .fold_idle_runs(&mut after.clone(), 2, false)
+            .await
+            .unwrap(),
+        None,
+        "the run before it found something: nothing to fold into"
+    );
+    state.fold_idle_runs(&mut after, 1, true).await.unwrap();
     let h2 = state
         .runs(
             "company-h2",
@@ -451,7 +478,11 @@ async fn history_rules(state: StateStore) {
     let repeats: Vec<(&str, i64)> = h2.iter().map(|r| (r.id.as_str(), r.repeats)).collect();
     assert_eq!(
         repeats,
-        [(after.as_str(), 0), (busy.as_str(), 0), (first.as_str(), 3)]
+        [
+            (after.id.as_str(), 0),
+            (busy.id.as_str(), 0),
+            (first.id.as_str(), 3)
+        ]
     );
 }
 

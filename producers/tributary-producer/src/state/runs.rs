@@ -13,11 +13,13 @@
 //! saved cursor (`resumed_from` names the run it continues). So no run
 //! stays open for ever.
 //!
-//! Idle scheduled runs fold: a scheduled run that succeeded and found
-//! nothing, right after another such run of the same connection and data
-//! type, is not kept as a row of its own; the earlier one counts it in
-//! `repeats` and takes its end time. At a 15 s interval most runs are
-//! such, and this keeps the history to the runs that did something.
+//! Scheduled runs are written lazily: once they have records to publish,
+//! or when they end. Idle ones (succeeded, found nothing) fold: right after
+//! another such run of the same connection and data type, one is not kept
+//! as a row of its own; the earlier one counts it in `repeats` and takes
+//! its end time (the worker writes these counts at most once a minute per
+//! pair). At a 15 s interval most runs are such, and this keeps the
+//! history, and the writes, to the runs that did something.
 //!
 //! Revisions: each (connection, data type) has one, 0 until its first
 //! resync. Every event the worker publishes carries it; a resync raises it
@@ -67,6 +69,10 @@ pub struct SyncRun {
     /// Later scheduled runs that found nothing, folded into this one (its
     /// end is the last one's).
     pub repeats: i64,
+    /// Whether the state store holds it yet: a scheduled run is written
+    /// once it has records to publish, or when it ends (see
+    /// [`StateStore::scheduled_run`]).
+    pub recorded: bool,
 }
 
 impl SyncRun {
@@ -147,6 +153,7 @@ impl TryFrom<RunRow> for SyncRun {
             error_fault: r.error_fault,
             resumed_from: r.resumed_from,
             repeats: r.repeats,
+            recorded: true,
         })
     }
 }
@@ -360,21 +367,143 @@ impl StateStore {
             .map_err(state_err)
     }
 
-    /// Ends a run with its status, counts and error. With `resume`, a run
-    /// an operator asked for (not a scheduled one) is queued again to go on
-    /// from the saved cursor, in the same transaction. An idle scheduled
-    /// run folds into the one before it when that one was idle too.
-    /// Returns the id the run is kept under: its own, or the one it folded
-    /// into.
-    pub async fn finish_run(&self, run: &SyncRun, resume: bool) -> Result<String, ProducerError> {
-        let idle = run.trigger == SyncTrigger::Schedule
-            && run.status == SyncRunStatus::Succeeded
-            && run.records_fetched == 0
-            && run.records_dead_lettered == 0
-            && run.records_deleted == 0;
-        if idle && let Some(into) = self.fold_idle(run).await? {
-            return Ok(into);
+    /// A scheduled run starting now, in memory only: it is written when it
+    /// has records to publish ([`StateStore::record_run`]) or when it ends
+    /// ([`StateStore::record_finished`], [`StateStore::fold_idle_runs`]),
+    /// so the many scheduled runs that find nothing cost no write each.
+    pub fn scheduled_run(
+        &self,
+        connection_id: &str,
+        company_id: &str,
+        data_type: DataType,
+        trigger: SyncTrigger,
+        worker: &str,
+    ) -> SyncRun {
+        let now = Timestamp::now();
+        SyncRun {
+            id: new_run_id(),
+            connection_id: connection_id.to_string(),
+            company_id: company_id.to_string(),
+            data_type,
+            trigger,
+            record_id: None,
+            status: SyncRunStatus::Fetching,
+            worker: Some(worker.to_string()),
+            queued_at: now,
+            fetching_at: Some(now),
+            publishing_at: None,
+            finished_at: None,
+            pages_fetched: 0,
+            records_fetched: 0,
+            records_published: 0,
+            records_dead_lettered: 0,
+            records_deleted: 0,
+            error: None,
+            error_fault: None,
+            resumed_from: None,
+            repeats: 0,
+            recorded: false,
         }
+    }
+
+    /// Writes a run kept in memory so far, as it stands (open, or finished
+    /// when its `finished_at` is set). An open one is refused (false) when
+    /// the pair has another open run (an operator's request queued
+    /// meanwhile); a finished one never is.
+    async fn insert_run(&self, run: &SyncRun) -> Result<bool, ProducerError> {
+        const SQL: &str = "INSERT INTO sync_runs (id, connection_id, company_id, data_type, trigger, record_id, \
+             status, worker, queued_at, fetching_at, publishing_at, finished_at, pages_fetched, records_fetched, \
+             records_published, records_dead_lettered, records_deleted, error, error_fault, resumed_from, repeats) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)";
+        let done = on_pool!(self, p => sqlx::query(SQL)
+            .bind(&run.id)
+            .bind(&run.connection_id)
+            .bind(&run.company_id)
+            .bind(run.data_type.as_str())
+            .bind(run.trigger.as_str())
+            .bind(&run.record_id)
+            .bind(run.status.as_str())
+            .bind(&run.worker)
+            .bind(run.queued_at.millis())
+            .bind(run.fetching_at.map(Timestamp::millis))
+            .bind(run.publishing_at.map(Timestamp::millis))
+            .bind(run.finished_at.map(Timestamp::millis))
+            .bind(run.pages_fetched)
+            .bind(run.records_fetched)
+            .bind(run.records_published)
+            .bind(run.records_dead_lettered)
+            .bind(run.records_deleted)
+            .bind(&run.error)
+            .bind(&run.error_fault)
+            .bind(&run.resumed_from)
+            .bind(run.repeats)
+            .execute(p)
+            .await
+            .map(drop));
+        match done {
+            Ok(_) => Ok(true),
+            Err(e) if unique_violation(&e) => Ok(false),
+            Err(e) => Err(state_err(e)),
+        }
+    }
+
+    /// Writes a scheduled run that has records to publish, open, so the
+    /// status shows it running; says whether it could (another run of
+    /// the pair may have been queued meanwhile: then it is written when it
+    /// ends).
+    pub async fn record_run(&self, run: &mut SyncRun) -> Result<(), ProducerError> {
+        run.recorded = self.insert_run(run).await?;
+        Ok(())
+    }
+
+    /// Writes a run kept in memory, ended now.
+    pub async fn record_finished(&self, run: &mut SyncRun) -> Result<(), ProducerError> {
+        run.finished_at = Some(Timestamp::now());
+        run.recorded = self.insert_run(run).await?;
+        Ok(())
+    }
+
+    /// Counts `n` scheduled runs that found nothing into the latest run of
+    /// their pair when it is such a run too (its end moves to now), and
+    /// returns its id; otherwise, with `or_write`, `run` (one of them) is
+    /// written, ended, holding the others in `repeats`.
+    pub async fn fold_idle_runs(
+        &self,
+        run: &mut SyncRun,
+        n: i64,
+        or_write: bool,
+    ) -> Result<Option<String>, ProducerError> {
+        let fold = self.sql(
+            "UPDATE sync_runs SET repeats = repeats + $3, finished_at = {now} \
+             WHERE id = (SELECT id FROM sync_runs WHERE connection_id = $1 AND data_type = $2 \
+                 AND finished_at IS NOT NULL ORDER BY id DESC LIMIT 1) \
+             AND trigger = 'schedule' AND status = 'succeeded' \
+             AND records_fetched = 0 AND records_dead_lettered = 0 AND records_deleted = 0 RETURNING id",
+        );
+        let folded =
+            on_pool!(self, p => sqlx::query_as::<_, (String,)>(AssertSqlSafe(fold.as_str()))
+            .bind(&run.connection_id)
+            .bind(run.data_type.as_str())
+            .bind(n)
+            .fetch_optional(p)
+            .await)
+            .map_err(state_err)?;
+        if let Some((id,)) = folded {
+            return Ok(Some(id));
+        }
+        if !or_write {
+            return Ok(None);
+        }
+        run.repeats = n - 1;
+        self.record_finished(run).await?;
+        Ok(Some(run.id.clone()))
+    }
+
+    /// Ends a recorded run with its status, counts and error. With
+    /// `resume`, a run an operator asked for (not a scheduled one) is
+    /// queued again to go on from the saved cursor, in the same
+    /// transaction.
+    pub async fn finish_run(&self, run: &SyncRun, resume: bool) -> Result<(), ProducerError> {
         let finish = self.sql(
             "UPDATE sync_runs SET status = $2, finished_at = {now}, pages_fetched = $3, \
              records_fetched = $4, records_published = $5, records_dead_lettered = $6, \
@@ -409,39 +538,6 @@ impl StateStore {
                     .await?;
             }
             tx.commit().await
-        }
-        .await)
-        .map_err(state_err)?;
-        Ok(run.id.clone())
-    }
-
-    /// Folds an idle scheduled run into the previous run of its connection
-    /// and data type if that one was idle and scheduled too: counts it
-    /// there and deletes its own row. Returns the run it folded into.
-    async fn fold_idle(&self, run: &SyncRun) -> Result<Option<String>, ProducerError> {
-        let fold = self.sql(
-            "UPDATE sync_runs SET repeats = repeats + 1, finished_at = {now} \
-             WHERE id = (SELECT id FROM sync_runs WHERE connection_id = $1 AND data_type = $2 \
-                 AND finished_at IS NOT NULL ORDER BY id DESC LIMIT 1) \
-             AND trigger = 'schedule' AND status = 'succeeded' \
-             AND records_fetched = 0 AND records_dead_lettered = 0 AND records_deleted = 0 RETURNING id",
-        );
-        on_pool!(self, p => async {
-            let mut tx = p.begin().await?;
-            let folded = sqlx::query_as::<_, (String,)>(AssertSqlSafe(fold.as_str()))
-                .bind(&run.connection_id)
-                .bind(run.data_type.as_str())
-                .fetch_optional(&mut *tx)
-                .await?
-                .map(|(id,)| id);
-            if folded.is_some() {
-                sqlx::query("DELETE FROM sync_runs WHERE id = $1")
-                    .bind(&run.id)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            tx.commit().await?;
-            Ok(folded)
         }
         .await)
         .map_err(state_err)
@@ -570,32 +666,30 @@ impl StateStore {
         data_type: DataType,
         owner: &str,
     ) -> Result<Option<i64>, ProducerError> {
+        // The write comes first, so SQLite takes its write lock (waiting for
+        // it) at once, instead of failing an upgrade from a read.
         let revision: Option<i64> = on_pool!(self, p => async {
             let mut tx = p.begin().await?;
-            let held = sqlx::query_as::<_, (String,)>(
-                "SELECT owner FROM sync_leases WHERE connection_id = $1 AND owner = $2",
-            )
-            .bind(connection_id)
-            .bind(owner)
-            .fetch_optional(&mut *tx)
-            .await?;
-            if held.is_none() {
-                return Ok(None);
-            }
-            sqlx::query("DELETE FROM cursors WHERE connection_id = $1 AND data_type = $2")
-                .bind(connection_id)
-                .bind(data_type.as_str())
-                .execute(&mut *tx)
-                .await?;
-            let (revision,) = sqlx::query_as::<_, (i64,)>(
-                "INSERT INTO revisions (connection_id, data_type, revision) VALUES ($1, $2, 1) \
+            let raised = sqlx::query_as::<_, (i64,)>(
+                "INSERT INTO revisions (connection_id, data_type, revision) \
+                 SELECT $1, $2, 1 WHERE EXISTS \
+                 (SELECT 1 FROM sync_leases WHERE connection_id = $1 AND owner = $3) \
                  ON CONFLICT (connection_id, data_type) DO UPDATE SET revision = revisions.revision + 1 \
                  RETURNING revision",
             )
             .bind(connection_id)
             .bind(data_type.as_str())
-            .fetch_one(&mut *tx)
+            .bind(owner)
+            .fetch_optional(&mut *tx)
             .await?;
+            let Some((revision,)) = raised else {
+                return Ok(None);
+            };
+            sqlx::query("DELETE FROM cursors WHERE connection_id = $1 AND data_type = $2")
+                .bind(connection_id)
+                .bind(data_type.as_str())
+                .execute(&mut *tx)
+                .await?;
             tx.commit().await?;
             Ok(Some(revision))
         }
