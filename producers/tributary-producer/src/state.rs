@@ -77,6 +77,18 @@ impl StoredConnection {
     }
 }
 
+/// Where one connection and data type stands, read at the start of its sync.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PairState {
+    pub cursor: Option<Cursor>,
+    /// The revision its events carry (0 until its first resync).
+    pub revision: i64,
+    /// When it last had a full pass.
+    pub last_pass: Option<Timestamp>,
+    /// When it is next due by schedule (`None`: now).
+    pub due: Option<Timestamp>,
+}
+
 /// A connection a worker claimed, and why it was due.
 #[derive(Debug, Clone)]
 pub struct Claimed {
@@ -293,6 +305,35 @@ impl StateStore {
             .number_of(SQL, connection_id, data_type)
             .await?
             .map(Timestamp))
+    }
+
+    /// What a sync of a connection and data type starts from, in one query:
+    /// its cursor, revision, last full pass and next due time.
+    pub async fn pair(
+        &self,
+        connection_id: &str,
+        data_type: DataType,
+    ) -> Result<PairState, ProducerError> {
+        const SQL: &str = "SELECT \
+             (SELECT cursor FROM cursors WHERE connection_id = $1 AND data_type = $2), \
+             (SELECT revision FROM revisions WHERE connection_id = $1 AND data_type = $2), \
+             (SELECT passed_at FROM full_passes WHERE connection_id = $1 AND data_type = $2), \
+             (SELECT next_sync_at FROM type_schedule WHERE connection_id = $1 AND data_type = $2)";
+        let (cursor, revision, last_pass, due) = on_pool!(self, p => sqlx::query_as::<
+            _,
+            (Option<String>, Option<i64>, Option<i64>, Option<i64>),
+        >(SQL)
+            .bind(connection_id)
+            .bind(data_type.as_str())
+            .fetch_one(p)
+            .await)
+        .map_err(state_err)?;
+        Ok(PairState {
+            cursor: cursor.map(Cursor),
+            revision: revision.unwrap_or(0),
+            last_pass: last_pass.map(Timestamp),
+            due: due.map(Timestamp),
+        })
     }
 
     /// Sets when data types of a connection are next due by schedule, in

@@ -19,7 +19,7 @@ use crate::limits::{Limiter, Limiters};
 use crate::publisher::{Publisher, SetAside};
 use crate::recent::Recent;
 use crate::secrets::Cipher;
-use crate::state::{Claimed, Seen, StateStore, StoredConnection, SyncRun};
+use crate::state::{Claimed, PairState, Seen, StateStore, StoredConnection, SyncRun};
 use crate::vault::StateVault;
 use crate::{ProducerError, metrics};
 
@@ -396,16 +396,18 @@ impl Worker {
         let mut runs = Vec::new();
         let mut manifests = Vec::new();
         let mut due_times = Vec::new();
+        // When each enabled data type is next due, for the connection's.
+        let mut next_due: Option<i64> = None;
         for data_type in plan.ordered(&offered) {
             let asked = queued.iter().any(|r| r.data_type == data_type);
-            if !asked {
-                if !whole || !plan.enabled(data_type) {
-                    continue;
-                }
-                let due = self.state.type_due(&info.connection_id, data_type).await?;
-                if scheduled && due.is_some_and(|at| at > Timestamp::now()) {
-                    continue;
-                }
+            if !asked && (!whole || !plan.enabled(data_type)) {
+                continue;
+            }
+            let pair = self.state.pair(&info.connection_id, data_type).await?;
+            if !asked && scheduled && pair.due.is_some_and(|at| at > Timestamp::now()) {
+                let at = pair.due.map_or(0, Timestamp::millis);
+                next_due = Some(next_due.map_or(at, |n| n.min(at)));
+                continue;
             }
             if *shutdown.borrow() {
                 break;
@@ -417,16 +419,18 @@ impl Worker {
                     data_type,
                     trigger,
                     asked,
+                    pair,
                     plan.reconcile(data_type, self.settings.reconcile),
                     limiter.as_deref(),
                     shutdown,
                 )
                 .await?;
             let interval = plan.interval(data_type, self.settings.interval);
-            due_times.push((
-                data_type,
-                Timestamp(Timestamp::now().millis() + millis(interval)),
-            ));
+            let due = Timestamp(Timestamp::now().millis() + millis(interval));
+            if plan.enabled(data_type) {
+                next_due = Some(next_due.map_or(due.millis(), |n| n.min(due.millis())));
+            }
+            due_times.push((data_type, due));
             metrics::sync_finished(&info.source, data_type, ran.event.status);
             runs.push(ran.event);
             manifests.extend(ran.manifest);
@@ -452,33 +456,13 @@ impl Worker {
             self.state.save_manifest(manifest).await?;
         }
         if whole {
-            round.next_due = Some(self.next_due(&info.connection_id, &plan, &offered).await?);
+            // None enabled: look at its settings again an interval from now.
+            let now = Timestamp::now().millis();
+            round.next_due = Some(next_due.map_or(self.settings.interval, |at| {
+                Duration::from_millis(u64::try_from(at - now).unwrap_or(0))
+            }));
         }
         Ok(round)
-    }
-
-    /// How soon a connection's earliest enabled data type is due; with none
-    /// enabled, an interval (to look at its settings again).
-    async fn next_due(
-        &self,
-        connection_id: &str,
-        plan: &crate::SyncPlan,
-        offered: &[DataType],
-    ) -> Result<Duration, ProducerError> {
-        let now = Timestamp::now().millis();
-        let mut earliest: Option<i64> = None;
-        for data_type in offered.iter().filter(|t| plan.enabled(**t)) {
-            let at = self
-                .state
-                .type_due(connection_id, *data_type)
-                .await?
-                .map_or(now, |t| t.millis());
-            earliest = Some(earliest.map_or(at, |e| e.min(at)));
-        }
-        Ok(match earliest {
-            Some(at) => Duration::from_millis(u64::try_from(at - now).unwrap_or(0)),
-            None => self.settings.interval,
-        })
     }
 
     /// Ends queued runs that cannot start: the connection could not be
@@ -583,15 +567,19 @@ impl Worker {
         data_type: DataType,
         trigger: SyncTrigger,
         asked: bool,
+        pair: PairState,
         reconcile_every: Duration,
         limiter: Option<&Limiter>,
         shutdown: &watch::Receiver<bool>,
     ) -> Result<Ran, ProducerError> {
-        let trigger = if trigger == SyncTrigger::Schedule
-            && self
-                .reconcile_due(&info.connection_id, data_type, reconcile_every)
-                .await?
-        {
+        // A scheduled run whose last full pass is older than the reconcile
+        // interval is one (never had one but synced before: one now; a
+        // first sync from the start is a full pass by itself).
+        let reconcile_due = match pair.last_pass {
+            Some(at) => Timestamp::now().millis() - at.millis() >= millis(reconcile_every),
+            None => pair.cursor.is_some(),
+        };
+        let trigger = if trigger == SyncTrigger::Schedule && reconcile_due {
             SyncTrigger::Reconcile
         } else {
             trigger
@@ -623,23 +611,30 @@ impl Worker {
         // lists: a full pass, which ends by deleting what it did not see.
         let pass_began = Timestamp::now();
         let mut full_pass = false;
-        let outcome = match self.prepare_run(info, &run).await {
-            Ok(revision) if run.trigger == SyncTrigger::Refetch => self
-                .refetch(info, connector, revision, limiter, &mut run)
+        let outcome = match self.prepare_run(info, &run, pair).await {
+            Ok(pair) if run.trigger == SyncTrigger::Refetch => self
+                .refetch(info, connector, pair.revision, limiter, &mut run)
                 .await
-                .map(|done| (done, revision)),
-            Ok(revision) => {
-                full_pass = run.trigger == SyncTrigger::Reconcile
-                    || self
-                        .state
-                        .cursor(&info.connection_id, data_type)
-                        .await?
-                        .is_none();
+                .map(|done| (done, pair.revision)),
+            Ok(pair) => {
+                // A reconciliation pages from the start without touching
+                // the saved cursor: the incremental syncs go on from it.
+                let cursor = pair
+                    .cursor
+                    .filter(|_| run.trigger != SyncTrigger::Reconcile);
+                full_pass = cursor.is_none();
                 self.sync_pages(
-                    info, connector, data_type, revision, limiter, shutdown, &mut run,
+                    info,
+                    connector,
+                    data_type,
+                    pair.revision,
+                    cursor,
+                    limiter,
+                    shutdown,
+                    &mut run,
                 )
                 .await
-                .map(|done| (done, revision))
+                .map(|done| (done, pair.revision))
             }
             Err(e) => Err(e),
         };
@@ -745,24 +740,6 @@ impl Worker {
         } else {
             self.state.record_finished(run).await
         }
-    }
-
-    /// Whether a scheduled run of a connection and data type should be a
-    /// reconciliation: its last full pass is older than the reconcile
-    /// interval, or it never had one but has synced (a first sync from the
-    /// start is a full pass by itself).
-    async fn reconcile_due(
-        &self,
-        connection_id: &str,
-        data_type: DataType,
-        every: Duration,
-    ) -> Result<bool, ProducerError> {
-        Ok(
-            match self.state.last_pass(connection_id, data_type).await? {
-                Some(at) => Timestamp::now().millis() - at.millis() >= millis(every),
-                None => self.state.cursor(connection_id, data_type).await?.is_some(),
-            },
-        )
     }
 
     /// After a run that ended well: a full pass publishes a tombstone for
@@ -966,17 +943,21 @@ impl Worker {
         &self,
         info: &ConnectionInfo,
         run: &SyncRun,
-    ) -> Result<i64, ProducerError> {
+        pair: PairState,
+    ) -> Result<PairState, ProducerError> {
         if run.trigger == SyncTrigger::Resync && run.resumed_from.is_none() {
-            return self
+            let revision = self
                 .state
                 .begin_resync(&info.connection_id, run.data_type, &self.id)
                 .await?
-                .ok_or_else(|| ProducerError::LeaseLost(info.connection_id.clone()));
+                .ok_or_else(|| ProducerError::LeaseLost(info.connection_id.clone()))?;
+            return Ok(PairState {
+                cursor: None,
+                revision,
+                ..pair
+            });
         }
-        self.state
-            .revision(&info.connection_id, run.data_type)
-            .await
+        Ok(pair)
     }
 
     /// The event a finished run publishes on the `sync_runs` topic.
@@ -1018,18 +999,13 @@ impl Worker {
         connector: &dyn Connector,
         data_type: DataType,
         revision: i64,
+        mut cursor: Option<Cursor>,
         limiter: Option<&Limiter>,
         shutdown: &watch::Receiver<bool>,
         run: &mut SyncRun,
     ) -> Result<bool, ProducerError> {
-        // A reconciliation pages from the start without touching the
-        // saved cursor: the incremental syncs go on from where they were.
+        // A reconciliation leaves the saved cursor alone.
         let reconcile = run.trigger == SyncTrigger::Reconcile;
-        let mut cursor = if reconcile {
-            None
-        } else {
-            self.state.cursor(&info.connection_id, data_type).await?
-        };
         // The positions this run asked from: a source that leads back to
         // one of them would page for ever.
         let mut asked: HashSet<Option<Cursor>> = HashSet::new();
