@@ -366,7 +366,8 @@ pub struct SyncRunEvent {
     pub pages_fetched: i64,
     pub error: Option<String>,
     /// The run's id in the sync history (`GET /v1/companies/{c}/syncs/{run}`);
-    /// empty in events written before runs had ids.
+    /// empty in events written before runs had ids, and for a scheduled run
+    /// that found nothing and is counted in an earlier run's `repeats`.
     #[serde(default)]
     pub run_id: String,
     /// What started the run: `schedule`, `request`, `resync`, `refetch` or
