@@ -161,8 +161,8 @@ impl Admin {
             }
             Err(AlreadyOpen(open)) => Err(AdminError::Conflict {
                 message: format!(
-                    "a {} run of {} for connection {} is {} already (run {}): nothing was queued",
-                    open.data_type, company_id, open.connection_id, open.status, open.id
+                    "run {} of {} for company {company_id} (connection {}) is {} already: nothing was queued",
+                    open.id, open.data_type, open.connection_id, open.status
                 ),
                 open: run_view(&open),
             }),
