@@ -47,11 +47,25 @@ pub struct Prism {
 }
 
 impl Prism {
-    /// Starts Prism on a free port with Xero's spec and waits until it answers.
+    /// Starts Prism on a free port with Xero's spec, answering the spec's
+    /// examples, and waits until it answers.
     pub fn start() -> Prism {
+        Prism::launch(false)
+    }
+
+    /// The same in dynamic mode (`-d`): random answers valid by the schema.
+    pub fn start_dynamic() -> Prism {
+        Prism::launch(true)
+    }
+
+    fn launch(dynamic: bool) -> Prism {
         let port = crate::free_port();
-        let child = Command::new(prism_binary())
-            .args(["mock", "--host", "127.0.0.1", "--port", &port.to_string()])
+        let mut command = Command::new(prism_binary());
+        command.args(["mock", "--host", "127.0.0.1", "--port", &port.to_string()]);
+        if dynamic {
+            command.arg("-d");
+        }
+        let child = command
             .arg(xero_spec())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
