@@ -298,6 +298,7 @@ struct Fixture {
     identity: FakeIdentity,
     api: Arc<Mutex<Api>>,
     factory: XeroFactory,
+    base: String,
 }
 
 async fn fake_xero(invoice_count: usize) -> Fixture {
@@ -322,12 +323,24 @@ async fn fake_xero(invoice_count: usize) -> Fixture {
         identity,
         api,
         factory,
+        base,
     }
 }
 
 impl Fixture {
     fn connector(&self, vault: Arc<MemoryVault>) -> Arc<dyn Connector> {
         self.factory
+            .build(&connection(Some(TENANT)), vault)
+            .unwrap()
+    }
+
+    /// A connector whose answers may be as large as the default allows
+    /// (32 MiB), not the tests' 1 MiB.
+    fn connector_with_default_cap(&self, vault: Arc<MemoryVault>) -> Arc<dyn Connector> {
+        let mut app = app(&self.base, &self.identity);
+        app.max_response_bytes = XeroApp::new("id", "secret", "http://x/cb").max_response_bytes;
+        XeroFactory::new(app)
+            .unwrap()
             .build(&connection(Some(TENANT)), vault)
             .unwrap()
     }
@@ -671,4 +684,45 @@ fn internal_urls_are_refused_unless_allowed() {
     assert!(e.message.contains("internal address"), "{e}");
     app.api_url = "https://api.xero.com/api.xro/2.0".into();
     assert!(XeroFactory::new(app).is_ok());
+}
+
+/// A page of three good invoices, one valid invoice of about 1.5 MB and one
+/// invalid record of about 1.5 MB (the issue's reproduction, as invoices):
+/// with the default answer cap the page comes whole; the four valid ones
+/// map (the big one too: the runtime sets it aside as too large for a
+/// message, see producers/tributary-producer/tests/pages.rs) and the
+/// invalid one is refused alone, as a bad record.
+#[tokio::test]
+async fn a_page_with_huge_records_among_good_ones_comes_whole() {
+    let xero = fake_xero(0).await;
+    let connector = xero.connector_with_default_cap(xero.authorized_vault());
+    let mut huge = invoice(9, 1_600_000_009_000);
+    huge["Reference"] = json!("r".repeat(1_500_000));
+    let records = vec![
+        invoice(1, 1_600_000_001_000),
+        huge,
+        invoice(2, 1_600_000_002_000),
+        json!({"Type": "ACCREC", "Junk": "j".repeat(1_500_000)}),
+        invoice(3, 1_600_000_003_000),
+    ];
+    let body = json!({"Invoices": records}).to_string();
+    assert!(body.len() > 3_000_000);
+    xero.script(vec![(StatusCode::OK, body).into_response()]);
+    let page = connector
+        .fetch_page(&request(DataType::Invoice, None, 100))
+        .await
+        .unwrap();
+    assert_eq!(page.records.len(), 5);
+    let mapped: Vec<_> = page
+        .records
+        .iter()
+        .map(|raw| connector.map(DataType::Invoice, raw))
+        .collect();
+    let ids: Vec<String> = mapped
+        .iter()
+        .filter_map(|m| m.as_ref().ok().map(|m| m.source_record_id.clone()))
+        .collect();
+    assert_eq!(ids, ["inv-0001", "inv-0009", "inv-0002", "inv-0003"]);
+    let refused = mapped[3].as_ref().unwrap_err();
+    assert_eq!(refused.fault, Fault::Data, "{refused}");
 }
