@@ -292,6 +292,14 @@ fn param<T: std::str::FromStr>(
         .transpose()
 }
 
+/// Where the next page of a list paged by `after` starts: the last item's
+/// id when the page is full, else none (the page was the last).
+fn next_after(items: &[serde_json::Value], limit: u32) -> Option<serde_json::Value> {
+    (items.len() == limit as usize)
+        .then(|| items.last().map(|item| item["id"].clone()))
+        .flatten()
+}
+
 /// The `limit` parameter (1 to 1000), `default` when absent.
 fn limit(params: &HashMap<String, String>, default: u32) -> Result<u32, ApiError> {
     let limit: u32 = param(params, "limit")?.unwrap_or(default);
@@ -613,9 +621,7 @@ async fn syncs_list(
         limit,
     };
     let runs = admin(&s)?.runs(&company, &filter).await?;
-    let next = (runs.len() == limit as usize)
-        .then(|| runs.last().map(|r| r["id"].clone()))
-        .flatten();
+    let next = next_after(&runs, limit);
     Ok(Json(json!({"runs": runs, "next": next})).into_response())
 }
 
@@ -665,9 +671,7 @@ async fn letters_list(
         limit,
     };
     let letters = dead_letters(&s)?.letters(&filter).await?;
-    let next = (letters.len() == limit as usize)
-        .then(|| letters.last().map(|l| l["id"].clone()))
-        .flatten();
+    let next = next_after(&letters, limit);
     Ok(Json(json!({"dead_letters": letters, "next": next})).into_response())
 }
 
