@@ -239,8 +239,8 @@ impl Generator {
         match data_type {
             DataType::Company => 1,
             DataType::Account => CHART.len() as u32,
-            DataType::Connection | DataType::CreditNote | DataType::Item => 0,
-            _ => self.settings.records,
+            t if DATA_TYPES.contains(&t) => self.settings.records,
+            _ => 0,
         }
     }
 
@@ -316,6 +316,18 @@ impl Generator {
             DataType::JournalEntry => "jnl",
             DataType::CreditNote => "cn",
             DataType::Item => "item",
+            DataType::Location => "loc",
+            DataType::Product => "prod",
+            DataType::Order => "ord",
+            DataType::CommercePayment => "cpay",
+            DataType::Refund => "ref",
+            DataType::Payout => "po",
+            DataType::Dispute => "dsp",
+            DataType::BankAccount => "bacc",
+            DataType::BankBalance => "bal",
+            DataType::BankFeedTransaction => "btx",
+            DataType::DirectDebit => "dd",
+            DataType::StandingOrder => "so",
         };
         format!("{prefix}-{i:06}")
     }
@@ -433,8 +445,23 @@ impl Generator {
                 base_currency: "GBP".into(),
                 country: Some("GB".into()),
             }),
-            // Connections are the runtime's records, never fetched from a source.
-            DataType::Connection | DataType::CreditNote | DataType::Item => return None,
+            // Connections are the runtime's records, never fetched from a
+            // source; the other types are not in the sandbox.
+            DataType::Connection
+            | DataType::CreditNote
+            | DataType::Item
+            | DataType::Location
+            | DataType::Product
+            | DataType::Order
+            | DataType::CommercePayment
+            | DataType::Refund
+            | DataType::Payout
+            | DataType::Dispute
+            | DataType::BankAccount
+            | DataType::BankBalance
+            | DataType::BankFeedTransaction
+            | DataType::DirectDebit
+            | DataType::StandingOrder => return None,
             DataType::Account => {
                 let (code, name, kind) = CHART[i as usize];
                 Record::Account(Account {

@@ -225,7 +225,7 @@ impl Connector for SandboxConnector {
                 }
                 Record::JournalEntry(entry)
             }
-            DataType::Connection | DataType::CreditNote | DataType::Item => {
+            _ => {
                 return Err(Self::err(
                     Fault::User,
                     format!("the sandbox has no {data_type} to map"),

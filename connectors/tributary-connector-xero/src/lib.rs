@@ -466,8 +466,8 @@ fn endpoint(data_type: DataType) -> Result<Endpoint, ConnectorError> {
         DataType::Payment => e("Payments", "Payments", true, None, &[]),
         DataType::BankTransaction => e("BankTransactions", "BankTransactions", true, None, DOCS),
         DataType::JournalEntry => e("ManualJournals", "ManualJournals", true, None, &[]),
-        DataType::Connection => {
-            return Err(err(Fault::Internal, "Xero has no connections to fetch"));
+        other => {
+            return Err(err(Fault::Internal, format!("Xero has no {other} to fetch")));
         }
     })
 }

@@ -250,7 +250,7 @@ pub fn map_record(data_type: DataType, raw: &Value) -> Result<MappedRecord, MapE
                 is_tracked_as_inventory: r.opt_bool("IsTrackedAsInventory")?.unwrap_or(false),
             })
         }
-        DataType::Connection => return Err("Xero has no connections to map".into()),
+        other => return Err(format!("Xero has no {other} to map")),
     };
     Ok(MappedRecord {
         source_record_id: id,
@@ -272,7 +272,7 @@ pub fn id_field(data_type: DataType) -> Result<&'static str, MapError> {
         DataType::BankTransaction => "BankTransactionID",
         DataType::JournalEntry => "ManualJournalID",
         DataType::Item => "ItemID",
-        DataType::Connection => return Err("Xero has no connections to map".into()),
+        other => return Err(format!("Xero has no {other} to map")),
     })
 }
 

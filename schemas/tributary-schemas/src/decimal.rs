@@ -1,8 +1,10 @@
 //! Exact decimal numbers for money and quantities.
 //!
-//! Every amount in the data model has scale 4 (four digits after the point),
-//! which covers Xero's and QuickBooks' unit prices. The value is kept as an
-//! integer count of 1/10,000ths, so arithmetic never rounds.
+//! Amounts in the data model have a fixed scale (digits after the point):
+//! [`Decimal`] has 4, which covers Xero's and QuickBooks' unit prices and
+//! every currency's minor unit; [`Decimal5`] has 5, for banking, where Open
+//! Banking amounts carry up to five. The value is kept as an integer count
+//! of the smallest step (1/10^scale), so arithmetic never rounds.
 
 use std::fmt;
 use std::str::FromStr;
@@ -12,55 +14,70 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Digits after the decimal point of every [`Decimal`].
 pub const SCALE: u32 = 4;
-const ONE: i128 = 10_000;
 
-/// An exact decimal with four digits after the point.
+/// An exact decimal with `S` digits after the point.
 ///
-/// In Avro it is the `decimal` logical type on `bytes` (precision 28, scale 4:
-/// big-endian two's complement of the unscaled value). In JSON it is a string
-/// such as `"1234.50"`, so no reader turns it into a float.
+/// In Avro it is the `decimal` logical type on `bytes` (precision 28, scale
+/// `S`: big-endian two's complement of the unscaled value). In JSON it is a
+/// string such as `"1234.50"`, so no reader turns it into a float.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct Decimal(i128);
+pub struct Fixed<const S: u32>(i128);
+
+/// Money and quantities: four digits after the point.
+pub type Decimal = Fixed<SCALE>;
+
+/// Banking amounts: five digits after the point (Open Banking's
+/// `Amount` pattern allows five).
+pub type Decimal5 = Fixed<5>;
 
 /// A decimal string that could not be read exactly.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("invalid decimal {input:?}: {reason}")]
 pub struct DecimalError {
     input: String,
-    reason: &'static str,
+    reason: String,
 }
 
-impl Decimal {
-    pub const ZERO: Decimal = Decimal(0);
+impl<const S: u32> Fixed<S> {
+    pub const ZERO: Self = Fixed(0);
+    /// 10^S: the unscaled value of 1.
+    const ONE: i128 = 10_i128.pow(S);
 
-    /// The decimal `units / 10^4`.
+    /// The decimal `units / 10^S`.
     pub const fn from_scaled(units: i128) -> Self {
-        Decimal(units)
+        Fixed(units)
     }
 
     /// The whole number `n`.
     pub const fn from_int(n: i64) -> Self {
-        Decimal(n as i128 * ONE)
+        Fixed(n as i128 * Self::ONE)
     }
 
-    /// The value in 1/10,000ths.
+    /// The value in steps of 1/10^S.
     pub const fn scaled(self) -> i128 {
         self.0
     }
 
-    pub fn checked_add(self, other: Decimal) -> Option<Decimal> {
-        self.0.checked_add(other.0).map(Decimal)
+    /// `units` of a currency whose minor unit has `exponent` digits (cents:
+    /// 2, yen: 0), exactly; `None` when the exponent exceeds the scale.
+    pub fn from_minor_units(units: i64, exponent: u32) -> Option<Self> {
+        let factor = 10_i128.checked_pow(S.checked_sub(exponent)?)?;
+        (units as i128).checked_mul(factor).map(Fixed)
     }
 
-    pub fn checked_sub(self, other: Decimal) -> Option<Decimal> {
-        self.0.checked_sub(other.0).map(Decimal)
+    pub fn checked_add(self, other: Self) -> Option<Self> {
+        self.0.checked_add(other.0).map(Fixed)
     }
 
-    /// `self * other`, rounded half away from zero to four digits.
-    pub fn checked_mul(self, other: Decimal) -> Option<Decimal> {
+    pub fn checked_sub(self, other: Self) -> Option<Self> {
+        self.0.checked_sub(other.0).map(Fixed)
+    }
+
+    /// `self * other`, rounded half away from zero to S digits.
+    pub fn checked_mul(self, other: Self) -> Option<Self> {
         let product = self.0.checked_mul(other.0)?;
-        let rounded = (product.abs() + ONE / 2) / ONE;
-        Some(Decimal(if product < 0 { -rounded } else { rounded }))
+        let rounded = (product.abs() + Self::ONE / 2) / Self::ONE;
+        Some(Fixed(if product < 0 { -rounded } else { rounded }))
     }
 
     /// Big-endian two's complement bytes of the unscaled value, as short as
@@ -85,24 +102,24 @@ impl Decimal {
         if bytes.is_empty() || bytes.len() > 16 {
             return Err(DecimalError {
                 input: format!("{bytes:02x?}"),
-                reason: "avro decimal must have 1 to 16 bytes",
+                reason: "avro decimal must have 1 to 16 bytes".to_string(),
             });
         }
         let filler = if bytes[0] & 0x80 != 0 { 0xff } else { 0x00 };
         let mut full = [filler; 16];
         full[16 - bytes.len()..].copy_from_slice(bytes);
-        Ok(Decimal(i128::from_be_bytes(full)))
+        Ok(Fixed(i128::from_be_bytes(full)))
     }
 }
 
-impl fmt::Display for Decimal {
+impl<const S: u32> fmt::Display for Fixed<S> {
     /// At least two digits after the point, and more only when they matter:
     /// `12.00`, `0.125`, `-3.0001`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let sign = if self.0 < 0 { "-" } else { "" };
         let abs = self.0.unsigned_abs();
-        let whole = abs / ONE as u128;
-        let mut frac = format!("{:04}", abs % ONE as u128);
+        let whole = abs / Self::ONE as u128;
+        let mut frac = format!("{:0width$}", abs % Self::ONE as u128, width = S as usize);
         while frac.len() > 2 && frac.ends_with('0') {
             frac.pop();
         }
@@ -110,13 +127,13 @@ impl fmt::Display for Decimal {
     }
 }
 
-impl FromStr for Decimal {
+impl<const S: u32> FromStr for Fixed<S> {
     type Err = DecimalError;
 
-    /// Accepts `-12`, `12.5`, `+0.0001`; refuses more than four digits after
+    /// Accepts `-12`, `12.5`, `+0.0001`; refuses more than S digits after
     /// the point rather than rounding money silently.
     fn from_str(input: &str) -> Result<Self, Self::Err> {
-        let err = |reason| DecimalError {
+        let err = |reason: String| DecimalError {
             input: input.to_string(),
             reason,
         };
@@ -127,39 +144,42 @@ impl FromStr for Decimal {
         };
         let (whole, frac) = body.split_once('.').unwrap_or((body, ""));
         if whole.is_empty() && frac.is_empty() {
-            return Err(err("no digits"));
+            return Err(err("no digits".to_string()));
         }
         if !whole
             .bytes()
             .chain(frac.bytes())
             .all(|b| b.is_ascii_digit())
         {
-            return Err(err("only digits, one point and a leading sign are allowed"));
+            return Err(err(
+                "only digits, one point and a leading sign are allowed".to_string()
+            ));
         }
-        if frac.len() > SCALE as usize {
-            return Err(err("more than 4 digits after the point"));
+        if frac.len() > S as usize {
+            return Err(err(format!("more than {S} digits after the point")));
         }
         let whole: i128 = if whole.is_empty() {
             0
         } else {
-            whole.parse().map_err(|_| err("too large"))?
+            whole.parse().map_err(|_| err("too large".to_string()))?
         };
         let frac_units: i128 = if frac.is_empty() {
             0
         } else {
-            frac.parse::<i128>().map_err(|_| err("too large"))?
-                * 10_i128.pow(SCALE - frac.len() as u32)
+            frac.parse::<i128>()
+                .map_err(|_| err("too large".to_string()))?
+                * 10_i128.pow(S - frac.len() as u32)
         };
         let units = whole
-            .checked_mul(ONE)
+            .checked_mul(Self::ONE)
             .and_then(|w| w.checked_add(frac_units))
-            .ok_or_else(|| err("too large"))?;
-        Ok(Decimal(if negative { -units } else { units }))
+            .ok_or_else(|| err("too large".to_string()))?;
+        Ok(Fixed(if negative { -units } else { units }))
     }
 }
 
-impl Serialize for Decimal {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+impl<const S: u32> Serialize for Fixed<S> {
+    fn serialize<Z: Serializer>(&self, serializer: Z) -> Result<Z::Ok, Z::Error> {
         if serializer.is_human_readable() {
             serializer.collect_str(self)
         } else {
@@ -168,24 +188,24 @@ impl Serialize for Decimal {
     }
 }
 
-impl<'de> Deserialize<'de> for Decimal {
+impl<'de, const S: u32> Deserialize<'de> for Fixed<S> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct DecimalVisitor;
-        impl<'v> Visitor<'v> for DecimalVisitor {
-            type Value = Decimal;
+        struct DecimalVisitor<const S: u32>;
+        impl<'v, const S: u32> Visitor<'v> for DecimalVisitor<S> {
+            type Value = Fixed<S>;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("a decimal string or avro decimal bytes")
             }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Decimal, E> {
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Fixed<S>, E> {
                 v.parse().map_err(E::custom)
             }
-            fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Decimal, E> {
-                Decimal::from_avro_bytes(v).map_err(E::custom)
+            fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Fixed<S>, E> {
+                Fixed::from_avro_bytes(v).map_err(E::custom)
             }
-            fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<Decimal, E> {
+            fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<Fixed<S>, E> {
                 self.visit_bytes(&v)
             }
-            fn visit_seq<A: de::SeqAccess<'v>>(self, mut seq: A) -> Result<Decimal, A::Error> {
+            fn visit_seq<A: de::SeqAccess<'v>>(self, mut seq: A) -> Result<Fixed<S>, A::Error> {
                 let mut bytes = Vec::new();
                 while let Some(b) = seq.next_element::<u8>()? {
                     bytes.push(b);
@@ -194,9 +214,9 @@ impl<'de> Deserialize<'de> for Decimal {
             }
         }
         if deserializer.is_human_readable() {
-            deserializer.deserialize_str(DecimalVisitor)
+            deserializer.deserialize_str(DecimalVisitor::<S>)
         } else {
-            deserializer.deserialize_bytes(DecimalVisitor)
+            deserializer.deserialize_bytes(DecimalVisitor::<S>)
         }
     }
 }
@@ -262,6 +282,41 @@ mod tests {
         }
         assert!(Decimal::from_avro_bytes(&[]).is_err());
         assert!(Decimal::from_avro_bytes(&[1; 17]).is_err());
+    }
+
+    #[test]
+    fn five_places_for_banking() {
+        let d: Decimal5 = "-1234.56789".parse().unwrap();
+        assert_eq!(d.scaled(), -123_456_789);
+        assert_eq!(d.to_string(), "-1234.56789");
+        assert_eq!("7".parse::<Decimal5>().unwrap().to_string(), "7.00");
+        assert!("0.000001".parse::<Decimal5>().is_err());
+        let err = "0.000001".parse::<Decimal5>().unwrap_err().to_string();
+        assert!(err.contains("more than 5 digits"), "{err}");
+    }
+
+    #[test]
+    fn minor_units_by_currency_exponent() {
+        // cents, yen, Kuwaiti fils
+        assert_eq!(
+            Decimal::from_minor_units(1234, 2).unwrap().to_string(),
+            "12.34"
+        );
+        assert_eq!(
+            Decimal::from_minor_units(1234, 0).unwrap().to_string(),
+            "1234.00"
+        );
+        assert_eq!(
+            Decimal::from_minor_units(-1234, 3).unwrap().to_string(),
+            "-1.234"
+        );
+        assert_eq!(
+            Decimal::from_minor_units(1, 4).unwrap().to_string(),
+            "0.0001"
+        );
+        assert_eq!(Decimal::from_minor_units(1, 5), None);
+        let max = Decimal::from_minor_units(i64::MAX, 0).unwrap();
+        assert_eq!(max.scaled(), i64::MAX as i128 * 10_000);
     }
 
     #[test]

@@ -31,10 +31,22 @@ pub enum DataType {
     JournalEntry,
     CreditNote,
     Item,
+    Location,
+    Product,
+    Order,
+    CommercePayment,
+    Refund,
+    Payout,
+    Dispute,
+    BankAccount,
+    BankBalance,
+    BankFeedTransaction,
+    DirectDebit,
+    StandingOrder,
 }
 
 impl DataType {
-    pub const ALL: [DataType; 12] = [
+    pub const ALL: [DataType; 24] = [
         DataType::Company,
         DataType::Connection,
         DataType::Account,
@@ -47,6 +59,18 @@ impl DataType {
         DataType::JournalEntry,
         DataType::CreditNote,
         DataType::Item,
+        DataType::Location,
+        DataType::Product,
+        DataType::Order,
+        DataType::CommercePayment,
+        DataType::Refund,
+        DataType::Payout,
+        DataType::Dispute,
+        DataType::BankAccount,
+        DataType::BankBalance,
+        DataType::BankFeedTransaction,
+        DataType::DirectDebit,
+        DataType::StandingOrder,
     ];
 
     /// The plural snake-case name used in topics, URLs and the store.
@@ -64,6 +88,18 @@ impl DataType {
             DataType::JournalEntry => "journal_entries",
             DataType::CreditNote => "credit_notes",
             DataType::Item => "items",
+            DataType::Location => "locations",
+            DataType::Product => "products",
+            DataType::Order => "orders",
+            DataType::CommercePayment => "commerce_payments",
+            DataType::Refund => "refunds",
+            DataType::Payout => "payouts",
+            DataType::Dispute => "disputes",
+            DataType::BankAccount => "bank_accounts",
+            DataType::BankBalance => "bank_balances",
+            DataType::BankFeedTransaction => "bank_feed_transactions",
+            DataType::DirectDebit => "direct_debits",
+            DataType::StandingOrder => "standing_orders",
         }
     }
 
@@ -93,6 +129,18 @@ impl DataType {
             DataType::JournalEntry => include_str!("../avro/JournalEntryEvent.avsc"),
             DataType::CreditNote => include_str!("../avro/CreditNoteEvent.avsc"),
             DataType::Item => include_str!("../avro/ItemEvent.avsc"),
+            DataType::Location => include_str!("../avro/LocationEvent.avsc"),
+            DataType::Product => include_str!("../avro/ProductEvent.avsc"),
+            DataType::Order => include_str!("../avro/OrderEvent.avsc"),
+            DataType::CommercePayment => include_str!("../avro/CommercePaymentEvent.avsc"),
+            DataType::Refund => include_str!("../avro/RefundEvent.avsc"),
+            DataType::Payout => include_str!("../avro/PayoutEvent.avsc"),
+            DataType::Dispute => include_str!("../avro/DisputeEvent.avsc"),
+            DataType::BankAccount => include_str!("../avro/BankAccountEvent.avsc"),
+            DataType::BankBalance => include_str!("../avro/BankBalanceEvent.avsc"),
+            DataType::BankFeedTransaction => include_str!("../avro/BankFeedTransactionEvent.avsc"),
+            DataType::DirectDebit => include_str!("../avro/DirectDebitEvent.avsc"),
+            DataType::StandingOrder => include_str!("../avro/StandingOrderEvent.avsc"),
         }
     }
 
@@ -133,6 +181,18 @@ pub enum Record {
     JournalEntry(JournalEntry),
     CreditNote(CreditNote),
     Item(Item),
+    Location(Location),
+    Product(Product),
+    Order(Order),
+    CommercePayment(CommercePayment),
+    Refund(Refund),
+    Payout(Payout),
+    Dispute(Dispute),
+    BankAccount(BankAccount),
+    BankBalance(BankBalance),
+    BankFeedTransaction(BankFeedTransaction),
+    DirectDebit(DirectDebit),
+    StandingOrder(StandingOrder),
 }
 
 impl Record {
@@ -150,6 +210,18 @@ impl Record {
             Record::JournalEntry(_) => DataType::JournalEntry,
             Record::CreditNote(_) => DataType::CreditNote,
             Record::Item(_) => DataType::Item,
+            Record::Location(_) => DataType::Location,
+            Record::Product(_) => DataType::Product,
+            Record::Order(_) => DataType::Order,
+            Record::CommercePayment(_) => DataType::CommercePayment,
+            Record::Refund(_) => DataType::Refund,
+            Record::Payout(_) => DataType::Payout,
+            Record::Dispute(_) => DataType::Dispute,
+            Record::BankAccount(_) => DataType::BankAccount,
+            Record::BankBalance(_) => DataType::BankBalance,
+            Record::BankFeedTransaction(_) => DataType::BankFeedTransaction,
+            Record::DirectDebit(_) => DataType::DirectDebit,
+            Record::StandingOrder(_) => DataType::StandingOrder,
         }
     }
 
@@ -167,6 +239,18 @@ impl Record {
             Record::JournalEntry(r) => &r.id,
             Record::CreditNote(r) => &r.id,
             Record::Item(r) => &r.id,
+            Record::Location(r) => &r.id,
+            Record::Product(r) => &r.id,
+            Record::Order(r) => &r.id,
+            Record::CommercePayment(r) => &r.id,
+            Record::Refund(r) => &r.id,
+            Record::Payout(r) => &r.id,
+            Record::Dispute(r) => &r.id,
+            Record::BankAccount(r) => &r.id,
+            Record::BankBalance(r) => &r.id,
+            Record::BankFeedTransaction(r) => &r.id,
+            Record::DirectDebit(r) => &r.id,
+            Record::StandingOrder(r) => &r.id,
         }
     }
 
@@ -214,6 +298,62 @@ impl Record {
             .chain(c.lines.iter().map(|l| Some(l.description.as_str())))
             .collect(),
             Record::Item(i) => vec![Some(&i.code), i.name.as_deref(), i.description.as_deref()],
+            Record::Location(l) => vec![
+                Some(&l.name),
+                l.business_name.as_deref(),
+                l.address.as_deref(),
+            ],
+            Record::Product(p) => [Some(p.name.as_str()), p.description.as_deref()]
+                .into_iter()
+                .chain(
+                    p.variants
+                        .iter()
+                        .flat_map(|v| [v.name.as_deref(), v.sku.as_deref()]),
+                )
+                .collect(),
+            Record::Order(o) => [
+                o.reference.as_deref(),
+                o.customer_id.as_deref(),
+                Some(o.location_id.as_str()),
+            ]
+            .into_iter()
+            .chain(o.lines.iter().map(|l| l.name.as_deref()))
+            .collect(),
+            Record::CommercePayment(p) => vec![
+                p.reference.as_deref(),
+                p.order_id.as_deref(),
+                p.customer_id.as_deref(),
+            ],
+            Record::Refund(r) => vec![r.reason.as_deref(), r.payment_id.as_deref()],
+            Record::Payout(p) => vec![p.destination_id.as_deref(), p.location_id.as_deref()],
+            Record::Dispute(d) => vec![
+                d.reason.as_deref(),
+                d.payment_id.as_deref(),
+                d.card_brand.as_deref(),
+            ],
+            Record::BankAccount(a) => [a.name.as_deref()]
+                .into_iter()
+                .chain(
+                    a.identifiers
+                        .iter()
+                        .flat_map(|i| [Some(i.identification.as_str()), i.name.as_deref()]),
+                )
+                .collect(),
+            Record::BankBalance(b) => vec![Some(&b.account_id), Some(&b.balance_type)],
+            Record::BankFeedTransaction(t) => vec![
+                t.description.as_deref(),
+                t.reference.as_deref(),
+                t.merchant_name.as_deref(),
+                t.counterparty_name.as_deref(),
+            ],
+            Record::DirectDebit(d) => {
+                vec![Some(&d.mandate_reference), d.creditor_name.as_deref()]
+            }
+            Record::StandingOrder(o) => vec![
+                o.reference.as_deref(),
+                o.creditor_name.as_deref(),
+                o.creditor_account.as_deref(),
+            ],
         };
         words.into_iter().flatten().collect::<Vec<_>>().join(" ")
     }
@@ -330,6 +470,18 @@ impl Event {
             DataType::JournalEntry => read(value, Record::JournalEntry),
             DataType::CreditNote => read(value, Record::CreditNote),
             DataType::Item => read(value, Record::Item),
+            DataType::Location => read(value, Record::Location),
+            DataType::Product => read(value, Record::Product),
+            DataType::Order => read(value, Record::Order),
+            DataType::CommercePayment => read(value, Record::CommercePayment),
+            DataType::Refund => read(value, Record::Refund),
+            DataType::Payout => read(value, Record::Payout),
+            DataType::Dispute => read(value, Record::Dispute),
+            DataType::BankAccount => read(value, Record::BankAccount),
+            DataType::BankBalance => read(value, Record::BankBalance),
+            DataType::BankFeedTransaction => read(value, Record::BankFeedTransaction),
+            DataType::DirectDebit => read(value, Record::DirectDebit),
+            DataType::StandingOrder => read(value, Record::StandingOrder),
         }?;
         if event.data_type != data_type.as_str() {
             return Err(SchemaError::Mismatch(format!(

@@ -9,7 +9,7 @@
 //! - One topic per [`DataType`] (`tributary.v1.<data_type>`), keyed by company
 //!   id so each company's events stay in order.
 //! - Money and quantities are [`Decimal`] (Avro `decimal`, scale 4), never
-//!   floats. Instants are [`Timestamp`] (Avro `timestamp-millis`), dates are
+//!   floats; banking amounts are [`Decimal5`] (scale 5). Instants are [`Timestamp`] (Avro `timestamp-millis`), dates are
 //!   [`Date`] (Avro `date`).
 //! - [`event_id`] is deterministic: a replayed record version has the same id,
 //!   which is what lets every consumer be idempotent.
@@ -24,7 +24,7 @@ pub mod model;
 pub mod states;
 pub mod temporal;
 
-pub use decimal::{Decimal, DecimalError};
+pub use decimal::{Decimal, Decimal5, DecimalError, Fixed};
 pub use event::{
     DataType, Envelope, Event, ManifestEvent, Record, SyncRunEvent, TOPIC_PREFIX, add_digests,
     all_topics, dead_letter, dead_letter_topic, event_id, from_avro_datum, manifest_digest,

@@ -151,6 +151,186 @@ fn samples() -> Vec<Record> {
             is_tracked_as_inventory: false,
         }),
     ]
+    .into_iter()
+    .chain(commerce_and_banking())
+    .collect()
+}
+
+fn dec5(s: &str) -> Decimal5 {
+    s.parse().unwrap()
+}
+
+fn commerce_and_banking() -> Vec<Record> {
+    let at = Some(Timestamp(1_760_000_000_000));
+    vec![
+        Record::Location(Location {
+            id: "L1".into(),
+            name: "High Street".into(),
+            business_name: Some("Ridgeway Bakery".into()),
+            status: "ACTIVE".into(),
+            currency: Some("GBP".into()),
+            country: Some("GB".into()),
+            timezone: Some("Europe/London".into()),
+            address: Some("1 High Street, Bath, BA1 1AA".into()),
+            created_at: at,
+        }),
+        Record::Product(Product {
+            id: "P1".into(),
+            name: "Sourdough".into(),
+            description: None,
+            category_id: Some("CAT-1".into()),
+            variants: vec![ProductVariant {
+                id: "V1".into(),
+                name: Some("Large".into()),
+                sku: Some("SD-L".into()),
+                price: Some(dec("4.5")),
+                currency: Some("GBP".into()),
+            }],
+            archived: false,
+        }),
+        Record::Order(Order {
+            id: "O1".into(),
+            location_id: "L1".into(),
+            customer_id: Some("c-1".into()),
+            reference: None,
+            state: "COMPLETED".into(),
+            currency: "JPY".into(),
+            created_at: at,
+            closed_at: None,
+            lines: vec![OrderLine {
+                id: "u1".into(),
+                name: Some("Sourdough".into()),
+                variant_id: Some("V1".into()),
+                quantity: dec("1.5"),
+                unit_price: Some(dec("450")),
+                discount_amount: Decimal::ZERO,
+                tax_amount: dec("68"),
+                total: dec("743"),
+            }],
+            discount_total: Decimal::ZERO,
+            tax_total: dec("68"),
+            tip_total: Decimal::ZERO,
+            total: dec("743"),
+        }),
+        Record::CommercePayment(CommercePayment {
+            id: "PAY1".into(),
+            location_id: Some("L1".into()),
+            order_id: Some("O1".into()),
+            customer_id: None,
+            status: "COMPLETED".into(),
+            source_type: Some("CARD".into()),
+            currency: "KWD".into(),
+            amount: dec("1.234"),
+            tip_amount: dec("0.1"),
+            total: dec("1.334"),
+            fee_total: dec("0.04"),
+            refunded_amount: Decimal::ZERO,
+            created_at: at,
+            reference: Some("till 3".into()),
+        }),
+        Record::Refund(Refund {
+            id: "R1".into(),
+            payment_id: Some("PAY1".into()),
+            order_id: None,
+            location_id: None,
+            status: "COMPLETED".into(),
+            currency: "USD".into(),
+            amount: dec("1.00"),
+            fee_total: dec("-0.03"),
+            reason: Some("stale".into()),
+            created_at: None,
+        }),
+        Record::Payout(Payout {
+            id: "po_1".into(),
+            location_id: Some("L1".into()),
+            status: "PAID".into(),
+            currency: "USD".into(),
+            amount: dec("-12.34"),
+            arrival_date: Some(Date(20_100)),
+            destination_type: Some("BANK_ACCOUNT".into()),
+            destination_id: Some("ba_1".into()),
+            fees: vec![PayoutFee {
+                fee_type: Some("TRANSFER_FEE".into()),
+                amount: dec("0.25"),
+                currency: "USD".into(),
+                effective_at: at,
+            }],
+            fee_total: dec("0.25"),
+            created_at: at,
+        }),
+        Record::Dispute(Dispute {
+            id: "D1".into(),
+            payment_id: Some("PAY1".into()),
+            location_id: None,
+            state: "EVIDENCE_REQUIRED".into(),
+            reason: Some("NOT_AS_DESCRIBED".into()),
+            currency: "USD".into(),
+            amount: dec("5"),
+            card_brand: Some("VISA".into()),
+            due_at: at,
+            reported_at: None,
+        }),
+        Record::BankAccount(BankAccount {
+            id: "acc-1".into(),
+            name: Some("Business current".into()),
+            currency: "GBP".into(),
+            category: Some("Business".into()),
+            account_type: Some("CurrentAccount".into()),
+            status: "Enabled".into(),
+            identifiers: vec![AccountIdentifier {
+                scheme: "UK.OBIE.SortCodeAccountNumber".into(),
+                identification: "80200110203345".into(),
+                name: Some("Ridgeway Bakery".into()),
+            }],
+            opened_on: Some(Date(18_000)),
+        }),
+        Record::BankBalance(BankBalance {
+            id: "acc-1:InterimAvailable:2026-12-01".into(),
+            account_id: "acc-1".into(),
+            balance_type: "InterimAvailable".into(),
+            date: Date(20_788),
+            as_of: Timestamp(1_796_083_200_000),
+            amount: dec5("-1234.56789"),
+            currency: "GBP".into(),
+        }),
+        Record::BankFeedTransaction(BankFeedTransaction {
+            id: "tx-1".into(),
+            account_id: "acc-1".into(),
+            status: "pending".into(),
+            booked_at: Timestamp(1_796_083_200_000),
+            value_at: None,
+            amount: dec5("0.00001"),
+            currency: "GBP".into(),
+            description: Some("FX rounding".into()),
+            reference: None,
+            merchant_name: None,
+            counterparty_name: Some("Bank".into()),
+            balance_after: Some(dec5("99999999999999.99999")),
+        }),
+        Record::DirectDebit(DirectDebit {
+            id: "dd-1".into(),
+            account_id: "acc-1".into(),
+            mandate_reference: "Energy 123".into(),
+            creditor_name: Some("Power Co".into()),
+            status: Some("Active".into()),
+            last_paid_at: None,
+            last_amount: Some(dec5("-45.12")),
+            currency: Some("GBP".into()),
+        }),
+        Record::StandingOrder(StandingOrder {
+            id: "so-1".into(),
+            account_id: "acc-1".into(),
+            frequency: "IntrvlMnthDay:01:15".into(),
+            reference: Some("Rent".into()),
+            status: Some("Active".into()),
+            creditor_name: Some("Landlord".into()),
+            creditor_account: Some("08080021325698".into()),
+            next_payment_at: None,
+            next_amount: Some(dec5("-800")),
+            final_payment_at: None,
+            currency: Some("GBP".into()),
+        }),
+    ]
 }
 
 fn envelope(record: Option<Record>, data_type: DataType, deleted: bool) -> Event {
@@ -246,7 +426,7 @@ fn all_event_schemas_share_the_envelope() {
     }
     assert!(SyncRunEvent::schema().is_ok());
     assert!(ManifestEvent::schema().is_ok());
-    assert_eq!(all_topics().len(), 15);
+    assert_eq!(all_topics().len(), 27);
 }
 
 #[test]
@@ -320,4 +500,28 @@ fn manifest_digests_ignore_order_and_add_up() {
     assert_eq!(add_digests([first.as_str(), rest.as_str()]), Some(all));
     assert_eq!(manifest_digest([]), "0".repeat(32));
     assert_eq!(add_digests(["xyz"]), None);
+}
+
+#[test]
+fn banking_amounts_keep_five_decimal_places() {
+    let record = commerce_and_banking()
+        .into_iter()
+        .find(|r| r.data_type() == DataType::BankFeedTransaction)
+        .unwrap();
+    let schema = DataType::BankFeedTransaction.schema().unwrap();
+    let event = envelope(Some(record), DataType::BankFeedTransaction, false);
+    let value = from_avro_datum(&schema, &to_avro_datum(&schema, &event).unwrap()).unwrap();
+    let back = Event::from_avro(DataType::BankFeedTransaction, &value).unwrap();
+    let json = serde_json::to_value(&back).unwrap();
+    assert_eq!(json["record"]["amount"], "0.00001");
+    assert_eq!(json["record"]["balance_after"], "99999999999999.99999");
+    // The schema says scale 5: a reader using the schema alone gets the
+    // same number.
+    let text: serde_json::Value =
+        serde_json::from_str(DataType::BankFeedTransaction.schema_text()).unwrap();
+    let fields = text["fields"][9]["type"][1]["fields"].as_array().unwrap();
+    let amount = fields.iter().find(|f| f["name"] == "amount").unwrap();
+    assert_eq!(amount["type"]["scale"], 5);
+    // Commerce money keeps scale 4, like the accounting types.
+    assert!("0.00001".parse::<Decimal>().is_err());
 }
