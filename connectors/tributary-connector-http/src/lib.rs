@@ -11,6 +11,10 @@
 //!   broken server cannot exhaust memory.
 //! - [`parse_json_exact`] parses JSON keeping every number's exact digits
 //!   (as a string), because money must never pass through a float.
+//! - [`oauth`] keeps one connection's OAuth2 tokens: refreshed before they
+//!   expire, saved before they are used.
+
+pub mod oauth;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;

@@ -38,11 +38,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tokio::sync::Mutex;
 use tributary_connector_api::{
-    ConnectionInfo, Connector, ConnectorError, ConnectorFactory, CredentialVault, Credentials,
-    Cursor, Fault, MappedRecord, Page, PageRequest, RateLimits,
+    ConnectionInfo, Connector, ConnectorError, ConnectorFactory, CredentialVault, Cursor, Fault,
+    MappedRecord, Page, PageRequest, RateLimits,
 };
+use tributary_connector_http::oauth::{TokenKeeper, Tokens, error_chain, retry_after};
 use tributary_connector_http::{NetworkPolicy, check_url, parse_json_exact, read_body};
 use tributary_schemas::{DataType, Timestamp};
 
@@ -119,15 +119,6 @@ pub struct XeroSettings {
     /// granted exactly one, or given when the connection is added.
     #[serde(default)]
     pub tenant_id: Option<String>,
-}
-
-/// The tokens kept in the vault.
-#[derive(Clone, Serialize, Deserialize)]
-struct Tokens {
-    access_token: String,
-    refresh_token: String,
-    /// Milliseconds since the epoch.
-    expires_at: i64,
 }
 
 /// Builds Xero connectors; holds the app and one HTTP client for all.
@@ -236,9 +227,8 @@ impl ConnectorFactory for XeroFactory {
         Ok(Arc::new(XeroConnector {
             app: Arc::clone(&self.app),
             http: self.http.clone(),
-            vault,
+            tokens: TokenKeeper::new(NAME, vault, REFRESH_MARGIN_MS),
             tenant_id,
-            tokens: Mutex::new(TokenState::default()),
         }))
     }
 }
@@ -301,21 +291,6 @@ async fn pick_tenant(
                 many.join(", ")
             ),
         )),
-    }
-}
-
-impl Tokens {
-    fn to_credentials(&self) -> Credentials {
-        Credentials(serde_json::to_value(self).unwrap_or(Value::Null))
-    }
-
-    fn from_credentials(c: &Credentials) -> Result<Tokens, ConnectorError> {
-        serde_json::from_value(c.0.clone()).map_err(|e| {
-            err(
-                Fault::User,
-                format!("stored Xero credentials are unreadable ({e}): authorize again"),
-            )
-        })
     }
 }
 
@@ -391,33 +366,12 @@ async fn token_request(
     })
 }
 
-/// `Retry-After` in seconds, as Xero sends it.
-fn retry_after(response: &reqwest::Response) -> Option<Duration> {
-    response
-        .headers()
-        .get("retry-after")?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .map(Duration::from_secs)
-}
-
-#[derive(Default)]
-struct TokenState {
-    current: Option<Tokens>,
-    /// Tokens Xero gave that are not yet in the vault: never used until saved.
-    unsaved: bool,
-}
-
 /// One Xero organisation, ready to fetch.
 pub struct XeroConnector {
     app: Arc<XeroApp>,
     http: reqwest::Client,
-    vault: Arc<dyn CredentialVault>,
     tenant_id: String,
-    tokens: Mutex<TokenState>,
+    tokens: TokenKeeper,
 }
 
 /// Where one data type comes from.
@@ -467,7 +421,10 @@ fn endpoint(data_type: DataType) -> Result<Endpoint, ConnectorError> {
         DataType::BankTransaction => e("BankTransactions", "BankTransactions", true, None, DOCS),
         DataType::JournalEntry => e("ManualJournals", "ManualJournals", true, None, &[]),
         other => {
-            return Err(err(Fault::Internal, format!("Xero has no {other} to fetch")));
+            return Err(err(
+                Fault::Internal,
+                format!("Xero has no {other} to fetch"),
+            ));
         }
     })
 }
@@ -488,50 +445,24 @@ impl XeroConnector {
     /// A valid access token: loaded from the vault, refreshed (and saved)
     /// when it is about to expire.
     async fn access_token(&self) -> Result<String, ConnectorError> {
-        let mut state = self.tokens.lock().await;
-        if state.current.is_none() {
-            let Some(stored) = self.vault.load().await? else {
-                return Err(err(
-                    Fault::User,
-                    "the connection has no Xero tokens: authorize it first",
-                ));
-            };
-            state.current = Some(Tokens::from_credentials(&stored)?);
-        }
-        let Some(tokens) = state.current.clone() else {
-            return Err(err(Fault::Internal, "token state lost"));
-        };
-        if state.unsaved {
-            self.vault.save(&tokens.to_credentials()).await?;
-            state.unsaved = false;
-        }
-        if tokens.expires_at - REFRESH_MARGIN_MS > Timestamp::now().millis() {
-            return Ok(tokens.access_token);
-        }
-        let fresh = token_request(
-            &self.http,
-            &self.app,
-            &[
-                ("grant_type", "refresh_token"),
-                ("refresh_token", &tokens.refresh_token),
-            ],
-        )
-        .await?;
-        tracing::info!(tenant = %self.tenant_id, "refreshed the Xero access token");
-        // Xero has already retired the old refresh token: keep the new one
-        // in memory even if the save fails, and use it only once saved.
-        state.current = Some(fresh.clone());
-        state.unsaved = true;
-        self.vault.save(&fresh.to_credentials()).await?;
-        state.unsaved = false;
-        Ok(fresh.access_token)
+        self.tokens
+            .access_token(|tokens| async move {
+                token_request(
+                    &self.http,
+                    &self.app,
+                    &[
+                        ("grant_type", "refresh_token"),
+                        ("refresh_token", &tokens.refresh_token),
+                    ],
+                )
+                .await
+            })
+            .await
     }
 
     /// Forgets that the access token is valid (Xero answered 401).
     async fn expire_access_token(&self) {
-        if let Some(t) = self.tokens.lock().await.current.as_mut() {
-            t.expires_at = 0;
-        }
+        self.tokens.expire().await;
     }
 }
 
@@ -847,16 +778,4 @@ impl XeroConnector {
 
 fn encode(cursor: &XeroCursor) -> String {
     serde_json::to_string(cursor).unwrap_or_default()
-}
-
-/// An error with its causes (a timeout, a refused address...).
-fn error_chain(e: &reqwest::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
