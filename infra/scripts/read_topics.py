@@ -29,9 +29,11 @@ def main():
     parser.add_argument("--bootstrap", required=True)
     parser.add_argument("--registry", required=True)
     parser.add_argument("--timeout", type=float, default=60.0)
+    parser.add_argument("--data-types", help="comma-separated data types to read instead of the accounting ones")
     args = parser.parse_args()
 
-    topics = [f"tributary.v1.{t}" for t in DATA_TYPES] + ["tributary.v1.sync_runs", "tributary.v1.manifests"]
+    data_types = args.data_types.split(",") if args.data_types else DATA_TYPES
+    topics = [f"tributary.v1.{t}" for t in data_types] + ["tributary.v1.sync_runs", "tributary.v1.manifests"]
     registry = SchemaRegistryClient({"url": args.registry})
     deserializer = AvroDeserializer(registry)
     consumer = Consumer({
@@ -101,6 +103,8 @@ def check(topic, value):
     if value["data_type"] == "invoices" and record is not None:
         assert isinstance(record["total"], decimal.Decimal), type(record["total"])
         assert record["subtotal"] + record["tax_total"] == record["total"], record
+    if value["data_type"] in ("commerce_payments", "refunds", "disputes") and record is not None:
+        assert isinstance(record["amount"], decimal.Decimal), type(record["amount"])
 
 
 if __name__ == "__main__":

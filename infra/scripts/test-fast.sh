@@ -14,3 +14,5 @@ cargo test --locked "$@" \
   -p tributary-config
 # The Xero connector without its Prism test (tests/prism.rs).
 cargo test --locked "$@" -p tributary-connector-xero --lib --test xero
+# The Square connector without its Prism test (tests/prism.rs).
+cargo test --locked "$@" -p tributary-connector-square --lib

@@ -97,8 +97,42 @@ pub struct Config {
     pub projector: ProjectorConfig,
     pub roles: RolesConfig,
     pub xero: XeroConfig,
+    /// Settings of connectors that define their own (`[connectors.<name>]`,
+    /// `TRIBUTARY__CONNECTORS__<NAME>__<KEY>`): each connector's crate reads
+    /// its table and names its keys; the binary refuses a table no
+    /// connector claims. Printed with secret-looking values redacted.
+    #[serde(serialize_with = "redacted_tables")]
+    pub connectors: std::collections::BTreeMap<String, toml::Table>,
     pub security: SecurityConfig,
     pub log: String,
+}
+
+/// Connector tables with every value whose key names a secret redacted.
+fn redacted_tables<S: serde::Serializer>(
+    tables: &std::collections::BTreeMap<String, toml::Table>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    let redacted: std::collections::BTreeMap<&String, toml::Table> = tables
+        .iter()
+        .map(|(name, table)| {
+            let table = table
+                .iter()
+                .map(|(k, v)| {
+                    let secret = ["secret", "password", "token", "key"]
+                        .iter()
+                        .any(|word| k.to_ascii_lowercase().contains(word));
+                    let v = if secret {
+                        toml::Value::String("[redacted]".into())
+                    } else {
+                        v.clone()
+                    };
+                    (k.clone(), v)
+                })
+                .collect();
+            (name, table)
+        })
+        .collect();
+    redacted.serialize(s)
 }
 
 impl Default for Config {
@@ -116,6 +150,7 @@ impl Default for Config {
             projector: ProjectorConfig::default(),
             roles: RolesConfig::default(),
             xero: XeroConfig::default(),
+            connectors: Default::default(),
             security: SecurityConfig::default(),
             log: "info".into(),
         }

@@ -7,6 +7,7 @@
 
 pub mod prism;
 pub mod schema_versions;
+pub mod vault;
 pub mod xero_identity;
 
 use std::path::{Path, PathBuf};

@@ -1,8 +1,10 @@
 //! Prism (`@stoplight/prism-cli`, installed by `npm ci` in `infra/xero-mock`)
-//! serving Xero's own Accounting API spec as a mock server.
+//! serving a source's own API spec as a mock server: Xero's Accounting API,
+//! or Square's Connect API (made servable by [`servable_square_spec`]).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// The workspace root.
@@ -39,10 +41,66 @@ pub fn prism_binary() -> PathBuf {
     path
 }
 
+/// Square's Connect API spec as published, kept with the connector.
+pub fn square_spec() -> PathBuf {
+    workspace_root().join("connectors/tributary-connector-square/spec/square_api.json")
+}
+
+/// A copy of Square's spec Prism can serve, written once per process: the
+/// published file's references to an external `common.json` (which cannot
+/// be downloaded here) become the plain types they name, and the schema
+/// `CatalogModifierToggleOverrideType` it refers to but never defines
+/// becomes a string. The published file is not changed.
+pub fn servable_square_spec() -> PathBuf {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        let text = std::fs::read_to_string(square_spec()).expect("Square's spec is readable");
+        let mut spec: serde_json::Value =
+            serde_json::from_str(&text).expect("Square's spec is JSON");
+        resolve_square_commons(&mut spec);
+        spec["components"]["schemas"]["CatalogModifierToggleOverrideType"] =
+            serde_json::json!({ "type": "string" });
+        let path = std::env::temp_dir().join(format!(
+            "tributary-square-servable-{}.json",
+            std::process::id()
+        ));
+        std::fs::write(&path, spec.to_string()).expect("cannot write the servable Square spec");
+        path
+    })
+    .clone()
+}
+
+/// Replaces every `{"$ref": ".../common.json#squareup.common.<Type>"}`.
+fn resolve_square_commons(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(fields) => {
+            let common = fields
+                .get("$ref")
+                .and_then(|r| r.as_str())
+                .and_then(|r| r.split_once("common.json#squareup.common."))
+                .map(|(_, kind)| kind.to_string());
+            if let Some(kind) = common {
+                let plain = match kind.as_str() {
+                    "Number" => "number",
+                    "Boolean" => "boolean",
+                    // String, PhoneNumber
+                    _ => "string",
+                };
+                fields.remove("$ref");
+                fields.insert("type".into(), plain.into());
+            }
+            fields.values_mut().for_each(resolve_square_commons);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(resolve_square_commons),
+        _ => {}
+    }
+}
+
 /// A Prism mock server, killed on drop.
 pub struct Prism {
     child: Child,
-    /// The mock API's base URL, standing for `https://api.xero.com/api.xro/2.0`.
+    /// The mock API's base URL, standing for the source's
+    /// (`https://api.xero.com/api.xro/2.0`, `https://connect.squareup.com`).
     pub url: String,
 }
 
@@ -50,15 +108,17 @@ impl Prism {
     /// Starts Prism on a free port with Xero's spec, answering the spec's
     /// examples, and waits until it answers.
     pub fn start() -> Prism {
-        Prism::launch(false)
+        Prism::serve(&xero_spec(), false)
     }
 
     /// The same in dynamic mode (`-d`): random answers valid by the schema.
     pub fn start_dynamic() -> Prism {
-        Prism::launch(true)
+        Prism::serve(&xero_spec(), true)
     }
 
-    fn launch(dynamic: bool) -> Prism {
+    /// Starts Prism on a free port serving `spec`: its examples, or random
+    /// schema-valid answers when `dynamic`.
+    pub fn serve(spec: &Path, dynamic: bool) -> Prism {
         let port = crate::free_port();
         let mut command = Command::new(prism_binary());
         command.args(["mock", "--host", "127.0.0.1", "--port", &port.to_string()]);
@@ -66,7 +126,7 @@ impl Prism {
             command.arg("-d");
         }
         let child = command
-            .arg(xero_spec())
+            .arg(spec)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -75,9 +135,12 @@ impl Prism {
             child,
             url: format!("http://127.0.0.1:{port}"),
         };
-        let deadline = Instant::now() + Duration::from_secs(90);
+        let deadline = Instant::now() + Duration::from_secs(180);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "Prism did not start within 90 s");
+            assert!(
+                Instant::now() < deadline,
+                "Prism did not start within 180 s"
+            );
             std::thread::sleep(Duration::from_millis(200));
         }
         prism
