@@ -818,4 +818,39 @@ mod tests {
             "{printed}"
         );
     }
+
+    #[test]
+    fn connector_tables_come_from_file_and_environment_and_print_redacted() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("t.toml");
+        std::fs::write(
+            &file,
+            "[connectors.square]\nbase_url = \"https://connect.squareupsandbox.com\"\n",
+        )
+        .unwrap();
+        let config = Config::load_from(
+            Some(&file),
+            env(&[
+                ("TRIBUTARY__CONNECTORS__SQUARE__CLIENT_ID", "sq0idp-1"),
+                (
+                    "TRIBUTARY__CONNECTORS__SQUARE__CLIENT_SECRET",
+                    "sq0csp-SECRET",
+                ),
+            ]),
+        )
+        .unwrap();
+        let square = &config.connectors["square"];
+        assert_eq!(square["client_id"].as_str(), Some("sq0idp-1"));
+        assert_eq!(square["client_secret"].as_str(), Some("sq0csp-SECRET"));
+        assert_eq!(
+            square["base_url"].as_str(),
+            Some("https://connect.squareupsandbox.com")
+        );
+        let printed = config.to_toml();
+        assert!(!printed.contains("sq0csp-SECRET"), "{printed}");
+        assert!(
+            printed.contains("sq0idp-1") && printed.contains("[redacted]"),
+            "{printed}"
+        );
+    }
 }
