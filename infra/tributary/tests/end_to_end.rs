@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
 use tributary_connector_sandbox::{DATA_TYPES, Generator, SandboxSettings};
 use tributary_schemas::{DataType, Record, Timestamp};
 
@@ -322,28 +321,7 @@ async fn end_to_end(store_url: Option<&str>, check_standard_clients: bool) {
     // A standard Kafka client with a standard registry client decodes every
     // event, those written with the older and newer schema included.
     if check_standard_clients {
-        let python = std::env::var_os("TRIBUTARY_PYTHON").expect(
-            "set TRIBUTARY_PYTHON to a python with confluent-kafka[avro,schemaregistry] (infra/scripts/test.sh does)",
-        );
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/read_topics.py");
-        let output = Command::new(python)
-            .arg(script)
-            .args([
-                "--bootstrap",
-                &setup.bootstrap,
-                "--registry",
-                &setup.registry,
-            ])
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        assert!(
-            output.status.success(),
-            "read_topics.py failed:\n{stdout}\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let report: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
-        assert_eq!(report["errors"], 0, "{report}");
+        let report = read_topics(&setup.bootstrap, &setup.registry, None);
         for data_type in DATA_TYPES {
             assert!(
                 report["decoded"][data_type.topic()].as_i64().unwrap() > 0,

@@ -10,7 +10,6 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -22,22 +21,6 @@ use tributary_testkit::prism::{Prism, servable_square_spec};
 const CLIENT_SECRET: &str = "sq0csp-client-SECRET-0001";
 const CREDENTIALS_KEY: &str = "0a1c2b3a4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f8";
 const ORDER: &str = "CAISENgvlJ6jLWAzERDzjyHVybY";
-
-fn run(config: &Path, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_tributary"))
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "tributary {args:?} failed: {text}");
-    text
-}
 
 fn state_of(url: &str) -> String {
     url.split(['?', '&'])
@@ -293,30 +276,11 @@ async fn square_from_prism_to_the_api_through_cli_and_api_connections() {
     }
 
     // A standard Kafka client decodes every event of the new topics.
-    let python = std::env::var_os("TRIBUTARY_PYTHON").expect(
-        "set TRIBUTARY_PYTHON to a python with confluent-kafka[avro,schemaregistry] (infra/scripts/test.sh does)",
+    let report = read_topics(
+        &format!("127.0.0.1:{broker}"),
+        &format!("http://127.0.0.1:{registry}"),
+        Some("locations,customers,products,orders,commerce_payments,refunds,disputes"),
     );
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/read_topics.py");
-    let output = Command::new(python)
-        .arg(script)
-        .args([
-            "--bootstrap",
-            &format!("127.0.0.1:{broker}"),
-            "--registry",
-            &format!("http://127.0.0.1:{registry}"),
-            "--data-types",
-            "locations,customers,products,orders,commerce_payments,refunds,disputes",
-        ])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "read_topics.py failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let report: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
-    assert_eq!(report["errors"], 0, "{report}");
     for topic in [
         "locations",
         "orders",
@@ -340,31 +304,4 @@ async fn square_from_prism_to_the_api_through_cli_and_api_connections() {
     );
     let up_log = std::fs::read_to_string(dir.path().join("up.log")).unwrap();
     assert!(!up_log.contains(CLIENT_SECRET), "the client secret leaked");
-}
-
-/// Waits until `company` has `expected` live records of each data type in
-/// both the store and the index.
-async fn wait_for_types(api: &str, company: &str, expected: &[(&str, i64)], logs_dir: &Path) {
-    let started = Instant::now();
-    loop {
-        let status = get(&format!("{api}/v1/companies/{company}/status")).await;
-        let count = |t: &str| {
-            status.as_ref().and_then(|s| {
-                s["data_types"]
-                    .as_array()?
-                    .iter()
-                    .find(|e| e["data_type"] == t)
-                    .and_then(|e| Some((e["records"].as_i64()?, e["indexed"].as_i64()?)))
-            })
-        };
-        if expected.iter().all(|(t, n)| count(t) == Some((*n, *n))) {
-            return;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "not all Square data of {company} arrived (want {expected:?}): {status:?}\n{}",
-            logs(logs_dir)
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
 }

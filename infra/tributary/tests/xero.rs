@@ -19,22 +19,6 @@ const TENANT: &str = "b2c885a9-4bb9-4a00-9b6e-6c2bf60b1a2b";
 const OTHER_KEY: &str = "key-for-another-company-SECRET";
 const CREDENTIALS_KEY: &str = "9f1c2b3a4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f8";
 
-fn run(config: &std::path::Path, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_tributary"))
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "tributary {args:?} failed: {text}");
-    text
-}
-
 async fn get_with(url: &str, key: &str) -> (u16, Value) {
     let resp = reqwest::Client::new()
         .get(url)
@@ -158,28 +142,7 @@ async fn xero_from_prism_to_the_api_with_no_secret_in_any_log() {
         ("bank_transactions", 3),
         ("journal_entries", 3),
     ];
-    let started = Instant::now();
-    loop {
-        let status = get(&format!("{api}/v1/companies/{company}/status")).await;
-        let count = |t: &str| {
-            status.as_ref().and_then(|s| {
-                s["data_types"]
-                    .as_array()?
-                    .iter()
-                    .find(|e| e["data_type"] == t)
-                    .and_then(|e| Some((e["records"].as_i64()?, e["indexed"].as_i64()?)))
-            })
-        };
-        if expected.iter().all(|(t, n)| count(t) == Some((*n, *n))) {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "not all Xero data arrived: {status:?}\n{}",
-            logs(dir.path())
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    wait_for_types(&api, company, &expected, dir.path()).await;
 
     let prism_invoices: Value = reqwest::Client::new()
         .get(format!("{}/Invoices", prism.url))

@@ -502,3 +502,80 @@ pub(crate) async fn dead_lettered(api: &str, stage: &str) -> f64 {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
+
+/// Runs `tributary --config <config> <args>`, which must succeed: its
+/// output and errors together.
+pub(crate) fn run(config: &Path, args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tributary"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "tributary {args:?} failed: {text}");
+    text
+}
+
+/// Waits until `company` has `expected` live records of each data type in
+/// both the store and the index (the status's `records` and `indexed`).
+pub(crate) async fn wait_for_types(
+    api: &str,
+    company: &str,
+    expected: &[(&str, i64)],
+    logs_dir: &Path,
+) {
+    let started = Instant::now();
+    loop {
+        let status = get(&format!("{api}/v1/companies/{company}/status")).await;
+        let count = |t: &str| {
+            status.as_ref().and_then(|s| {
+                s["data_types"]
+                    .as_array()?
+                    .iter()
+                    .find(|e| e["data_type"] == t)
+                    .and_then(|e| Some((e["records"].as_i64()?, e["indexed"].as_i64()?)))
+            })
+        };
+        if expected.iter().all(|(t, n)| count(t) == Some((*n, *n))) {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "not all data of {company} arrived (want {expected:?}): {status:?}\n{}",
+            logs(logs_dir)
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Reads the topics with standard clients (`infra/scripts/read_topics.py`
+/// under `TRIBUTARY_PYTHON`): its report, after checking it ran clean.
+/// `data_types` replaces the script's accounting types when given.
+pub(crate) fn read_topics(bootstrap: &str, registry: &str, data_types: Option<&str>) -> Value {
+    let python = std::env::var_os("TRIBUTARY_PYTHON").expect(
+        "set TRIBUTARY_PYTHON to a python with confluent-kafka[avro,schemaregistry] (infra/scripts/test.sh does)",
+    );
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/read_topics.py");
+    let mut command = std::process::Command::new(python);
+    command
+        .arg(script)
+        .args(["--bootstrap", bootstrap, "--registry", registry]);
+    if let Some(types) = data_types {
+        command.args(["--data-types", types]);
+    }
+    let output = command.output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "read_topics.py failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(report["errors"], 0, "{report}");
+    report
+}
