@@ -230,13 +230,16 @@ pub trait ConnectorFactory: Send + Sync {
     }
 
     /// The page to send a person to, to grant access; `state` comes back
-    /// with the redirect.
-    fn authorization_url(
+    /// with the redirect. A source that needs something set up first (an
+    /// Open Banking consent) does it here, keeping what the completion
+    /// needs (a PKCE verifier) in `vault`.
+    async fn authorization_url(
         &self,
         connection: &ConnectionInfo,
         state: &str,
+        vault: Arc<dyn CredentialVault>,
     ) -> Result<String, ConnectorError> {
-        let _ = state;
+        let _ = (state, vault);
         Err(no_authorization(self.name(), connection))
     }
 

@@ -195,10 +195,11 @@ impl ConnectorFactory for SquareFactory {
         true
     }
 
-    fn authorization_url(
+    async fn authorization_url(
         &self,
         _connection: &ConnectionInfo,
         state: &str,
+        _vault: Arc<dyn CredentialVault>,
     ) -> Result<String, ConnectorError> {
         let mut url = reqwest::Url::parse(&self.app.url("/oauth2/authorize"))
             .map_err(|e| err(Fault::User, format!("square.base_url: {e}")))?;

@@ -317,15 +317,16 @@ async fn authorization_and_refresh_through_the_token_endpoint() {
         .await
         .unwrap();
     let factory = SquareFactory::new(app(&url)).unwrap();
+    let vault = Arc::new(MemoryVault::default());
     let link = factory
-        .authorization_url(&connection(None), "state-123")
+        .authorization_url(&connection(None), "state-123", vault.clone())
+        .await
         .unwrap();
     assert!(
         link.starts_with(&format!("{url}/oauth2/authorize?")),
         "{link}"
     );
     assert!(link.contains("state=state-123") && link.contains("PAYMENTS_READ"));
-    let vault = Arc::new(MemoryVault::default());
     let settings = factory
         .complete_authorization(&connection(None), "sq0cgp-code", vault.clone())
         .await

@@ -171,10 +171,11 @@ impl ConnectorFactory for XeroFactory {
         true
     }
 
-    fn authorization_url(
+    async fn authorization_url(
         &self,
         _connection: &ConnectionInfo,
         state: &str,
+        _vault: Arc<dyn CredentialVault>,
     ) -> Result<String, ConnectorError> {
         let mut url = reqwest::Url::parse(&self.app.authorize_url)
             .map_err(|e| err(Fault::User, format!("xero.authorize_url: {e}")))?;

@@ -508,7 +508,12 @@ async fn authorization_code_flow_picks_the_granted_tenant() {
     let xero = fake_xero(0).await;
     let url = xero
         .factory
-        .authorization_url(&connection(None), "state-123")
+        .authorization_url(
+            &connection(None),
+            "state-123",
+            std::sync::Arc::new(MemoryVault::default()),
+        )
+        .await
         .unwrap();
     assert!(
         url.starts_with(&format!(

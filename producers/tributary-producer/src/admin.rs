@@ -251,7 +251,8 @@ impl ConnectionAdmin for Admin {
                 .map_err(failed)?;
             Some(
                 factory
-                    .authorization_url(&info, &state)
+                    .authorization_url(&info, &state, self.vault(&connection_id))
+                    .await
                     .map_err(user_or_failed)?,
             )
         } else {
