@@ -347,7 +347,7 @@ impl Record {
                 t.counterparty_name.as_deref(),
             ],
             Record::DirectDebit(d) => {
-                vec![Some(&d.mandate_reference), d.creditor_name.as_deref()]
+                vec![d.mandate_reference.as_deref(), d.creditor_name.as_deref()]
             }
             Record::StandingOrder(o) => vec![
                 o.reference.as_deref(),

@@ -396,7 +396,7 @@ pub struct BankFeedTransaction {
 pub struct DirectDebit {
     pub id: String,
     pub account_id: String,
-    pub mandate_reference: String,
+    pub mandate_reference: Option<String>,
     pub creditor_name: Option<String>,
     pub status: Option<String>,
     pub last_paid_at: Option<Timestamp>,

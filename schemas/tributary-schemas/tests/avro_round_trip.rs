@@ -310,7 +310,7 @@ fn commerce_and_banking() -> Vec<Record> {
         Record::DirectDebit(DirectDebit {
             id: "dd-1".into(),
             account_id: "acc-1".into(),
-            mandate_reference: "Energy 123".into(),
+            mandate_reference: Some("Energy 123".into()),
             creditor_name: Some("Power Co".into()),
             status: Some("Active".into()),
             last_paid_at: None,
