@@ -16,3 +16,5 @@ cargo test --locked "$@" \
 cargo test --locked "$@" -p tributary-connector-xero --lib --test xero
 # The Square connector without its Prism test (tests/prism.rs).
 cargo test --locked "$@" -p tributary-connector-square --lib
+# The Open Banking connector against its in-process fake bank (not tests/prism.rs).
+cargo test --locked "$@" -p tributary-connector-open-banking --lib --test open_banking

@@ -84,7 +84,7 @@ pub fn map_record(data_type: DataType, raw: &Value) -> Result<MappedRecord, MapE
                     Some(n) => Some(n),
                     None => r.opt_string("Description")?,
                 },
-                currency: r.str("Currency")?.to_string(),
+                currency: r.currency("Currency")?,
                 category: r.opt_string("AccountCategory")?,
                 account_type: r.opt_string("AccountTypeCode")?,
                 status: r.opt_string("Status")?.unwrap_or_default(),
@@ -396,11 +396,16 @@ impl<'a> Fields<'a> {
         let amount: Decimal5 = text
             .parse()
             .map_err(|e: tributary_schemas::DecimalError| money.bad("Amount", &e.to_string()))?;
-        let currency = money.str("Currency")?;
+        Ok((amount, money.currency("Currency")?))
+    }
+
+    /// An ISO 4217 code (three capitals).
+    fn currency(&self, field: &str) -> Result<String, MapError> {
+        let currency = self.str(field)?;
         if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_uppercase()) {
-            return Err(money.bad("Currency", &format!("{currency:?} is not a currency")));
+            return Err(self.bad(field, &format!("{currency:?} is not a currency")));
         }
-        Ok((amount, currency.to_string()))
+        Ok(currency.to_string())
     }
 
     /// An amount signed by its credit/debit indicator: credit positive.

@@ -27,6 +27,9 @@ pub const KID: &str = "tributary-test-kid";
 
 #[derive(Default)]
 struct Bank {
+    /// The authorization server's own address: the request object's audience.
+    issuer: String,
+    /// What `{base}` in fixtures becomes.
     base: String,
     fixtures: PathBuf,
     public_key: Vec<u8>,
@@ -64,6 +67,7 @@ impl FakeBank {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let state = Arc::new(Mutex::new(Bank {
+            issuer: url.clone(),
             base: url.clone(),
             fixtures,
             public_key: pair.public_key().as_ref().to_vec(),
@@ -76,6 +80,7 @@ impl FakeBank {
             .route("/account-access-consents/{id}", get(consent))
             .route("/accounts", get(accounts))
             .route("/accounts/{id}/{kind}", get(account_data))
+            .layer(axum::middleware::from_fn(echo_interaction_id))
             .with_state(Arc::clone(&state));
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -122,6 +127,12 @@ impl FakeBank {
         Ok((param("code"), param("state")))
     }
 
+    /// The address `{base}` in fixtures stands for (the bank's own, or a
+    /// proxy's in front of it).
+    pub fn set_base(&self, url: &str) {
+        self.state.lock().unwrap().base = url.to_string();
+    }
+
     /// Sets a consent's status at the bank (`EXPD`, `CANC`...).
     pub fn set_consent(&self, id: &str, status: &str) {
         self.state
@@ -144,6 +155,24 @@ impl FakeBank {
     pub fn interactions(&self) -> Vec<String> {
         self.state.lock().unwrap().interactions.clone()
     }
+}
+
+/// Every answer carries the request's `x-fapi-interaction-id` back, as the
+/// standard requires (or a new one).
+async fn echo_interaction_id(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let id = request
+        .headers()
+        .get("x-fapi-interaction-id")
+        .cloned()
+        .unwrap_or_else(|| {
+            axum::http::HeaderValue::from_static("fe1d0c1e-0000-4000-8000-000000000000")
+        });
+    let mut response = next.run(request).await;
+    response.headers_mut().insert("x-fapi-interaction-id", id);
+    response
 }
 
 fn refuse(status: StatusCode, error: &str) -> Response {
@@ -295,7 +324,10 @@ async fn authorize(
         .unwrap_or_default()
         .to_string();
     let checks = [
-        (claims["aud"] == bank.base.as_str(), "aud is not the issuer"),
+        (
+            claims["aud"] == bank.issuer.as_str(),
+            "aud is not the issuer",
+        ),
         (
             claims["iss"] == CLIENT_ID && claims["client_id"] == CLIENT_ID,
             "wrong client",
@@ -382,7 +414,7 @@ async fn create_consent(
                 "ExpirationDateTime": body["Data"]["ExpirationDateTime"],
             },
             "Risk": {},
-            "Links": { "Self": format!("{}/account-access-consents/{id}", bank.base) },
+            "Links": { "Self": format!("{}/account-access-consents/{id}", bank.issuer) },
             "Meta": {}
         })),
     )
@@ -409,8 +441,15 @@ async fn consent(
             "no such consent",
         ),
         Some(status) => Json(json!({
-            "Data": { "ConsentId": id, "Status": status },
-            "Risk": {}
+            "Data": {
+                "ConsentId": id, "Status": status,
+                "CreationDateTime": "2026-12-01T00:00:00+00:00",
+                "StatusUpdateDateTime": "2026-12-01T00:00:00+00:00",
+                "Permissions": ["ReadAccountsDetail"],
+            },
+            "Risk": {},
+            "Links": { "Self": format!("{}/account-access-consents/{id}", bank.issuer) },
+            "Meta": {}
         }))
         .into_response(),
     }

@@ -125,10 +125,42 @@ impl Prism {
         if dynamic {
             command.arg("-d");
         }
-        let child = command
+        command.arg(spec);
+        Prism::launch(command, port)
+    }
+
+    /// Starts Prism as a validating proxy in front of `upstream`: every
+    /// request and answer is checked against `spec`, and one that breaks
+    /// it is answered with an error instead (`--errors`).
+    pub fn proxy(spec: &Path, upstream: &str) -> Prism {
+        let port = crate::free_port();
+        let mut command = Command::new(prism_binary());
+        command
+            .args([
+                "proxy",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--errors",
+            ])
             .arg(spec)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .arg(upstream);
+        Prism::launch(command, port)
+    }
+
+    fn launch(mut command: Command, port: u16) -> Prism {
+        // `TRIBUTARY_PRISM_LOG=1` shows what Prism says (its validation).
+        let output = || {
+            if std::env::var_os("TRIBUTARY_PRISM_LOG").is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            }
+        };
+        let child = command
+            .stdout(output())
+            .stderr(output())
             .spawn()
             .expect("cannot start Prism");
         let prism = Prism {

@@ -40,6 +40,12 @@ pub(crate) fn connectors(config: &Config) -> anyhow::Result<ConnectorRegistry> {
             tables.take("square").as_ref(),
             network,
         )?),
+        Box::new(
+            tributary_connector_open_banking::OpenBankingFactory::from_config(
+                tables.take("open_banking").as_ref(),
+                network,
+            )?,
+        ),
     ]);
     tables.none_left(&registry)?;
     Ok(registry)
