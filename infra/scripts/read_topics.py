@@ -105,6 +105,10 @@ def check(topic, value):
         assert record["subtotal"] + record["tax_total"] == record["total"], record
     if value["data_type"] in ("commerce_payments", "refunds", "disputes") and record is not None:
         assert isinstance(record["amount"], decimal.Decimal), type(record["amount"])
+    if value["data_type"] in ("bank_balances", "bank_feed_transactions") and record is not None:
+        # Scale 5: five decimal places survive the standard client.
+        assert isinstance(record["amount"], decimal.Decimal), type(record["amount"])
+        assert record["amount"].as_tuple().exponent == -5, record["amount"]
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@
 pub mod jws;
 pub mod map;
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -65,8 +66,6 @@ pub const PERMISSIONS: [&str; 7] = [
 
 /// Refresh an access token this long before it expires.
 const REFRESH_MARGIN_MS: i64 = 60_000;
-/// How often `authenticate` asks the bank whether the consent still holds.
-const CONSENT_CHECK_EVERY: Duration = Duration::from_secs(3600);
 
 /// Tributary's app as registered with the banks: the
 /// `[connectors.open_banking]` table of the configuration.
@@ -92,6 +91,9 @@ pub struct OpenBankingApp {
     /// How far back each incremental transaction fetch starts before the
     /// newest booking already seen.
     pub transaction_overlap_days: u32,
+    /// How often a connection asks its bank whether its consent still
+    /// holds (a revoked one makes it `deauthorized`).
+    pub consent_check_secs: u64,
     pub timeout_secs: u64,
     pub max_response_bytes: usize,
     /// Calls to one bank for one connection at once.
@@ -112,6 +114,7 @@ impl Default for OpenBankingApp {
             signing_kid: String::new(),
             consent_days: 90,
             transaction_overlap_days: 7,
+            consent_check_secs: 3600,
             timeout_secs: 30,
             max_response_bytes: 32 << 20,
             calls_at_once: 4,
@@ -174,6 +177,9 @@ pub struct OpenBankingFactory {
     app: Arc<OpenBankingApp>,
     signer: Option<Arc<jws::Signer>>,
     http: reqwest::Client,
+    /// When the bank last said each consent holds (connectors are built
+    /// anew for every sync round; this outlives them).
+    consent_checks: Arc<Mutex<HashMap<String, Instant>>>,
 }
 
 impl OpenBankingFactory {
@@ -212,6 +218,7 @@ impl OpenBankingFactory {
             app: Arc::new(app),
             signer,
             http,
+            consent_checks: Arc::default(),
         })
     }
 
@@ -409,7 +416,7 @@ impl ConnectorFactory for OpenBankingFactory {
             bank: self.bank(settings),
             tokens: TokenKeeper::new(NAME, vault, REFRESH_MARGIN_MS),
             connection_id: connection.connection_id.clone(),
-            consent_checked: Mutex::new(None),
+            consent_checks: Arc::clone(&self.consent_checks),
         }))
     }
 }
@@ -702,8 +709,8 @@ pub struct OpenBankingConnector {
     bank: Bank,
     tokens: TokenKeeper,
     connection_id: String,
-    /// When the bank last said the consent holds.
-    consent_checked: Mutex<Option<Instant>>,
+    /// When the bank last said each consent holds.
+    consent_checks: Arc<Mutex<HashMap<String, Instant>>>,
 }
 
 /// Where a data type's sync is.
@@ -856,8 +863,16 @@ impl Connector for OpenBankingConnector {
                 ));
             }
         }
-        let mut checked = self.consent_checked.lock().await;
-        if checked.is_none_or(|at| at.elapsed() >= CONSENT_CHECK_EVERY) {
+        let every = Duration::from_secs(self.bank.app.consent_check_secs);
+        // The lock is not held across the bank's answer: one slow bank
+        // does not hold up the others' checks.
+        let due = self
+            .consent_checks
+            .lock()
+            .await
+            .get(&consent)
+            .is_none_or(|at| at.elapsed() >= every);
+        if due {
             let token = self.bank.client_token().await?;
             let where_ = format!("account-access-consents/{consent}");
             let url = self
@@ -890,9 +905,11 @@ impl Connector for OpenBankingConnector {
                     }
                 }
             }
-            *checked = Some(Instant::now());
+            self.consent_checks
+                .lock()
+                .await
+                .insert(consent.clone(), Instant::now());
         }
-        drop(checked);
         self.access_token().await.map(|_| ())
     }
 

@@ -142,7 +142,7 @@ impl FakeBank {
             .insert(id.to_string(), status.to_string());
     }
 
-    /// Every token the bank issued.
+    /// Every token and code the bank issued (its secrets).
     pub fn issued(&self) -> Vec<String> {
         self.state.lock().unwrap().issued.clone()
     }
@@ -401,7 +401,9 @@ async fn create_consent(
             "Permissions",
         );
     }
-    let id = issue(&mut bank, "urn-consent");
+    // A consent id is no secret: not among the issued tokens.
+    bank.counter += 1;
+    let id = format!("urn-consent-{}-{:x}", bank.counter, rand_u64());
     bank.consents.insert(id.clone(), "AWAU".into());
     (
         StatusCode::CREATED,
