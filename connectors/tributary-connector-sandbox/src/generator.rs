@@ -1,5 +1,7 @@
 //! The sandbox's source of truth: a pure function from (settings, company,
-//! data type, record index, generation) to a record version.
+//! data type, record index, generation) to a record version. It serves
+//! accounting, commerce and banking data (each a [`Kind`] the settings can
+//! leave out).
 //!
 //! Generation 0 is the initial load at `epoch_ms`; each later generation,
 //! `generation_interval_secs` apart, creates, updates and deletes some
@@ -10,7 +12,7 @@
 
 use serde::Deserialize;
 use tributary_schemas::model::*;
-use tributary_schemas::{DataType, Date, Decimal, Record, Timestamp};
+use tributary_schemas::{DataType, Date, Decimal, Decimal5, Record, Timestamp};
 
 /// Settings of one sandbox connection.
 #[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
@@ -45,6 +47,38 @@ pub struct SandboxSettings {
     /// reconciliation (a full pass) finds them gone.
     #[serde(default)]
     pub hard_deletes: bool,
+    /// Which kinds of data the source serves (all three unless set).
+    #[serde(default = "all_kinds")]
+    pub kinds: Vec<Kind>,
+}
+
+/// A kind of source the sandbox plays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// Companies, accounts, customers, suppliers, invoices, bills,
+    /// payments, bank transactions, journal entries ([`DATA_TYPES`]).
+    Accounting,
+    /// Locations, products, orders, commerce payments, refunds, payouts,
+    /// disputes ([`COMMERCE_TYPES`]).
+    Commerce,
+    /// Bank accounts, balances, bank-feed transactions, direct debits,
+    /// standing orders ([`BANKING_TYPES`]).
+    Banking,
+}
+
+impl Kind {
+    pub fn data_types(self) -> &'static [DataType] {
+        match self {
+            Kind::Accounting => &DATA_TYPES,
+            Kind::Commerce => &COMMERCE_TYPES,
+            Kind::Banking => &BANKING_TYPES,
+        }
+    }
+}
+
+pub fn all_kinds() -> Vec<Kind> {
+    vec![Kind::Accounting, Kind::Commerce, Kind::Banking]
 }
 
 /// How a failing sandbox request fails.
@@ -76,7 +110,7 @@ fn default_page_size() -> u32 {
     100
 }
 
-/// The data types the sandbox serves, referenced ones first.
+/// The accounting data types the sandbox serves, referenced ones first.
 pub const DATA_TYPES: [DataType; 9] = [
     DataType::Company,
     DataType::Account,
@@ -87,6 +121,41 @@ pub const DATA_TYPES: [DataType; 9] = [
     DataType::Payment,
     DataType::BankTransaction,
     DataType::JournalEntry,
+];
+
+/// The commerce data types, referenced ones first (orders refer to
+/// locations, products and the accounting customers).
+pub const COMMERCE_TYPES: [DataType; 7] = [
+    DataType::Location,
+    DataType::Product,
+    DataType::Order,
+    DataType::CommercePayment,
+    DataType::Refund,
+    DataType::Payout,
+    DataType::Dispute,
+];
+
+/// The banking data types, accounts first.
+pub const BANKING_TYPES: [DataType; 5] = [
+    DataType::BankAccount,
+    DataType::BankBalance,
+    DataType::BankFeedTransaction,
+    DataType::DirectDebit,
+    DataType::StandingOrder,
+];
+
+const LOCATIONS: [&str; 3] = ["High Street", "Market Hall", "Online shop"];
+const BANK_ACCOUNTS: [(&str, &str, &str); 2] = [
+    ("Business current", "GBP", "CACC"),
+    ("Euro reserve", "EUR", "LLSV"),
+];
+const CREDITORS: [&str; 6] = [
+    "Power Co",
+    "Water Board",
+    "Mill Lane Properties",
+    "Fleet Insurance",
+    "Broadband Ltd",
+    "Card Terminal Rental",
 ];
 
 const CHART: [(&str, &str, &str); 12] = [
@@ -236,12 +305,25 @@ impl Generator {
 
     /// How many records of `data_type` ever exist (some may not yet, or no longer).
     pub fn population(&self, data_type: DataType) -> u32 {
+        if !self.data_types().contains(&data_type) {
+            return 0;
+        }
         match data_type {
             DataType::Company => 1,
             DataType::Account => CHART.len() as u32,
-            t if DATA_TYPES.contains(&t) => self.settings.records,
-            _ => 0,
+            DataType::Location => LOCATIONS.len() as u32,
+            DataType::BankAccount => BANK_ACCOUNTS.len() as u32,
+            _ => self.settings.records,
         }
+    }
+
+    /// The data types this company's source serves, referenced ones first.
+    pub fn data_types(&self) -> Vec<DataType> {
+        self.settings
+            .kinds
+            .iter()
+            .flat_map(|k| k.data_types().iter().copied())
+            .collect()
     }
 
     fn lifecycle(&self, data_type: DataType, i: u32) -> Option<Lifecycle> {
@@ -251,7 +333,13 @@ impl Generator {
         };
         let long_lived = matches!(
             data_type,
-            DataType::Company | DataType::Account | DataType::Customer | DataType::Supplier
+            DataType::Company
+                | DataType::Account
+                | DataType::Customer
+                | DataType::Supplier
+                | DataType::Location
+                | DataType::Product
+                | DataType::BankAccount
         );
         let created = if long_lived || last == 0 || self.h(data_type, i, 1) % 10 < 7 {
             0
@@ -271,6 +359,16 @@ impl Generator {
             DataType::Invoice if self.invoice_is_paid(i) => {
                 lifecycle.paid = Some(pick(3, created));
             }
+            DataType::CommercePayment => {
+                // Payment i pays for order i, when the order is made.
+                let order = self.lifecycle(DataType::Order, i)?;
+                return Some(Lifecycle {
+                    created: order.created,
+                    updates: vec![],
+                    deleted: None,
+                    paid: None,
+                });
+            }
             DataType::Payment => {
                 // Payment i settles invoice i, once it is paid.
                 let invoice = self.lifecycle(DataType::Invoice, i)?;
@@ -284,9 +382,14 @@ impl Generator {
             }
             _ => {}
         }
+        // Pending bank-feed transactions can vanish, as at a real bank.
         let deletable = matches!(
             data_type,
-            DataType::Invoice | DataType::Bill | DataType::BankTransaction | DataType::JournalEntry
+            DataType::Invoice
+                | DataType::Bill
+                | DataType::BankTransaction
+                | DataType::JournalEntry
+                | DataType::BankFeedTransaction
         );
         if deletable
             && lifecycle.paid.is_none()
@@ -344,6 +447,14 @@ impl Generator {
         let id = match data_type {
             DataType::Company => self.company_id.clone(),
             DataType::Account => format!("acc-{}", CHART[i as usize].0),
+            // One balance per account, type and day: the id says which.
+            DataType::BankBalance => {
+                let (account, day) = self.balance_slot(i);
+                format!(
+                    "{}:ITAV:{day}",
+                    Self::record_id(DataType::BankAccount, account)
+                )
+            }
             _ => Self::record_id(data_type, i),
         };
         let record = self.body(data_type, i, &id, &life, changed, deleted, paid)?;
@@ -446,22 +557,22 @@ impl Generator {
                 country: Some("GB".into()),
             }),
             // Connections are the runtime's records, never fetched from a
-            // source; the other types are not in the sandbox.
-            DataType::Connection
-            | DataType::CreditNote
-            | DataType::Item
-            | DataType::Location
+            // source; credit notes and items are not in the sandbox.
+            DataType::Connection | DataType::CreditNote | DataType::Item => return None,
+            DataType::Location
             | DataType::Product
             | DataType::Order
             | DataType::CommercePayment
             | DataType::Refund
             | DataType::Payout
-            | DataType::Dispute
-            | DataType::BankAccount
+            | DataType::Dispute => return self.commerce(data_type, i, id, life, revision, h),
+            DataType::BankAccount
             | DataType::BankBalance
             | DataType::BankFeedTransaction
             | DataType::DirectDebit
-            | DataType::StandingOrder => return None,
+            | DataType::StandingOrder => {
+                return self.banking(data_type, i, id, life, revision, deleted, h);
+            }
             DataType::Account => {
                 let (code, name, kind) = CHART[i as usize];
                 Record::Account(Account {
@@ -658,5 +769,361 @@ impl Generator {
             .into_iter()
             .filter(|v| !v.deleted)
             .collect()
+    }
+}
+
+fn pence(p: i64) -> Decimal {
+    cents(p)
+}
+
+/// Pence as a banking amount (scale 5).
+fn pence5(p: i64) -> Decimal5 {
+    Decimal5::from_scaled(p as i128 * 1_000)
+}
+
+const DAY_MS: i64 = 86_400_000;
+
+impl Generator {
+    /// The price in pence of variant `k` of product `p` (fixed over time,
+    /// so orders can be checked against it).
+    fn variant_price(&self, p: u32, k: u32) -> i64 {
+        150 + (self.h(DataType::Product, p, 11) % 2_000) as i64 + k as i64 * 50
+    }
+
+    /// Product `p`'s variants: one to three.
+    fn variant_count(&self, p: u32) -> u32 {
+        1 + (self.h(DataType::Product, p, 12) % 3) as u32
+    }
+
+    /// Order `i`: its lines and totals in pence (lines, discount, tax, tip,
+    /// total).
+    fn order_lines(&self, i: u32) -> (Vec<OrderLine>, [i64; 4]) {
+        let n = self.settings.records.max(1);
+        let h = self.h(DataType::Order, i, 13);
+        let mut lines = Vec::new();
+        let (mut discount, mut tax, mut total) = (0, 0, 0);
+        for l in 0..1 + (h % 3) as u32 {
+            let product = (i * 7 + l) % n;
+            let k = l % self.variant_count(product);
+            let unit = self.variant_price(product, k);
+            let qty = 1 + ((h >> (8 + l)) % 3) as i64;
+            let gross = qty * unit;
+            let off = if h.is_multiple_of(5) { gross / 10 } else { 0 };
+            let line_tax = (gross - off) / 5;
+            let line_total = gross - off + line_tax;
+            discount += off;
+            tax += line_tax;
+            total += line_total;
+            lines.push(OrderLine {
+                id: format!("line-{l}"),
+                name: Some(ITEMS[(product % ITEMS.len() as u32) as usize].to_string()),
+                variant_id: Some(format!(
+                    "{}-v{k}",
+                    Self::record_id(DataType::Product, product)
+                )),
+                quantity: Decimal::from_int(qty),
+                unit_price: Some(pence(unit)),
+                discount_amount: pence(off),
+                tax_amount: pence(line_tax),
+                total: pence(line_total),
+            });
+        }
+        let tip = if i.is_multiple_of(4) { 50 } else { 0 };
+        (lines, [discount, tax, tip, total + tip])
+    }
+
+    /// Processing fee of a payment of `total` pence: 1.75%, rounded.
+    fn fee(total: i64) -> i64 {
+        (total * 175 + 5_000) / 10_000
+    }
+
+    /// Balance `i`: which account and which day (the latest first).
+    fn balance_slot(&self, i: u32) -> (u32, Date) {
+        let accounts = BANK_ACCOUNTS.len() as u32;
+        let day = self
+            .generation_time(0)
+            .date()
+            .add_days(-((i / accounts) as i32));
+        (i % accounts, day)
+    }
+
+    fn commerce(
+        &self,
+        data_type: DataType,
+        i: u32,
+        id: &str,
+        life: &Lifecycle,
+        revision: u32,
+        h: u64,
+    ) -> Option<Record> {
+        let n = self.settings.records.max(1);
+        let created = self.generation_time(life.created);
+        let location = |k: u32| Self::record_id(DataType::Location, k % LOCATIONS.len() as u32);
+        Some(match data_type {
+            DataType::Location => Record::Location(Location {
+                id: id.to_string(),
+                name: LOCATIONS[i as usize].to_string(),
+                business_name: Some("Sandbox Trading".into()),
+                status: "ACTIVE".into(),
+                currency: Some("GBP".into()),
+                country: Some("GB".into()),
+                timezone: Some("Europe/London".into()),
+                address: Some(format!(
+                    "{} {}, Bath, BA1 1AA",
+                    1 + i + revision,
+                    LOCATIONS[i as usize]
+                )),
+                created_at: Some(Timestamp(created.millis() - 400 * DAY_MS)),
+            }),
+            DataType::Product => Record::Product(Product {
+                id: id.to_string(),
+                name: format!("{} {i}", ITEMS[(i % ITEMS.len() as u32) as usize]),
+                description: (revision > 0).then(|| format!("revised {revision} times")),
+                category_id: Some(format!("cat-{}", i % 4)),
+                variants: (0..self.variant_count(i))
+                    .map(|k| ProductVariant {
+                        id: format!("{id}-v{k}"),
+                        name: Some(["Small", "Regular", "Large"][k as usize].into()),
+                        sku: Some(format!("SKU-{i}-{k}")),
+                        price: Some(pence(self.variant_price(i, k))),
+                        currency: Some("GBP".into()),
+                    })
+                    .collect(),
+                archived: revision > 0 && h.is_multiple_of(10),
+            }),
+            DataType::Order => {
+                let (lines, [discount, tax, tip, total]) = self.order_lines(i);
+                let completed = revision > 0 || !h.is_multiple_of(3);
+                Record::Order(Order {
+                    id: id.to_string(),
+                    location_id: location(i),
+                    customer_id: Some(Self::record_id(DataType::Customer, (i * 3) % n)),
+                    reference: Some(format!("ORD-{:05}", i + 1)),
+                    state: if completed { "COMPLETED" } else { "OPEN" }.into(),
+                    currency: "GBP".into(),
+                    created_at: Some(created),
+                    closed_at: completed.then_some(created),
+                    lines,
+                    discount_total: pence(discount),
+                    tax_total: pence(tax),
+                    tip_total: pence(tip),
+                    total: pence(total),
+                })
+            }
+            DataType::CommercePayment => {
+                let (_, [_, _, tip, total]) = self.order_lines(i);
+                let refunded = if i.is_multiple_of(5) {
+                    (total - tip) / 2
+                } else {
+                    0
+                };
+                Record::CommercePayment(CommercePayment {
+                    id: id.to_string(),
+                    location_id: Some(location(i)),
+                    order_id: Some(Self::record_id(DataType::Order, i)),
+                    customer_id: Some(Self::record_id(DataType::Customer, (i * 3) % n)),
+                    status: "COMPLETED".into(),
+                    source_type: Some(if h.is_multiple_of(4) { "CASH" } else { "CARD" }.into()),
+                    currency: "GBP".into(),
+                    amount: pence(total - tip),
+                    tip_amount: pence(tip),
+                    total: pence(total),
+                    fee_total: pence(Self::fee(total)),
+                    refunded_amount: pence(refunded),
+                    created_at: Some(created),
+                    reference: Some(format!("ORD-{:05}", i + 1)),
+                })
+            }
+            // Every fifth payment is half refunded.
+            DataType::Refund if i.is_multiple_of(5) => {
+                let (_, [_, _, tip, total]) = self.order_lines(i);
+                Record::Refund(Refund {
+                    id: id.to_string(),
+                    payment_id: Some(Self::record_id(DataType::CommercePayment, i)),
+                    order_id: Some(Self::record_id(DataType::Order, i)),
+                    location_id: Some(location(i)),
+                    status: if revision > 0 { "COMPLETED" } else { "PENDING" }.into(),
+                    currency: "GBP".into(),
+                    amount: pence((total - tip) / 2),
+                    fee_total: pence(-Self::fee((total - tip) / 2)),
+                    reason: Some("Damaged in delivery".into()),
+                    created_at: Some(created),
+                })
+            }
+            DataType::Payout => Record::Payout(Payout {
+                id: id.to_string(),
+                location_id: Some(location(i)),
+                status: if revision > 0 || !h.is_multiple_of(4) {
+                    "PAID"
+                } else {
+                    "SENT"
+                }
+                .into(),
+                currency: "GBP".into(),
+                amount: pence(5_000 + (h >> 8) as i64 % 500_000),
+                arrival_date: Some(created.date().add_days(2)),
+                destination_type: Some("BANK_ACCOUNT".into()),
+                destination_id: Some(Self::record_id(DataType::BankAccount, 0)),
+                fees: vec![PayoutFee {
+                    fee_type: Some("TRANSFER_FEE".into()),
+                    amount: pence(25),
+                    currency: "GBP".into(),
+                    effective_at: Some(created),
+                }],
+                fee_total: pence(25),
+                created_at: Some(created),
+            }),
+            // Every tenth payment is disputed.
+            DataType::Dispute if i.is_multiple_of(10) => {
+                let (_, [_, _, _, total]) = self.order_lines(i);
+                Record::Dispute(Dispute {
+                    id: id.to_string(),
+                    payment_id: Some(Self::record_id(DataType::CommercePayment, i)),
+                    location_id: Some(location(i)),
+                    state: if revision > 0 {
+                        "WON"
+                    } else {
+                        "EVIDENCE_REQUIRED"
+                    }
+                    .into(),
+                    reason: Some("NOT_AS_DESCRIBED".into()),
+                    currency: "GBP".into(),
+                    amount: pence(total),
+                    card_brand: Some("VISA".into()),
+                    due_at: Some(Timestamp(created.millis() + 14 * DAY_MS)),
+                    reported_at: Some(created),
+                })
+            }
+            _ => return None,
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn banking(
+        &self,
+        data_type: DataType,
+        i: u32,
+        id: &str,
+        life: &Lifecycle,
+        revision: u32,
+        deleted: bool,
+        h: u64,
+    ) -> Option<Record> {
+        let created = self.generation_time(life.created);
+        let account =
+            |k: u32| Self::record_id(DataType::BankAccount, k % BANK_ACCOUNTS.len() as u32);
+        Some(match data_type {
+            DataType::BankAccount => {
+                let (name, currency, code) = BANK_ACCOUNTS[i as usize];
+                Record::BankAccount(BankAccount {
+                    id: id.to_string(),
+                    name: Some(name.into()),
+                    currency: currency.into(),
+                    category: Some("Business".into()),
+                    account_type: Some(code.into()),
+                    status: "Enabled".into(),
+                    identifiers: vec![if currency == "GBP" {
+                        AccountIdentifier {
+                            scheme: "UK.OBIE.SortCodeAccountNumber".into(),
+                            identification: format!("802001{:08}", h % 100_000_000),
+                            name: Some("Sandbox Trading Ltd".into()),
+                        }
+                    } else {
+                        AccountIdentifier {
+                            scheme: "UK.OBIE.IBAN".into(),
+                            identification: format!("GB29NWBK6016{:010}", h % 10_000_000_000),
+                            name: Some("Sandbox Trading Ltd".into()),
+                        }
+                    }],
+                    opened_on: Some(Date(17_987 + revision as i32)),
+                })
+            }
+            DataType::BankBalance => {
+                let (k, date) = self.balance_slot(i);
+                Record::BankBalance(BankBalance {
+                    id: id.to_string(),
+                    account_id: account(k),
+                    balance_type: "ITAV".into(),
+                    date,
+                    as_of: Timestamp(date.days() as i64 * DAY_MS + 8 * 3_600_000),
+                    // Five decimal places, as banks give them.
+                    amount: Decimal5::from_scaled(
+                        ((h >> 8) % 2_000_000_000) as i128 + revision as i128 * 100_000,
+                    ),
+                    currency: BANK_ACCOUNTS[k as usize].1.into(),
+                })
+            }
+            DataType::BankFeedTransaction => {
+                let k = i % BANK_ACCOUNTS.len() as u32;
+                let credit = h.is_multiple_of(3);
+                let units: i128 = if i.is_multiple_of(10) {
+                    // A foreign-exchange amount with five decimals.
+                    ((h >> 16) % 10_000_000) as i128 + 1
+                } else {
+                    (100 + (h >> 16) as i64 % 200_000) as i128 * 1_000
+                };
+                let party = CREDITORS[(i % CREDITORS.len() as u32) as usize];
+                Record::BankFeedTransaction(BankFeedTransaction {
+                    id: id.to_string(),
+                    account_id: account(k),
+                    status: if revision == 0 && (h.is_multiple_of(6) || deleted) {
+                        "pending"
+                    } else {
+                        "booked"
+                    }
+                    .into(),
+                    booked_at: Timestamp(created.millis() - (h % 3_600_000) as i64),
+                    value_at: Some(created),
+                    amount: Decimal5::from_scaled(if credit { units } else { -units }),
+                    currency: BANK_ACCOUNTS[k as usize].1.into(),
+                    description: Some(if credit {
+                        format!("Transfer from customer {i}")
+                    } else {
+                        format!("Payment to {party}")
+                    }),
+                    reference: Some(format!("REF-{i:06}")),
+                    merchant_name: (!credit).then(|| party.to_string()),
+                    counterparty_name: Some(if credit {
+                        format!("Customer {i}")
+                    } else {
+                        party.to_string()
+                    }),
+                    balance_after: None,
+                })
+            }
+            DataType::DirectDebit => Record::DirectDebit(DirectDebit {
+                id: id.to_string(),
+                account_id: account(0),
+                mandate_reference: Some(format!("DD-{i:06}")),
+                creditor_name: Some(CREDITORS[(i % CREDITORS.len() as u32) as usize].into()),
+                status: Some(
+                    if revision > 0 && h.is_multiple_of(5) {
+                        "CANC"
+                    } else {
+                        "ACTV"
+                    }
+                    .into(),
+                ),
+                last_paid_at: Some(created),
+                last_amount: Some(pence5(-(1_000 + (h >> 8) as i64 % 50_000))),
+                currency: Some("GBP".into()),
+            }),
+            DataType::StandingOrder => Record::StandingOrder(StandingOrder {
+                id: id.to_string(),
+                account_id: account(0),
+                frequency: format!("MNTH:{:02}", 1 + i % 28),
+                reference: Some(format!("Standing order {i}")),
+                status: Some("ACTV".into()),
+                creditor_name: Some(CREDITORS[((i + 2) % CREDITORS.len() as u32) as usize].into()),
+                creditor_account: Some(format!("0808002{:07}", h % 10_000_000)),
+                next_payment_at: Some(Timestamp(created.millis() + (1 + i as i64 % 28) * DAY_MS)),
+                next_amount: Some(pence5(
+                    -(5_000 + (h >> 8) as i64 % 100_000) - revision as i64,
+                )),
+                final_payment_at: None,
+                currency: Some("GBP".into()),
+            }),
+            _ => return None,
+        })
     }
 }

@@ -1,5 +1,6 @@
-//! The sandbox connector: deterministic synthetic accounting data for one
-//! company, served through the same [`Connector`] contract as real sources.
+//! The sandbox connector: deterministic synthetic accounting, commerce and
+//! banking data for one company, served through the same [`Connector`]
+//! contract as real sources.
 //!
 //! Its feed behaves like a real incremental API: records come ordered by
 //! modification time then id; the cursor is the last `(modified, id)` seen;
@@ -23,7 +24,10 @@ use tributary_connector_api::{
 use tributary_schemas::model::*;
 use tributary_schemas::{DataType, Record, Timestamp};
 
-pub use generator::{DATA_TYPES, Generator, SandboxSettings, SourceFailure, Version};
+pub use generator::{
+    BANKING_TYPES, COMMERCE_TYPES, DATA_TYPES, Generator, Kind, SandboxSettings, SourceFailure,
+    Version, all_kinds,
+};
 
 pub const NAME: &str = "sandbox";
 
@@ -115,7 +119,7 @@ fn decode_cursor(cursor: &Cursor) -> Result<(Timestamp, String), ConnectorError>
 #[async_trait]
 impl Connector for SandboxConnector {
     fn data_types(&self) -> Vec<DataType> {
-        DATA_TYPES.to_vec()
+        self.generator.data_types()
     }
 
     async fn authenticate(&self) -> Result<(), ConnectorError> {
@@ -124,7 +128,7 @@ impl Connector for SandboxConnector {
 
     async fn fetch_page(&self, request: &PageRequest) -> Result<Page, ConnectorError> {
         self.maybe_fail().await?;
-        if !DATA_TYPES.contains(&request.data_type) {
+        if !self.generator.data_types().contains(&request.data_type) {
             return Err(Self::err(
                 Fault::User,
                 format!("the sandbox has no {}", request.data_type),
@@ -168,7 +172,7 @@ impl Connector for SandboxConnector {
     }
 
     fn can_fetch_record(&self, data_type: DataType) -> bool {
-        DATA_TYPES.contains(&data_type)
+        self.generator.data_types().contains(&data_type)
     }
 
     async fn fetch_record(
@@ -225,7 +229,31 @@ impl Connector for SandboxConnector {
                 }
                 Record::JournalEntry(entry)
             }
-            _ => {
+            DataType::Location => Record::Location(serde_json::from_value(data).map_err(bad)?),
+            DataType::Product => Record::Product(serde_json::from_value(data).map_err(bad)?),
+            DataType::Order => Record::Order(serde_json::from_value(data).map_err(bad)?),
+            DataType::CommercePayment => {
+                Record::CommercePayment(serde_json::from_value(data).map_err(bad)?)
+            }
+            DataType::Refund => Record::Refund(serde_json::from_value(data).map_err(bad)?),
+            DataType::Payout => Record::Payout(serde_json::from_value(data).map_err(bad)?),
+            DataType::Dispute => Record::Dispute(serde_json::from_value(data).map_err(bad)?),
+            DataType::BankAccount => {
+                Record::BankAccount(serde_json::from_value(data).map_err(bad)?)
+            }
+            DataType::BankBalance => {
+                Record::BankBalance(serde_json::from_value(data).map_err(bad)?)
+            }
+            DataType::BankFeedTransaction => {
+                Record::BankFeedTransaction(serde_json::from_value(data).map_err(bad)?)
+            }
+            DataType::DirectDebit => {
+                Record::DirectDebit(serde_json::from_value(data).map_err(bad)?)
+            }
+            DataType::StandingOrder => {
+                Record::StandingOrder(serde_json::from_value(data).map_err(bad)?)
+            }
+            DataType::Connection | DataType::CreditNote | DataType::Item => {
                 return Err(Self::err(
                     Fault::User,
                     format!("the sandbox has no {data_type} to map"),

@@ -374,6 +374,9 @@ pub struct SandboxConfig {
     /// Deleted records vanish from the feed instead of coming flagged: only
     /// a reconciliation finds them gone.
     pub hard_deletes: bool,
+    /// Which kinds of data the sandbox companies have: `accounting`,
+    /// `commerce`, `banking` (all three by default).
+    pub kinds: Vec<String>,
 }
 
 impl Default for SandboxConfig {
@@ -390,6 +393,7 @@ impl Default for SandboxConfig {
             fail_every: 0,
             failure: "server_error".into(),
             hard_deletes: false,
+            kinds: vec!["accounting".into(), "commerce".into(), "banking".into()],
         }
     }
 }

@@ -42,6 +42,12 @@ pub(crate) async fn add_sandbox_connections(
         max_page_size: s.max_page_size,
         fail_every: s.fail_every,
         hard_deletes: s.hard_deletes,
+        kinds: serde_json::from_value(serde_json::json!(s.kinds)).with_context(|| {
+            format!(
+                "sandbox.kinds = {:?}: expected a list of accounting, commerce and banking",
+                s.kinds
+            )
+        })?,
         failure: serde_json::from_value(serde_json::Value::String(s.failure.clone()))
             .with_context(|| {
                 format!(
@@ -85,7 +91,7 @@ pub(crate) async fn print_sandbox_expectation(config: &Config) -> anyhow::Result
         let Some(generation) = generator.visible_generation(now) else {
             continue;
         };
-        for data_type in tributary_connector_sandbox::DATA_TYPES {
+        for data_type in generator.data_types() {
             let n = generator.expected_live(data_type, generation).len();
             println!(
                 "{}\t{}\t{}\t{}",

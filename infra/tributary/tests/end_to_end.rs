@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use tributary_connector_sandbox::{DATA_TYPES, Generator, SandboxSettings};
+use tributary_connector_sandbox::{Generator, SandboxSettings};
 use tributary_schemas::{DataType, Record, Timestamp};
 
 mod common;
@@ -40,6 +40,7 @@ fn setup(store_url: Option<&str>, hard_deletes: bool) -> Setup {
         fail_every: 0,
         failure: Default::default(),
         hard_deletes,
+        kinds: tributary_connector_sandbox::all_kinds(),
     };
     let config = dir.path().join("tributary.toml");
     std::fs::write(
@@ -321,8 +322,14 @@ async fn end_to_end(store_url: Option<&str>, check_standard_clients: bool) {
     // A standard Kafka client with a standard registry client decodes every
     // event, those written with the older and newer schema included.
     if check_standard_clients {
-        let report = read_topics(&setup.bootstrap, &setup.registry, None);
-        for data_type in DATA_TYPES {
+        let all: Vec<&str> = setup
+            .sandbox
+            .kinds
+            .iter()
+            .flat_map(|k| k.data_types().iter().map(|t| t.as_str()))
+            .collect();
+        let report = read_topics(&setup.bootstrap, &setup.registry, Some(&all.join(",")));
+        for data_type in Generator::new(setup.sandbox.clone(), "any").data_types() {
             assert!(
                 report["decoded"][data_type.topic()].as_i64().unwrap() > 0,
                 "{report}"
@@ -378,7 +385,10 @@ async fn manifests_match(api: &str, dir: &Path) {
                 .unwrap();
             for entry in status["data_types"].as_array().unwrap() {
                 let data_type = entry["data_type"].as_str().unwrap();
-                if !DATA_TYPES.iter().any(|t| t.as_str() == data_type) {
+                if !tributary_connector_sandbox::all_kinds()
+                    .iter()
+                    .any(|k| k.data_types().iter().any(|t| t.as_str() == data_type))
+                {
                     continue;
                 }
                 let m = &entry["manifest"];

@@ -24,7 +24,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-use tributary_connector_sandbox::{DATA_TYPES, Generator, SandboxSettings, SourceFailure};
+use tributary_connector_sandbox::{Generator, SandboxSettings, SourceFailure};
 use tributary_testkit::{PgCluster, free_port};
 
 const COMPANIES: u32 = 2;
@@ -63,7 +63,7 @@ fn configure(
             "data_dir = {data:?}\nlog = \"info,librdkafka=warn\"\n\
              [kafka]\npartitions = 3\nbootstrap_servers = {bootstrap:?}\n[broker]\nport = {broker}\n[registry]\nport = {registry}\n\
              [api]\nlisten = \"127.0.0.1:{api}\"\n{API_KEYS_TOML}\n[store]\nurl = {store_url:?}\n\
-             [sandbox]\ncompanies = {COMPANIES}\nrecords = {records}\ngenerations = 1\ngeneration_interval_secs = 0\n\
+             [sandbox]\ncompanies = {COMPANIES}\nrecords = {records}\ngenerations = 1\ngeneration_interval_secs = 0\nkinds = [\"accounting\"]\n\
              seed = {seed}\nepoch_ms = {epoch}\nmax_page_size = 10\nfail_every = {fail_every}\nfailure = {failure_name}\n\
              [sync]\ninterval_secs = 1\npage_size = 10\nretry_base_ms = 200\n\
              [projector]\nbatch_size = 20\nlinger_ms = 20\n",
@@ -160,7 +160,7 @@ async fn converges(mut child: Proc, setup: &Setup, fault: &str, done: &str) {
     let mut index_differs = Vec::new();
     for company in companies(COMPANIES) {
         let generator = Generator::new(setup.sandbox.clone(), &company);
-        for data_type in DATA_TYPES {
+        for data_type in generator.data_types() {
             let wanted = generator.expected_live(data_type, 1).len();
             let indexed = search.count(&company, data_type.as_str()).unwrap();
             if indexed != wanted {

@@ -65,7 +65,7 @@ async fn store_projectors_share_partitions_and_survive_a_rebalance() {
             "data_dir = {data:?}\n{common_config}\
              [kafka]\npartitions = 6\n[broker]\nport = {broker}\n[registry]\nport = {registry}\n\
              [api]\nlisten = \"127.0.0.1:{api}\"\n{API_KEYS_TOML}\n\
-             [sandbox]\ncompanies = {COMPANIES}\nrecords = {records}\ngenerations = 1\ngeneration_interval_secs = 0\n\
+             [sandbox]\ncompanies = {COMPANIES}\nrecords = {records}\ngenerations = 1\ngeneration_interval_secs = 0\nkinds = [\"accounting\"]\n\
              seed = {seed}\nepoch_ms = {epoch}\nmax_page_size = 25\n\
              [sync]\ninterval_secs = 2\npage_size = 25\n\
              [roles]\nstore_projector = false\n",
@@ -223,7 +223,7 @@ async fn workers_share_connections_and_take_over_a_dead_ones() {
                  [kafka]\nbootstrap_servers = \"127.0.0.1:{broker}\"\n[registry]\nurl = \"http://127.0.0.1:{registry}\"\n\
                  [state]\nurl = {url:?}\n\
                  [security]\ncredentials_key = \"{key}\"\n\
-                 [sandbox]\ncompanies = {COMPANIES}\nrecords = {records}\ngenerations = 1\ngeneration_interval_secs = 0\n\
+                 [sandbox]\ncompanies = {COMPANIES}\nrecords = {records}\ngenerations = 1\ngeneration_interval_secs = 0\nkinds = [\"accounting\"]\n\
                  seed = {seed}\nepoch_ms = {epoch}\nmax_page_size = 20\n\
                  [sync]\ninterval_secs = 1\npage_size = 20\nconcurrency = 2\nlease_secs = 2\nworker_id = \"{name}\"\n\
                  [roles]\nstore_projector = false\nindex_projector = false\napi = false\n",

@@ -7,7 +7,7 @@ use std::process::Child;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tributary_connector_sandbox::{DATA_TYPES, Generator, SandboxSettings};
+use tributary_connector_sandbox::{Generator, Kind, SandboxSettings};
 use tributary_schemas::DataType;
 
 /// A sandbox source with its one generation of changes visible from the
@@ -24,6 +24,7 @@ pub(crate) fn all_at_once_sandbox(seed: u64, records: u32, max_page_size: u32) -
         fail_every: 0,
         failure: Default::default(),
         hard_deletes: false,
+        kinds: vec![Kind::Accounting],
     }
 }
 
@@ -151,7 +152,7 @@ pub(crate) fn expected_counts(
     let mut counts = BTreeMap::new();
     for company in companies {
         let generator = Generator::new(sandbox.clone(), company);
-        for data_type in DATA_TYPES {
+        for data_type in generator.data_types() {
             counts.insert(
                 (company.clone(), data_type.as_str().to_string()),
                 generator.expected_live(data_type, generation).len() as i64,
@@ -247,7 +248,7 @@ async fn first_difference(
 ) -> Option<String> {
     for company in companies {
         let generator = Generator::new(sandbox.clone(), company);
-        for data_type in DATA_TYPES {
+        for data_type in generator.data_types() {
             let wanted = generator.expected_live(data_type, generation);
             let found = all_records(api, company, data_type, page_limit(wanted.len())).await;
             if found.len() != wanted.len() {
@@ -361,7 +362,11 @@ impl Drop for Proc {
 pub(crate) async fn repeated_applies(store_url: &str) -> usize {
     use sqlx::Connection;
     let mut db = sqlx::PgConnection::connect(store_url).await.unwrap();
-    let types: Vec<String> = DATA_TYPES.iter().map(|d| d.as_str().to_string()).collect();
+    // Every type a sandbox can serve (those it did not are simply absent).
+    let types: Vec<String> = tributary_connector_sandbox::all_kinds()
+        .into_iter()
+        .flat_map(|k| k.data_types().iter().map(|d| d.as_str().to_string()))
+        .collect();
     let (repeats,): (i64,) = sqlx::query_as(
         "SELECT COALESCE(SUM(applies - 1 - revision), 0)::bigint FROM records WHERE data_type = ANY($1)",
     )
@@ -395,7 +400,7 @@ pub(crate) async fn tally(api: &str, sandbox: &SandboxSettings, n: u32, store_ur
     let mut t = Tally::default();
     for company in companies(n) {
         let generator = Generator::new(sandbox.clone(), &company);
-        for data_type in DATA_TYPES {
+        for data_type in generator.data_types() {
             let wanted = generator.expected_live(data_type, 1);
             let found = all_records(api, &company, data_type, page_limit(wanted.len())).await;
             t.expected += wanted.len();
