@@ -18,3 +18,5 @@ cargo test --locked "$@" -p tributary-connector-xero --lib --test xero
 cargo test --locked "$@" -p tributary-connector-square --lib
 # The Open Banking connector against its in-process fake bank (not tests/prism.rs).
 cargo test --locked "$@" -p tributary-connector-open-banking --lib --test open_banking
+# The connector conformance suite against hostile answers (no Prism needed).
+cargo test --locked "$@" -p tributary-connector-xero -p tributary-connector-square --test conformance

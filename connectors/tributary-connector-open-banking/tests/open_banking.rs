@@ -413,3 +413,43 @@ async fn the_bank_refuses_what_is_not_the_apps() {
     let e = strict.check_settings(&bank.settings()).unwrap_err();
     assert!(e.message.contains("api_url"), "{e}");
 }
+
+/// The connector conformance suite against the fake bank (a faithful
+/// source: every call succeeds, cursors never repeat) and against hostile
+/// answers.
+#[tokio::test(flavor = "multi_thread")]
+async fn conforms_against_the_fake_bank_and_hostile_answers() {
+    use tributary_testkit::conformance::{HostileServer, Source, check, check_hostile};
+    let bank = FakeBank::start(fixtures()).await;
+    let (connector, _, _) = authorized(&bank).await;
+    let seen = check(connector.as_ref(), Source::Faithful).await;
+    assert_eq!(seen.refused, 0, "{seen:?}");
+    assert_eq!(
+        seen.records,
+        2 * (2 + 3 + 4 + 1 + 1),
+        "two passes: {seen:?}"
+    );
+
+    let server = HostileServer::start(2 << 20).await;
+    let factory = OpenBankingFactory::new(OpenBankingApp {
+        client_id: CLIENT_ID.into(),
+        client_secret: CLIENT_SECRET.into(),
+        timeout_secs: 2,
+        max_response_bytes: 1 << 20,
+        network: NetworkPolicy {
+            allow_private: true,
+        },
+        ..OpenBankingApp::default()
+    })
+    .unwrap();
+    let settings = json!({
+        "api_url": server.url,
+        "token_url": format!("{}/token", server.url),
+        "authorize_url": format!("{}/authorize", server.url),
+        "consent_id": "urn-consent-1",
+    });
+    let vault = MemoryVault::with_tokens("at", "rt", Timestamp::now().millis() + 3_600_000);
+    let connector = factory.build(&connection(settings), vault).unwrap();
+    let failed = check_hostile(connector.as_ref(), &server).await;
+    assert!(failed >= 5 * connector.data_types().len(), "{failed}");
+}

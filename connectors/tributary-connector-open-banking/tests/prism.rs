@@ -224,3 +224,26 @@ async fn prisms_answers_never_break_it() {
         }
     }
 }
+
+/// The connector conformance suite against Prism serving the spec, in
+/// static and dynamic mode (its `Links.Next` leave the API's host: those
+/// passes end as classified errors).
+#[tokio::test(flavor = "multi_thread")]
+async fn conforms_against_prism() {
+    use tributary_testkit::conformance::{Source, check};
+    for dynamic in [false, true] {
+        let prism = tokio::task::spawn_blocking(move || Prism::serve(&spec(), dynamic))
+            .await
+            .unwrap();
+        let settings = json!({
+            "api_url": prism.url,
+            "token_url": format!("{}/token", prism.url),
+            "authorize_url": format!("{}/authorize", prism.url),
+            "consent_id": "urn-consent-1",
+        });
+        let vault = MemoryVault::with_tokens("at", "rt", Timestamp::now().millis() + 3_600_000);
+        let connector = factory("").build(&connection(settings), vault).unwrap();
+        let seen = check(connector.as_ref(), Source::Mock).await;
+        assert!(!seen.errors.is_empty() || seen.pages > 0, "{seen:?}");
+    }
+}

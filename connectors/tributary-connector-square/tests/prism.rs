@@ -380,3 +380,23 @@ async fn random_answers_from_prism_dynamic_mode_never_break_it() {
     eprintln!("{pages} pages, {records} records ({refused} refused), {errors} errors");
     assert!(pages > 0);
 }
+
+/// The connector conformance suite against Prism serving Square's spec, in
+/// static and dynamic mode: paging ends (the examples' self-referring
+/// cursors end a pass, as the runtime does), mapping is pure, errors are
+/// classified.
+#[tokio::test(flavor = "multi_thread")]
+async fn conforms_against_prism() {
+    use tributary_testkit::conformance::{Source, check};
+    for dynamic in [false, true] {
+        let connector = connector(dynamic).await;
+        let seen = check(connector.as_ref(), Source::Mock).await;
+        assert!(seen.pages > 0, "{seen:?}");
+        if !dynamic {
+            assert!(
+                seen.repeats > 0,
+                "the examples repeat their cursors: {seen:?}"
+            );
+        }
+    }
+}

@@ -111,6 +111,83 @@ impl XeroApp {
     }
 }
 
+/// The Xero connector's table of the configuration (`[connectors.xero]`,
+/// or `[xero]` and `TRIBUTARY__XERO__*` as before): the app registered
+/// with Xero (developer.xero.com) and Xero's addresses, which only change
+/// for tests and mocks.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct XeroConfig {
+    pub client_id: String,
+    pub client_secret: String,
+    /// Where Xero sends the person back after granting access: the API's
+    /// `/v1/oauth/xero/callback`, as registered with the app.
+    pub redirect_uri: String,
+    pub authorize_url: String,
+    pub token_url: String,
+    pub api_url: String,
+    pub connections_url: String,
+    pub timeout_secs: u64,
+    /// Largest response accepted, in bytes.
+    pub max_response_bytes: usize,
+    /// Xero's call limits per organisation. Keep Xero's published values
+    /// unless Xero granted your app others (or for a local mock).
+    pub calls_per_minute: u32,
+    pub calls_per_day: u32,
+    pub calls_at_once: u32,
+}
+
+impl Default for XeroConfig {
+    fn default() -> Self {
+        let app = XeroApp::new("", "", "http://127.0.0.1:8080/v1/oauth/xero/callback");
+        XeroConfig {
+            client_id: String::new(),
+            client_secret: String::new(),
+            redirect_uri: app.redirect_uri,
+            authorize_url: app.authorize_url,
+            token_url: app.token_url,
+            api_url: app.api_url,
+            connections_url: app.connections_url,
+            timeout_secs: app.timeout.as_secs(),
+            max_response_bytes: app.max_response_bytes,
+            calls_per_minute: CALLS_PER_MINUTE,
+            calls_per_day: CALLS_PER_DAY,
+            calls_at_once: CALLS_AT_ONCE,
+        }
+    }
+}
+
+impl XeroFactory {
+    /// From the Xero table of the configuration (as JSON; `None`: Xero's
+    /// addresses, no app credentials).
+    pub fn from_config(
+        table: Option<&Value>,
+        network: NetworkPolicy,
+    ) -> Result<Self, ConnectorError> {
+        let c: XeroConfig = match table {
+            Some(table) => serde_json::from_value(table.clone())
+                .map_err(|e| err(Fault::User, format!("invalid [connectors.xero]: {e}")))?,
+            None => XeroConfig::default(),
+        };
+        if c.calls_per_minute == 0 || c.calls_per_day == 0 || c.calls_at_once == 0 {
+            return Err(err(
+                Fault::User,
+                "xero.calls_per_minute, calls_per_day and calls_at_once must be at least 1",
+            ));
+        }
+        let mut app = XeroApp::new(&c.client_id, &c.client_secret, &c.redirect_uri);
+        app.authorize_url = c.authorize_url;
+        app.token_url = c.token_url;
+        app.api_url = c.api_url;
+        app.connections_url = c.connections_url;
+        app.timeout = Duration::from_secs(c.timeout_secs);
+        app.max_response_bytes = c.max_response_bytes;
+        app.limits = (c.calls_per_minute, c.calls_per_day, c.calls_at_once);
+        app.network = network;
+        Self::new(app)
+    }
+}
+
 /// A connection's settings.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

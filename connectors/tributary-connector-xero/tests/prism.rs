@@ -230,3 +230,18 @@ async fn random_answers_valid_by_the_spec_never_crash_or_block() {
     );
     assert!(mapped + refused > 0, "no record came back at all");
 }
+
+/// The connector conformance suite against Prism serving Xero's spec, in
+/// static and dynamic mode.
+#[tokio::test(flavor = "multi_thread")]
+async fn conforms_against_prism() {
+    use tributary_testkit::conformance::{Source, check};
+    for start in [
+        tributary_testkit::prism::Prism::start as fn() -> tributary_testkit::prism::Prism,
+        tributary_testkit::prism::Prism::start_dynamic,
+    ] {
+        let (_prism, _identity, connector) = on(start).await;
+        let seen = check(connector.as_ref(), Source::Mock).await;
+        assert!(seen.pages > 0, "{seen:?}");
+    }
+}

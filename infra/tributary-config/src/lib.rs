@@ -96,7 +96,6 @@ pub struct Config {
     pub sync: SyncConfig,
     pub projector: ProjectorConfig,
     pub roles: RolesConfig,
-    pub xero: XeroConfig,
     /// Settings of connectors that define their own (`[connectors.<name>]`,
     /// `TRIBUTARY__CONNECTORS__<NAME>__<KEY>`): each connector's crate reads
     /// its table and names its keys; the binary refuses a table no
@@ -149,7 +148,6 @@ impl Default for Config {
             sync: SyncConfig::default(),
             projector: ProjectorConfig::default(),
             roles: RolesConfig::default(),
-            xero: XeroConfig::default(),
             connectors: Default::default(),
             security: SecurityConfig::default(),
             log: "info".into(),
@@ -255,49 +253,6 @@ pub struct ApiKeyConfig {
     pub sha256: String,
     /// Companies the key may read; `["*"]` for all.
     pub companies: Vec<String>,
-}
-
-/// The Tributary app registered with Xero (developer.xero.com), and Xero's
-/// addresses. The addresses only change for tests and mocks.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct XeroConfig {
-    pub client_id: String,
-    pub client_secret: Secret,
-    /// Where Xero sends the person back after granting access: the API's
-    /// `/v1/oauth/xero/callback`, as registered with the app.
-    pub redirect_uri: String,
-    pub authorize_url: String,
-    pub token_url: String,
-    pub api_url: String,
-    pub connections_url: String,
-    pub timeout_secs: u64,
-    /// Largest response accepted, in bytes.
-    pub max_response_bytes: usize,
-    /// Xero's call limits per organisation. Keep Xero's published values
-    /// unless Xero granted your app others (or for a local mock).
-    pub calls_per_minute: u32,
-    pub calls_per_day: u32,
-    pub calls_at_once: u32,
-}
-
-impl Default for XeroConfig {
-    fn default() -> Self {
-        XeroConfig {
-            client_id: String::new(),
-            client_secret: Secret::default(),
-            redirect_uri: "http://127.0.0.1:8080/v1/oauth/xero/callback".into(),
-            authorize_url: "https://login.xero.com/identity/connect/authorize".into(),
-            token_url: "https://identity.xero.com/connect/token".into(),
-            api_url: "https://api.xero.com/api.xro/2.0".into(),
-            connections_url: "https://api.xero.com/connections".into(),
-            timeout_secs: 30,
-            max_response_bytes: 32 << 20,
-            calls_per_minute: 60,
-            calls_per_day: 5_000,
-            calls_at_once: 5,
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -567,6 +522,30 @@ impl Config {
             })?;
             overridden.push(key);
         }
+        // `[xero]` (and `TRIBUTARY__XERO__*`) is the Xero connector's table
+        // under its first name: the same as `[connectors.xero]`, whose keys
+        // win where both set one.
+        if let Some(legacy) = table.remove("xero") {
+            let toml::Value::Table(legacy) = legacy else {
+                return Err(ConfigError::Invalid {
+                    origin: "xero".into(),
+                    message: "[xero] must be a table".into(),
+                });
+            };
+            let connectors = table
+                .entry("connectors")
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            if let toml::Value::Table(connectors) = connectors {
+                let xero = connectors
+                    .entry("xero")
+                    .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+                if let toml::Value::Table(xero) = xero {
+                    for (k, v) in legacy {
+                        xero.entry(k).or_insert(v);
+                    }
+                }
+            }
+        }
         let origin = match (file, overridden.is_empty()) {
             (Some(p), true) => p.display().to_string(),
             (Some(p), false) => format!("{} and {}", p.display(), overridden.join(", ")),
@@ -592,14 +571,6 @@ impl Config {
         }
         if !(self.sync.interval_secs >= 0.0 && self.sync.interval_secs <= 86_400.0) {
             return Err("sync.interval_secs must be between 0 and 86400".into());
-        }
-        if self.xero.calls_per_minute == 0
-            || self.xero.calls_per_day == 0
-            || self.xero.calls_at_once == 0
-        {
-            return Err(
-                "xero.calls_per_minute, calls_per_day and calls_at_once must be at least 1".into(),
-            );
         }
         if self.sync.page_size == 0 || self.sync.max_attempts == 0 || self.sync.concurrency == 0 {
             return Err(
@@ -856,5 +827,30 @@ mod tests {
             printed.contains("sq0idp-1") && printed.contains("[redacted]"),
             "{printed}"
         );
+    }
+
+    #[test]
+    fn the_xero_table_keeps_its_first_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("t.toml");
+        std::fs::write(
+            &file,
+            "[xero]\nclient_id = \"x-1\"\napi_url = \"https://old\"\n[connectors.xero]\napi_url = \"https://new\"\n",
+        )
+        .unwrap();
+        let config = Config::load_from(
+            Some(&file),
+            env(&[("TRIBUTARY__XERO__CLIENT_SECRET", "x-SECRET")]),
+        )
+        .unwrap();
+        let xero = &config.connectors["xero"];
+        assert_eq!(xero["client_id"].as_str(), Some("x-1"));
+        assert_eq!(xero["client_secret"].as_str(), Some("x-SECRET"));
+        assert_eq!(
+            xero["api_url"].as_str(),
+            Some("https://new"),
+            "connectors.xero wins"
+        );
+        assert!(!config.to_toml().contains("x-SECRET"));
     }
 }

@@ -5,6 +5,7 @@
 //! Prism serving Xero's OpenAPI spec ([`prism`]) and a fake Xero identity
 //! server with refresh-token rotation ([`xero_identity`]).
 
+pub mod conformance;
 pub mod open_banking;
 pub mod prism;
 pub mod schema_versions;
