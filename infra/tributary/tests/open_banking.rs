@@ -1,6 +1,7 @@
 #![allow(clippy::unwrap_used)] // a test stops at its first surprise
 //! Open Banking end to end: a fake bank (the standard's consent, PKCE and
-//! signed request object, fixtures built from the spec's schemas), one
+//! signed request object, fixtures built from the spec's schemas) behind
+//! Prism validating every answer against the standard's spec, one
 //! connection added through the CLI and one through the API, each
 //! authorized by the bank's redirect to the API's callback, then `tributary
 //! up` syncing accounts, dated balances, transactions (five decimal places
@@ -17,6 +18,7 @@ use common::*;
 use serde_json::{Value, json};
 use tributary_testkit::free_port;
 use tributary_testkit::open_banking::{CLIENT_ID, CLIENT_SECRET, FakeBank, KID};
+use tributary_testkit::prism::Prism;
 
 const CREDENTIALS_KEY: &str = "1b1c2b3a4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f8";
 
@@ -25,6 +27,15 @@ async fn open_banking_from_a_fake_bank_to_the_api() {
     let fixtures = tributary_testkit::prism::workspace_root()
         .join("connectors/tributary-connector-open-banking/tests/fixtures");
     let bank = FakeBank::start(fixtures).await;
+    // The Account and Transaction API is reached through Prism, which checks
+    // every request and answer against the spec (a violation is an error).
+    let upstream = bank.url.clone();
+    let spec = tributary_testkit::prism::workspace_root()
+        .join("connectors/tributary-connector-open-banking/spec/account-info-openapi.yaml");
+    let prism = tokio::task::spawn_blocking(move || Prism::proxy(&spec, &upstream))
+        .await
+        .unwrap();
+    bank.set_base(&prism.url);
     let dir = tempfile::tempdir().unwrap();
     let key_file = dir.path().join("signing.pem");
     std::fs::write(&key_file, &bank.signing_key_pem).unwrap();
@@ -49,7 +60,8 @@ async fn open_banking_from_a_fake_bank_to_the_api() {
     .unwrap();
 
     // One connection through the CLI: it creates the consent at once.
-    let settings = bank.settings();
+    let mut settings = bank.settings();
+    settings["api_url"] = json!(prism.url);
     let setting = |k: &str| format!("{k}={}", settings[k].as_str().unwrap());
     let added = run(
         &config,
