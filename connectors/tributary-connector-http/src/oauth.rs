@@ -144,3 +144,77 @@ pub fn error_chain(e: &reqwest::Error) -> String {
     }
     text
 }
+
+/// What a token endpoint answered: its status, its `Retry-After`, and its
+/// body (at most 1 MB).
+pub struct TokenAnswer {
+    pub status: reqwest::StatusCode,
+    pub retry_after: Option<std::time::Duration>,
+    pub body: Vec<u8>,
+}
+
+/// Sends a token request (a code exchange, a refresh, client credentials);
+/// an endpoint that cannot be reached or read is the source's fault.
+pub async fn token_call(
+    source: &str,
+    request: reqwest::RequestBuilder,
+) -> Result<TokenAnswer, ConnectorError> {
+    let response = request.send().await.map_err(|e| {
+        ConnectorError::new(
+            source,
+            Fault::Source,
+            format!("token endpoint unreachable: {}", error_chain(&e)),
+        )
+    })?;
+    let status = response.status();
+    let retry_after = retry_after(&response);
+    let body = crate::read_body(response, 1 << 20)
+        .await
+        .map_err(|e| ConnectorError::new(source, Fault::Source, format!("token endpoint: {e}")))?;
+    Ok(TokenAnswer {
+        status,
+        retry_after,
+        body,
+    })
+}
+
+/// The error for a token endpoint that said no; `codes` are the OAuth
+/// error codes it gave (never its whole body: it could echo a secret).
+/// A refused grant or client is the user's to fix (authorize again).
+pub fn token_refused(source: &str, answer: &TokenAnswer, codes: &str) -> ConnectorError {
+    let status = answer.status;
+    match status.as_u16() {
+        400 | 401 => ConnectorError::new(
+            source,
+            Fault::User,
+            format!(
+                "{source} refused the authorization ({codes}): the connection must be authorized again"
+            ),
+        ),
+        429 => {
+            let e = ConnectorError::new(source, Fault::RateLimited, "token endpoint rate limited");
+            match answer.retry_after {
+                Some(after) => e.with_retry_after(after),
+                None => e,
+            }
+        }
+        s if s >= 500 => ConnectorError::new(
+            source,
+            Fault::Source,
+            format!("token endpoint answered {status}"),
+        ),
+        _ => ConnectorError::new(
+            source,
+            Fault::User,
+            format!("token endpoint answered {status} ({codes})"),
+        ),
+    }
+}
+
+/// The standard OAuth `error` code of a token endpoint's answer.
+pub fn oauth_error_code(body: &[u8]) -> String {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v["error"].as_str().map(str::to_string))
+        .unwrap_or_else(|| "no error code".into())
+}

@@ -47,7 +47,9 @@ use tributary_connector_api::{
     ConnectionInfo, Connector, ConnectorError, ConnectorFactory, CredentialVault, Credentials,
     Cursor, Fault, MappedRecord, Page, PageRequest, RateLimits,
 };
-use tributary_connector_http::oauth::{TokenKeeper, Tokens, error_chain, retry_after};
+use tributary_connector_http::oauth::{
+    TokenKeeper, Tokens, error_chain, oauth_error_code, retry_after, token_call, token_refused,
+};
 use tributary_connector_http::{NetworkPolicy, Url, check_url, parse_json_exact, read_body};
 use tributary_schemas::{DataType, Timestamp};
 
@@ -462,68 +464,39 @@ impl Bank {
 
     /// A token endpoint call with `client_secret_basic`.
     async fn token_request(&self, form: &[(&str, &str)]) -> Result<Granted, ConnectorError> {
-        let response = self
-            .http
-            .post(&self.settings.token_url)
-            .basic_auth(self.client_id(), Some(&self.app.client_secret))
-            .form(form)
-            .send()
-            .await
-            .map_err(|e| {
-                err(
-                    Fault::Source,
-                    format!("token endpoint unreachable: {}", error_chain(&e)),
-                )
-            })?;
-        let status = response.status();
-        let after = retry_after(&response);
-        let body = read_body(response, 1 << 20)
-            .await
-            .map_err(|e| err(Fault::Source, format!("token endpoint: {e}")))?;
-        if status.is_success() {
-            #[derive(Deserialize)]
-            struct Answer {
-                access_token: String,
-                #[serde(default)]
-                refresh_token: Option<String>,
-                #[serde(default)]
-                expires_in: Option<i64>,
-            }
-            let a: Answer = serde_json::from_slice(&body).map_err(|e| {
-                err(
-                    Fault::Source,
-                    format!("token endpoint answered an unreadable token: {e}"),
-                )
-            })?;
-            return Ok(Granted {
-                access_token: a.access_token,
-                refresh_token: a.refresh_token,
-                expires_at: Timestamp::now().millis() + a.expires_in.unwrap_or(300) * 1000,
-            });
+        let answer = token_call(
+            NAME,
+            self.http
+                .post(&self.settings.token_url)
+                .basic_auth(self.client_id(), Some(&self.app.client_secret))
+                .form(form),
+        )
+        .await?;
+        if !answer.status.is_success() {
+            return Err(token_refused(
+                NAME,
+                &answer,
+                &oauth_error_code(&answer.body),
+            ));
         }
-        let code = serde_json::from_slice::<Value>(&body)
-            .ok()
-            .and_then(|v| v["error"].as_str().map(str::to_string))
-            .unwrap_or_default();
-        Err(match status.as_u16() {
-            400 | 401 => err(
-                Fault::User,
-                format!(
-                    "the bank refused the authorization ({code}): the customer must authorize again"
-                ),
-            ),
-            429 => {
-                let e = err(Fault::RateLimited, "token endpoint rate limited");
-                match after {
-                    Some(after) => e.with_retry_after(after),
-                    None => e,
-                }
-            }
-            s if s >= 500 => err(Fault::Source, format!("token endpoint answered {status}")),
-            _ => err(
-                Fault::User,
-                format!("token endpoint answered {status} {code}"),
-            ),
+        #[derive(Deserialize)]
+        struct Answer {
+            access_token: String,
+            #[serde(default)]
+            refresh_token: Option<String>,
+            #[serde(default)]
+            expires_in: Option<i64>,
+        }
+        let a: Answer = serde_json::from_slice(&answer.body).map_err(|e| {
+            err(
+                Fault::Source,
+                format!("token endpoint answered an unreadable token: {e}"),
+            )
+        })?;
+        Ok(Granted {
+            access_token: a.access_token,
+            refresh_token: a.refresh_token,
+            expires_at: Timestamp::now().millis() + a.expires_in.unwrap_or(300) * 1000,
         })
     }
 

@@ -43,7 +43,9 @@ use tributary_connector_api::{
     ConnectionInfo, Connector, ConnectorError, ConnectorFactory, CredentialVault, Cursor, Fault,
     MappedRecord, Page, PageRequest, RateLimits,
 };
-use tributary_connector_http::oauth::{TokenKeeper, Tokens, error_chain, retry_after};
+use tributary_connector_http::oauth::{
+    TokenKeeper, Tokens, error_chain, retry_after, token_call, token_refused,
+};
 use tributary_connector_http::{NetworkPolicy, check_url, parse_json_exact, read_body};
 use tributary_schemas::{DataType, Timestamp};
 
@@ -283,68 +285,41 @@ async fn token_request(
     body["client_id"] = json!(app.client_id);
     body["client_secret"] = json!(app.client_secret);
     let kept_refresh = body["refresh_token"].as_str().map(str::to_string);
-    let response = http
-        .post(app.url("/oauth2/token"))
-        .header("square-version", &app.square_version)
-        .json(&body)
-        .send()
-        .await
-        .map_err(|e| {
-            err(
-                Fault::Source,
-                format!("token endpoint unreachable: {}", error_chain(&e)),
-            )
-        })?;
-    let status = response.status();
-    let after = retry_after(&response);
-    let body = read_body(response, 1 << 20)
-        .await
-        .map_err(|e| err(Fault::Source, format!("token endpoint: {e}")))?;
-    if status.is_success() {
-        let t: TokenResponse = serde_json::from_slice(&body).map_err(|e| {
-            err(
-                Fault::Source,
-                format!("token endpoint answered an unreadable token: {e}"),
-            )
-        })?;
-        let expires_at = Timestamp::parse(&t.expires_at).map_err(|e| {
-            err(
-                Fault::Source,
-                format!("token endpoint answered an unreadable expiry: {e}"),
-            )
-        })?;
-        // A refresh may answer without a refresh token: the old one stays.
-        let Some(refresh_token) = t.refresh_token.or(kept_refresh) else {
-            return Err(err(Fault::Source, "token endpoint gave no refresh token"));
-        };
-        return Ok((
-            Tokens {
-                access_token: t.access_token,
-                refresh_token,
-                expires_at: expires_at.millis(),
-            },
-            t.merchant_id,
-        ));
+    let answer = token_call(
+        NAME,
+        http.post(app.url("/oauth2/token"))
+            .header("square-version", &app.square_version)
+            .json(&body),
+    )
+    .await?;
+    if !answer.status.is_success() {
+        // Square's error codes, never the body: it could echo secrets.
+        return Err(token_refused(NAME, &answer, &error_codes(&answer.body)));
     }
-    // Only Square's error codes are shown: the body could echo secrets.
-    let codes = error_codes(&body);
-    Err(match status.as_u16() {
-        400 | 401 => err(
-            Fault::User,
-            format!(
-                "Square refused the authorization ({codes}): the connection must be authorized again"
-            ),
-        ),
-        429 => with_retry(
-            err(Fault::RateLimited, "token endpoint rate limited"),
-            after,
-        ),
-        s if s >= 500 => err(Fault::Source, format!("token endpoint answered {status}")),
-        _ => err(
-            Fault::User,
-            format!("token endpoint answered {status} ({codes})"),
-        ),
-    })
+    let t: TokenResponse = serde_json::from_slice(&answer.body).map_err(|e| {
+        err(
+            Fault::Source,
+            format!("token endpoint answered an unreadable token: {e}"),
+        )
+    })?;
+    let expires_at = Timestamp::parse(&t.expires_at).map_err(|e| {
+        err(
+            Fault::Source,
+            format!("token endpoint answered an unreadable expiry: {e}"),
+        )
+    })?;
+    // A refresh may answer without a refresh token: the old one stays.
+    let Some(refresh_token) = t.refresh_token.or(kept_refresh) else {
+        return Err(err(Fault::Source, "token endpoint gave no refresh token"));
+    };
+    Ok((
+        Tokens {
+            access_token: t.access_token,
+            refresh_token,
+            expires_at: expires_at.millis(),
+        },
+        t.merchant_id,
+    ))
 }
 
 fn with_retry(e: ConnectorError, after: Option<Duration>) -> ConnectorError {

@@ -42,7 +42,9 @@ use tributary_connector_api::{
     ConnectionInfo, Connector, ConnectorError, ConnectorFactory, CredentialVault, Cursor, Fault,
     MappedRecord, Page, PageRequest, RateLimits,
 };
-use tributary_connector_http::oauth::{TokenKeeper, Tokens, error_chain, retry_after};
+use tributary_connector_http::oauth::{
+    TokenKeeper, Tokens, error_chain, oauth_error_code, retry_after, token_call, token_refused,
+};
 use tributary_connector_http::{NetworkPolicy, check_url, parse_json_exact, read_body};
 use tributary_schemas::{DataType, Timestamp};
 
@@ -385,62 +387,30 @@ async fn token_request(
     app: &XeroApp,
     form: &[(&str, &str)],
 ) -> Result<Tokens, ConnectorError> {
-    let response = http
-        .post(&app.token_url)
-        .basic_auth(&app.client_id, Some(&app.client_secret))
-        .form(form)
-        .send()
-        .await
-        .map_err(|e| err(Fault::Source, format!("token endpoint unreachable: {e}")))?;
-    let status = response.status();
-    let retry_after = retry_after(&response);
-    let body = read_body(response, 1 << 20)
-        .await
-        .map_err(|e| err(Fault::Source, format!("token endpoint: {e}")))?;
-    if status.is_success() {
-        let t: TokenResponse = serde_json::from_slice(&body).map_err(|e| {
-            err(
-                Fault::Source,
-                format!("token endpoint answered an unreadable token: {e}"),
-            )
-        })?;
-        return Ok(Tokens {
-            access_token: t.access_token,
-            refresh_token: t.refresh_token,
-            expires_at: Timestamp::now().millis() + t.expires_in * 1000,
-        });
+    let answer = token_call(
+        NAME,
+        http.post(&app.token_url)
+            .basic_auth(&app.client_id, Some(&app.client_secret))
+            .form(form),
+    )
+    .await?;
+    if !answer.status.is_success() {
+        return Err(token_refused(
+            NAME,
+            &answer,
+            &oauth_error_code(&answer.body),
+        ));
     }
-    // Only the error code is shown: the body could echo what was sent.
-    let code = serde_json::from_slice::<Value>(&body)
-        .ok()
-        .and_then(|v| v["error"].as_str().map(str::to_string))
-        .unwrap_or_default();
-    Err(match status.as_u16() {
-        400 | 401
-            if matches!(
-                code.as_str(),
-                "invalid_grant" | "invalid_client" | "unauthorized_client"
-            ) =>
-        {
-            err(
-                Fault::User,
-                format!(
-                    "Xero refused the authorization ({code}): the connection must be authorized again"
-                ),
-            )
-        }
-        429 => {
-            let e = err(Fault::RateLimited, "token endpoint rate limited");
-            match retry_after {
-                Some(after) => e.with_retry_after(after),
-                None => e,
-            }
-        }
-        s if s >= 500 => err(Fault::Source, format!("token endpoint answered {status}")),
-        _ => err(
-            Fault::User,
-            format!("token endpoint answered {status} {code}"),
-        ),
+    let t: TokenResponse = serde_json::from_slice(&answer.body).map_err(|e| {
+        err(
+            Fault::Source,
+            format!("token endpoint answered an unreadable token: {e}"),
+        )
+    })?;
+    Ok(Tokens {
+        access_token: t.access_token,
+        refresh_token: t.refresh_token,
+        expires_at: Timestamp::now().millis() + t.expires_in * 1000,
     })
 }
 

@@ -3,7 +3,7 @@
 //! which `.ci/run` installs) and the embedded registry.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use tributary_connector_sandbox::{Generator, SandboxSettings};
@@ -77,17 +77,10 @@ fn setup(store_url: Option<&str>, hard_deletes: bool) -> Setup {
 }
 
 fn start(setup: &Setup, run: u32) -> Proc {
-    let log = |name: &str| {
-        std::fs::File::create(setup.dir.path().join(format!("{name}-{run}.log"))).unwrap()
-    };
-    Proc(
-        Command::new(env!("CARGO_BIN_EXE_tributary"))
-            .args(["--config", setup.config.to_str().unwrap(), "up"])
-            .stdin(Stdio::null())
-            .stdout(log("stdout"))
-            .stderr(log("stderr"))
-            .spawn()
-            .unwrap(),
+    up(
+        &setup.config,
+        &setup.dir.path().join(format!("up-{run}.log")),
+        &[],
     )
 }
 

@@ -20,7 +20,6 @@ mod common;
 
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -87,21 +86,7 @@ fn configure(
 
 /// `tributary up` with `env` added; its output goes to the test's log.
 fn launch(setup: &Setup, env: &[(&str, &str)]) -> Proc {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(setup.dir.join("tributary.log"))
-        .unwrap();
-    Proc(
-        Command::new(env!("CARGO_BIN_EXE_tributary"))
-            .args(["--config", setup.config.to_str().unwrap(), "up"])
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    )
+    up(&setup.config, &setup.dir.join("tributary.log"), env)
 }
 
 async fn wait_for_first_records(setup: &Setup) {

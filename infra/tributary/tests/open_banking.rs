@@ -11,7 +11,6 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -85,16 +84,7 @@ async fn open_banking_from_a_fake_bank_to_the_api() {
         .unwrap_or_else(|| panic!("no authorization URL in {added}"))
         .to_string();
 
-    let log = std::fs::File::create(dir.path().join("up.log")).unwrap();
-    let mut up = Proc(
-        Command::new(env!("CARGO_BIN_EXE_tributary"))
-            .args(["--config", config.to_str().unwrap(), "up"])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    );
+    let mut up = up(&config, &dir.path().join("up.log"), &[]);
     let api = format!("http://127.0.0.1:{api}");
     wait_for_health(&api, dir.path()).await;
 

@@ -7,7 +7,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -18,16 +17,7 @@ const COMPANIES: u32 = 6;
 fn spawn(dir: &Path, name: &str, config: &str) -> Proc {
     let path = dir.join(format!("{name}.toml"));
     std::fs::write(&path, config).unwrap();
-    let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
-    Proc(
-        Command::new(env!("CARGO_BIN_EXE_tributary"))
-            .args(["--config", path.to_str().unwrap(), "up"])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    )
+    up(&path, &dir.join(format!("{name}.log")), &[])
 }
 
 /// Whether `name`'s log shows it was given at least one partition.

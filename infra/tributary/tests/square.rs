@@ -10,7 +10,6 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -91,16 +90,7 @@ async fn square_from_prism_to_the_api_through_cli_and_api_connections() {
         "{cli_url}"
     );
 
-    let log = std::fs::File::create(dir.path().join("up.log")).unwrap();
-    let mut up = Proc(
-        Command::new(env!("CARGO_BIN_EXE_tributary"))
-            .args(["--config", config.to_str().unwrap(), "up"])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    );
+    let mut up = up(&config, &dir.path().join("up.log"), &[]);
     let api = format!("http://127.0.0.1:{api}");
     wait_for_health(&api, dir.path()).await;
 

@@ -7,7 +7,6 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -87,16 +86,7 @@ async fn xero_from_prism_to_the_api_with_no_secret_in_any_log() {
     let listed = run(&config, &["connections", "list"]);
     assert!(listed.contains("acme\txero\tpending_auth"), "{listed}");
 
-    let log = std::fs::File::create(dir.path().join("up.log")).unwrap();
-    let mut up = Proc(
-        Command::new(env!("CARGO_BIN_EXE_tributary"))
-            .args(["--config", config.to_str().unwrap(), "up"])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    );
+    let mut up = up(&config, &dir.path().join("up.log"), &[]);
     let api = format!("http://127.0.0.1:{api}");
     let started = Instant::now();
     while get(&format!("{api}/v1/connections")).await.is_none() {

@@ -584,3 +584,23 @@ pub(crate) fn read_topics(bootstrap: &str, registry: &str, data_types: Option<&s
     assert_eq!(report["errors"], 0, "{report}");
     report
 }
+
+/// `tributary --config <config> up` with `env` added, its output appended
+/// to `log`; killed if the test ends first.
+pub(crate) fn up(config: &Path, log: &Path, env: &[(&str, &str)]) -> Proc {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    Proc(
+        std::process::Command::new(env!("CARGO_BIN_EXE_tributary"))
+            .args(["--config", config.to_str().unwrap(), "up"])
+            .envs(env.iter().copied())
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    )
+}
