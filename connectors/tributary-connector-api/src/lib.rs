@@ -49,6 +49,31 @@ pub struct ConnectionInfo {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Cursor(pub String);
 
+impl Cursor {
+    /// A connector's own position state, as JSON.
+    pub fn encode<T: Serialize>(state: &T) -> Cursor {
+        Cursor(serde_json::to_string(state).unwrap_or_default())
+    }
+
+    /// Reads back what [`Cursor::encode`] wrote; no cursor is the default
+    /// state (the start). A cursor that does not read is `source`'s bug.
+    pub fn decode<T: serde::de::DeserializeOwned + Default>(
+        cursor: Option<&Cursor>,
+        source: &str,
+    ) -> Result<T, ConnectorError> {
+        match cursor {
+            None => Ok(T::default()),
+            Some(c) => serde_json::from_str(&c.0).map_err(|e| {
+                ConnectorError::new(
+                    source,
+                    Fault::Internal,
+                    format!("malformed {source} cursor {:?}: {e}", c.0),
+                )
+            }),
+        }
+    }
+}
+
 /// What the runtime asks for.
 #[derive(Debug, Clone)]
 pub struct PageRequest {

@@ -888,15 +888,7 @@ impl Connector for OpenBankingConnector {
 
     async fn fetch_page(&self, request: &PageRequest) -> Result<Page, ConnectorError> {
         let (path, collection) = listing(request.data_type)?;
-        let mut cursor: BankCursor = match &request.cursor {
-            None => BankCursor::default(),
-            Some(c) => serde_json::from_str(&c.0).map_err(|e| {
-                err(
-                    Fault::Internal,
-                    format!("malformed open_banking cursor {:?}: {e}", c.0),
-                )
-            })?,
-        };
+        let mut cursor: BankCursor = Cursor::decode(request.cursor.as_ref(), NAME)?;
         let data_type = request.data_type;
         let per_account = data_type != DataType::BankAccount;
         if per_account && cursor.next.is_none() && cursor.index == 0 {
@@ -959,7 +951,7 @@ impl Connector for OpenBankingConnector {
         Ok(match next {
             Some(next) => Page {
                 records,
-                next_cursor: Some(Cursor(encode(&next))),
+                next_cursor: Some(Cursor::encode(&next)),
                 has_more: true,
             },
             None => self.finished(&BankCursor { newest, ..cursor }, records),
@@ -982,12 +974,8 @@ impl OpenBankingConnector {
         };
         Page {
             records,
-            next_cursor: Some(Cursor(encode(&next))),
+            next_cursor: Some(Cursor::encode(&next)),
             has_more: false,
         }
     }
-}
-
-fn encode(cursor: &BankCursor) -> String {
-    serde_json::to_string(cursor).unwrap_or_default()
 }

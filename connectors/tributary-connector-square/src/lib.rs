@@ -629,15 +629,7 @@ impl Connector for SquareConnector {
 
     async fn fetch_page(&self, request: &PageRequest) -> Result<Page, ConnectorError> {
         let ep = endpoint(request.data_type)?;
-        let mut cursor: SquareCursor = match &request.cursor {
-            None => SquareCursor::default(),
-            Some(c) => serde_json::from_str(&c.0).map_err(|e| {
-                err(
-                    Fault::Internal,
-                    format!("malformed square cursor {:?}: {e}", c.0),
-                )
-            })?,
-        };
+        let mut cursor: SquareCursor = Cursor::decode(request.cursor.as_ref(), NAME)?;
         if !ep.incremental {
             cursor.since = None;
         }
@@ -726,7 +718,7 @@ impl Connector for SquareConnector {
         match next {
             Some(next) => Ok(Page {
                 records,
-                next_cursor: Some(Cursor(encode(&next))),
+                next_cursor: Some(Cursor::encode(&next)),
                 has_more: true,
             }),
             None => Ok(finished(
@@ -851,11 +843,7 @@ fn finished(cursor: &SquareCursor, records: Vec<Value>) -> Page {
     };
     Page {
         records,
-        next_cursor: Some(Cursor(encode(&next))),
+        next_cursor: Some(Cursor::encode(&next)),
         has_more: false,
     }
-}
-
-fn encode(cursor: &SquareCursor) -> String {
-    serde_json::to_string(cursor).unwrap_or_default()
 }

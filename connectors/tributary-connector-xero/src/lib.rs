@@ -547,15 +547,7 @@ impl Connector for XeroConnector {
 
     async fn fetch_page(&self, request: &PageRequest) -> Result<Page, ConnectorError> {
         let ep = endpoint(request.data_type)?;
-        let cursor = match &request.cursor {
-            None => XeroCursor::default(),
-            Some(c) => serde_json::from_str(&c.0).map_err(|e| {
-                err(
-                    Fault::Internal,
-                    format!("malformed xero cursor {:?}: {e}", c.0),
-                )
-            })?,
-        };
+        let cursor: XeroCursor = Cursor::decode(request.cursor.as_ref(), NAME)?;
         let page = cursor.page.max(1);
         let page_size = request.page_size.clamp(1, 1000);
         let where_ = format!("{} page {page}", ep.path);
@@ -626,7 +618,7 @@ impl Connector for XeroConnector {
             };
             return Ok(Page {
                 records,
-                next_cursor: Some(Cursor(encode(&next))),
+                next_cursor: Some(Cursor::encode(&next)),
                 has_more: true,
             });
         }
@@ -818,12 +810,8 @@ impl XeroConnector {
         };
         Page {
             records,
-            next_cursor: Some(Cursor(encode(&next))),
+            next_cursor: Some(Cursor::encode(&next)),
             has_more: false,
         }
     }
-}
-
-fn encode(cursor: &XeroCursor) -> String {
-    serde_json::to_string(cursor).unwrap_or_default()
 }
