@@ -24,6 +24,7 @@
 //! at-least-once, and deterministic event ids make the repeat harmless.
 
 pub mod admin;
+pub mod fields;
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -2,13 +2,14 @@
 //! without a time of their own carry the time they were observed, added by
 //! the fetch.
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tributary_connector_api::MappedRecord;
+use tributary_connector_api::fields::Fields;
 use tributary_schemas::model::*;
 use tributary_schemas::{DataType, Decimal5, Record, Timestamp};
 
-pub type MapError = String;
+pub use tributary_connector_api::fields::MapError;
 
 /// Set by the fetch on every record: the time of the answer (ms), the
 /// version of records without a time of their own.
@@ -52,12 +53,7 @@ pub fn map_record(data_type: DataType, raw: &Value) -> Result<MappedRecord, MapE
         Some(Value::String(id)) if !id.is_empty() => id.clone(),
         _ => return Err(format!("{data_type}: the record has no AccountId")),
     };
-    let mut r = Fields {
-        fields,
-        data_type,
-        id: account_id.clone(),
-        path: String::new(),
-    };
+    let mut r = Fields::of(raw, data_type, &account_id)?;
     let observed = r
         .opt_str(OBSERVED_AT)?
         .and_then(|ms| ms.parse().ok())
@@ -112,7 +108,7 @@ pub fn map_record(data_type: DataType, raw: &Value) -> Result<MappedRecord, MapE
         }
         DataType::BankFeedTransaction => {
             if let Some(id) = r.opt_string("TransactionId")? {
-                r.id = id;
+                r.set_id(&id);
             }
             let booked_at = r.time("BookingDateTime")?;
             let (amount, currency) = r.signed_amount("Amount", "CreditDebitIndicator")?;
@@ -136,7 +132,7 @@ pub fn map_record(data_type: DataType, raw: &Value) -> Result<MappedRecord, MapE
                     r.opt_str("TransactionReference")?,
                 ]),
             };
-            r.id = id.clone();
+            r.set_id(&id);
             let debit = amount < Decimal5::ZERO;
             let counterparty = match r.opt_obj(if debit {
                 "CreditorAccount"
@@ -185,7 +181,7 @@ pub fn map_record(data_type: DataType, raw: &Value) -> Result<MappedRecord, MapE
                     r.opt_str("Name")?,
                 ]),
             };
-            r.id = id.clone();
+            r.set_id(&id);
             let last = match r.opt_obj("PreviousPaymentAmount")? {
                 Some(_) => Some(r.amount("PreviousPaymentAmount")?),
                 None => None,
@@ -252,7 +248,7 @@ pub fn map_record(data_type: DataType, raw: &Value) -> Result<MappedRecord, MapE
                     },
                 ]),
             };
-            r.id = id.clone();
+            r.set_id(&id);
             let next = match r.opt_obj("NextPaymentAmount")? {
                 Some(_) => Some(r.amount("NextPaymentAmount")?),
                 None => None,
@@ -295,87 +291,14 @@ fn negate(amount: Decimal5) -> Decimal5 {
     Decimal5::from_scaled(-amount.scaled())
 }
 
-/// One JSON object of a record being mapped, with errors that name the
-/// record and the field's path.
-struct Fields<'a> {
-    fields: &'a Map<String, Value>,
-    data_type: DataType,
-    id: String,
-    path: String,
+/// The standard's readers: amounts with their currency and sign.
+trait BankFields<'a> {
+    fn amount(&self, field: &str) -> Result<(Decimal5, String), MapError>;
+    fn currency(&self, field: &str) -> Result<String, MapError>;
+    fn signed_amount(&self, field: &str, indicator: &str) -> Result<(Decimal5, String), MapError>;
 }
 
-impl<'a> Fields<'a> {
-    fn bad(&self, field: &str, why: &str) -> MapError {
-        format!("{} {}: {}{field} {why}", self.data_type, self.id, self.path)
-    }
-
-    fn nested(&self, value: &'a Value, path: &str) -> Result<Fields<'a>, MapError> {
-        match value.as_object() {
-            Some(fields) => Ok(Fields {
-                fields,
-                data_type: self.data_type,
-                id: self.id.clone(),
-                path: format!("{}{path}.", self.path),
-            }),
-            None => Err(self.bad(path, "is not an object")),
-        }
-    }
-
-    fn present(&self, field: &str) -> Option<&'a Value> {
-        self.fields.get(field).filter(|v| !v.is_null())
-    }
-
-    fn opt_str(&self, field: &str) -> Result<Option<&'a str>, MapError> {
-        match self.present(field) {
-            None => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s)),
-            Some(_) => Err(self.bad(field, "is not a string")),
-        }
-    }
-
-    fn opt_string(&self, field: &str) -> Result<Option<String>, MapError> {
-        Ok(self.opt_str(field)?.map(str::to_string))
-    }
-
-    fn str(&self, field: &str) -> Result<&'a str, MapError> {
-        self.opt_str(field)?
-            .ok_or_else(|| self.bad(field, "is missing"))
-    }
-
-    fn opt_time(&self, field: &str) -> Result<Option<Timestamp>, MapError> {
-        match self.opt_str(field)? {
-            None => Ok(None),
-            Some(t) => Timestamp::parse(t)
-                .map(Some)
-                .map_err(|e| self.bad(field, &e.to_string())),
-        }
-    }
-
-    fn time(&self, field: &str) -> Result<Timestamp, MapError> {
-        self.opt_time(field)?
-            .ok_or_else(|| self.bad(field, "is missing"))
-    }
-
-    fn opt_obj(&self, field: &str) -> Result<Option<Fields<'a>>, MapError> {
-        match self.present(field) {
-            None => Ok(None),
-            Some(v) => self.nested(v, field).map(Some),
-        }
-    }
-
-    fn obj(&self, field: &str) -> Result<Fields<'a>, MapError> {
-        self.opt_obj(field)?
-            .ok_or_else(|| self.bad(field, "is missing"))
-    }
-
-    fn array(&self, field: &str) -> Result<&'a [Value], MapError> {
-        match self.present(field) {
-            None => Ok(&[]),
-            Some(Value::Array(items)) => Ok(items),
-            Some(_) => Err(self.bad(field, "is not a list")),
-        }
-    }
-
+impl<'a> BankFields<'a> for Fields<'a> {
     /// `{"Amount": "12.34567", "Currency": "GBP"}`: exact at scale 5 (the
     /// standard's pattern allows no sign and at most five decimals).
     fn amount(&self, field: &str) -> Result<(Decimal5, String), MapError> {

@@ -2,13 +2,14 @@
 //! (records without `updated_at` carry the time they were observed, added
 //! by the fetch).
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 use tributary_connector_api::MappedRecord;
+use tributary_connector_api::fields::Fields;
 use tributary_schemas::model::*;
 use tributary_schemas::{DataType, Date, Decimal, Record, Timestamp};
 
 /// Why a record could not be mapped, naming the record and the field.
-pub type MapError = String;
+pub use tributary_connector_api::fields::MapError;
 
 /// Set by the fetch on records without `updated_at` (locations): the
 /// time of the answer, in milliseconds, as their version.
@@ -56,12 +57,7 @@ pub fn map_record(data_type: DataType, raw: &Value) -> Result<MappedRecord, MapE
         Some(Value::String(id)) if !id.is_empty() => id.clone(),
         _ => return Err(format!("{data_type}: the record has no {id_field}")),
     };
-    let r = Fields {
-        fields,
-        data_type,
-        id: &id,
-        path: String::new(),
-    };
+    let r = Fields::of(raw, data_type, &id)?;
     let modified = match (r.opt_time("updated_at")?, r.opt_str(OBSERVED_AT)?) {
         (Some(t), _) => t,
         (None, Some(ms)) => ms
@@ -299,90 +295,19 @@ pub fn map_record(data_type: DataType, raw: &Value) -> Result<MappedRecord, MapE
     })
 }
 
-/// One JSON object of a record being mapped, with errors that name the
-/// record and the field's path.
-struct Fields<'a> {
-    fields: &'a Map<String, Value>,
-    data_type: DataType,
-    id: &'a str,
-    path: String,
+/// Square's readers: money in minor units, quantities, catalogue
+/// variations, addresses.
+trait SquareFields<'a> {
+    fn opt_money(&self, field: &str) -> Result<Option<(Decimal, String)>, MapError>;
+    fn money(&self, field: &str) -> Result<(Decimal, String), MapError>;
+    fn money_in(&self, field: &str, currency: &str) -> Result<Decimal, MapError>;
+    fn fees(&self, field: &str, currency: &str) -> Result<Decimal, MapError>;
+    fn quantity(&self, field: &str) -> Result<Decimal, MapError>;
+    fn variant(&self) -> Result<ProductVariant, MapError>;
+    fn address(&self) -> Result<Option<String>, MapError>;
 }
 
-impl<'a> Fields<'a> {
-    fn bad(&self, field: &str, why: &str) -> MapError {
-        format!("{} {}: {}{field} {why}", self.data_type, self.id, self.path)
-    }
-
-    fn nested(&self, value: &'a Value, path: &str) -> Result<Fields<'a>, MapError> {
-        match value.as_object() {
-            Some(fields) => Ok(Fields {
-                fields,
-                data_type: self.data_type,
-                id: self.id,
-                path: format!("{}{path}.", self.path),
-            }),
-            None => Err(self.bad(path, "is not an object")),
-        }
-    }
-
-    fn present(&self, field: &str) -> Option<&'a Value> {
-        self.fields.get(field).filter(|v| !v.is_null())
-    }
-
-    fn opt_str(&self, field: &str) -> Result<Option<&'a str>, MapError> {
-        match self.present(field) {
-            None => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s)),
-            Some(_) => Err(self.bad(field, "is not a string")),
-        }
-    }
-
-    fn opt_string(&self, field: &str) -> Result<Option<String>, MapError> {
-        Ok(self.opt_str(field)?.map(str::to_string))
-    }
-
-    fn str(&self, field: &str) -> Result<&'a str, MapError> {
-        self.opt_str(field)?
-            .ok_or_else(|| self.bad(field, "is missing"))
-    }
-
-    fn opt_bool(&self, field: &str) -> Result<Option<bool>, MapError> {
-        match self.present(field) {
-            None => Ok(None),
-            Some(Value::Bool(b)) => Ok(Some(*b)),
-            Some(_) => Err(self.bad(field, "is not true or false")),
-        }
-    }
-
-    fn opt_time(&self, field: &str) -> Result<Option<Timestamp>, MapError> {
-        match self.opt_str(field)? {
-            None => Ok(None),
-            Some(t) => Timestamp::parse(t)
-                .map(Some)
-                .map_err(|e| self.bad(field, &e.to_string())),
-        }
-    }
-
-    fn opt_obj(&self, field: &str) -> Result<Option<Fields<'a>>, MapError> {
-        match self.present(field) {
-            None => Ok(None),
-            Some(v) => self.nested(v, field).map(Some),
-        }
-    }
-
-    fn obj(&self, field: &str) -> Result<Fields<'a>, MapError> {
-        self.opt_obj(field)?
-            .ok_or_else(|| self.bad(field, "is missing"))
-    }
-
-    fn array(&self, field: &str) -> Result<&'a [Value], MapError> {
-        match self.present(field) {
-            None => Ok(&[]),
-            Some(Value::Array(items)) => Ok(items),
-            Some(_) => Err(self.bad(field, "is not a list")),
-        }
-    }
-
+impl<'a> SquareFields<'a> for Fields<'a> {
     /// A `Money` object (`{"amount": <smallest units>, "currency": "USD"}`)
     /// as an exact decimal and its currency.
     fn opt_money(&self, field: &str) -> Result<Option<(Decimal, String)>, MapError> {
