@@ -300,7 +300,7 @@ impl ConnectorFactory for OpenBankingFactory {
         let bank = self.bank(self.settings(&connection.settings)?);
         let expires_at =
             Timestamp(Timestamp::now().millis() + i64::from(self.app.consent_days) * 86_400_000);
-        let consent_id = bank.create_consent(expires_at).await?;
+        let (consent_id, expires_at) = bank.create_consent(expires_at).await?;
         let code_verifier = jws::random_token(32).map_err(|e| err(Fault::Internal, e))?;
         let nonce = jws::random_token(16).map_err(|e| err(Fault::Internal, e))?;
         let pending = Pending {
@@ -507,8 +507,12 @@ impl Bank {
             .map(|g| g.access_token)
     }
 
-    /// Creates an account-access consent: its id.
-    async fn create_consent(&self, expires_at: Timestamp) -> Result<String, ConnectorError> {
+    /// Creates an account-access consent asked to last until `expires_at`:
+    /// its id and when the bank says it expires.
+    async fn create_consent(
+        &self,
+        expires_at: Timestamp,
+    ) -> Result<(String, Timestamp), ConnectorError> {
         let token = self.client_token().await?;
         let body = json!({
             "Data": {
@@ -535,7 +539,7 @@ impl Bank {
                 ));
             }
         };
-        answer["Data"]["ConsentId"]
+        let id = answer["Data"]["ConsentId"]
             .as_str()
             .filter(|id| !id.is_empty())
             .map(str::to_string)
@@ -544,7 +548,13 @@ impl Bank {
                     Fault::Source,
                     "account-access-consents: the answer has no Data.ConsentId",
                 )
-            })
+            })?;
+        // The bank may grant a shorter life than asked: its word counts.
+        let granted = answer["Data"]["ExpirationDateTime"]
+            .as_str()
+            .and_then(|t| Timestamp::parse(t).ok())
+            .map_or(expires_at, |t| t.min(expires_at));
+        Ok((id, granted))
     }
 
     fn url(&self, path: &str) -> String {
