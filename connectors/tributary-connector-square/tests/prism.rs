@@ -1,12 +1,12 @@
 #![allow(clippy::unwrap_used)] // a test stops at its first surprise
 //! The Square connector against Prism serving Square's own OpenAPI spec
 //! (`spec/square_api.json`, made servable by
-//! `tributary_testkit::prism::servable_square_spec`): one Prism per test
-//! binary, in static mode (the spec's examples, checked field for field)
+//! `tributary_testkit::prism::servable_square_spec`): one Prism per mode
+//! for the binary, in static mode (the spec's examples, checked field for field)
 //! and in dynamic mode (random schema-valid answers: nothing may panic or
 //! hang).
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -19,14 +19,24 @@ use tributary_schemas::{DataType, Decimal, Record, Timestamp};
 use tributary_testkit::prism::{Prism, servable_square_spec};
 use tributary_testkit::vault::MemoryVault;
 
-/// The two mocks of this binary, started once.
-fn prism(dynamic: bool) -> &'static str {
-    static STATIC: OnceLock<Prism> = OnceLock::new();
-    static DYNAMIC: OnceLock<Prism> = OnceLock::new();
-    let cell = if dynamic { &DYNAMIC } else { &STATIC };
-    &cell
-        .get_or_init(|| Prism::serve(&servable_square_spec(), dynamic))
-        .url
+/// One test, so the binary starts Prism once per mode (Square's spec is
+/// 3 MB) and the servers stop with it, even when a check fails.
+#[tokio::test(flavor = "multi_thread")]
+async fn against_prism_serving_squares_spec() {
+    let (fixed, random) = tokio::task::spawn_blocking(|| {
+        (
+            Prism::serve(&servable_square_spec(), false),
+            Prism::serve(&servable_square_spec(), true),
+        )
+    })
+    .await
+    .unwrap();
+    every_data_type_from_the_specs_examples_field_for_field(&fixed.url).await;
+    a_cursor_in_the_answer_means_another_page(&fixed.url).await;
+    one_record_by_id_field_for_field(&fixed.url).await;
+    authorization_and_refresh_through_the_token_endpoint(&fixed.url).await;
+    random_answers_from_prism_dynamic_mode_never_break_it(&random.url).await;
+    conforms_against_prism(&fixed.url, &random.url).await;
 }
 
 fn app(url: &str) -> SquareApp {
@@ -51,17 +61,14 @@ fn connection(merchant: Option<&str>) -> ConnectionInfo {
     }
 }
 
-/// A connector with a valid token, talking to the static or dynamic mock.
-async fn connector(dynamic: bool) -> Arc<dyn Connector> {
-    let url = tokio::task::spawn_blocking(move || prism(dynamic).to_string())
-        .await
-        .unwrap();
+/// A connector with a valid token, talking to the mock at `url`.
+fn connector(url: &str) -> Arc<dyn Connector> {
     let vault = MemoryVault::with_tokens(
         "EAAA-access",
         "EQAA-refresh",
         Timestamp::now().millis() + 7 * 86_400_000,
     );
-    SquareFactory::new(app(&url))
+    SquareFactory::new(app(url))
         .unwrap()
         .build(&connection(Some("MLQW2MYBY81PZ")), vault)
         .unwrap()
@@ -101,9 +108,8 @@ fn text(raw: &Value) -> Option<String> {
 
 /// Every data type fetched from the spec's examples, each mapped field
 /// checked against the answer it came from.
-#[tokio::test(flavor = "multi_thread")]
-async fn every_data_type_from_the_specs_examples_field_for_field() {
-    let connector = connector(false).await;
+async fn every_data_type_from_the_specs_examples_field_for_field(url: &str) {
+    let connector = connector(url);
     for data_type in connector.data_types() {
         let page = connector
             .fetch_page(&request(data_type, None))
@@ -259,9 +265,8 @@ fn check_fields(record: &Record, raw: &Value) {
 /// Square's examples carry a cursor that leads to themselves: the page
 /// says there is more, with the cursor; the runtime stops a source that
 /// repeats one (`producers/tributary-producer/tests/pages.rs`).
-#[tokio::test(flavor = "multi_thread")]
-async fn a_cursor_in_the_answer_means_another_page() {
-    let connector = connector(false).await;
+async fn a_cursor_in_the_answer_means_another_page(url: &str) {
+    let connector = connector(url);
     let first = connector
         .fetch_page(&request(DataType::Dispute, None))
         .await
@@ -286,9 +291,8 @@ async fn a_cursor_in_the_answer_means_another_page() {
 }
 
 /// One record of each type by id (`GET /v2/orders/{id}` and the like).
-#[tokio::test(flavor = "multi_thread")]
-async fn one_record_by_id_field_for_field() {
-    let connector = connector(false).await;
+async fn one_record_by_id_field_for_field(url: &str) {
+    let connector = connector(url);
     for data_type in connector.data_types() {
         assert!(connector.can_fetch_record(data_type), "{data_type}");
         let raw = connector
@@ -311,12 +315,8 @@ async fn one_record_by_id_field_for_field() {
 /// The code flow against the spec's token endpoint: the merchant granted
 /// lands in the settings, the tokens in the vault; an expired token is
 /// refreshed and saved before use.
-#[tokio::test(flavor = "multi_thread")]
-async fn authorization_and_refresh_through_the_token_endpoint() {
-    let url = tokio::task::spawn_blocking(|| prism(false).to_string())
-        .await
-        .unwrap();
-    let factory = SquareFactory::new(app(&url)).unwrap();
+async fn authorization_and_refresh_through_the_token_endpoint(url: &str) {
+    let factory = SquareFactory::new(app(url)).unwrap();
     let vault = Arc::new(MemoryVault::default());
     let link = factory
         .authorization_url(&connection(None), "state-123", vault.clone())
@@ -346,9 +346,8 @@ async fn authorization_and_refresh_through_the_token_endpoint() {
 
 /// Random schema-valid answers: every page ends as records or a clear
 /// error, every record maps or is refused alone; nothing panics or hangs.
-#[tokio::test(flavor = "multi_thread")]
-async fn random_answers_from_prism_dynamic_mode_never_break_it() {
-    let connector = connector(true).await;
+async fn random_answers_from_prism_dynamic_mode_never_break_it(url: &str) {
+    let connector = connector(url);
     let (mut pages, mut records, mut refused, mut errors) = (0, 0, 0, 0);
     for round in 0..5 {
         for data_type in connector.data_types() {
@@ -385,11 +384,10 @@ async fn random_answers_from_prism_dynamic_mode_never_break_it() {
 /// static and dynamic mode: paging ends (the examples' self-referring
 /// cursors end a pass, as the runtime does), mapping is pure, errors are
 /// classified.
-#[tokio::test(flavor = "multi_thread")]
-async fn conforms_against_prism() {
+async fn conforms_against_prism(fixed: &str, random: &str) {
     use tributary_testkit::conformance::{Source, check};
-    for dynamic in [false, true] {
-        let connector = connector(dynamic).await;
+    for (url, dynamic) in [(fixed, false), (random, true)] {
+        let connector = connector(url);
         let seen = check(connector.as_ref(), Source::Mock).await;
         assert!(seen.pages > 0, "{seen:?}");
         if !dynamic {

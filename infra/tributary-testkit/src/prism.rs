@@ -60,11 +60,12 @@ pub fn servable_square_spec() -> PathBuf {
         resolve_square_commons(&mut spec);
         spec["components"]["schemas"]["CatalogModifierToggleOverrideType"] =
             serde_json::json!({ "type": "string" });
-        let path = std::env::temp_dir().join(format!(
-            "tributary-square-servable-{}.json",
-            std::process::id()
-        ));
-        std::fs::write(&path, spec.to_string()).expect("cannot write the servable Square spec");
+        // One file for every run (the same content each time), written
+        // whole under a name of this process's, then renamed into place.
+        let path = std::env::temp_dir().join("tributary-square-servable.json");
+        let partial = path.with_extension(format!("{}.partial", std::process::id()));
+        std::fs::write(&partial, spec.to_string()).expect("cannot write the servable Square spec");
+        std::fs::rename(&partial, &path).expect("cannot put the servable Square spec in place");
         path
     })
     .clone()
