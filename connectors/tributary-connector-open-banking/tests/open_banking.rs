@@ -453,3 +453,67 @@ async fn conforms_against_the_fake_bank_and_hostile_answers() {
     let failed = check_hostile(connector.as_ref(), &server).await;
     assert!(failed >= 5 * connector.data_types().len(), "{failed}");
 }
+
+/// A page with two transactions of 1.5 MB among good ones comes whole at
+/// the default answer cap; the good ones and the large valid one map, the
+/// large invalid one is refused alone (a dead letter), naming itself.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_page_with_huge_records_among_good_ones() {
+    let big = "x".repeat(1_500_000);
+    let tx = |id: &str| {
+        json!({ "AccountId": "A1", "TransactionId": id, "CreditDebitIndicator": "Credit",
+                "Status": "BOOK", "BookingDateTime": "2026-11-30T10:00:00+00:00",
+                "Amount": { "Amount": "1.00001", "Currency": "GBP" } })
+    };
+    let mut huge_valid = tx("t-huge");
+    huge_valid["TransactionInformation"] = json!(big);
+    let mut huge_invalid = tx("t-broken");
+    huge_invalid["Amount"]["Amount"] = json!("1.000001");
+    huge_invalid["AddressLine"] = json!(big);
+    let page = json!({ "Data": { "Transaction": [tx("t-1"), huge_valid, huge_invalid, tx("t-2")] },
+                       "Links": { "Self": "x" }, "Meta": {} })
+    .to_string();
+    let accounts = json!({ "Data": { "Account": [{ "AccountId": "A1", "Currency": "GBP",
+        "Account": [] }] }, "Links": { "Self": "x" }, "Meta": {} })
+    .to_string();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let serve = |body: String| {
+        axum::routing::get(move || {
+            let body = body.clone();
+            async move { ([("content-type", "application/json")], body) }
+        })
+    };
+    let app = axum::Router::new()
+        .route("/accounts", serve(accounts))
+        .route("/accounts/A1/transactions", serve(page));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let factory = OpenBankingFactory::new(OpenBankingApp {
+        network: NetworkPolicy {
+            allow_private: true,
+        },
+        ..OpenBankingApp::default()
+    })
+    .unwrap();
+    let settings = json!({
+        "api_url": url, "token_url": format!("{url}/token"),
+        "authorize_url": format!("{url}/authorize"), "consent_id": "c1",
+    });
+    let vault = MemoryVault::with_tokens("at", "rt", Timestamp::now().millis() + 3_600_000);
+    let connector = factory.build(&connection(settings), vault).unwrap();
+    let (raw, _, _) = all_pages(connector.as_ref(), DataType::BankFeedTransaction).await;
+    assert_eq!(raw.len(), 4);
+    for (i, r) in raw.iter().enumerate() {
+        let m = connector.map(DataType::BankFeedTransaction, r);
+        if i == 2 {
+            let e = m.unwrap_err();
+            assert_eq!(e.fault, Fault::Data);
+            assert!(
+                e.message.contains("t-broken") && e.message.contains("5 decimals"),
+                "{e}"
+            );
+        } else {
+            assert!(m.is_ok(), "{i}: {m:?}");
+        }
+    }
+}
