@@ -46,6 +46,24 @@ pub struct ConnectionInfo {
     pub settings: serde_json::Value,
 }
 
+/// A connector's app settings from its `[connectors.<source>]` table of
+/// the configuration (given as JSON); no table gives the defaults.
+pub fn app_settings<T: serde::de::DeserializeOwned + Default>(
+    table: Option<&serde_json::Value>,
+    source: &str,
+) -> Result<T, ConnectorError> {
+    match table {
+        None => Ok(T::default()),
+        Some(table) => serde_json::from_value(table.clone()).map_err(|e| {
+            ConnectorError::new(
+                source,
+                Fault::User,
+                format!("invalid [connectors.{source}]: {e}"),
+            )
+        }),
+    }
+}
+
 /// A position in a source's change feed, opaque to the runtime.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Cursor(pub String);

@@ -230,15 +230,7 @@ impl OpenBankingFactory {
         table: Option<&Value>,
         network: NetworkPolicy,
     ) -> Result<Self, ConnectorError> {
-        let mut app: OpenBankingApp = match table {
-            Some(table) => serde_json::from_value(table.clone()).map_err(|e| {
-                err(
-                    Fault::User,
-                    format!("invalid [connectors.open_banking]: {e}"),
-                )
-            })?,
-            None => OpenBankingApp::default(),
-        };
+        let mut app: OpenBankingApp = tributary_connector_api::app_settings(table, NAME)?;
         app.network = network;
         Self::new(app)
     }

@@ -168,11 +168,7 @@ impl SquareFactory {
         table: Option<&Value>,
         network: NetworkPolicy,
     ) -> Result<Self, ConnectorError> {
-        let mut app: SquareApp = match table {
-            Some(table) => serde_json::from_value(table.clone())
-                .map_err(|e| err(Fault::User, format!("invalid [connectors.square]: {e}")))?,
-            None => SquareApp::default(),
-        };
+        let mut app: SquareApp = tributary_connector_api::app_settings(table, NAME)?;
         app.network = network;
         Self::new(app)
     }

@@ -166,11 +166,7 @@ impl XeroFactory {
         table: Option<&Value>,
         network: NetworkPolicy,
     ) -> Result<Self, ConnectorError> {
-        let c: XeroConfig = match table {
-            Some(table) => serde_json::from_value(table.clone())
-                .map_err(|e| err(Fault::User, format!("invalid [connectors.xero]: {e}")))?,
-            None => XeroConfig::default(),
-        };
+        let c: XeroConfig = tributary_connector_api::app_settings(table, NAME)?;
         if c.calls_per_minute == 0 || c.calls_per_day == 0 || c.calls_at_once == 0 {
             return Err(err(
                 Fault::User,
