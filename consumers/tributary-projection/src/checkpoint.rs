@@ -56,6 +56,18 @@ impl Checkpoint {
             .filter(|item| !self.is_applied(&item.topic, item.partition, item.offset))
     }
 
+    /// What both checkpoints say was applied: per partition the lower
+    /// position, and no position where either has none. One reader feeding
+    /// several projections starts there; each skips what it applied before.
+    pub fn common(&self, other: &Checkpoint) -> Checkpoint {
+        self.iter()
+            .filter_map(|(topic, partition, next)| {
+                let theirs = other.next_offset(topic, partition)?;
+                Some(((topic.to_string(), partition), next.min(theirs)))
+            })
+            .collect()
+    }
+
     /// Every partition as (topic, partition, next offset), in order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, i32, i64)> {
         self.0.iter().flat_map(|(topic, partitions)| {

@@ -185,4 +185,31 @@ proptest! {
         }
         prop_assert_eq!(checkpoint.len(), furthest.len());
     }
+
+    #[test]
+    fn the_common_checkpoint_covers_only_what_both_applied(
+        a in prop::collection::vec((0usize..4, 0i64..100), 0..8),
+        b in prop::collection::vec((0usize..4, 0i64..100), 0..8),
+    ) {
+        let build = |moves: &[(usize, i64)]| {
+            let mut c = Checkpoint::new();
+            for &(i, next) in moves {
+                let (topic, partition) = partition_of(i);
+                c.advance(topic, partition, next);
+            }
+            c
+        };
+        let (a, b) = (build(&a), build(&b));
+        let common = a.common(&b);
+        prop_assert_eq!(&common, &b.common(&a));
+        for i in 0..4 {
+            let (topic, partition) = partition_of(i);
+            for offset in 0..100 {
+                prop_assert_eq!(
+                    common.is_applied(topic, partition, offset),
+                    a.is_applied(topic, partition, offset) && b.is_applied(topic, partition, offset)
+                );
+            }
+        }
+    }
 }

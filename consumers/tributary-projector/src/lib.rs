@@ -14,6 +14,13 @@
 mod decode;
 pub mod metrics;
 
+/// Histogram of freshness by stage (label `stage`; `apply` also by
+/// `projection`), in seconds.
+pub const FRESHNESS_STAGE: &str = "tributary_freshness_stage_seconds";
+/// Histogram of freshness from a change at the source to its commit in a
+/// projection (label `projection`), in seconds.
+pub const FRESHNESS: &str = "tributary_freshness_seconds";
+
 pub use decode::{DecodeError, Decoder};
 
 use std::sync::Arc;
@@ -46,6 +53,10 @@ pub enum ProjectorError {
     },
     #[error("a blocking task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+    #[error("no projection to feed")]
+    NoProjection,
+    #[error("{0}: a consumer group feeds one projection (an index reads every partition)")]
+    GroupOfMany(String),
 }
 
 /// Wraps a Kafka error with what was being done.
@@ -54,13 +65,29 @@ fn kafka(what: impl Into<String>) -> impl FnOnce(rdkafka::error::KafkaError) -> 
     move |source| ProjectorError::Kafka { what, source }
 }
 
-/// How the loop batches.
+/// How the loop batches, what it reads, and when it rests.
 #[derive(Debug, Clone)]
 pub struct ProjectorSettings {
     pub batch_size: usize,
     pub linger: Duration,
     pub topics: Vec<String>,
     pub assignment: Assignment,
+    /// When to stop fetching: `None` fetches all the time.
+    pub rest: Option<Rest>,
+}
+
+/// Resting: with nothing to read for `after`, the loop pauses its
+/// partitions (no fetch reaches the broker) until `wake` rings (this
+/// process published something) or `poll` passes; after a ring it reads
+/// for `after` again, after `poll` only for `probe`, long enough for one
+/// fetch to come back (publishers in other processes ring no bell here:
+/// what they send is read within `poll`).
+#[derive(Debug, Clone)]
+pub struct Rest {
+    pub after: Duration,
+    pub poll: Duration,
+    pub probe: Duration,
+    pub wake: tributary_kafka::Listener,
 }
 
 /// Which partitions a projector reads.
@@ -78,7 +105,7 @@ pub enum Assignment {
 
 /// Logs what the group gives and takes away.
 pub struct ProjectorContext {
-    projection: &'static str,
+    projection: String,
 }
 
 impl rdkafka::ClientContext for ProjectorContext {}
@@ -96,17 +123,17 @@ impl rdkafka::consumer::ConsumerContext for ProjectorContext {
                     .iter()
                     .map(|e| format!("{}/{}", e.topic(), e.partition()))
                     .collect();
-                tracing::info!(projection = self.projection, count = partitions.len(), partitions = ?partitions, "partitions assigned");
+                tracing::info!(projection = %self.projection, count = partitions.len(), partitions = ?partitions, "partitions assigned");
             }
             rdkafka::consumer::Rebalance::Revoke(tpl) => {
                 tracing::info!(
-                    projection = self.projection,
+                    projection = %self.projection,
                     count = tpl.count(),
                     "partitions revoked"
                 );
             }
             rdkafka::consumer::Rebalance::Error(e) => {
-                metrics::error(self.projection, "rebalance", &e.to_string());
+                metrics::error(&self.projection, "rebalance", &e.to_string());
             }
         }
     }
@@ -162,17 +189,40 @@ impl Raw {
 /// Sends messages a projection cannot decode, or its store refuses, to the
 /// dead-letter topic with where they came from, so the partition keeps
 /// flowing and an operator can inspect and replay them (`tributary dlq`).
+///
+/// Its producer is made on first use: most runs dead-letter nothing, and an
+/// idle producer still costs its polling thread's wake-ups.
 struct DeadLetters {
-    producer: FutureProducer,
-    projection: &'static str,
+    config: ClientConfig,
+    producer: std::sync::OnceLock<FutureProducer>,
     max_message_bytes: usize,
 }
 
 impl DeadLetters {
+    fn new(client: &ClientConfig) -> DeadLetters {
+        DeadLetters {
+            config: tributary_kafka::producer_config(client),
+            producer: std::sync::OnceLock::new(),
+            max_message_bytes: tributary_kafka::max_message_bytes(client),
+        }
+    }
+
+    fn producer(&self) -> Result<&FutureProducer, String> {
+        if let Some(producer) = self.producer.get() {
+            return Ok(producer);
+        }
+        let made = self
+            .config
+            .create()
+            .map_err(|e| format!("cannot create the dead-letter producer: {e}"))?;
+        Ok(self.producer.get_or_init(|| made))
+    }
+
     /// Sends until the broker takes it; false when shutdown came first. The
     /// position must not move past a message that is nowhere.
     async fn send_until_done(
         &self,
+        projection: &str,
         raw: &Raw,
         stage: DeadLetterStage,
         reason: &str,
@@ -182,7 +232,7 @@ impl DeadLetters {
             stage,
             reason: reason.to_string(),
             origin: Origin::Topic {
-                projection: self.projection.to_string(),
+                projection: projection.to_string(),
                 topic: raw.topic.clone(),
                 partition: raw.partition,
                 offset: raw.offset,
@@ -194,10 +244,14 @@ impl DeadLetters {
         }
         .fit(self.max_message_bytes);
         loop {
-            match letter.send(&self.producer).await {
+            let sent = match self.producer() {
+                Ok(producer) => letter.send(producer).await,
+                Err(e) => Err(e),
+            };
+            match sent {
                 Ok(()) => {
                     metrics::dead_lettered(
-                        self.projection,
+                        projection,
                         stage.as_str(),
                         &raw.topic,
                         reason,
@@ -206,7 +260,7 @@ impl DeadLetters {
                     );
                     return true;
                 }
-                Err(e) => metrics::error(self.projection, "dead_letter", &e),
+                Err(e) => metrics::error(projection, "dead_letter", &e),
             }
             if wait_or_shutdown(shutdown, Duration::from_secs(1)).await {
                 return false;
@@ -215,39 +269,59 @@ impl DeadLetters {
     }
 }
 
-/// Consumes `settings.topics` into `projection` until `shutdown` turns true.
+/// Consumes `settings.topics` into every one of `projections` until
+/// `shutdown` turns true: one fetch and one decode per message, however
+/// many projections. Each keeps its own checkpoint (so either can be
+/// rebuilt alone): reading starts where all of them have applied, and each
+/// skips what it applied before. A consumer group (`Assignment::Group`)
+/// takes exactly one projection.
 pub async fn run<P: Projection>(
     client: &ClientConfig,
     registry_url: &str,
-    mut projection: P,
+    mut projections: Vec<P>,
     settings: ProjectorSettings,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), ProjectorError> {
-    let name = projection.name();
+    let names: Vec<&'static str> = projections.iter().map(|p| p.name()).collect();
+    let name = names.join("+");
     let group_id = match &settings.assignment {
+        _ if names.is_empty() => return Err(ProjectorError::NoProjection),
         Assignment::All => format!("tributary-projector-{name}"),
+        Assignment::Group(_) if names.len() > 1 => {
+            return Err(ProjectorError::GroupOfMany(name));
+        }
         Assignment::Group(id) => id.clone(),
     };
     let config = tributary_kafka::consumer_config(client, &group_id);
     let consumer: Arc<StreamConsumer<ProjectorContext>> = Arc::new(
         config
-            .create_with_context(ProjectorContext { projection: name })
+            .create_with_context(ProjectorContext {
+                projection: name.clone(),
+            })
             .map_err(kafka("create consumer"))?,
     );
-    let checkpoint = loop {
-        match projection.checkpoint().await {
-            Ok(c) => break c,
-            Err(e) => {
-                tracing::warn!(projection = name, error = %e, "cannot read checkpoint; retrying");
-                if wait_or_shutdown(&mut shutdown, Duration::from_secs(1)).await {
-                    return Ok(());
+    let mut checkpoint: Option<Checkpoint> = None;
+    for projection in &mut projections {
+        let own = loop {
+            match projection.checkpoint().await {
+                Ok(c) => break c,
+                Err(e) => {
+                    tracing::warn!(projection = projection.name(), error = %e, "cannot read checkpoint; retrying");
+                    if wait_or_shutdown(&mut shutdown, Duration::from_secs(1)).await {
+                        return Ok(());
+                    }
                 }
             }
-        }
-    };
+        };
+        checkpoint = Some(match checkpoint {
+            None => own,
+            Some(so_far) => so_far.common(&own),
+        });
+    }
+    let checkpoint = checkpoint.unwrap_or_default();
     match &settings.assignment {
         Assignment::All => {
-            // Every partition, from exactly where the projection's checkpoint says.
+            // Every partition, from exactly where the checkpoints say.
             let partitions = partitions_of(&consumer, &settings.topics).await?;
             let mut assignment = TopicPartitionList::new();
             for (topic, partition) in &partitions {
@@ -261,7 +335,7 @@ pub async fn run<P: Projection>(
             }
             consumer.assign(&assignment).map_err(kafka("assign"))?;
             tracing::info!(
-                projection = name,
+                projection = %name,
                 partitions = partitions.len(),
                 resumed = checkpoint.len(),
                 "projector started"
@@ -274,44 +348,69 @@ pub async fn run<P: Projection>(
             // is below the checkpoint and skipped by the projection.
             let topics: Vec<&str> = settings.topics.iter().map(String::as_str).collect();
             consumer.subscribe(&topics).map_err(kafka("subscribe"))?;
-            tracing::info!(projection = name, group = %group_id, "projector joined its consumer group");
+            tracing::info!(projection = %name, group = %group_id, "projector joined its consumer group");
         }
     }
-    let decoder = Decoder::new(registry_url);
-    let dead_letters = DeadLetters {
-        producer: tributary_kafka::producer_config(client)
-            .create()
-            .map_err(kafka("create the dead-letter producer"))?,
-        projection: name,
-        max_message_bytes: tributary_kafka::max_message_bytes(client),
+    let reader = Reader {
+        consumer: &consumer,
+        decoder: Decoder::new(registry_url),
+        dead_letters: DeadLetters::new(client),
+        name: name.clone(),
     };
+    let mut rest = settings.rest.clone();
     let mut positions = checkpoint;
     let mut last_lag = Instant::now();
+    let mut behind = true;
     loop {
-        let Some((batch, raws)) =
-            next_batch(&consumer, &decoder, &dead_letters, &settings, &mut shutdown).await?
+        let Some((batch, raws, consumed_at)) = reader
+            .next_batch(&settings, rest.as_mut(), &mut shutdown)
+            .await?
         else {
             return Ok(());
         };
         if batch.positions.is_empty() {
             continue;
         }
-        let started = Instant::now();
-        let span = tracing::info_span!("apply", projection = name, items = batch.items.len(), positions = ?batch.positions);
-        if !apply_until_done(&mut projection, &batch, &raws, &dead_letters, &mut shutdown)
+        for projection in &mut projections {
+            let started = Instant::now();
+            let span = tracing::info_span!("apply", projection = projection.name(), items = batch.items.len(), positions = ?batch.positions);
+            if !apply_until_done(
+                projection,
+                &batch,
+                &raws,
+                &reader.dead_letters,
+                &mut shutdown,
+            )
             .instrument(span)
             .await?
-        {
-            return Ok(());
+            {
+                return Ok(());
+            }
+            metrics::applied(
+                projection.name(),
+                batch.items.len(),
+                started.elapsed().as_secs_f64(),
+            );
+            metrics::applied_freshness(projection.name(), &batch, consumed_at);
         }
-        metrics::applied(name, batch.items.len(), started.elapsed().as_secs_f64());
         if let Assignment::Group(_) = settings.assignment {
             commit_hint(&consumer, &batch.positions);
         }
         positions.advance_all(&batch.positions);
         if last_lag.elapsed() > Duration::from_secs(5) {
             last_lag = Instant::now();
-            record_lag(&consumer, name, &positions).await;
+            // A batch that did not fill means the reader caught up
+            // (librdkafka fetches ahead): no need to ask the broker for
+            // every partition's end, which costs the local broker a query
+            // each. Once behind, ask until caught up.
+            behind = if batch.items.len() >= settings.batch_size || behind {
+                record_lag(&consumer, &names, &positions).await > 0
+            } else {
+                for name in &names {
+                    metrics::lag(name, 0);
+                }
+                false
+            };
         }
     }
 }
@@ -374,7 +473,7 @@ async fn apply_until_done<P: Projection>(
             Outcome::Shutdown => return Ok(false),
             Outcome::Rejected(reason) => {
                 if !dead_letters
-                    .send_until_done(raw, DeadLetterStage::Store, &reason, shutdown)
+                    .send_until_done(name, raw, DeadLetterStage::Store, &reason, shutdown)
                     .await
                 {
                     return Ok(false);
@@ -419,82 +518,138 @@ async fn wait_or_shutdown(shutdown: &mut watch::Receiver<bool>, delay: Duration)
     *shutdown.borrow()
 }
 
-/// Reads up to `batch_size` messages, waiting at most `linger` after the
-/// first one, with the raw message behind each item. `None` on shutdown.
-async fn next_batch(
-    consumer: &StreamConsumer<ProjectorContext>,
-    decoder: &Decoder,
-    dead_letters: &DeadLetters,
-    settings: &ProjectorSettings,
-    shutdown: &mut watch::Receiver<bool>,
-) -> Result<Option<(Batch, Vec<Raw>)>, ProjectorError> {
-    let name = dead_letters.projection;
-    let mut batch = Batch::default();
-    let mut raws = Vec::new();
-    let first = tokio::select! {
-        m = consumer.recv() => m,
-        _ = shutdown.changed() => return Ok(None),
-    };
-    let deadline = tokio::time::Instant::now() + settings.linger;
-    let mut next = Some(first);
-    while let Some(received) = next {
-        let message = match received {
-            Ok(m) => m,
-            Err(e) => {
-                // The broker went away or a fetch failed: librdkafka
-                // reconnects by itself; keep what this batch has so far.
-                metrics::error(name, "receive", &e.to_string());
-                if batch.positions.is_empty()
-                    && wait_or_shutdown(shutdown, Duration::from_millis(500)).await
-                {
-                    return Ok(None);
-                }
-                break;
-            }
+/// The one consumer, its decoder and dead letters, shared by every
+/// projection it feeds.
+struct Reader<'c> {
+    consumer: &'c StreamConsumer<ProjectorContext>,
+    decoder: Decoder,
+    dead_letters: DeadLetters,
+    /// The projections' names, joined.
+    name: String,
+}
+
+impl Reader<'_> {
+    /// Reads up to `batch_size` messages, waiting at most `linger` after
+    /// the first one, with the raw message behind each item and when the
+    /// first arrived. `None` on shutdown.
+    async fn next_batch(
+        &self,
+        settings: &ProjectorSettings,
+        rest: Option<&mut Rest>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<Option<(Batch, Vec<Raw>, Instant)>, ProjectorError> {
+        let name = self.name.as_str();
+        let mut batch = Batch::default();
+        let mut raws = Vec::new();
+        let Some(first) = self.first_message(rest, shutdown).await else {
+            return Ok(None);
         };
-        let raw = Raw::of(&message);
-        let (topic, partition, offset) = (raw.topic.clone(), raw.partition, raw.offset);
-        loop {
-            match decoder.decode(&topic, message.payload()).await {
-                Ok(change) => {
-                    batch.items.push(Item {
-                        topic: topic.clone(),
-                        partition,
-                        offset,
-                        change,
-                    });
-                    raws.push(raw);
-                    break;
-                }
-                Err(DecodeError::Poison(reason)) => {
-                    // Kept in the dead-letter topic before the position moves past it.
-                    if !dead_letters
-                        .send_until_done(&raw, DeadLetterStage::Decode, &reason, shutdown)
-                        .await
+        let consumed_at = Instant::now();
+        let deadline = tokio::time::Instant::now() + settings.linger;
+        let mut next = Some(first);
+        while let Some(received) = next {
+            let message = match received {
+                Ok(m) => m,
+                Err(e) => {
+                    // The broker went away or a fetch failed: librdkafka
+                    // reconnects by itself; keep what this batch has so far.
+                    metrics::error(name, "receive", &e.to_string());
+                    if batch.positions.is_empty()
+                        && wait_or_shutdown(shutdown, Duration::from_millis(500)).await
                     {
                         return Ok(None);
                     }
                     break;
                 }
-                Err(DecodeError::Retry(reason)) => metrics::error(
-                    name,
-                    "decode",
-                    &format!("{topic}/{partition}@{offset}: {reason}"),
-                ),
+            };
+            let raw = Raw::of(&message);
+            let (topic, partition, offset) = (raw.topic.clone(), raw.partition, raw.offset);
+            loop {
+                match self.decoder.decode(&topic, message.payload()).await {
+                    Ok(change) => {
+                        metrics::arrived(&change, message.timestamp().to_millis());
+                        batch.items.push(Item {
+                            topic: topic.clone(),
+                            partition,
+                            offset,
+                            change,
+                        });
+                        raws.push(raw);
+                        break;
+                    }
+                    Err(DecodeError::Poison(reason)) => {
+                        // Kept in the dead-letter topic before the position moves past it.
+                        if !self
+                            .dead_letters
+                            .send_until_done(name, &raw, DeadLetterStage::Decode, &reason, shutdown)
+                            .await
+                        {
+                            return Ok(None);
+                        }
+                        break;
+                    }
+                    Err(DecodeError::Retry(reason)) => metrics::error(
+                        name,
+                        "decode",
+                        &format!("{topic}/{partition}@{offset}: {reason}"),
+                    ),
+                }
+                if wait_or_shutdown(shutdown, Duration::from_secs(1)).await {
+                    return Ok(None);
+                }
             }
-            if wait_or_shutdown(shutdown, Duration::from_secs(1)).await {
-                return Ok(None);
+            batch.positions.advance(&topic, partition, offset + 1);
+            if batch.items.len() >= settings.batch_size {
+                break;
             }
+            next = tokio::time::timeout_at(deadline, self.consumer.recv())
+                .await
+                .ok();
         }
-        batch.positions.advance(&topic, partition, offset + 1);
-        if batch.items.len() >= settings.batch_size {
-            break;
-        }
-        next = tokio::time::timeout_at(deadline, consumer.recv())
-            .await
-            .ok();
+        Ok(Some((batch, raws, consumed_at)))
     }
-    Ok(Some((batch, raws)))
+
+    /// The next message, resting while there is none (see [`Rest`]).
+    /// `None` on shutdown.
+    async fn first_message(
+        &self,
+        rest: Option<&mut Rest>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Option<rdkafka::error::KafkaResult<BorrowedMessage<'_>>> {
+        let Some(rest) = rest else {
+            return tokio::select! {
+                m = self.consumer.recv() => Some(m),
+                _ = shutdown.changed() => None,
+            };
+        };
+        let mut awake = rest.after;
+        loop {
+            // A ring from now on means something may be unread.
+            rest.wake.mark_heard();
+            tokio::select! {
+                m = self.consumer.recv() => return Some(m),
+                _ = shutdown.changed() => return None,
+                _ = tokio::time::sleep(awake) => {}
+            }
+            let Ok(owned) = self.consumer.assignment() else {
+                continue;
+            };
+            if let Err(e) = self.consumer.pause(&owned) {
+                metrics::error(&self.name, "pause", &e.to_string());
+                continue;
+            }
+            metrics::resting(&self.name, true);
+            let rung = tokio::select! {
+                rung = rest.wake.wait(rest.poll) => rung,
+                _ = shutdown.changed() => return None,
+            };
+            metrics::resting(&self.name, false);
+            if let Err(e) = self.consumer.resume(&owned) {
+                metrics::error(&self.name, "resume", &e.to_string());
+            }
+            awake = if rung { rest.after } else { rest.probe };
+        }
+    }
 }
 
 async fn partitions_of(
@@ -522,14 +677,17 @@ async fn partitions_of(
     .await?
 }
 
+/// Messages behind the end of the log over the partitions this member
+/// owns, asked of the broker, set as every projection's lag.
 async fn record_lag(
     consumer: &Arc<StreamConsumer<ProjectorContext>>,
-    name: &'static str,
+    names: &[&'static str],
     positions: &Checkpoint,
-) {
+) -> i64 {
     let consumer = Arc::clone(consumer);
     let positions = positions.clone();
-    let _ = tokio::task::spawn_blocking(move || {
+    let names = names.to_vec();
+    tokio::task::spawn_blocking(move || {
         // Only partitions this member still owns.
         let owned: Vec<Partition> = match consumer.assignment() {
             Ok(tpl) => tpl
@@ -537,7 +695,7 @@ async fn record_lag(
                 .iter()
                 .map(|e| (e.topic().to_string(), e.partition()))
                 .collect(),
-            Err(_) => return,
+            Err(_) => return 0,
         };
         let mut lag = 0i64;
         let owns =
@@ -549,7 +707,11 @@ async fn record_lag(
                 lag += (high - next).max(0);
             }
         }
-        metrics::lag(name, lag);
+        for name in names {
+            metrics::lag(name, lag);
+        }
+        lag
     })
-    .await;
+    .await
+    .unwrap_or(0)
 }

@@ -161,12 +161,12 @@ async fn upsert_sync_run(
     sqlx::query(
         "INSERT INTO sync_status (company_id, data_type, connection_id, source, last_run_id, last_started_at, last_finished_at, \
            last_status, last_error, last_success_at, runs, failed_runs, records_fetched) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
          ON CONFLICT (company_id, data_type, connection_id) DO UPDATE SET \
            source = excluded.source, last_run_id = excluded.last_run_id, last_started_at = excluded.last_started_at, \
            last_finished_at = excluded.last_finished_at, last_status = excluded.last_status, last_error = excluded.last_error, \
            last_success_at = COALESCE(excluded.last_success_at, sync_status.last_success_at), \
-           runs = sync_status.runs + 1, failed_runs = sync_status.failed_runs + excluded.failed_runs, \
+           runs = sync_status.runs + excluded.runs, failed_runs = sync_status.failed_runs + excluded.failed_runs, \
            records_fetched = sync_status.records_fetched + excluded.records_fetched \
          WHERE excluded.last_started_at > sync_status.last_started_at",
     )
@@ -180,6 +180,7 @@ async fn upsert_sync_run(
     .bind(run.status.as_str())
     .bind(&run.error)
     .bind(succeeded.then_some(run.finished_at.millis()))
+    .bind(1 + run.repeats.max(0))
     .bind(i64::from(!succeeded))
     .bind(run.records_fetched)
     .execute(&mut *tx)

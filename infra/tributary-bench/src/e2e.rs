@@ -157,17 +157,20 @@ pub(crate) async fn invoice_counts(api: &str, companies: usize) -> (i64, i64) {
     total
 }
 
-/// Waits until the API has every invoice of `source` stored and indexed.
+/// Waits until the API has every invoice of `source` stored and indexed,
+/// telling `progress` how many are stored at each look.
 async fn wait_loaded(
     pipeline: &Pipeline,
     source: &Source,
     dir: &Path,
     timeout: Duration,
+    mut progress: impl FnMut(i64),
 ) -> anyhow::Result<()> {
     let total: i64 = source.tenants.iter().map(|t| t.invoices as i64).sum();
     let started = Instant::now();
     loop {
         let (stored, indexed) = invoice_counts(&pipeline.api, source.tenants.len()).await;
+        progress(stored);
         if stored == total && indexed == total {
             return Ok(());
         }
@@ -220,7 +223,7 @@ pub(crate) async fn idle(
 ) -> anyhow::Result<Idle> {
     let mut pipeline = start(binary, source, None, dir, 15.0)?;
     wait_started(&mut pipeline, dir).await?;
-    wait_loaded(&pipeline, source, dir, Duration::from_secs(600)).await?;
+    wait_loaded(&pipeline, source, dir, Duration::from_secs(600), |_| {}).await?;
     tokio::time::sleep(settle).await;
     let tree = procs::tree(pipeline.child.id());
     let before: Vec<f64> = tree.iter().map(|p| procs::cpu_seconds(*p)).collect();
@@ -254,9 +257,15 @@ pub(crate) struct E2e {
     pub peak_rss: u64,
     /// Peak of the anonymous part of the summed RSS.
     pub peak_anon: u64,
-    /// Peak RSS per process (name, bytes).
-    pub processes: Vec<(String, u64)>,
+    /// Per process: name, peak RSS (bytes), CPU seconds.
+    pub processes: Vec<(String, u64, f64)>,
+    /// The peak summed RSS (bytes) by the time the store held each of
+    /// [`MEMORY_MARKS`] records (those below the total).
+    pub memory_at: Vec<(i64, u64)>,
 }
+
+/// Where the end-to-end runs note the memory so far, to see it stay flat.
+pub(crate) const MEMORY_MARKS: [i64; 2] = [100_000, 300_000];
 
 /// Runs the pipeline until every record is in the store and the index.
 pub(crate) async fn run(
@@ -272,17 +281,25 @@ pub(crate) async fn run(
     let monitor = procs::Monitor::start(pid);
     wait_started(&mut pipeline, dir).await?;
     let api_up = Instant::now();
-    wait_loaded(&pipeline, source, dir, timeout).await?;
+    let mut memory_at = Vec::new();
+    wait_loaded(&pipeline, source, dir, timeout, |stored| {
+        for mark in MEMORY_MARKS {
+            if stored >= mark && !memory_at.iter().any(|(m, _)| *m == mark) {
+                memory_at.push((mark, monitor.peak()));
+            }
+        }
+    })
+    .await?;
     let done = Instant::now();
     let tree = procs::tree(pid);
-    let cpu_seconds = tree.iter().map(|p| procs::cpu_seconds(*p)).sum();
-    let processes = tree
+    let processes: Vec<(String, u64, f64)> = tree
         .iter()
         .map(|p| {
             let m = procs::memory(*p);
-            (m.name, m.peak)
+            (m.name, m.peak, procs::cpu_seconds(*p))
         })
         .collect();
+    let cpu_seconds = processes.iter().map(|(_, _, cpu)| cpu).sum();
     let (peak_rss, peak_anon) = monitor.stop();
     #[allow(unsafe_code)]
     // SAFETY: kill(2) on our own child.
@@ -297,5 +314,6 @@ pub(crate) async fn run(
         peak_rss,
         peak_anon,
         processes,
+        memory_at,
     })
 }

@@ -7,6 +7,7 @@
 mod dlt;
 mod e2e;
 mod freshness;
+mod latency;
 mod procs;
 mod source;
 mod stages;
@@ -131,7 +132,12 @@ async fn main() -> anyhow::Result<()> {
         let per_process: Vec<String> = run
             .processes
             .iter()
-            .map(|(name, hwm)| format!("{name} {} MB", mb(*hwm)))
+            .map(|(name, hwm, cpu)| format!("{name} {} MB, {cpu:.1} CPU s", mb(*hwm)))
+            .collect();
+        let memory_at: Vec<String> = run
+            .memory_at
+            .iter()
+            .map(|(records, peak)| format!("{} MB by {records} stored", mb(*peak)))
             .collect();
         rows.push(Row {
             what: format!("Tributary end to end, {store} store + search index"),
@@ -140,10 +146,11 @@ async fn main() -> anyhow::Result<()> {
             cpu: Some(run.cpu_seconds),
             rss: Some(run.peak_rss),
             note: format!(
-                "start {:.1}s; peak per process: {}; anonymous (heap) part of the total at most {} MB",
+                "start {:.1}s; per process: {}; anonymous (heap) part of the total at most {} MB; peak so far: {}",
                 run.startup.as_secs_f64(),
-                per_process.join(", "),
-                mb(run.peak_anon)
+                per_process.join("; "),
+                mb(run.peak_anon),
+                if memory_at.is_empty() { "-".to_string() } else { memory_at.join(", ") }
             ),
         });
     }
@@ -314,6 +321,7 @@ async fn main() -> anyhow::Result<()> {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    let before = latency::scrape(&pipeline.api, e2e::API_KEY).await?;
     let f = freshness::measure(
         &source,
         &pipeline.api,
@@ -321,6 +329,10 @@ async fn main() -> anyhow::Result<()> {
         Duration::from_secs(args.freshness_secs),
     )
     .await;
+    let stages = latency::between(
+        &before,
+        &latency::scrape(&pipeline.api, e2e::API_KEY).await?,
+    );
     let _ = pipeline.child.kill();
     let _ = pipeline.child.wait();
 
@@ -357,6 +369,51 @@ async fn main() -> anyhow::Result<()> {
         f.percentile(99.0),
         f.delays.last().copied().unwrap_or(0)
     );
+    // The pipeline's own view of the same changes, by stage.
+    for (series, what) in [
+        (
+            "stage_seconds stage=fetch",
+            "changed at the source -> its sync's fetch began",
+        ),
+        (
+            "stage_seconds stage=publish",
+            "-> produced (fetch, map, bookkeeping, encode)",
+        ),
+        (
+            "stage_seconds stage=deliver",
+            "-> read by the projector (broker, fetch wait)",
+        ),
+        (
+            "stage_seconds stage=apply,projection=sql-store",
+            "-> committed in the store (batch, apply)",
+        ),
+        (
+            "stage_seconds stage=apply,projection=search-index",
+            "-> committed in the index",
+        ),
+        (
+            "seconds projection=sql-store",
+            "whole: changed -> committed in the store",
+        ),
+        (
+            "seconds projection=search-index",
+            "whole: changed -> committed in the index",
+        ),
+    ] {
+        let Some(buckets) = stages.get(series) else {
+            continue;
+        };
+        let ms = |q: f64| {
+            latency::quantile(buckets, q).map_or("-".into(), |s| format!("{:.0}", s * 1000.0))
+        };
+        println!(
+            "| freshness by stage: {} | {:.0} | | | | | p50 {} ms, p99 {} ms ({what}) |",
+            series.split_once(' ').map_or(series, |(_, labels)| labels),
+            buckets.last().map_or(0.0, |b| b.1),
+            ms(0.5),
+            ms(0.99),
+        );
+    }
     anyhow::ensure!(
         f.seen as u64 == f.changes,
         "freshness: only {} of {} changes reached the API within 30 s of the last",

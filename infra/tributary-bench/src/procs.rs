@@ -118,6 +118,11 @@ impl Monitor {
         }
     }
 
+    /// The peak of the summed RSS so far, in bytes.
+    pub(crate) fn peak(&self) -> u64 {
+        self.peak.load(Ordering::Relaxed)
+    }
+
     /// The peaks of the summed RSS and of its anonymous part, in bytes.
     pub(crate) fn stop(mut self) -> (u64, u64) {
         self.stop.store(true, Ordering::Relaxed);

@@ -282,10 +282,11 @@ pub(crate) async fn publish_and_consume(
         linger: Duration::from_millis(50),
         topics: vec![DataType::Invoice.topic()],
         assignment: tributary_projector::Assignment::All,
+        rest: None,
     };
     tokio::time::timeout(
         Duration::from_secs(600),
-        tributary_projector::run(client, registry, count, settings, rx),
+        tributary_projector::run(client, registry, vec![count], settings, rx),
     )
     .await
     .context("consume did not finish in 10 minutes")??;

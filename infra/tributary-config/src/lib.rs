@@ -165,8 +165,12 @@ pub struct KafkaConfig {
         skip_serializing_if = "Option::is_none"
     )]
     pub bootstrap_servers: Option<String>,
-    /// Partitions of each topic Tributary creates.
-    pub partitions: i32,
+    /// Partitions of each topic Tributary creates (topics that exist keep
+    /// theirs: per-company order depends on it). Unset: 1 on the local
+    /// broker, whose every fetch costs work per partition, and
+    /// [`CLUSTER_PARTITIONS`] on a cluster. See [`Config::topic_partitions`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partitions: Option<i32>,
     pub replication_factor: i32,
     /// Passed to librdkafka as is, for settings without a typed field
     /// (security.protocol, sasl.*, ssl.*...). Values are redacted in dumps.
@@ -177,7 +181,7 @@ impl Default for KafkaConfig {
     fn default() -> Self {
         KafkaConfig {
             bootstrap_servers: None,
-            partitions: 6,
+            partitions: None,
             replication_factor: 1,
             client: BTreeMap::new(),
         }
@@ -435,6 +439,12 @@ pub struct ProjectorConfig {
     pub batch_size: usize,
     /// Longest wait to fill a batch.
     pub linger_ms: u64,
+    /// Rest after this long with nothing to read: fetch nothing until this
+    /// process publishes (or `rest_poll_ms` passes). Only where the workers
+    /// run in the same process; 0 never rests.
+    pub rest_after_ms: u64,
+    /// While resting, look for what other processes published this often.
+    pub rest_poll_ms: u64,
     /// Run the SQL store projector in a Kafka consumer group, so that several
     /// processes share the partitions (PostgreSQL store only). Off: one
     /// process reads every partition from the store's own checkpoint.
@@ -448,6 +458,8 @@ impl Default for ProjectorConfig {
         ProjectorConfig {
             batch_size: 1000,
             linger_ms: 100,
+            rest_after_ms: 250,
+            rest_poll_ms: 10_000,
             consumer_group: false,
         }
     }
@@ -482,7 +494,20 @@ impl Default for RolesConfig {
 
 const ENV_PREFIX: &str = "TRIBUTARY__";
 
+/// Partitions per topic on a cluster when `kafka.partitions` is unset.
+pub const CLUSTER_PARTITIONS: i32 = 6;
+
 impl Config {
+    /// Partitions of each topic Tributary creates: `kafka.partitions`, else
+    /// 1 on the local broker and [`CLUSTER_PARTITIONS`] on a cluster.
+    pub fn topic_partitions(&self) -> i32 {
+        match (self.kafka.partitions, &self.kafka.bootstrap_servers) {
+            (Some(partitions), _) => partitions,
+            (None, None) => 1,
+            (None, Some(_)) => CLUSTER_PARTITIONS,
+        }
+    }
+
     /// Defaults, then `file` if given, then the process environment.
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
         Self::load_from(file, std::env::vars())
@@ -566,7 +591,7 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), String> {
-        if self.kafka.partitions < 1 {
+        if self.kafka.partitions.is_some_and(|p| p < 1) {
             return Err("kafka.partitions must be at least 1".into());
         }
         if !(self.sync.interval_secs >= 0.0 && self.sync.interval_secs <= 86_400.0) {
@@ -614,6 +639,12 @@ impl Config {
                     key.name
                 ));
             }
+        }
+        if self.projector.rest_after_ms > 0 && self.projector.rest_poll_ms == 0 {
+            return Err(
+                "projector.rest_poll_ms must be at least 1 while projector.rest_after_ms is set"
+                    .into(),
+            );
         }
         if self.projector.batch_size == 0 {
             return Err("projector.batch_size must be at least 1".into());
@@ -724,6 +755,20 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("kafka.partitions"), "{err}");
+    }
+
+    #[test]
+    fn topics_get_one_partition_on_the_local_broker_and_more_on_a_cluster() {
+        let local = Config::load_from(None, env(&[])).unwrap();
+        assert_eq!(local.topic_partitions(), 1);
+        let cluster = Config::load_from(
+            None,
+            env(&[("TRIBUTARY__KAFKA__BOOTSTRAP_SERVERS", "k:9092")]),
+        )
+        .unwrap();
+        assert_eq!(cluster.topic_partitions(), CLUSTER_PARTITIONS);
+        let set = Config::load_from(None, env(&[("TRIBUTARY__KAFKA__PARTITIONS", "3")])).unwrap();
+        assert_eq!(set.topic_partitions(), 3);
     }
 
     #[test]

@@ -9,7 +9,15 @@
 pub mod crash;
 
 pub use crash::crash_point;
-use metrics_exporter_prometheus::PrometheusBuilder;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+
+/// Bucket bounds of the freshness histograms, in seconds: fine below the
+/// one-second target, coarse up to an hour (a first load's records are as
+/// old as the data).
+pub const FRESHNESS_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0,
+    60.0, 300.0, 3600.0,
+];
 pub use metrics_exporter_prometheus::PrometheusHandle;
 use tracing_subscriber::EnvFilter;
 
@@ -44,8 +52,17 @@ pub fn init_logging(default_filter: &str) -> Result<(), TelemetryError> {
 
 /// Installs the global Prometheus recorder and returns the handle that
 /// renders the exposition text.
+///
+/// Freshness (`tributary_freshness_*`) is a histogram with buckets, so that
+/// Prometheus can sum it over processes and take quantiles over any window;
+/// other histograms are rendered as summaries.
 pub fn init_metrics() -> Result<PrometheusHandle, TelemetryError> {
     PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Prefix("tributary_freshness".into()),
+            FRESHNESS_BUCKETS,
+        )
+        .map_err(|e| TelemetryError::Metrics(e.to_string()))?
         .install_recorder()
         .map_err(|e| TelemetryError::Metrics(e.to_string()))
 }

@@ -12,9 +12,10 @@ use tokio::task::JoinSet;
 use tributary_api::ApiState;
 use tributary_config::Config;
 use tributary_connector_api::admin::{ConnectionAdmin, DeadLetterAdmin};
+use tributary_kafka::Doorbell;
 use tributary_producer::{Admin, Publisher, Redrive, Worker};
 use tributary_projection::Projection;
-use tributary_projector::{Assignment, ProjectorSettings};
+use tributary_projector::{Assignment, ProjectorSettings, Rest};
 use tributary_schemas::{DataType, SyncRunEvent};
 use tributary_store::{ReadStore, Search};
 
@@ -30,6 +31,9 @@ struct Roles<'a> {
     registry_url: String,
     shutdown: watch::Receiver<bool>,
     tasks: &'a mut Tasks,
+    /// Rung by this process's publishers when the workers run here, so
+    /// that its projector can rest while nothing is published.
+    doorbell: Option<Doorbell>,
 }
 
 pub(crate) async fn up(config: Config) -> anyhow::Result<()> {
@@ -51,6 +55,7 @@ pub(crate) async fn up(config: Config) -> anyhow::Result<()> {
         registry_url: registry_url.clone(),
         shutdown,
         tasks: &mut tasks,
+        doorbell: config.roles.workers.then(Doorbell::new),
     };
     let roles = &config.roles;
     let (publisher, admin) = if roles.workers {
@@ -68,23 +73,14 @@ pub(crate) async fn up(config: Config) -> anyhow::Result<()> {
         (Some(admin), publisher) if roles.api => {
             let publisher = match publisher {
                 Some(p) => Arc::clone(p),
-                None => Arc::new(Publisher::new(&cx.client, &cx.registry_url)?),
+                None => Arc::new(cx.publisher()?),
             };
             Some(Arc::new(Redrive::new(cx.client.clone(), publisher, admin)))
         }
         _ => None,
     };
     let admin = admin.map(|a| a as Arc<dyn ConnectionAdmin>);
-    let store = if roles.store_projector || roles.api {
-        Some(start_store(&mut cx).await?)
-    } else {
-        None
-    };
-    let search = if roles.index_projector || roles.api {
-        Some(start_index(&mut cx)?)
-    } else {
-        None
-    };
+    let (store, search) = start_projections(&mut cx).await?;
     let api_address = match (roles.api, store, search) {
         (true, Some(store), Some(search)) => {
             let state = ApiState {
@@ -178,7 +174,7 @@ async fn start_workers(cx: &mut Roles<'_>) -> anyhow::Result<(Arc<Publisher>, Ar
     if cx.config.sandbox.enabled {
         sandbox::add_sandbox_connections(&admin.state, cx.config).await?;
     }
-    let publisher = Arc::new(Publisher::new(&cx.client, &cx.registry_url)?);
+    let publisher = Arc::new(cx.publisher()?);
     publisher.register_schemas().await?;
     let worker = Arc::new(Worker::of_admin(
         wiring::worker_id(cx.config),
@@ -193,22 +189,52 @@ async fn start_workers(cx: &mut Roles<'_>) -> anyhow::Result<(Arc<Publisher>, Ar
     Ok((publisher, Arc::new(admin)))
 }
 
-/// Role `store_projector` (and the store the API reads).
-async fn start_store(cx: &mut Roles<'_>) -> anyhow::Result<Arc<dyn ReadStore>> {
-    let store = wiring::open_store(cx.config).await?;
-    if cx.config.roles.store_projector {
-        spawn_projector(cx, store.name, store.assignment, store.projection);
+impl Roles<'_> {
+    /// A publisher that rings this process's doorbell.
+    fn publisher(&self) -> anyhow::Result<Publisher> {
+        let publisher = Publisher::new(&self.client, &self.registry_url)?;
+        Ok(match &self.doorbell {
+            Some(doorbell) => publisher.ring_on_publish(doorbell.clone()),
+            None => publisher,
+        })
     }
-    Ok(store.read)
 }
 
-/// Role `index_projector` (and the index the API searches).
-fn start_index(cx: &mut Roles<'_>) -> anyhow::Result<Arc<dyn Search>> {
-    let (search, projection) = wiring::open_index(cx.config)?;
-    if cx.config.roles.index_projector {
-        spawn_projector(cx, "search index projector", Assignment::All, projection);
+/// Roles `store_projector` and `index_projector`, and the store and index
+/// the API reads. Where both run here and the store reads every partition,
+/// one consumer feeds both (one fetch and one decode per message, each its
+/// own checkpoint); a store sharing partitions in a consumer group reads
+/// apart from the index, which reads them all.
+async fn start_projections(
+    cx: &mut Roles<'_>,
+) -> anyhow::Result<(Option<Arc<dyn ReadStore>>, Option<Arc<dyn Search>>)> {
+    let roles = cx.config.roles.clone();
+    let mut together: Vec<Box<dyn Projection>> = Vec::new();
+    let store = if roles.store_projector || roles.api {
+        let store = wiring::open_store(cx.config).await?;
+        if roles.store_projector {
+            match store.assignment {
+                Assignment::All => together.push(store.projection),
+                group => spawn_projector(cx, group, vec![store.projection]),
+            }
+        }
+        Some(store.read)
+    } else {
+        None
+    };
+    let search = if roles.index_projector || roles.api {
+        let (search, projection) = wiring::open_index(cx.config)?;
+        if roles.index_projector {
+            together.push(projection);
+        }
+        Some(search)
+    } else {
+        None
+    };
+    if !together.is_empty() {
+        spawn_projector(cx, Assignment::All, together);
     }
-    Ok(search)
+    Ok((store, search))
 }
 
 /// Role `api`: the HTTP API on `api.listen`.
@@ -247,29 +273,45 @@ async fn serve(
 
 fn spawn_projector(
     cx: &mut Roles<'_>,
-    name: &'static str,
     assignment: Assignment,
-    projection: Box<dyn Projection>,
+    projections: Vec<Box<dyn Projection>>,
 ) {
+    let config = &cx.config.projector;
+    let rest = match &cx.doorbell {
+        Some(doorbell) if config.rest_after_ms > 0 => Some(Rest {
+            after: Duration::from_millis(config.rest_after_ms),
+            poll: Duration::from_millis(config.rest_poll_ms),
+            // Long enough for a fetch the broker holds to come back.
+            probe: 4 * tributary_kafka::fetch_wait(&cx.client),
+            wake: doorbell.listener(),
+        }),
+        _ => None,
+    };
     let settings = ProjectorSettings {
-        batch_size: cx.config.projector.batch_size,
-        linger: Duration::from_millis(cx.config.projector.linger_ms),
+        batch_size: config.batch_size,
+        linger: Duration::from_millis(config.linger_ms),
         topics: DataType::ALL
             .iter()
             .map(|t| t.topic())
             .chain([SyncRunEvent::topic()])
             .collect(),
         assignment,
+        rest,
     };
+    let name = projections
+        .iter()
+        .map(|p| p.name())
+        .collect::<Vec<_>>()
+        .join(" and ");
     let (client, url, shutdown) = (
         cx.client.clone(),
         cx.registry_url.clone(),
         cx.shutdown.clone(),
     );
     cx.tasks.spawn(async move {
-        tributary_projector::run(&client, &url, projection, settings, shutdown)
+        tributary_projector::run(&client, &url, projections, settings, shutdown)
             .await
-            .context(name)
+            .with_context(|| format!("projector of {name}"))
     });
 }
 

@@ -220,7 +220,6 @@ pub(crate) struct Store {
     pub(crate) read: Arc<dyn ReadStore>,
     pub(crate) projection: Box<dyn Projection>,
     pub(crate) assignment: Assignment,
-    pub(crate) name: &'static str,
 }
 
 /// The SQL store: PostgreSQL when `store.url` is set, else SQLite in the
@@ -234,7 +233,6 @@ pub(crate) async fn open_store(config: &Config) -> anyhow::Result<Store> {
             projection: Box::new(sqlite),
             // One writer: the SQLite file is local to this process.
             assignment: Assignment::All,
-            name: "SQLite store projector",
         });
     };
     let postgres = tributary_store_postgres::PostgresStore::connect(url.expose()).await?;
@@ -251,7 +249,6 @@ pub(crate) async fn open_store(config: &Config) -> anyhow::Result<Store> {
         read: Arc::new(postgres.clone()),
         projection: Box::new(postgres),
         assignment,
-        name: "PostgreSQL store projector",
     })
 }
 
@@ -288,7 +285,7 @@ pub(crate) async fn ensure_topics(config: &Config, client: &ClientConfig) -> any
     tributary_broker::ensure_topics(
         client,
         &tributary_schemas::all_topics(),
-        config.kafka.partitions,
+        config.topic_partitions(),
         config.kafka.replication_factor,
     )
     .await?;

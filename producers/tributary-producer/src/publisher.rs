@@ -43,6 +43,8 @@ pub struct Publisher {
     registry_url: String,
     bootstrap: String,
     max_message_bytes: usize,
+    /// Rung after each acknowledged send, for this process's projectors.
+    doorbell: Option<tributary_kafka::Doorbell>,
 }
 
 /// An event not sent because its message would be larger than the broker
@@ -135,7 +137,15 @@ impl Publisher {
             registry_url: registry_url.trim_end_matches('/').to_string(),
             max_message_bytes,
             bootstrap,
+            doorbell: None,
         })
+    }
+
+    /// Rings `doorbell` after every acknowledged send, so projectors of
+    /// this process that rest while idle read at once.
+    pub fn ring_on_publish(mut self, doorbell: tributary_kafka::Doorbell) -> Self {
+        self.doorbell = Some(doorbell);
+        self
     }
 
     /// Registers every topic's value schema under `<topic>-value`, before
@@ -315,9 +325,14 @@ impl Publisher {
     }
 
     async fn send_all(&self, outgoing: Vec<Outgoing>) -> Result<(), ProducerError> {
+        if outgoing.is_empty() {
+            return Ok(());
+        }
         let result = self.send_with(&self.producer(), outgoing).await;
-        if let Err(e) = &result {
-            self.renew_producer(e);
+        match (&result, &self.doorbell) {
+            (Err(e), _) => self.renew_producer(e),
+            (Ok(()), Some(doorbell)) => doorbell.ring(),
+            (Ok(()), None) => {}
         }
         result
     }

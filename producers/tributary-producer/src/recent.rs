@@ -19,11 +19,27 @@ use tributary_schemas::{DataType, Event};
 /// remembered: far more than any overlap a connector asks for.
 pub const WINDOW_MS: i64 = 5 * 60 * 1000;
 
+/// At most this many versions per connection and data type (about 100
+/// bytes each): at a high change rate the window would hold hundreds of
+/// thousands. The oldest go first; forgetting one only lets a repeat
+/// through, which the stores ignore.
+pub const MAX_PER_DATA_TYPE: usize = 20_000;
+
 #[derive(Default)]
 struct Seen {
     newest: i64,
+    /// The oldest modification time among `ids` (ms).
+    oldest: i64,
     /// Event id -> source modification time (ms).
     ids: HashMap<String, i64>,
+}
+
+impl Seen {
+    /// Keeps only versions modified at or after `floor`.
+    fn forget_before(&mut self, floor: i64) {
+        self.ids.retain(|_, at| *at >= floor);
+        self.oldest = self.ids.values().copied().min().unwrap_or(self.newest);
+    }
 }
 
 /// Published versions per (connection, data type).
@@ -60,13 +76,29 @@ impl Recent {
         let known = seen
             .entry((connection_id.to_string(), data_type))
             .or_default();
+        if known.ids.is_empty() {
+            known.oldest = i64::MAX;
+        }
         for e in events {
             let at = e.source_modified_at.millis();
             known.newest = known.newest.max(at);
+            known.oldest = known.oldest.min(at);
             known.ids.insert(e.event_id.clone(), at);
         }
-        let oldest = known.newest - WINDOW_MS;
-        known.ids.retain(|_, at| *at >= oldest);
+        // Only when something fell out: a pass over every id costs.
+        let floor = known.newest - WINDOW_MS;
+        if known.oldest < floor {
+            known.forget_before(floor);
+        }
+        if known.ids.len() > MAX_PER_DATA_TYPE {
+            let mut times: Vec<i64> = known.ids.values().copied().collect();
+            let excess = times.len() - MAX_PER_DATA_TYPE;
+            let (_, cut, _) = times.select_nth_unstable(excess);
+            let cut = *cut;
+            known.forget_before(cut);
+        }
+        let remembered: usize = seen.values().map(|s| s.ids.len()).sum();
+        metrics::gauge!("tributary_producer_recent_versions").set(remembered as f64);
     }
 
     /// How many versions are remembered, over all connections.
@@ -127,5 +159,22 @@ mod tests {
         assert_eq!(recent.remembered(), 1);
         let todo = recent.unpublished("conn", DataType::Invoice, vec![event("old", 0)]);
         assert_eq!(ids(&todo), ["old@0"], "forgotten, so sent again");
+    }
+
+    #[test]
+    fn at_most_the_bound_is_remembered_and_the_newest_stay() {
+        let recent = Recent::default();
+        let many: Vec<Event> = (0..MAX_PER_DATA_TYPE as i64 + 500)
+            .map(|i| event(&format!("r{i}"), i))
+            .collect();
+        recent.published("conn", DataType::Invoice, &many);
+        assert_eq!(recent.remembered(), MAX_PER_DATA_TYPE);
+        let newest = many.last().cloned().unwrap();
+        let todo = recent.unpublished("conn", DataType::Invoice, vec![many[0].clone(), newest]);
+        assert_eq!(
+            ids(&todo),
+            ["r0@0"],
+            "the oldest was forgotten, the newest kept"
+        );
     }
 }

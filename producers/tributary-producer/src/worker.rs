@@ -228,6 +228,11 @@ pub struct Ran {
     pub pause: Option<(Duration, String)>,
     /// The manifest to publish after it, if one is due.
     pub manifest: Option<ManifestEvent>,
+    /// An idle scheduled run only counted in memory: its outcome goes out
+    /// with the run that writes the count (at most once a minute per
+    /// connection and data type), so an idle pipeline publishes next to
+    /// nothing.
+    pub counted_only: bool,
 }
 
 /// How often a worker prunes the sync history.
@@ -432,7 +437,9 @@ impl Worker {
             }
             due_times.push((data_type, due));
             metrics::sync_finished(&info.source, data_type, ran.event.status);
-            runs.push(ran.event);
+            if !ran.counted_only {
+                runs.push(ran.event);
+            }
             manifests.extend(ran.manifest);
             if let Some((retry_after, reason)) = ran.pause {
                 // The rest would hit the same limit: resume them all later,
@@ -666,6 +673,7 @@ impl Worker {
                     event,
                     pause: None,
                     manifest: None,
+                    counted_only: false,
                 });
             }
             Err(ProducerError::Connector(e))
@@ -685,20 +693,25 @@ impl Worker {
                 run.error_fault = Some(fault_word(&e).into());
             }
         }
-        self.record_end(&mut run).await?;
-        let event = self.outcome_event(info, &run);
+        let written = self.record_end(&mut run).await?;
+        let mut event = self.outcome_event(info, &run);
+        event.repeats = written.unwrap_or(0);
+        let counted_only = written.is_none();
         Ok(Ran {
             event,
             pause,
             manifest,
+            counted_only,
         })
     }
 
     /// Writes how a run ended. A scheduled run that succeeded and found
     /// nothing is counted into the idle run before it (at most one write a
     /// minute per connection and data type); any other run is written in
-    /// full, and first adds the idle runs still counted in memory.
-    async fn record_end(&self, run: &mut SyncRun) -> Result<(), ProducerError> {
+    /// full, and first adds the idle runs still counted in memory. `None`
+    /// when the run was only counted, else how many idle runs before it
+    /// were counted in memory (and so published no event).
+    async fn record_end(&self, run: &mut SyncRun) -> Result<Option<i64>, ProducerError> {
         let key = (run.connection_id.clone(), run.data_type);
         let idle = !run.recorded
             && run.trigger == SyncTrigger::Schedule
@@ -713,7 +726,7 @@ impl Worker {
                     *pending += 1;
                     // Kept under the row it will be counted into.
                     run.id = String::new();
-                    return Ok(());
+                    return Ok(None);
                 }
                 Some(_) => idle_runs.remove(&key).map_or(0, |(pending, _)| pending),
                 None => 0,
@@ -727,7 +740,7 @@ impl Worker {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .insert(key, (0, Instant::now()));
-            return Ok(());
+            return Ok(Some(pending));
         }
         if pending > 0 {
             // The idle stretch before this run, counted in full.
@@ -736,10 +749,11 @@ impl Worker {
                 .await?;
         }
         if run.recorded {
-            self.state.finish_run(run, false).await
+            self.state.finish_run(run, false).await?;
         } else {
-            self.state.record_finished(run).await
+            self.state.record_finished(run).await?;
         }
+        Ok(Some(pending))
     }
 
     /// After a run that ended well: a full pass publishes a tombstone for
@@ -987,6 +1001,7 @@ impl Worker {
             records_published: run.records_published,
             records_dead_lettered: run.records_dead_lettered,
             error_fault: run.error_fault.clone(),
+            repeats: 0,
         }
     }
 

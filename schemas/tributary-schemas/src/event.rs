@@ -537,6 +537,10 @@ pub struct SyncRunEvent {
     /// `data` or `tributary`.
     #[serde(default)]
     pub error_fault: Option<String>,
+    /// Earlier scheduled runs that found nothing and published no event
+    /// of their own: this event stands for them too.
+    #[serde(default)]
+    pub repeats: i64,
 }
 
 fn schedule() -> crate::SyncTrigger {
