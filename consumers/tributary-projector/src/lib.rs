@@ -76,12 +76,13 @@ pub struct ProjectorSettings {
     pub rest: Option<Rest>,
 }
 
-/// Resting: with nothing to read for `after`, the loop pauses its
+/// Resting: with nothing to read for `after`, the loop gives up its
 /// partitions (no fetch reaches the broker) until `wake` rings (this
-/// process published something) or `poll` passes; after a ring it reads
-/// for `after` again, after `poll` only for `probe`, long enough for one
-/// fetch to come back (publishers in other processes ring no bell here:
-/// what they send is read within `poll`).
+/// process published something) or `poll` passes, then takes them again
+/// where it stopped; after a ring it reads for `after` again, after `poll`
+/// only for `probe`, long enough for one fetch to come back (publishers in
+/// other processes ring no bell here: what they send is read within
+/// `poll`). Only when it reads every partition (`Assignment::All`).
 #[derive(Debug, Clone)]
 pub struct Rest {
     pub after: Duration,
@@ -319,21 +320,15 @@ pub async fn run<P: Projection>(
         });
     }
     let checkpoint = checkpoint.unwrap_or_default();
+    // Every partition (`Assignment::All`); none when the group assigns.
+    let mut partitions = Vec::new();
     match &settings.assignment {
         Assignment::All => {
             // Every partition, from exactly where the checkpoints say.
-            let partitions = partitions_of(&consumer, &settings.topics).await?;
-            let mut assignment = TopicPartitionList::new();
-            for (topic, partition) in &partitions {
-                let offset = match checkpoint.next_offset(topic, *partition) {
-                    Some(next) => Offset::Offset(next),
-                    None => Offset::Beginning,
-                };
-                assignment
-                    .add_partition_offset(topic, *partition, offset)
-                    .map_err(kafka(format!("assign {topic}/{partition}")))?;
-            }
-            consumer.assign(&assignment).map_err(kafka("assign"))?;
+            partitions = partitions_of(&consumer, &settings.topics).await?;
+            consumer
+                .assign(&assignment(&partitions, &checkpoint)?)
+                .map_err(kafka("assign"))?;
             tracing::info!(
                 projection = %name,
                 partitions = partitions.len(),
@@ -356,14 +351,19 @@ pub async fn run<P: Projection>(
         decoder: Decoder::new(registry_url),
         dead_letters: DeadLetters::new(client),
         name: name.clone(),
+        partitions,
     };
-    let mut rest = settings.rest.clone();
+    // A group member does not rest: the group assigns its partitions.
+    let mut rest = match settings.assignment {
+        Assignment::All => settings.rest.clone(),
+        Assignment::Group(_) => None,
+    };
     let mut positions = checkpoint;
     let mut last_lag = Instant::now();
     let mut behind = true;
     loop {
         let Some((batch, raws, consumed_at)) = reader
-            .next_batch(&settings, rest.as_mut(), &mut shutdown)
+            .next_batch(&settings, rest.as_mut(), &positions, &mut shutdown)
             .await?
         else {
             return Ok(());
@@ -526,6 +526,8 @@ struct Reader<'c> {
     dead_letters: DeadLetters,
     /// The projections' names, joined.
     name: String,
+    /// Every partition it reads, when it reads them all.
+    partitions: Vec<Partition>,
 }
 
 impl Reader<'_> {
@@ -536,12 +538,13 @@ impl Reader<'_> {
         &self,
         settings: &ProjectorSettings,
         rest: Option<&mut Rest>,
+        positions: &Checkpoint,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<Option<(Batch, Vec<Raw>, Instant)>, ProjectorError> {
         let name = self.name.as_str();
         let mut batch = Batch::default();
         let mut raws = Vec::new();
-        let Some(first) = self.first_message(rest, shutdown).await else {
+        let Some(first) = self.first_message(rest, positions, shutdown).await? else {
             return Ok(None);
         };
         let consumed_at = Instant::now();
@@ -609,47 +612,65 @@ impl Reader<'_> {
         Ok(Some((batch, raws, consumed_at)))
     }
 
-    /// The next message, resting while there is none (see [`Rest`]).
-    /// `None` on shutdown.
+    /// The next message, resting while there is none (see [`Rest`]):
+    /// resting gives the partitions up and takes them again at `positions`
+    /// (everything before them applied). Not librdkafka's pause: a resumed
+    /// partition waits up to a second for its broker thread to notice, an
+    /// assigned one is fetched at once. `None` on shutdown.
     async fn first_message(
         &self,
         rest: Option<&mut Rest>,
+        positions: &Checkpoint,
         shutdown: &mut watch::Receiver<bool>,
-    ) -> Option<rdkafka::error::KafkaResult<BorrowedMessage<'_>>> {
+    ) -> Result<Option<rdkafka::error::KafkaResult<BorrowedMessage<'_>>>, ProjectorError> {
         let Some(rest) = rest else {
-            return tokio::select! {
+            return Ok(tokio::select! {
                 m = self.consumer.recv() => Some(m),
                 _ = shutdown.changed() => None,
-            };
+            });
         };
         let mut awake = rest.after;
         loop {
             // A ring from now on means something may be unread.
             rest.wake.mark_heard();
             tokio::select! {
-                m = self.consumer.recv() => return Some(m),
-                _ = shutdown.changed() => return None,
+                m = self.consumer.recv() => return Ok(Some(m)),
+                _ = shutdown.changed() => return Ok(None),
                 _ = tokio::time::sleep(awake) => {}
             }
-            let Ok(owned) = self.consumer.assignment() else {
-                continue;
-            };
-            if let Err(e) = self.consumer.pause(&owned) {
-                metrics::error(&self.name, "pause", &e.to_string());
-                continue;
-            }
+            self.consumer
+                .unassign()
+                .map_err(kafka("unassign to rest"))?;
             metrics::resting(&self.name, true);
             let rung = tokio::select! {
                 rung = rest.wake.wait(rest.poll) => rung,
-                _ = shutdown.changed() => return None,
+                _ = shutdown.changed() => return Ok(None),
             };
             metrics::resting(&self.name, false);
-            if let Err(e) = self.consumer.resume(&owned) {
-                metrics::error(&self.name, "resume", &e.to_string());
-            }
+            self.consumer
+                .assign(&assignment(&self.partitions, positions)?)
+                .map_err(kafka("assign after resting"))?;
             awake = if rung { rest.after } else { rest.probe };
         }
     }
+}
+
+/// Every one of `partitions`, each from its position in `from`, else from
+/// the beginning.
+fn assignment(
+    partitions: &[Partition],
+    from: &Checkpoint,
+) -> Result<TopicPartitionList, ProjectorError> {
+    let mut list = TopicPartitionList::new();
+    for (topic, partition) in partitions {
+        let offset = match from.next_offset(topic, *partition) {
+            Some(next) => Offset::Offset(next),
+            None => Offset::Beginning,
+        };
+        list.add_partition_offset(topic, *partition, offset)
+            .map_err(kafka(format!("assign {topic}/{partition}")))?;
+    }
+    Ok(list)
 }
 
 async fn partitions_of(

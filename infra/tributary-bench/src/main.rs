@@ -55,6 +55,22 @@ struct Args {
     /// Where the runs keep their data (default: a temporary directory).
     #[arg(long)]
     work_dir: Option<PathBuf>,
+    /// A librdkafka setting for the single-stage measurements' clients
+    /// (publish, consume), as KEY=VALUE; repeatable. For trying producer
+    /// settings (linger.ms, batch.size, compression.type) on the same
+    /// records.
+    #[arg(long = "kafka", value_parser = key_value)]
+    kafka: Vec<(String, String)>,
+    /// Only the single stages and the limits (no end to end, idle, dlt or
+    /// freshness): for trying settings quickly.
+    #[arg(long)]
+    stages_only: bool,
+}
+
+fn key_value(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("{text:?} is not KEY=VALUE"))
 }
 
 struct Row {
@@ -119,7 +135,12 @@ async fn main() -> anyhow::Result<()> {
     let pg = tokio::task::spawn_blocking(tributary_testkit::PgCluster::start).await?;
 
     // 1. End to end, SQLite then PostgreSQL.
-    for (store, url) in [("SQLite", None), ("PostgreSQL", Some(pg.url()))] {
+    let end_to_end = if args.stages_only {
+        vec![]
+    } else {
+        vec![("SQLite", None), ("PostgreSQL", Some(pg.url()))]
+    };
+    for (store, url) in end_to_end {
         eprintln!("bench: end to end into {store}");
         let run = e2e::run(
             &tributary,
@@ -161,26 +182,28 @@ async fn main() -> anyhow::Result<()> {
     } else {
         (Duration::from_secs(20), Duration::from_secs(60))
     };
-    eprintln!("bench: idle for {}s", measure.as_secs());
-    let small = source::Source::start(1_000, args.companies, args.lines).await?;
-    let idle = e2e::idle(&tributary, &small, &work.join("idle"), settle, measure).await?;
-    let shares: Vec<String> = idle
-        .per_process
-        .iter()
-        .map(|(name, share)| format!("{name} {:.1}%", share * 100.0))
-        .collect();
-    rows.push(Row {
-        what: "idle: 1,000 invoices loaded, sync every 15 s (default), nothing changing".into(),
-        records: 0,
-        seconds: idle.seconds,
-        cpu: Some(idle.total() * idle.seconds),
-        rss: None,
-        note: format!(
-            "{:.1}% of one core: {}",
-            idle.total() * 100.0,
-            shares.join(", ")
-        ),
-    });
+    if !args.stages_only {
+        eprintln!("bench: idle for {}s", measure.as_secs());
+        let small = source::Source::start(1_000, args.companies, args.lines).await?;
+        let idle = e2e::idle(&tributary, &small, &work.join("idle"), settle, measure).await?;
+        let shares: Vec<String> = idle
+            .per_process
+            .iter()
+            .map(|(name, share)| format!("{name} {:.1}%", share * 100.0))
+            .collect();
+        rows.push(Row {
+            what: "idle: 1,000 invoices loaded, sync every 15 s (default), nothing changing".into(),
+            records: 0,
+            seconds: idle.seconds,
+            cpu: Some(idle.total() * idle.seconds),
+            rss: None,
+            note: format!(
+                "{:.1}% of one core: {}",
+                idle.total() * 100.0,
+                shares.join(", ")
+            ),
+        });
+    }
 
     // 2 and 3. Each stage alone, and the limits.
     eprintln!("bench: stages");
@@ -194,6 +217,9 @@ async fn main() -> anyhow::Result<()> {
     let broker = tributary_broker::LocalBroker::start(&tansu, &broker_dir, port).await?;
     let mut client = rdkafka::ClientConfig::new();
     client.set("bootstrap.servers", broker.bootstrap_servers());
+    for (key, value) in &args.kafka {
+        client.set(key, value);
+    }
     tributary_broker::ensure_topics(
         &client,
         &[DataType::Invoice.topic(), "bench.raw".to_string()],
@@ -267,6 +293,11 @@ async fn main() -> anyhow::Result<()> {
         });
     }
 
+    if args.stages_only {
+        print_table(&args, &rows, n, bench_started);
+        return Ok(());
+    }
+
     // 4. dlt on the same source into the same PostgreSQL.
     if !args.skip_dlt {
         eprintln!("bench: dlt");
@@ -336,30 +367,7 @@ async fn main() -> anyhow::Result<()> {
     let _ = pipeline.child.kill();
     let _ = pipeline.child.wait();
 
-    // The table.
-    println!();
-    println!(
-        "Tributary benchmark: {total} invoices ({} lines each) for {} companies; single stages on {n}; {} cores; run took {:.0} s",
-        args.lines,
-        args.companies,
-        std::thread::available_parallelism().map_or(0, |p| p.get()),
-        bench_started.elapsed().as_secs_f64()
-    );
-    println!();
-    println!("| measurement | records | seconds | records/s | CPU s | peak RSS MB | notes |");
-    println!("| --- | ---: | ---: | ---: | ---: | ---: | --- |");
-    for r in &rows {
-        println!(
-            "| {} | {} | {:.2} | {:.0} | {} | {} | {} |",
-            r.what,
-            r.records,
-            r.seconds,
-            r.rate(),
-            r.cpu.map_or(String::new(), |c| format!("{c:.1}")),
-            r.rss.map_or(String::new(), mb),
-            r.note
-        );
-    }
+    print_table(&args, &rows, n, bench_started);
     println!(
         "| freshness at {} changes/s for {} s | {} | | | | | p50 {} ms, p99 {} ms, max {} ms |",
         args.freshness_rate,
@@ -421,4 +429,32 @@ async fn main() -> anyhow::Result<()> {
         f.changes
     );
     Ok(())
+}
+
+/// The table of every row measured so far.
+fn print_table(args: &Args, rows: &[Row], stage_records: usize, started: Instant) {
+    println!();
+    println!(
+        "Tributary benchmark: {} invoices ({} lines each) for {} companies; single stages on {stage_records}; {} cores; run took {:.0} s",
+        args.records,
+        args.lines,
+        args.companies,
+        std::thread::available_parallelism().map_or(0, |p| p.get()),
+        started.elapsed().as_secs_f64()
+    );
+    println!();
+    println!("| measurement | records | seconds | records/s | CPU s | peak RSS MB | notes |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | --- |");
+    for r in rows {
+        println!(
+            "| {} | {} | {:.2} | {:.0} | {} | {} | {} |",
+            r.what,
+            r.records,
+            r.seconds,
+            r.rate(),
+            r.cpu.map_or(String::new(), |c| format!("{c:.1}")),
+            r.rss.map_or(String::new(), mb),
+            r.note
+        );
+    }
 }

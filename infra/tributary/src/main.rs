@@ -18,6 +18,9 @@ use tributary_config::Config;
 /// threads, glibc kept a growing set of per-thread arenas and the process's
 /// memory grew with the records it had handled (453 MB peak at 100,000
 /// invoices against 256 MB with arenas capped; docs/BENCHMARKS.md).
+/// Feature `system-allocator` leaves malloc in place, for heap profilers
+/// that follow only malloc (heaptrack; docs/BENCHMARKS.md, "Memory").
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
