@@ -65,14 +65,16 @@ pub fn arrived(change: &Change, sent_ms: Option<i64>) {
 /// the change at the source to committed.
 pub fn applied_freshness(projection: &'static str, batch: &Batch, consumed_at: std::time::Instant) {
     let apply = consumed_at.elapsed().as_secs_f64();
-    let stage = histogram!(crate::FRESHNESS_STAGE, "stage" => "apply", "projection" => projection);
     let end_to_end = histogram!(crate::FRESHNESS, "projection" => projection);
+    let mut records = 0;
     for item in &batch.items {
         if let Change::Record(event) = &item.change {
-            stage.record(apply);
+            records += 1;
             end_to_end.record(since(event.source_modified_at.millis()));
         }
     }
+    histogram!(crate::FRESHNESS_STAGE, "stage" => "apply", "projection" => projection)
+        .record_many(apply, records);
 }
 
 /// Logs and counts a message sent to the dead-letter topic.

@@ -111,13 +111,15 @@ pub trait ReadStore: Send + Sync {
     /// Record counts and sync outcomes per data type of one company.
     async fn status(&self, company_id: &str) -> Result<Vec<DataTypeStatus>, StoreError>;
 
-    /// Every live record of one company and data type, by id: for checks
-    /// against a source of truth.
-    async fn live_records(
+    /// Every live record of one company and data type: its id, version
+    /// (ms) and revision, for checks against a source of truth. Versions
+    /// only: reading whole records (their JSON parsed) for every status
+    /// call was the largest heap use under load (docs/BENCHMARKS.md).
+    async fn live_versions(
         &self,
         company_id: &str,
         data_type: &str,
-    ) -> Result<Vec<StoredRecord>, StoreError>;
+    ) -> Result<std::collections::BTreeMap<String, (i64, i64)>, StoreError>;
 }
 
 /// One search hit.
@@ -162,12 +164,7 @@ pub async fn live_versions(
     company_id: &str,
     data_type: &str,
 ) -> Result<std::collections::BTreeMap<String, (i64, i64)>, StoreError> {
-    Ok(store
-        .live_records(company_id, data_type)
-        .await?
-        .into_iter()
-        .map(|r| (r.id, (r.source_modified_at.millis(), r.revision)))
-        .collect())
+    store.live_versions(company_id, data_type).await
 }
 
 /// The cursor after `record`, for [`RecordPage::next_cursor`].

@@ -37,9 +37,9 @@ pub const LIST: &str = select_records!(
      AND (NOT deleted OR $6) ORDER BY source_modified_at, record_id LIMIT $7"
 );
 
-/// Every live record of a company and data type, by id.
-pub const LIVE: &str =
-    select_records!("WHERE company_id = $1 AND data_type = $2 AND NOT deleted ORDER BY record_id");
+/// The version of every live record of a company and data type.
+pub const LIVE: &str = "SELECT record_id, source_modified_at, revision FROM records \
+     WHERE company_id = $1 AND data_type = $2 AND NOT deleted";
 
 /// The sync outcomes of one company.
 pub const SYNC_ROWS: &str = "SELECT data_type, connection_id, source, last_status, last_started_at, \
@@ -207,18 +207,21 @@ macro_rules! impl_read_store {
                 Ok($crate::status_from_rows(counts, syncs))
             }
 
-            async fn live_records(
+            async fn live_versions(
                 &self,
                 company_id: &str,
                 data_type: &str,
-            ) -> Result<Vec<$crate::StoredRecord>, $crate::StoreError> {
-                let rows = sqlx::query_as($crate::sql::LIVE)
+            ) -> Result<std::collections::BTreeMap<String, (i64, i64)>, $crate::StoreError> {
+                let rows: Vec<(String, i64, i64)> = sqlx::query_as($crate::sql::LIVE)
                     .bind(company_id)
                     .bind(data_type)
                     .fetch_all(&self.pool)
                     .await
                     .map_err($crate::sql::query_error)?;
-                $crate::sql::records(rows)
+                Ok(rows
+                    .into_iter()
+                    .map(|(id, modified, revision)| (id, (modified, revision)))
+                    .collect())
             }
         }
     };

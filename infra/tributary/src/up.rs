@@ -43,6 +43,7 @@ pub(crate) async fn up(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
     let (shutdown_tx, shutdown) = watch::channel(false);
     let mut tasks = Tasks::new();
+    drain_histograms(&metrics, &shutdown, &mut tasks);
 
     let (local_broker, bootstrap) = wiring::start_broker(&config).await?;
     let registry_url = start_registry(&config, &shutdown, &mut tasks).await?;
@@ -139,6 +140,27 @@ pub(crate) async fn up(config: Config) -> anyhow::Result<()> {
         tokio::task::block_in_place(|| broker.stop(Duration::from_secs(10)));
     }
     outcome
+}
+
+/// Folds the histograms' recorded samples into their summaries and
+/// buckets every few seconds. The exporter keeps every sample until then,
+/// and does it by itself only when `/metrics` is scraped: unscraped, a
+/// histogram recorded per event grew without bound (docs/BENCHMARKS.md,
+/// "Memory").
+fn drain_histograms(
+    metrics: &tributary_telemetry::PrometheusHandle,
+    shutdown: &watch::Receiver<bool>,
+    tasks: &mut Tasks,
+) {
+    let (metrics, mut stop) = (metrics.clone(), shutdown.clone());
+    tasks.spawn(async move {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(5)) => metrics.run_upkeep(),
+                _ = stop.changed() => return Ok(()),
+            }
+        }
+    });
 }
 
 /// The configured registry, or the embedded one served on `registry.port`.
