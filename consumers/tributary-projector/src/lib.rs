@@ -76,18 +76,17 @@ pub struct ProjectorSettings {
     pub rest: Option<Rest>,
 }
 
-/// Resting: with nothing to read for `after`, the loop gives up its
+/// Resting: with nothing read for `after` and nothing left to read (the
+/// broker's partition ends asked in one request), the loop gives up its
 /// partitions (no fetch reaches the broker) until `wake` rings (this
-/// process published something) or `poll` passes, then takes them again
-/// where it stopped; after a ring it reads for `after` again, after `poll`
-/// only for `probe`, long enough for one fetch to come back (publishers in
-/// other processes ring no bell here: what they send is read within
-/// `poll`). Only when it reads every partition (`Assignment::All`).
+/// process published something), or until a look every `poll` at the
+/// partition ends finds something (publishers in other processes ring no
+/// bell here), then takes them again where it stopped. Only when it reads
+/// every partition (`Assignment::All`).
 #[derive(Debug, Clone)]
 pub struct Rest {
     pub after: Duration,
     pub poll: Duration,
-    pub probe: Duration,
     pub wake: tributary_kafka::Listener,
 }
 
@@ -347,7 +346,7 @@ pub async fn run<P: Projection>(
         }
     }
     let reader = Reader {
-        consumer: &consumer,
+        consumer: Arc::clone(&consumer),
         decoder: Decoder::new(registry_url),
         dead_letters: DeadLetters::new(client),
         name: name.clone(),
@@ -520,8 +519,8 @@ async fn wait_or_shutdown(shutdown: &mut watch::Receiver<bool>, delay: Duration)
 
 /// The one consumer, its decoder and dead letters, shared by every
 /// projection it feeds.
-struct Reader<'c> {
-    consumer: &'c StreamConsumer<ProjectorContext>,
+struct Reader {
+    consumer: Arc<StreamConsumer<ProjectorContext>>,
     decoder: Decoder,
     dead_letters: DeadLetters,
     /// The projections' names, joined.
@@ -530,7 +529,7 @@ struct Reader<'c> {
     partitions: Vec<Partition>,
 }
 
-impl Reader<'_> {
+impl Reader {
     /// Reads up to `batch_size` messages, waiting at most `linger` after
     /// the first one, with the raw message behind each item and when the
     /// first arrived. `None` on shutdown.
@@ -616,7 +615,10 @@ impl Reader<'_> {
     /// resting gives the partitions up and takes them again at `positions`
     /// (everything before them applied). Not librdkafka's pause: a resumed
     /// partition waits up to a second for its broker thread to notice, an
-    /// assigned one is fetched at once. `None` on shutdown.
+    /// assigned one is fetched at once. It rests only once caught up, by
+    /// the broker's own partition ends: quiet is not enough, since a fetch
+    /// far behind can take longer than `after` on a busy local broker.
+    /// `None` on shutdown.
     async fn first_message(
         &self,
         rest: Option<&mut Rest>,
@@ -629,29 +631,66 @@ impl Reader<'_> {
                 _ = shutdown.changed() => None,
             });
         };
-        let mut awake = rest.after;
         loop {
             // A ring from now on means something may be unread.
             rest.wake.mark_heard();
             tokio::select! {
                 m = self.consumer.recv() => return Ok(Some(m)),
                 _ = shutdown.changed() => return Ok(None),
-                _ = tokio::time::sleep(awake) => {}
+                _ = tokio::time::sleep(rest.after) => {}
+            }
+            if self.unread(positions).await {
+                continue;
             }
             self.consumer
                 .unassign()
                 .map_err(kafka("unassign to rest"))?;
             metrics::resting(&self.name, true);
-            let rung = tokio::select! {
-                rung = rest.wake.wait(rest.poll) => rung,
-                _ = shutdown.changed() => return Ok(None),
-            };
+            loop {
+                let rung = tokio::select! {
+                    rung = rest.wake.wait(rest.poll) => rung,
+                    _ = shutdown.changed() => return Ok(None),
+                };
+                // Not rung: what did other processes publish meanwhile?
+                if rung || self.unread(positions).await {
+                    break;
+                }
+            }
             metrics::resting(&self.name, false);
             self.consumer
                 .assign(&assignment(&self.partitions, positions)?)
                 .map_err(kafka("assign after resting"))?;
-            awake = if rung { rest.after } else { rest.probe };
         }
+    }
+
+    /// Whether the broker holds messages past `positions` in any
+    /// partition: one request for all of them (`ListOffsets`, latest).
+    /// True when it cannot tell.
+    async fn unread(&self, positions: &Checkpoint) -> bool {
+        let mut latest = TopicPartitionList::new();
+        for (topic, partition) in &self.partitions {
+            if latest
+                .add_partition_offset(topic, *partition, Offset::Offset(-1))
+                .is_err()
+            {
+                return true;
+            }
+        }
+        let consumer = self.consumer.clone();
+        let ends = tokio::task::spawn_blocking(move || {
+            consumer.offsets_for_times(latest, Duration::from_secs(5))
+        })
+        .await;
+        let Ok(Ok(ends)) = ends else {
+            return true;
+        };
+        ends.elements().iter().any(|e| {
+            let next = positions.next_offset(e.topic(), e.partition()).unwrap_or(0);
+            match e.offset() {
+                Offset::Offset(end) => end > next,
+                _ => true,
+            }
+        })
     }
 }
 

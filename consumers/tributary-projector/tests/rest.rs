@@ -58,13 +58,12 @@ async fn send(producer: &FutureProducer, payload: &str) {
         .unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rests_and_wakes_for_its_own_publishes_and_within_the_poll_for_others() {
-    let dir = tempfile::tempdir().unwrap();
+/// A local broker with the test topic and the dead-letter topic.
+async fn broker(dir: &std::path::Path) -> (tributary_broker::LocalBroker, ClientConfig) {
     let tansu = tributary_broker::find_tansu(None).unwrap();
     let broker = tributary_broker::LocalBroker::start(
         &tansu,
-        &dir.path().join("broker"),
+        &dir.join("broker"),
         tributary_testkit::free_port(),
     )
     .await
@@ -78,37 +77,58 @@ async fn rests_and_wakes_for_its_own_publishes_and_within_the_poll_for_others() 
     )
     .await
     .unwrap();
-    let doorbell = Doorbell::new();
-    let poll = Duration::from_secs(8);
+    (broker, client)
+}
+
+type Running = (
+    tokio::sync::watch::Sender<bool>,
+    tokio::task::JoinHandle<Result<(), tributary_projector::ProjectorError>>,
+);
+
+/// Runs a projector into `positions` that rests after `after` of quiet.
+fn start(
+    client: &ClientConfig,
+    positions: &Positions,
+    after: Duration,
+    poll: Duration,
+    doorbell: &Doorbell,
+) -> Running {
     let settings = ProjectorSettings {
         batch_size: 100,
         linger: Duration::from_millis(20),
         topics: vec![TOPIC.into()],
         assignment: Assignment::All,
         rest: Some(Rest {
-            after: Duration::from_millis(250),
+            after,
             poll,
-            probe: 4 * tributary_kafka::fetch_wait(&client),
             wake: doorbell.listener(),
         }),
     };
-    let positions = Positions::default();
     let (stop, shutdown) = tokio::sync::watch::channel(false);
-    let run = {
-        let (client, positions) = (client.clone(), positions.clone());
-        tokio::spawn(async move {
-            // Not Avro: every message is a decode dead letter, and moves
-            // the position all the same.
-            tributary_projector::run(
-                &client,
-                "http://127.0.0.1:9",
-                vec![positions],
-                settings,
-                shutdown,
-            )
-            .await
-        })
-    };
+    let (client, positions) = (client.clone(), positions.clone());
+    let run = tokio::spawn(async move {
+        // Not Avro: every message is a decode dead letter, and moves the
+        // position all the same.
+        let url = "http://127.0.0.1:9";
+        tributary_projector::run(&client, url, vec![positions], settings, shutdown).await
+    });
+    (stop, run)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rests_and_wakes_for_its_own_publishes_and_within_the_poll_for_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let (broker, client) = broker(dir.path()).await;
+    let doorbell = Doorbell::new();
+    let poll = Duration::from_secs(8);
+    let positions = Positions::default();
+    let (stop, run) = start(
+        &client,
+        &positions,
+        Duration::from_millis(250),
+        poll,
+        &doorbell,
+    );
     let producer: FutureProducer = ClientConfig::clone(&client).create().unwrap();
     send(&producer, "first").await;
     doorbell.ring();

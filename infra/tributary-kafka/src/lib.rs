@@ -170,16 +170,6 @@ pub fn consumer_config(client: &ClientConfig, group: &str) -> ClientConfig {
     config
 }
 
-/// How long the broker may hold a fetch: `fetch.wait.max.ms` as set, or
-/// our default.
-pub fn fetch_wait(client: &ClientConfig) -> std::time::Duration {
-    let ms = consumer_config(client, "")
-        .get("fetch.wait.max.ms")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(DEFAULT_FETCH_WAIT_MS);
-    std::time::Duration::from_millis(ms)
-}
-
 /// Headers from names and values.
 pub fn headers<K: AsRef<str>, V: AsRef<str>>(pairs: &[(K, V)]) -> OwnedHeaders {
     let mut headers = OwnedHeaders::new_with_capacity(pairs.len());

@@ -303,8 +303,6 @@ fn spawn_projector(
         Some(doorbell) if config.rest_after_ms > 0 => Some(Rest {
             after: Duration::from_millis(config.rest_after_ms),
             poll: Duration::from_millis(config.rest_poll_ms),
-            // Long enough for a fetch the broker holds to come back.
-            probe: 4 * tributary_kafka::fetch_wait(&cx.client),
             wake: doorbell.listener(),
         }),
         _ => None,
