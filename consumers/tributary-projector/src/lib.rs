@@ -686,10 +686,16 @@ impl Reader {
         };
         ends.elements().iter().any(|e| {
             let next = positions.next_offset(e.topic(), e.partition()).unwrap_or(0);
-            match e.offset() {
-                Offset::Offset(end) => end > next,
-                _ => true,
+            let unread = match (e.error(), e.offset()) {
+                (Err(_), _) => true,
+                (Ok(()), Offset::Offset(end)) => end > next,
+                // No offset at all: an empty partition.
+                (Ok(()), _) => false,
+            };
+            if unread {
+                tracing::debug!(topic = e.topic(), partition = e.partition(), end = ?e.offset(), next, error = ?e.error(), "unread messages: not resting");
             }
+            unread
         })
     }
 }

@@ -439,11 +439,12 @@ pub struct ProjectorConfig {
     pub batch_size: usize,
     /// Longest wait to fill a batch.
     pub linger_ms: u64,
-    /// Rest after this long with nothing to read: fetch nothing until this
-    /// process publishes (or `rest_poll_ms` passes). Only where the workers
-    /// run in the same process; 0 never rests.
+    /// Rest after this long with nothing read, once the broker's partition
+    /// ends show nothing left: fetch nothing until this process publishes.
+    /// Only where the workers run in the same process; 0 never rests.
     pub rest_after_ms: u64,
-    /// While resting, look for what other processes published this often.
+    /// While resting, ask the partition ends this often, for what other
+    /// processes published.
     pub rest_poll_ms: u64,
     /// Run the SQL store projector in a Kafka consumer group, so that several
     /// processes share the partitions (PostgreSQL store only). Off: one
