@@ -667,12 +667,11 @@ impl Reader {
     /// partition: one request for all of them (`ListOffsets`, latest).
     /// True when it cannot tell.
     async fn unread(&self, positions: &Checkpoint) -> bool {
+        // Asked by timestamp: -1 (`Offset::End`) is the latest.
         let mut latest = TopicPartitionList::new();
         for (topic, partition) in &self.partitions {
-            if latest
-                .add_partition_offset(topic, *partition, Offset::Offset(-1))
-                .is_err()
-            {
+            if let Err(e) = latest.add_partition_offset(topic, *partition, Offset::End) {
+                tracing::debug!(error = %e, "cannot ask the partition ends: not resting");
                 return true;
             }
         }
@@ -681,8 +680,13 @@ impl Reader {
             consumer.offsets_for_times(latest, Duration::from_secs(5))
         })
         .await;
-        let Ok(Ok(ends)) = ends else {
-            return true;
+        let ends = match ends {
+            Ok(Ok(ends)) => ends,
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "cannot ask the partition ends: not resting");
+                return true;
+            }
+            Err(_) => return true,
         };
         ends.elements().iter().any(|e| {
             let next = positions.next_offset(e.topic(), e.partition()).unwrap_or(0);

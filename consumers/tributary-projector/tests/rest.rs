@@ -145,7 +145,12 @@ async fn rests_and_wakes_for_its_own_publishes_and_within_the_poll_for_others() 
     for n in 3..=4 {
         tokio::time::sleep(Duration::from_secs(2)).await;
         send(&producer, "elsewhere").await;
-        positions.wait_for(n, poll + Duration::from_secs(10)).await;
+        let took = positions.wait_for(n, poll + Duration::from_secs(10)).await;
+        // Awake, it would have read it within a fetch wait.
+        assert!(
+            took > Duration::from_secs(1),
+            "read after {took:?}: not resting"
+        );
     }
 
     stop.send(true).unwrap();
