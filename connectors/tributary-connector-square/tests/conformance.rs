@@ -11,6 +11,21 @@ use tributary_schemas::Timestamp;
 use tributary_testkit::conformance::{HostileServer, check_hostile};
 use tributary_testkit::vault::MemoryVault;
 
+/// A connection of merchant M1 through `app`, with valid tokens.
+fn connect(app: SquareApp) -> std::sync::Arc<dyn tributary_connector_api::Connector> {
+    let vault = MemoryVault::with_tokens("at", "rt", Timestamp::now().millis() + 7 * 86_400_000);
+    let connection = ConnectionInfo {
+        connection_id: "conn-sq".into(),
+        company_id: "shop".into(),
+        source: "square".into(),
+        settings: json!({ "merchant_id": "M1" }),
+    };
+    SquareFactory::new(app)
+        .unwrap()
+        .build(&connection, vault)
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn hostile_answers_end_as_classified_errors() {
     let server = HostileServer::start(2 << 20).await;
@@ -25,17 +40,7 @@ async fn hostile_answers_end_as_classified_errors() {
         },
         ..SquareApp::default()
     };
-    let vault = MemoryVault::with_tokens("at", "rt", Timestamp::now().millis() + 7 * 86_400_000);
-    let connection = ConnectionInfo {
-        connection_id: "conn-sq".into(),
-        company_id: "shop".into(),
-        source: "square".into(),
-        settings: json!({ "merchant_id": "M1" }),
-    };
-    let connector = SquareFactory::new(app)
-        .unwrap()
-        .build(&connection, vault)
-        .unwrap();
+    let connector = connect(app);
     let failed = check_hostile(connector.as_ref(), &server).await;
     assert!(failed >= 5 * connector.data_types().len(), "{failed}");
 }
@@ -74,17 +79,7 @@ async fn a_page_with_huge_records_among_good_ones() {
         },
         ..SquareApp::default()
     };
-    let vault = MemoryVault::with_tokens("at", "rt", Timestamp::now().millis() + 7 * 86_400_000);
-    let connection = ConnectionInfo {
-        connection_id: "conn-sq".into(),
-        company_id: "shop".into(),
-        source: "square".into(),
-        settings: json!({ "merchant_id": "M1" }),
-    };
-    let connector = SquareFactory::new(app)
-        .unwrap()
-        .build(&connection, vault)
-        .unwrap();
+    let connector = connect(app);
     let page = connector
         .fetch_page(&tributary_connector_api::PageRequest {
             data_type: tributary_schemas::DataType::CommercePayment,
