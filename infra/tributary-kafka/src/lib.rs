@@ -35,9 +35,6 @@ pub enum KafkaError {
     Task(#[from] tokio::task::JoinError),
 }
 
-/// `fetch.wait.max.ms` unless the operator sets it (see [`consumer_config`]).
-pub const DEFAULT_FETCH_WAIT_MS: u64 = 50;
-
 /// librdkafka's own default for `message.max.bytes`: the largest message
 /// (value, key and headers) a producer sends; Kafka brokers' default limit
 /// per message (`message.max.bytes`, topic `max.message.bytes`) is a little
@@ -156,11 +153,7 @@ pub fn consumer_config(client: &ClientConfig, group: &str) -> ClientConfig {
     // SQLite queries over every partition, so it is also the idle cost
     // (measured with two idle projections: 50 ms, 106% of a core and
     // freshness p99 1.1 s; 500 ms, 34% and 3.9 s; 5 s, 1% and 12 s).
-    default(
-        &mut config,
-        "fetch.wait.max.ms",
-        &DEFAULT_FETCH_WAIT_MS.to_string(),
-    );
+    default(&mut config, "fetch.wait.max.ms", "50");
     default(&mut config, "session.timeout.ms", "6000");
     default(&mut config, "heartbeat.interval.ms", "1000");
     // Prefetch at most 16 MiB (librdkafka's default is 64 MiB per
