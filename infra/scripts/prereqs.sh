@@ -5,6 +5,8 @@
 #     OpenSSL headers and pkg-config, for HTTPS to sources;
 #   - the PostgreSQL server binaries (Debian `postgresql`), for the tests'
 #     throwaway clusters, unless TRIBUTARY_PG_BIN points at some;
+#   - Prometheus and promtool (Debian `prometheus`), for the alert rules'
+#     unit tests and the test that runs a real Prometheus;
 #   - Prism (npm ci in infra/xero-mock), the mock of Xero's API for the
 #     Xero connector's tests;
 #   - cargo-machete, which the test command runs to find unused
@@ -28,6 +30,8 @@ command -v g++ >/dev/null 2>&1 || missing+=(g++)
 [ -f /usr/include/openssl/ssl.h ] || missing+=(libssl-dev)
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
+# promtool and Prometheus, for the alert rules' tests.
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 if [ -z "${TRIBUTARY_PG_BIN:-}" ] && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   missing+=(postgresql)
 fi

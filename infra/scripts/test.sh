@@ -11,6 +11,11 @@ export TRIBUTARY_PYTHON="$python_bin"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked --quiet -- -D warnings
 cargo machete
+# The alert rules: valid, and each alert's unit tests (Debian's prometheus
+# package brings promtool; a live Prometheus runs them in
+# infra/tributary/tests/prometheus.rs).
+promtool check rules infra/prometheus/rules.yml
+promtool test rules infra/prometheus/rules.test.yml
 
 # The fast tier must pass with none of Tansu, Prism or PostgreSQL at hand:
 # every PATH folder holding one of them is replaced by a copy of links

@@ -16,6 +16,9 @@ pub enum AdminError {
     NotFound(String),
     #[error("{0}")]
     BadRequest(String),
+    /// The caller could not prove who it is (a webhook's signature).
+    #[error("{0}")]
+    Unauthorized(String),
     /// What was asked for is running (or queued) already: `open` is that run.
     #[error("{message}")]
     Conflict { message: String, open: RunView },
@@ -97,6 +100,15 @@ pub trait ConnectionAdmin: Send + Sync {
     ) -> Result<Vec<tributary_schemas::ManifestEvent>, AdminError>;
     /// A company's open runs: queued or running now.
     async fn open_runs(&self, company_id: &str) -> Result<Vec<RunView>, AdminError>;
+    /// Takes a webhook `source` sent: its connector verifies it and says
+    /// what changed; a sync of each changed data type (trigger
+    /// `source_webhook`) is queued for every linked connection reading the
+    /// tenant it names, unless one is open already. Answers the runs queued.
+    async fn source_webhook(
+        &self,
+        source: &str,
+        webhook: &crate::Webhook,
+    ) -> Result<Vec<RunView>, AdminError>;
     /// Completes an OAuth2 authorization from the source's redirect.
     async fn complete_authorization(
         &self,

@@ -258,6 +258,37 @@ pub trait Connector: Send + Sync {
     ) -> Result<MappedRecord, ConnectorError>;
 }
 
+/// A webhook as a source sent it: header names in lowercase, the body
+/// exactly as received (signatures are over its bytes).
+#[derive(Debug, Clone, Default)]
+pub struct Webhook {
+    pub headers: BTreeMap<String, String>,
+    pub body: Vec<u8>,
+}
+
+/// What a verified webhook says changed: data types of one of the source's
+/// tenants (the organisation or merchant a connection reads, as
+/// [`ConnectorFactory::tenant`] names it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceChange {
+    pub tenant: String,
+    pub data_types: Vec<DataType>,
+}
+
+/// Why a webhook was not taken.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WebhookRefusal {
+    /// Its signature is missing or wrong: nothing of it is believed.
+    #[error("{0}")]
+    Unverified(String),
+    /// This source sends none, or none is configured to be received.
+    #[error("{0}")]
+    NotReceived(String),
+    /// Signed, but not what the source sends.
+    #[error("{0}")]
+    Malformed(String),
+}
+
 /// Builds connectors of one kind from their connection's settings.
 #[async_trait]
 pub trait ConnectorFactory: Send + Sync {
@@ -298,6 +329,23 @@ pub trait ConnectorFactory: Send + Sync {
     ) -> Result<serde_json::Value, ConnectorError> {
         let _ = (code, vault);
         Err(no_authorization(self.name(), connection))
+    }
+
+    /// Verifies a webhook the source sent and says what changed. Sources
+    /// that send none keep this default.
+    fn receive_webhook(&self, webhook: &Webhook) -> Result<Vec<SourceChange>, WebhookRefusal> {
+        let _ = webhook;
+        Err(WebhookRefusal::NotReceived(format!(
+            "{} sends no webhooks",
+            self.name()
+        )))
+    }
+
+    /// The tenant a connection reads, as the source's webhooks name it;
+    /// `None` until it is known (or for sources that send no webhooks).
+    fn tenant(&self, connection: &ConnectionInfo) -> Option<String> {
+        let _ = connection;
+        None
     }
 
     /// Checks `connection.settings` and builds a connector for it.

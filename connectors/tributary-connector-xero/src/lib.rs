@@ -29,8 +29,14 @@
 //! - Hostile or broken responses (not JSON, too large, missing the record
 //!   list) fail that page with a clear error; a malformed record fails only
 //!   itself (it goes to the dead-letter topic).
+//! - Webhooks (with `webhook_key` configured): Xero signs each with
+//!   `x-xero-signature`, the base64 HMAC-SHA256 of the raw body under the
+//!   app's webhook key. A verified contact event asks for customers and
+//!   suppliers, an invoice event for invoices and bills, of its tenant
+//!   ([`webhooks`]).
 
 pub mod map;
+pub mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,7 +46,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tributary_connector_api::{
     ConnectionInfo, Connector, ConnectorError, ConnectorFactory, CredentialVault, Cursor, Fault,
-    MappedRecord, Page, PageRequest, RateLimits,
+    MappedRecord, Page, PageRequest, RateLimits, SourceChange, Webhook, WebhookRefusal,
 };
 use tributary_connector_http::oauth::{
     TokenKeeper, Tokens, error_chain, oauth_error_code, retry_after, token_call, token_refused,
@@ -78,6 +84,9 @@ pub struct XeroApp {
     /// Calls per minute, per day and at once per organisation: Xero's
     /// published limits unless the app was granted others.
     pub limits: (u32, u32, u32),
+    /// The key Xero signs its webhooks with (developer.xero.com, the app's
+    /// Webhooks page); empty: webhooks are not received.
+    pub webhook_key: String,
 }
 
 impl std::fmt::Debug for XeroApp {
@@ -85,6 +94,7 @@ impl std::fmt::Debug for XeroApp {
         f.debug_struct("XeroApp")
             .field("client_id", &self.client_id)
             .field("client_secret", &"[redacted]")
+            .field("webhook_key", &"[redacted]")
             .field("api_url", &self.api_url)
             .field("token_url", &self.token_url)
             .finish_non_exhaustive()
@@ -109,6 +119,7 @@ impl XeroApp {
             timeout: Duration::from_secs(30),
             max_response_bytes: 32 << 20,
             limits: (CALLS_PER_MINUTE, CALLS_PER_DAY, CALLS_AT_ONCE),
+            webhook_key: String::new(),
         }
     }
 }
@@ -137,6 +148,9 @@ pub struct XeroConfig {
     pub calls_per_minute: u32,
     pub calls_per_day: u32,
     pub calls_at_once: u32,
+    /// The app's webhook key: with it, `POST /v1/sources/xero/webhooks`
+    /// takes Xero's contact and invoice events and syncs what they name.
+    pub webhook_key: String,
 }
 
 impl Default for XeroConfig {
@@ -155,6 +169,7 @@ impl Default for XeroConfig {
             calls_per_minute: CALLS_PER_MINUTE,
             calls_per_day: CALLS_PER_DAY,
             calls_at_once: CALLS_AT_ONCE,
+            webhook_key: String::new(),
         }
     }
 }
@@ -181,6 +196,7 @@ impl XeroFactory {
         app.timeout = Duration::from_secs(c.timeout_secs);
         app.max_response_bytes = c.max_response_bytes;
         app.limits = (c.calls_per_minute, c.calls_per_day, c.calls_at_once);
+        app.webhook_key = c.webhook_key;
         app.network = network;
         Self::new(app)
     }
@@ -283,6 +299,17 @@ impl ConnectorFactory for XeroFactory {
         let tenant_id = pick_tenant(&self.http, &self.app, &tokens, settings.tenant_id).await?;
         vault.save(&tokens.to_credentials()).await?;
         Ok(serde_json::json!({ "tenant_id": tenant_id }))
+    }
+
+    fn receive_webhook(&self, webhook: &Webhook) -> Result<Vec<SourceChange>, WebhookRefusal> {
+        webhooks::receive(&self.app.webhook_key, webhook)
+    }
+
+    fn tenant(&self, connection: &ConnectionInfo) -> Option<String> {
+        Self::settings(&connection.settings)
+            .ok()?
+            .tenant_id
+            .filter(|t| !t.is_empty())
     }
 
     fn build(

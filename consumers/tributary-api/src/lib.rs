@@ -23,8 +23,12 @@
 //! - `GET /v1/oauth/{source}/callback?code=&state=`: where the source sends
 //!   the person back after granting access (no API key: the one-time
 //!   `state` proves the request).
+//! - `POST /v1/sources/{source}/webhooks`: a source's webhook (Xero's, with
+//!   `connectors.xero.webhook_key` set): verified by its signature (no API
+//!   key), it queues a sync of what it says changed (trigger
+//!   `source_webhook`). Answers 200 or 401 with no body, as Xero expects.
 //!
-//! Every `/v1` route but the callback needs an API key (`Authorization:
+//! Every `/v1` route but the callback and source webhooks needs an API key (`Authorization:
 //! Bearer <key>` or `X-Api-Key: <key>`). A key limited to some companies
 //! never sees another company's records, status, connections or search
 //! hits: those answer as if the company did not exist.
@@ -40,7 +44,6 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
 use tributary_connector_api::admin::{
     AdminError, ConnectionAdmin, ConnectionView, DeadLetterAdmin, LetterFilter, RunFilter,
@@ -55,7 +58,7 @@ use tributary_store::{ListQuery, ReadStore, Search, SearchQuery};
 pub struct ApiState {
     pub store: Arc<dyn ReadStore>,
     pub search: Arc<dyn Search>,
-    pub metrics: Option<PrometheusHandle>,
+    pub metrics: Option<tributary_telemetry::Exposition>,
     /// Who may call, and for which companies.
     pub keys: Arc<Vec<ApiKey>>,
     /// Connection management; `None` when this process has no worker and
@@ -120,6 +123,9 @@ impl From<AdminError> for ApiError {
         match e {
             AdminError::NotFound(m) => ApiError::not_found(m),
             AdminError::BadRequest(m) => ApiError::bad_request(m),
+            AdminError::Unauthorized(m) => {
+                ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", m)
+            }
             AdminError::Conflict { message, open } => {
                 ApiError::new(StatusCode::CONFLICT, "conflict", message).with_run(open)
             }
@@ -220,6 +226,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .route("/v1/oauth/{source}/callback", get(oauth_callback))
+        .route("/v1/sources/{source}/webhooks", post(source_webhook))
         .merge(protected)
         .fallback(|| async { ApiError::not_found("no such route; see the README for the API") })
         .with_state(state)
@@ -332,7 +339,7 @@ async fn health(State(s): State<ApiState>) -> ApiResult {
 }
 
 async fn metrics(State(s): State<ApiState>) -> ApiResult {
-    let text = s.metrics.as_ref().map(|h| h.render()).unwrap_or_default();
+    let text = s.metrics.as_ref().map(|m| m.render()).unwrap_or_default();
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
 }
 
@@ -831,4 +838,29 @@ async fn oauth_callback(
         tracing::warn!(error = %e, "cannot request a sync after an authorization");
     }
     Ok(Json(json!({"connection": connection})).into_response())
+}
+
+/// A source's webhook: the connector verifies the signature over the raw
+/// body. Xero wants 200 or 401 with no body, within 5 seconds: queueing
+/// runs is all that happens here.
+async fn source_webhook(
+    State(s): State<ApiState>,
+    Path(source): Path<String>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult {
+    let webhook = tributary_connector_api::Webhook {
+        headers: headers
+            .iter()
+            .filter_map(|(name, value)| {
+                Some((name.as_str().to_string(), value.to_str().ok()?.to_string()))
+            })
+            .collect(),
+        body: body.to_vec(),
+    };
+    match admin(&s)?.source_webhook(&source, &webhook).await {
+        Ok(_) => Ok(StatusCode::OK.into_response()),
+        Err(AdminError::Unauthorized(_)) => Ok(StatusCode::UNAUTHORIZED.into_response()),
+        Err(e) => Err(e.into()),
+    }
 }

@@ -327,6 +327,13 @@ impl tributary_connector_api::admin::ConnectionAdmin for Runs {
     async fn remove(&self, _: &str) -> Result<(), AdminError> {
         Err(AdminError::Failed("not here".into()))
     }
+    async fn source_webhook(
+        &self,
+        _: &str,
+        _: &tributary_connector_api::Webhook,
+    ) -> Result<Vec<Value>, AdminError> {
+        Err(AdminError::Failed("not here".into()))
+    }
     async fn request_sync(&self) -> Result<(), AdminError> {
         Ok(())
     }

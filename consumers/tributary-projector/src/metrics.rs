@@ -102,4 +102,6 @@ pub fn dead_lettered(
         "topic" => topic.to_string()
     )
     .increment(1);
+    // Beside the workers' map stage (tributary-producer's metrics).
+    counter!("tributary_dead_letters_total", "stage" => stage.to_string()).increment(1);
 }

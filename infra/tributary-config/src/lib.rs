@@ -96,6 +96,7 @@ pub struct Config {
     pub sync: SyncConfig,
     pub projector: ProjectorConfig,
     pub roles: RolesConfig,
+    pub metrics: MetricsConfig,
     /// Settings of connectors that define their own (`[connectors.<name>]`,
     /// `TRIBUTARY__CONNECTORS__<NAME>__<KEY>`): each connector's crate reads
     /// its table and names its keys; the binary refuses a table no
@@ -148,6 +149,7 @@ impl Default for Config {
             sync: SyncConfig::default(),
             projector: ProjectorConfig::default(),
             roles: RolesConfig::default(),
+            metrics: MetricsConfig::default(),
             connectors: Default::default(),
             security: SecurityConfig::default(),
             log: "info".into(),
@@ -493,6 +495,37 @@ impl Default for RolesConfig {
     }
 }
 
+/// What `/metrics` shows beyond the counters, and where a process without
+/// the API serves it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Where a process without the API role (`roles.api = false`) serves
+    /// `/metrics`; with the API, it is on the API's address.
+    pub listen: String,
+    /// How many of the stalest company and data type pairs get a
+    /// `tributary_sync_age_seconds` series (the stalest age of all and the
+    /// number of pairs are shown besides).
+    pub sync_age_series: usize,
+    /// Sync age past which a tenant is stale: shown as
+    /// `tributary_sync_stale_after_seconds`, which the stale-tenant alert
+    /// compares against. Keep it above the longest sync interval.
+    pub stale_after_secs: u64,
+    /// How often the workers measure per-tenant health from the state store.
+    pub health_every_secs: f64,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            listen: "127.0.0.1:9464".into(),
+            sync_age_series: 50,
+            stale_after_secs: 7_200,
+            health_every_secs: 15.0,
+        }
+    }
+}
+
 const ENV_PREFIX: &str = "TRIBUTARY__";
 
 /// Partitions per topic on a cluster when `kafka.partitions` is unset.
@@ -649,6 +682,18 @@ impl Config {
         }
         if self.projector.batch_size == 0 {
             return Err("projector.batch_size must be at least 1".into());
+        }
+        if self.metrics.listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(format!(
+                "metrics.listen {:?} must be an address with a port, like 127.0.0.1:9464",
+                self.metrics.listen
+            ));
+        }
+        if !(self.metrics.health_every_secs >= 0.1 && self.metrics.health_every_secs <= 3_600.0) {
+            return Err("metrics.health_every_secs must be between 0.1 and 3600".into());
+        }
+        if self.metrics.stale_after_secs == 0 {
+            return Err("metrics.stale_after_secs must be at least 1".into());
         }
         Ok(())
     }

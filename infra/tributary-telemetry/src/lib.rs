@@ -4,9 +4,15 @@
 //!
 //! Logs go to stderr through `tracing`, filtered by `RUST_LOG` or the
 //! configured level. Metrics go through the `metrics` facade into a
-//! Prometheus recorder whose [`PrometheusHandle`] renders `/metrics`.
+//! Prometheus recorder whose [`PrometheusHandle`] renders `/metrics`;
+//! gauges whose set of series changes as a whole (the N stalest tenants)
+//! are measured into [`Families`] instead, rendered after it
+//! ([`Exposition`]), so a series that left the set leaves the page.
 
 pub mod crash;
+mod families;
+
+pub use families::{Exposition, Families, Sample};
 
 pub use crash::crash_point;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};

@@ -13,11 +13,13 @@ use tributary_api::ApiState;
 use tributary_config::Config;
 use tributary_connector_api::admin::{ConnectionAdmin, DeadLetterAdmin};
 use tributary_kafka::Doorbell;
+use tributary_producer::health::HealthSettings;
 use tributary_producer::{Admin, Publisher, Redrive, Worker};
 use tributary_projection::Projection;
 use tributary_projector::{Assignment, ProjectorSettings, Rest};
 use tributary_schemas::{DataType, SyncRunEvent};
 use tributary_store::{ReadStore, Search};
+use tributary_telemetry::{Exposition, Families};
 
 use crate::{sandbox, wiring};
 
@@ -34,16 +36,22 @@ struct Roles<'a> {
     /// Rung by this process's publishers when the workers run here, so
     /// that its projector can rest while nothing is published.
     doorbell: Option<Doorbell>,
+    /// What this process's `/metrics` serves.
+    metrics: Exposition,
 }
 
 pub(crate) async fn up(config: Config) -> anyhow::Result<()> {
     tributary_telemetry::init_logging(&config.log)?;
-    let metrics = tributary_telemetry::init_metrics()?;
+    let recorder = tributary_telemetry::init_metrics()?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
     let (shutdown_tx, shutdown) = watch::channel(false);
     let mut tasks = Tasks::new();
-    drain_histograms(&metrics, &shutdown, &mut tasks);
+    drain_histograms(&recorder, &shutdown, &mut tasks);
+    let metrics = Exposition {
+        recorder,
+        families: Families::default(),
+    };
 
     let (local_broker, bootstrap) = wiring::start_broker(&config).await?;
     let registry_url = start_registry(&config, &shutdown, &mut tasks).await?;
@@ -57,6 +65,7 @@ pub(crate) async fn up(config: Config) -> anyhow::Result<()> {
         shutdown,
         tasks: &mut tasks,
         doorbell: config.roles.workers.then(Doorbell::new),
+        metrics: metrics.clone(),
     };
     let roles = &config.roles;
     let (publisher, admin) = if roles.workers {
@@ -96,6 +105,10 @@ pub(crate) async fn up(config: Config) -> anyhow::Result<()> {
         }
         _ => None,
     };
+    let metrics_address = match api_address {
+        Some(_) => None,
+        None => Some(start_metrics(&mut cx).await?),
+    };
     if tasks.is_empty() {
         bail!(
             "no role to run: enable at least one of roles.workers, roles.store_projector, roles.index_projector, roles.api"
@@ -104,6 +117,7 @@ pub(crate) async fn up(config: Config) -> anyhow::Result<()> {
     print_where(
         &config,
         api_address,
+        metrics_address,
         &bootstrap,
         local_broker.is_some(),
         &registry_url,
@@ -208,6 +222,22 @@ async fn start_workers(cx: &mut Roles<'_>) -> anyhow::Result<(Arc<Publisher>, Ar
         worker.run(shutdown).await;
         Ok(())
     });
+    let m = &cx.config.metrics;
+    let settings = HealthSettings {
+        every: Duration::from_secs_f64(m.health_every_secs),
+        series: m.sync_age_series,
+        stale_after: Duration::from_secs(m.stale_after_secs),
+    };
+    let (state, families, shutdown) = (
+        admin.state.clone(),
+        cx.metrics.families.clone(),
+        cx.shutdown.clone(),
+    );
+    cx.tasks.spawn(async move {
+        tributary_producer::health::watch(state, families, settings, shutdown)
+            .await
+            .context("per-tenant health")
+    });
     Ok((publisher, Arc::new(admin)))
 }
 
@@ -267,6 +297,31 @@ async fn start_api(cx: &mut Roles<'_>, state: ApiState) -> anyhow::Result<Socket
         .parse()
         .with_context(|| format!("api.listen = {listen:?} is not an address"))?;
     serve(address, router, "API", &cx.shutdown, cx.tasks).await
+}
+
+/// `/metrics` on `metrics.listen`, for a process without the API.
+async fn start_metrics(cx: &mut Roles<'_>) -> anyhow::Result<SocketAddr> {
+    let metrics = cx.metrics.clone();
+    let router = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let text = metrics.render();
+            async move {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4",
+                    )],
+                    text,
+                )
+            }
+        }),
+    );
+    let listen = cx.config.metrics.listen.clone();
+    let address = listen
+        .parse()
+        .with_context(|| format!("metrics.listen = {listen:?} is not an address"))?;
+    serve(address, router, "metrics", &cx.shutdown, cx.tasks).await
 }
 
 /// Serves `router` on `address` until shutdown; the address it got.
@@ -338,6 +393,7 @@ fn spawn_projector(
 fn print_where(
     config: &Config,
     api: Option<SocketAddr>,
+    metrics: Option<SocketAddr>,
     bootstrap: &str,
     local_broker: bool,
     registry_url: &str,
@@ -356,6 +412,9 @@ fn print_where(
             }
         }
         None => println!("  API:      not in this process (roles.api = false)"),
+    }
+    if let Some(address) = metrics {
+        println!("  metrics:  http://{address}/metrics");
     }
     println!(
         "  roles:    workers={} store_projector={} index_projector={} api={}",

@@ -17,6 +17,7 @@ use tributary_testkit::xero_identity::{CLIENT_ID, CLIENT_SECRET, FakeIdentity};
 const TENANT: &str = "b2c885a9-4bb9-4a00-9b6e-6c2bf60b1a2b";
 const OTHER_KEY: &str = "key-for-another-company-SECRET";
 const CREDENTIALS_KEY: &str = "9f1c2b3a4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f8";
+const WEBHOOK_KEY: &str = "xero-webhook-key-SECRET";
 
 async fn get_with(url: &str, key: &str) -> (u16, Value) {
     let resp = reqwest::Client::new()
@@ -49,9 +50,10 @@ async fn xero_from_prism_to_the_api_with_no_secret_in_any_log() {
              keys = [{{ name = \"tests\", sha256 = \"{admin}\", companies = [\"*\"] }}, {{ name = \"other\", sha256 = \"{other}\", companies = [\"other-co\"] }}]\n\
              [sandbox]\nenabled = false\n\
              [sync]\ninterval_secs = 2\npage_size = 100\nretry_base_ms = 200\n\
+             [sync.data_types.invoices]\ninterval_secs = 3600\n[sync.data_types.bills]\ninterval_secs = 3600\n\
              [projector]\nbatch_size = 50\nlinger_ms = 50\n\
              [xero]\nclient_id = {CLIENT_ID:?}\nclient_secret = {CLIENT_SECRET:?}\n\
-             redirect_uri = \"http://127.0.0.1:{api}/v1/oauth/xero/callback\"\n\
+             redirect_uri = \"http://127.0.0.1:{api}/v1/oauth/xero/callback\"\nwebhook_key = {WEBHOOK_KEY:?}\n\
              authorize_url = \"{idp}/authorize\"\ntoken_url = {token:?}\nconnections_url = {conns:?}\napi_url = {prism:?}\n\
              [security]\nallow_private_network = true\ncredentials_key = {CREDENTIALS_KEY:?}\n",
             data = dir.path().join("data"),
@@ -172,6 +174,8 @@ async fn xero_from_prism_to_the_api_with_no_secret_in_any_log() {
         .await
         .unwrap();
     assert_eq!(hits["hits"].as_array().unwrap().len(), 1, "{hits}");
+
+    source_webhooks(&api, company).await;
 
     // The connection shows linked, with its tenant; no credentials in sight.
     let connections = get(&format!("{api}/v1/connections")).await.unwrap();
@@ -304,6 +308,7 @@ async fn xero_from_prism_to_the_api_with_no_secret_in_any_log() {
         API_KEY.to_string(),
         OTHER_KEY.to_string(),
         CREDENTIALS_KEY.to_string(),
+        WEBHOOK_KEY.to_string(),
     ]);
     let mut all_output = std::fs::read_to_string(dir.path().join("up.log")).unwrap();
     all_output += &added;
@@ -322,5 +327,90 @@ async fn xero_from_prism_to_the_api_with_no_secret_in_any_log() {
             !all_output.contains(secret.as_str()),
             "a secret leaked into the logs: {secret}"
         );
+    }
+}
+
+/// Xero's webhooks with invoices synced hourly: its intent-to-receive check
+/// (200 signed, 401 otherwise, no body), then an invoice event makes a run
+/// of invoices and bills with trigger `source_webhook`; a wrongly signed
+/// one makes none.
+async fn source_webhooks(api: &str, company: &str) {
+    let http = reqwest::Client::new();
+    let send = |body: String, signature: Option<String>| {
+        let mut request = http
+            .post(format!("{api}/v1/sources/xero/webhooks"))
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(signature) = signature {
+            request = request.header("x-xero-signature", signature);
+        }
+        async move {
+            let resp = request.send().await.unwrap();
+            (resp.status().as_u16(), resp.text().await.unwrap())
+        }
+    };
+    let sign =
+        |body: &str, key: &str| tributary_connector_xero::webhooks::sign(key, body.as_bytes());
+    let webhook_runs = || async {
+        get(&format!(
+            "{api}/v1/companies/{company}/syncs?trigger=source_webhook"
+        ))
+        .await
+        .unwrap()["runs"]
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+
+    let intent =
+        r#"{"events":[],"lastEventSequence":0,"firstEventSequence":0,"entropy":"S0m3r4Nd0mt3xt"}"#;
+    assert_eq!(
+        send(intent.into(), Some(sign(intent, WEBHOOK_KEY))).await,
+        (200, String::new())
+    );
+    assert_eq!(
+        send(intent.into(), Some(sign(intent, "not the key"))).await,
+        (401, String::new())
+    );
+    assert_eq!(send(intent.into(), None).await, (401, String::new()));
+
+    let event = format!(
+        r#"{{"events":[{{"resourceUrl":"https://api.xero.com/api.xro/2.0/Invoices/x","resourceId":"x","eventDateUtc":"2026-12-03T10:00:00.000","eventType":"UPDATE","eventCategory":"INVOICE","tenantId":"{TENANT}","tenantType":"ORGANISATION"}}],"lastEventSequence":2,"firstEventSequence":2,"entropy":"ABCDEFGHIJ"}}"#
+    );
+    // Signed with another key: refused, and nothing queued (queueing
+    // happens before the answer, so none can come later).
+    assert_eq!(
+        send(event.clone(), Some(sign(&event, "not the key")))
+            .await
+            .0,
+        401
+    );
+    assert!(webhook_runs().await.is_empty());
+
+    assert_eq!(
+        send(event.clone(), Some(sign(&event, WEBHOOK_KEY))).await,
+        (200, String::new())
+    );
+    let started = Instant::now();
+    loop {
+        let runs = webhook_runs().await;
+        let mut done: Vec<(&str, &str)> = runs
+            .iter()
+            .map(|r| {
+                (
+                    r["data_type"].as_str().unwrap(),
+                    r["status"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        done.sort();
+        if done == [("bills", "succeeded"), ("invoices", "succeeded")] {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60) && runs.len() <= 2,
+            "source webhook runs: {runs:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }

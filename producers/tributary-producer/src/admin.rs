@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use tributary_connector_api::admin::{
     AdminError, ConnectionAdmin, ConnectionView, RunFilter, RunView,
 };
-use tributary_connector_api::{ConnectionInfo, ConnectorRegistry};
+use tributary_connector_api::{ConnectionInfo, ConnectorRegistry, Webhook, WebhookRefusal};
 use tributary_schemas::{ConnectionStatus, DataType, ManifestEvent, SyncTrigger, Timestamp};
 
 use crate::limits::Limiters;
@@ -474,6 +474,71 @@ impl ConnectionAdmin for Admin {
             .iter()
             .map(run_view)
             .collect())
+    }
+
+    async fn source_webhook(
+        &self,
+        source: &str,
+        webhook: &Webhook,
+    ) -> Result<Vec<RunView>, AdminError> {
+        let factory = self
+            .registry
+            .factory(source)
+            .map_err(|e| AdminError::NotFound(e.message))?;
+        let changes = factory.receive_webhook(webhook).map_err(|e| {
+            tracing::warn!(source, error = %e, "webhook refused");
+            match e {
+                WebhookRefusal::Unverified(m) => AdminError::Unauthorized(m),
+                WebhookRefusal::NotReceived(m) => AdminError::NotFound(m),
+                WebhookRefusal::Malformed(m) => AdminError::BadRequest(m),
+            }
+        })?;
+        if changes.is_empty() {
+            return Ok(vec![]);
+        }
+        let connections = self.state.connections().await.map_err(failed)?;
+        let mut queued = Vec::new();
+        for change in &changes {
+            let readers = connections.iter().filter(|c| {
+                c.info.source == source
+                    && !matches!(
+                        c.status,
+                        ConnectionStatus::Unlinked | ConnectionStatus::PendingAuth
+                    )
+                    && factory.tenant(&c.info).as_deref() == Some(change.tenant.as_str())
+            });
+            let mut read = false;
+            for c in readers {
+                read = true;
+                let info = &c.info;
+                // One by one: a data type with a run open already is left
+                // to that run, and the others are queued all the same.
+                for data_type in &change.data_types {
+                    let wanted = [(
+                        info.connection_id.as_str(),
+                        info.company_id.as_str(),
+                        *data_type,
+                    )];
+                    match self
+                        .state
+                        .queue_runs(&wanted, SyncTrigger::SourceWebhook, None)
+                        .await
+                        .map_err(failed)?
+                    {
+                        Ok(runs) => queued.extend(runs.iter().map(run_view)),
+                        Err(AlreadyOpen(open)) => tracing::info!(
+                            connection = %info.connection_id, %data_type, run = %open.id,
+                            "source webhook: a run is open already"
+                        ),
+                    }
+                }
+            }
+            if !read {
+                tracing::info!(source, tenant = %change.tenant, "source webhook for a tenant no linked connection reads");
+            }
+        }
+        tracing::info!(source, runs = queued.len(), "source webhook: runs queued");
+        Ok(queued)
     }
 
     async fn complete_authorization(

@@ -18,6 +18,7 @@
 //! projections ignore; the stalled one cannot move the cursor.
 
 pub mod admin;
+pub mod health;
 pub mod limits;
 pub mod metrics;
 pub mod plan;

@@ -1,7 +1,7 @@
 //! The workers' metrics. Names: `tributary_producer_<what>_<unit>`.
 
 use metrics::{counter, histogram};
-use tributary_schemas::{DataType, SyncRunStatus};
+use tributary_schemas::{DataType, DeadLetterStage, SyncRunStatus};
 
 pub fn records_fetched(source: &str, data_type: DataType, n: usize) {
     counter!("tributary_producer_records_fetched_total", "source" => source.to_string(), "data_type" => data_type.as_str())
@@ -34,4 +34,10 @@ pub fn error(source: &str, data_type: DataType, kind: &'static str, message: &st
 pub fn sync_finished(source: &str, data_type: DataType, status: SyncRunStatus) {
     counter!("tributary_producer_sync_runs_total", "source" => source.to_string(), "data_type" => data_type.as_str(), "status" => status.as_str())
         .increment(1);
+}
+
+/// Dead letters written, by stage: one family for the workers' (map) and
+/// the projectors' (decode, store), so one alert watches them all.
+pub fn dead_lettered(stage: DeadLetterStage, n: usize) {
+    counter!("tributary_dead_letters_total", "stage" => stage.as_str()).increment(n as u64);
 }

@@ -297,7 +297,9 @@ impl Publisher {
                 payload: letter.payload,
             });
         }
-        self.send_all(outgoing).await
+        self.send_all(outgoing).await?;
+        crate::metrics::dead_lettered(DeadLetterStage::Map, failed.len());
+        Ok(())
     }
 
     fn producer(&self) -> FutureProducer {

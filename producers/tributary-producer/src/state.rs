@@ -246,6 +246,18 @@ impl StateStore {
         rows.into_iter().map(stored_connection).collect()
     }
 
+    /// How many connections are in each status, by its name.
+    pub async fn connections_by_status(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, i64>, ProducerError> {
+        let sql = "SELECT status, COUNT(*) FROM connections GROUP BY status";
+        let rows = on_pool!(self, p => sqlx::query_as::<_, (String, i64)>(sql)
+            .fetch_all(p)
+            .await)
+        .map_err(state_err)?;
+        Ok(rows.into_iter().collect())
+    }
+
     /// One connection, if it exists.
     pub async fn connection(&self, id: &str) -> Result<Option<StoredConnection>, ProducerError> {
         let sql = format!("{SELECT_CONNECTIONS} WHERE id = $1");

@@ -19,7 +19,11 @@
 //!   fetches the record again by id;
 //! - a record the connector cannot map is a dead letter; replayed before
 //!   the fix it still fails and stays; after the fix it is mapped and
-//!   published, and the letter is marked replayed.
+//!   published, and the letter is marked replayed;
+//! - a source's webhook, verified by its connector, queues runs (trigger
+//!   `source_webhook`) of the data types it names for the connections of
+//!   its tenant; a wrong signature queues none; per-tenant health shows
+//!   the sync age of the stalest pairs.
 
 mod common;
 
@@ -32,7 +36,7 @@ use tributary_connector_api::admin::{
 };
 use tributary_connector_api::{
     ConnectionInfo, Connector, ConnectorError, ConnectorFactory, CredentialVault, Cursor, Fault,
-    MappedRecord, Page, PageRequest,
+    MappedRecord, Page, PageRequest, SourceChange, Webhook, WebhookRefusal,
 };
 use tributary_producer::state::SyncRun;
 use tributary_projection::Change;
@@ -160,6 +164,23 @@ impl ConnectorFactory for Catalog {
     }
     fn check_settings(&self, _: &Value) -> Result<(), ConnectorError> {
         Ok(())
+    }
+    /// Signed when `x-catalog-signature` is `signed:` and the body; the
+    /// body is `<tenant> <data type>,<data type>...`.
+    fn receive_webhook(&self, webhook: &Webhook) -> Result<Vec<SourceChange>, WebhookRefusal> {
+        let body = String::from_utf8(webhook.body.clone()).unwrap();
+        if webhook.headers.get("x-catalog-signature") != Some(&format!("signed:{body}")) {
+            return Err(WebhookRefusal::Unverified("bad signature".into()));
+        }
+        let (tenant, types) = body.split_once(' ').unwrap();
+        Ok(vec![SourceChange {
+            tenant: tenant.into(),
+            data_types: types.split(',').map(|t| t.parse().unwrap()).collect(),
+        }])
+    }
+    /// The tenant of a connection is its company.
+    fn tenant(&self, connection: &ConnectionInfo) -> Option<String> {
+        Some(connection.company_id.clone())
     }
     fn build(
         &self,
@@ -751,4 +772,133 @@ async fn a_letter_cut_to_fit_is_replayed_by_fetching_its_record_again() {
     let events = customer_events(&rig, 3).await;
     assert_eq!(events[2].source_record_id, "r-1");
     rig.broker.stop(std::time::Duration::from_secs(10));
+}
+
+fn webhook(body: &str, signature: &str) -> Webhook {
+    Webhook {
+        headers: [("x-catalog-signature".to_string(), signature.to_string())].into(),
+        body: body.as_bytes().to_vec(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_webhook_queues_runs_of_what_changed_and_health_shows_sync_ages() {
+    let rig = common::rig(Catalog::default(), &["acme", "globex"]).await;
+    common::run_until(&rig, "the first round never ended", async || {
+        let mut done = 0;
+        for company in ["acme", "globex"] {
+            done += runs(&rig, company).await.len();
+        }
+        done == 4
+    })
+    .await;
+    let by_webhook = async |company: &str| {
+        runs(&rig, company)
+            .await
+            .into_iter()
+            .filter(|r| r.trigger == SyncTrigger::SourceWebhook)
+            .collect::<Vec<_>>()
+    };
+
+    // A wrong signature: refused, nothing queued.
+    let refused = rig
+        .admin
+        .source_webhook(
+            "catalog",
+            &webhook("acme customers", "signed:globex customers"),
+        )
+        .await;
+    assert!(
+        matches!(refused, Err(AdminError::Unauthorized(_))),
+        "{refused:?}"
+    );
+    assert!(by_webhook("acme").await.is_empty());
+    // A source without webhooks, and one that does not exist.
+    for source in ["nope"] {
+        let refused = rig.admin.source_webhook(source, &webhook("", "")).await;
+        assert!(
+            matches!(refused, Err(AdminError::NotFound(_))),
+            "{refused:?}"
+        );
+    }
+
+    // Signed: acme's customers are queued, globex's nothing.
+    let body = "acme customers";
+    let queued = rig
+        .admin
+        .source_webhook("catalog", &webhook(body, &format!("signed:{body}")))
+        .await
+        .unwrap();
+    assert_eq!(queued.len(), 1, "{queued:?}");
+    assert_eq!(
+        (
+            &queued[0]["data_type"],
+            &queued[0]["trigger"],
+            &queued[0]["status"]
+        ),
+        (
+            &json!("customers"),
+            &json!("source_webhook"),
+            &json!("queued")
+        )
+    );
+    // Again while that run is queued, now with suppliers: the open run
+    // takes the customers, the suppliers are queued.
+    let body = "acme customers,suppliers";
+    let again = rig
+        .admin
+        .source_webhook("catalog", &webhook(body, &format!("signed:{body}")))
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 1, "{again:?}");
+    assert_eq!(again[0]["data_type"], "suppliers");
+    // A tenant no connection reads: nothing, and no error.
+    let body = "initech customers";
+    let none = rig
+        .admin
+        .source_webhook("catalog", &webhook(body, &format!("signed:{body}")))
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+
+    common::run_until(&rig, "the webhook's runs never ended", async || {
+        let runs = by_webhook("acme").await;
+        runs.len() == 2 && runs.iter().all(|r| r.status == SyncRunStatus::Succeeded)
+    })
+    .await;
+    assert!(by_webhook("globex").await.is_empty());
+
+    // Health: ages of every pair, the stalest first; one series asked for.
+    let families = tributary_telemetry::Families::default();
+    let settings = tributary_producer::health::HealthSettings {
+        every: std::time::Duration::from_secs(1),
+        series: 1,
+        stale_after: std::time::Duration::from_secs(60),
+    };
+    let later = Timestamp(Timestamp::now().0 + 100_000);
+    tributary_producer::health::measure(&rig.state, &families, &settings, later)
+        .await
+        .unwrap();
+    let text = families.render();
+    let lines: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+    let value = |prefix: &str| -> f64 {
+        lines
+            .iter()
+            .find_map(|l| l.strip_prefix(prefix)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {prefix} in {text}"))
+    };
+    // globex was synced once, by schedule, before acme's webhook runs: its
+    // pairs are the stalest, some 100 s old.
+    let shown: Vec<&&str> = lines
+        .iter()
+        .filter(|l| l.starts_with("tributary_sync_age_seconds{"))
+        .collect();
+    assert_eq!(shown.len(), 1, "{text}");
+    assert!(shown[0].contains("company=\"globex\""), "{text}");
+    let max = value("tributary_sync_age_max_seconds");
+    assert!((100.0..160.0).contains(&max), "{text}");
+    assert_eq!(value("tributary_sync_age_pairs"), 4.0);
+    assert_eq!(value("tributary_sync_stale_after_seconds"), 60.0);
+    assert_eq!(value("tributary_connections{status=\"linked\"}"), 2.0);
+    assert_eq!(value("tributary_connections{status=\"unlinked\"}"), 0.0);
 }

@@ -128,6 +128,9 @@ word_enum! {
         /// A full pass that publishes a tombstone for every record the
         /// source no longer lists (by schedule, or asked for).
         Reconcile => "reconcile",
+        /// The source said the data changed (a verified webhook): a
+        /// sync from the cursor, now.
+        SourceWebhook => "source_webhook",
     }
 }
 

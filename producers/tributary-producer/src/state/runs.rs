@@ -269,6 +269,24 @@ impl StateStore {
         }
     }
 
+    /// For each data type of each linked or deauthorized connection with
+    /// runs in the history: (company, data type, since), `since` (ms) being
+    /// the end of its newest successful run, or the connection's creation
+    /// when the history holds none (so its age counts from then; history
+    /// older than `sync.history_days` is gone, which can only make it look
+    /// older).
+    pub async fn last_successes(&self) -> Result<Vec<(String, String, i64)>, ProducerError> {
+        let sql = "SELECT c.company_id, r.data_type, \
+                   COALESCE(MAX(CASE WHEN r.status = 'succeeded' THEN r.finished_at END), c.created_at) \
+                   FROM connections c JOIN sync_runs r ON r.connection_id = c.id \
+                   WHERE c.status IN ('linked', 'deauthorized') \
+                   GROUP BY c.id, c.company_id, r.data_type, c.created_at";
+        on_pool!(self, p => sqlx::query_as::<_, (String, String, i64)>(sql)
+            .fetch_all(p)
+            .await)
+        .map_err(state_err)
+    }
+
     /// The open run of a connection and data type, if any.
     pub async fn open_run(
         &self,
