@@ -14,11 +14,18 @@
 #   - Tansu 0.6.0, the local durable Kafka-protocol broker (built from
 #     crates.io; about 20 minutes the first time);
 #   - with --python: a virtualenv with confluent-kafka, for the test that
-#     reads the topics with standard clients. Prints nothing else.
+#     reads the topics with standard clients.
+# With --run, only what `tributary up` needs (the build tools and Tansu):
+# the run command does not wait for what only the tests use. Prints
+# nothing else.
 set -euo pipefail
 
 want_python=false
-[ "${1:-}" = "--python" ] && want_python=true
+only_run=false
+case "${1:-}" in
+  --python) want_python=true ;;
+  --run) only_run=true ;;
+esac
 
 say() { echo "prereqs: $*" >&2; }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -29,11 +36,13 @@ command -v cmake >/dev/null 2>&1 || missing+=(cmake)
 command -v g++ >/dev/null 2>&1 || missing+=(g++)
 [ -f /usr/include/openssl/ssl.h ] || missing+=(libssl-dev)
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
-command -v npm >/dev/null 2>&1 || missing+=(npm)
-# promtool and Prometheus, for the alert rules' tests.
-command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
-if [ -z "${TRIBUTARY_PG_BIN:-}" ] && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
-  missing+=(postgresql)
+if ! $only_run; then
+  command -v npm >/dev/null 2>&1 || missing+=(npm)
+  # promtool and Prometheus, for the alert rules' tests.
+  command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+  if [ -z "${TRIBUTARY_PG_BIN:-}" ] && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+    missing+=(postgresql)
+  fi
 fi
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing ${missing[*]} with apt-get"
@@ -49,6 +58,8 @@ if ! "$tansu_bin" --version 2>/dev/null | grep -q "0.6.0"; then
     cargo install tansu --version 0.6.0 --locked --features libsql,dynostore --quiet
   rm -rf "${TMPDIR:-/tmp}/tansu-build"
 fi
+
+$only_run && exit 0
 
 if ! cargo machete --version >/dev/null 2>&1; then
   say "building cargo-machete from crates.io"

@@ -4,5 +4,5 @@
 # for example: infra/scripts/up.sh --config tributary.toml
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-infra/scripts/prereqs.sh
+infra/scripts/prereqs.sh --run
 exec cargo run --release --locked --quiet -p tributary -- "$@" up
