@@ -501,7 +501,10 @@ impl Default for RolesConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct MetricsConfig {
     /// Where a process without the API role (`roles.api = false`) serves
-    /// `/metrics`; with the API, it is on the API's address.
+    /// `/metrics`; with the API, it is on the API's address. The default,
+    /// port 0, takes a free port (printed at start), so that several such
+    /// processes on one machine never collide: set a fixed one for
+    /// Prometheus to scrape.
     pub listen: String,
     /// How many of the stalest company and data type pairs get a
     /// `tributary_sync_age_seconds` series (the stalest age of all and the
@@ -518,7 +521,7 @@ pub struct MetricsConfig {
 impl Default for MetricsConfig {
     fn default() -> Self {
         MetricsConfig {
-            listen: "127.0.0.1:9464".into(),
+            listen: "127.0.0.1:0".into(),
             sync_age_series: 50,
             stale_after_secs: 7_200,
             health_every_secs: 15.0,
