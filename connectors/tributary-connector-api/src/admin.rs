@@ -148,3 +148,53 @@ pub trait DeadLetterAdmin: Send + Sync {
     /// naming why, and the letter stays to be replayed after a fix.
     async fn replay(&self, id: &str) -> Result<serde_json::Value, AdminError>;
 }
+
+/// A webhook subscription or delivery as the API shows it (never with
+/// the signing secret).
+pub type WebhookView = serde_json::Value;
+
+/// What a new webhook subscription asks for.
+#[derive(Debug, Clone, Default)]
+pub struct NewSubscription {
+    pub url: String,
+    pub event_types: Vec<String>,
+    /// Only this company's events (`None`: every company's).
+    pub company_id: Option<String>,
+    pub description: String,
+}
+
+/// Which deliveries of a subscription to list: newest first, at most
+/// `limit`, older than delivery `before` (the last id of the previous page).
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryFilter {
+    /// `pending`, `delivered`, `failed` or `cancelled`.
+    pub status: Option<String>,
+    pub before: Option<String>,
+    pub limit: u32,
+}
+
+/// Outbound webhook subscriptions and their delivery log: implemented by
+/// `tributary-webhooks` over the state store; used by the API and the CLI.
+#[async_trait::async_trait]
+pub trait WebhookAdmin: Send + Sync {
+    /// Every subscription, removed ones included.
+    async fn subscriptions(&self) -> Result<Vec<WebhookView>, AdminError>;
+    async fn subscription(&self, id: &str) -> Result<WebhookView, AdminError>;
+    /// Subscribes; returns the subscription and its signing secret, which
+    /// is never shown again.
+    async fn subscribe(&self, new: NewSubscription) -> Result<(WebhookView, String), AdminError>;
+    /// Removes: nothing more is sent; the log stays.
+    async fn unsubscribe(&self, id: &str) -> Result<(), AdminError>;
+    /// Queues a `webhook.test` event to it; returns the delivery.
+    async fn test(&self, id: &str) -> Result<WebhookView, AdminError>;
+    async fn deliveries(
+        &self,
+        subscription_id: &str,
+        filter: &DeliveryFilter,
+    ) -> Result<Vec<WebhookView>, AdminError>;
+    /// One delivery with its attempts.
+    async fn delivery(&self, id: &str) -> Result<WebhookView, AdminError>;
+    /// Sends a delivery again, with the same `webhook-id`; returns the new
+    /// delivery.
+    async fn replay(&self, id: &str) -> Result<WebhookView, AdminError>;
+}

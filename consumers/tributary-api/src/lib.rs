@@ -28,6 +28,15 @@
 //!   key), it queues a sync of what it says changed (trigger
 //!   `source_webhook`). Answers 200 or 401 with no body, as Xero expects.
 //!
+//! - `GET /v1/webhooks`, `POST /v1/webhooks` (`{url, event_types,
+//!   company_id, description}`; answers the signing secret, once),
+//!   `GET /v1/webhooks/{id}`, `DELETE /v1/webhooks/{id}`,
+//!   `POST /v1/webhooks/{id}/test`, `GET /v1/webhooks/{id}/deliveries?status=&before=&limit=`,
+//!   `GET /v1/webhook-deliveries/{id}` (with its attempts) and
+//!   `POST /v1/webhook-deliveries/{id}/replay`: outbound webhooks. A key
+//!   limited to some companies manages only subscriptions filtered to one
+//!   of them.
+//!
 //! Every `/v1` route but the callback and source webhooks needs an API key (`Authorization:
 //! Bearer <key>` or `X-Api-Key: <key>`). A key limited to some companies
 //! never sees another company's records, status, connections or search
@@ -46,7 +55,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 use tributary_connector_api::admin::{
-    AdminError, ConnectionAdmin, ConnectionView, DeadLetterAdmin, LetterFilter, RunFilter,
+    AdminError, ConnectionAdmin, ConnectionView, DeadLetterAdmin, DeliveryFilter, LetterFilter,
+    NewSubscription, RunFilter, WebhookAdmin, WebhookView,
 };
 use tributary_schemas::{
     DataType, ManifestEvent, SyncTrigger, Timestamp, add_digests, manifest_digest,
@@ -66,6 +76,8 @@ pub struct ApiState {
     pub connections: Option<Arc<dyn ConnectionAdmin>>,
     /// Dead letters; `None` when this process has no connector runtime.
     pub dead_letters: Option<Arc<dyn DeadLetterAdmin>>,
+    /// Outbound webhooks; `None` when this process sees no state store.
+    pub webhooks: Option<Arc<dyn WebhookAdmin>>,
 }
 
 /// Which companies a key may read.
@@ -214,6 +226,15 @@ pub fn router(state: ApiState) -> Router {
             axum::routing::delete(connections_remove),
         )
         .route("/v1/connections/{id}/check", post(connections_check))
+        .route("/v1/webhooks", get(webhooks_list).post(webhooks_add))
+        .route(
+            "/v1/webhooks/{id}",
+            get(webhooks_one).delete(webhooks_remove),
+        )
+        .route("/v1/webhooks/{id}/test", post(webhooks_test))
+        .route("/v1/webhooks/{id}/deliveries", get(webhooks_deliveries))
+        .route("/v1/webhook-deliveries/{id}", get(webhooks_delivery))
+        .route("/v1/webhook-deliveries/{id}/replay", post(webhooks_replay))
         .route(
             "/v1/connections/{id}/sync-settings",
             get(sync_settings_get).put(sync_settings_put),
@@ -863,4 +884,172 @@ async fn source_webhook(
         Err(AdminError::Unauthorized(_)) => Ok(StatusCode::UNAUTHORIZED.into_response()),
         Err(e) => Err(e.into()),
     }
+}
+
+fn webhooks(s: &ApiState) -> Result<&Arc<dyn WebhookAdmin>, ApiError> {
+    s.webhooks.as_ref().ok_or(ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "no_state",
+        "this process sees no state store: run it with the workers, or share theirs (state.url)",
+    ))
+}
+
+/// Whether the caller may manage a subscription to `company` (`None`:
+/// every company's events, which only an unlimited key may see).
+fn may_manage(caller: &Caller, company: Option<&str>) -> bool {
+    match (company, &caller.scope) {
+        (_, Scope::All) => true,
+        (Some(company), scope) => scope.allows(company),
+        (None, Scope::Only(_)) => false,
+    }
+}
+
+/// A subscription, if the caller may see it; else answers as if there
+/// were none.
+async fn visible_subscription(
+    s: &ApiState,
+    caller: &Caller,
+    id: &str,
+) -> Result<WebhookView, ApiError> {
+    let found = webhooks(s)?.subscription(id).await?;
+    if may_manage(caller, found["company_id"].as_str()) {
+        Ok(found)
+    } else {
+        Err(ApiError::not_found(format!(
+            "no webhook subscription {id:?}"
+        )))
+    }
+}
+
+async fn webhooks_list(
+    State(s): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+) -> ApiResult {
+    let list: Vec<_> = webhooks(&s)?
+        .subscriptions()
+        .await?
+        .into_iter()
+        .filter(|w| may_manage(&caller, w["company_id"].as_str()))
+        .collect();
+    Ok(Json(json!({"webhooks": list})).into_response())
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddWebhook {
+    url: String,
+    event_types: Vec<String>,
+    #[serde(default)]
+    company_id: Option<String>,
+    #[serde(default)]
+    description: Option<String>,
+}
+
+async fn webhooks_add(
+    State(s): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    body: Result<Json<AddWebhook>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult {
+    let Json(add) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    if !may_manage(&caller, add.company_id.as_deref()) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "this key is limited to some companies: subscribe with one of them as company_id",
+        ));
+    }
+    let (subscription, secret) = webhooks(&s)?
+        .subscribe(NewSubscription {
+            url: add.url,
+            event_types: add.event_types,
+            company_id: add.company_id,
+            description: add.description.unwrap_or_default(),
+        })
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"webhook": subscription, "secret": secret})),
+    )
+        .into_response())
+}
+
+async fn webhooks_one(
+    State(s): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let found = visible_subscription(&s, &caller, &id).await?;
+    Ok(Json(json!({"webhook": found})).into_response())
+}
+
+async fn webhooks_remove(
+    State(s): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> ApiResult {
+    visible_subscription(&s, &caller, &id).await?;
+    webhooks(&s)?.unsubscribe(&id).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn webhooks_test(
+    State(s): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> ApiResult {
+    visible_subscription(&s, &caller, &id).await?;
+    let delivery = webhooks(&s)?.test(&id).await?;
+    Ok((StatusCode::ACCEPTED, Json(json!({"delivery": delivery}))).into_response())
+}
+
+async fn webhooks_deliveries(
+    State(s): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+) -> ApiResult {
+    only(&params, &["status", "before", "limit"])?;
+    visible_subscription(&s, &caller, &id).await?;
+    let limit = limit(&params, 50)?;
+    let filter = DeliveryFilter {
+        status: params.get("status").cloned(),
+        before: params.get("before").cloned(),
+        limit,
+    };
+    let list = webhooks(&s)?.deliveries(&id, &filter).await?;
+    let next_before = next_after(&list, limit);
+    Ok(Json(json!({"deliveries": list, "next_before": next_before})).into_response())
+}
+
+/// A delivery, if the caller may see its subscription.
+async fn visible_delivery(
+    s: &ApiState,
+    caller: &Caller,
+    id: &str,
+) -> Result<WebhookView, ApiError> {
+    let delivery = webhooks(s)?.delivery(id).await?;
+    let subscription = delivery["subscription_id"].as_str().unwrap_or_default();
+    visible_subscription(s, caller, subscription)
+        .await
+        .map_err(|_| ApiError::not_found(format!("no webhook delivery {id:?}")))?;
+    Ok(delivery)
+}
+
+async fn webhooks_delivery(
+    State(s): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let delivery = visible_delivery(&s, &caller, &id).await?;
+    Ok(Json(json!({"delivery": delivery})).into_response())
+}
+
+async fn webhooks_replay(
+    State(s): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> ApiResult {
+    visible_delivery(&s, &caller, &id).await?;
+    let delivery = webhooks(&s)?.replay(&id).await?;
+    Ok((StatusCode::ACCEPTED, Json(json!({"delivery": delivery}))).into_response())
 }

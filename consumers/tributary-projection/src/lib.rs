@@ -21,7 +21,7 @@ mod checkpoint;
 pub mod conformance;
 
 use async_trait::async_trait;
-use tributary_schemas::{Event, SyncRunEvent};
+use tributary_schemas::{Event, ManifestEvent, SyncRunEvent};
 
 pub use checkpoint::{Checkpoint, Partition, newest_per_record};
 
@@ -32,6 +32,30 @@ pub use checkpoint::{Checkpoint, Partition, newest_per_record};
 pub enum Change {
     Record(Event),
     SyncRun(SyncRunEvent),
+    /// Read only by consumers that subscribe to the manifests topic.
+    Manifest(ManifestEvent),
+    /// A message of the dead-letter topic, by its headers (read only by
+    /// consumers that subscribe to it).
+    DeadLetter(DeadLetterSeen),
+}
+
+/// What a dead-letter message says about itself: its stage, why, and
+/// where the failed message came from (each when its headers say).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DeadLetterSeen {
+    /// `map`, `decode` or `store`; `unknown` when its headers are unreadable.
+    pub stage: String,
+    pub reason: String,
+    /// The message key: the company the failed record belongs to.
+    pub company_id: Option<String>,
+    /// `map`: the connection and data type it came through.
+    pub connection_id: Option<String>,
+    pub data_type: Option<String>,
+    /// `decode` and `store`: the projection that gave up, and where.
+    pub projection: Option<String>,
+    pub source_topic: Option<String>,
+    pub source_partition: Option<i32>,
+    pub source_offset: Option<i64>,
 }
 
 /// One decoded message and where it came from.

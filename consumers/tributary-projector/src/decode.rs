@@ -18,7 +18,7 @@ use apache_avro::Schema;
 use apache_avro::reader::datum::GenericDatumReader;
 use apache_avro::types::Value;
 use tributary_projection::Change;
-use tributary_schemas::{DataType, Event, SyncRunEvent};
+use tributary_schemas::{DataType, Event, ManifestEvent, SyncRunEvent};
 
 /// Why a message could not be decoded.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,17 +35,34 @@ struct Reader {
     schema: Schema,
     name: String,
     canonical: String,
-    /// The data type, or `None` for sync runs.
-    data_type: Option<DataType>,
+    kind: Kind,
+}
+
+/// What a topic holds.
+#[derive(Clone, Copy)]
+enum Kind {
+    Record(DataType),
+    SyncRun,
+    Manifest,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Record(data_type) => data_type.as_str(),
+            Kind::SyncRun => "sync_runs",
+            Kind::Manifest => "manifests",
+        }
+    }
 }
 
 impl Reader {
-    fn of(schema: Schema, data_type: Option<DataType>) -> Reader {
+    fn of(schema: Schema, kind: Kind) -> Reader {
         Reader {
             name: full_name(&schema),
             canonical: schema.canonical_form(),
             schema,
-            data_type,
+            kind,
         }
     }
 }
@@ -87,12 +104,24 @@ impl Decoder {
             // The schemas are compiled in and tested to parse.
             if let Ok(schema) = data_type.schema() {
                 data_type_of_name.insert(full_name(&schema), data_type.as_str());
-                readers.insert(data_type.topic(), Reader::of(schema, Some(data_type)));
+                readers.insert(
+                    data_type.topic(),
+                    Reader::of(schema, Kind::Record(data_type)),
+                );
             }
         }
-        if let Ok(schema) = SyncRunEvent::schema() {
-            data_type_of_name.insert(full_name(&schema), "sync_runs");
-            readers.insert(SyncRunEvent::topic(), Reader::of(schema, None));
+        for (topic, schema, kind) in [
+            (SyncRunEvent::topic(), SyncRunEvent::schema(), Kind::SyncRun),
+            (
+                ManifestEvent::topic(),
+                ManifestEvent::schema(),
+                Kind::Manifest,
+            ),
+        ] {
+            if let Ok(schema) = schema {
+                data_type_of_name.insert(full_name(&schema), kind.name());
+                readers.insert(topic, Reader::of(schema, kind));
+            }
         }
         Decoder {
             registry: registry_url.trim_end_matches('/').to_string(),
@@ -132,7 +161,7 @@ impl Decoder {
                 .get(&writer.name)
                 .copied()
                 .unwrap_or(writer.name.as_str());
-            let wanted = reader.data_type.map_or("sync_runs", |d| d.as_str());
+            let wanted = reader.kind.name();
             return Err(poison(format!(
                 "a {found} event cannot be read as {wanted} (schema {id} is {})",
                 writer.name
@@ -157,11 +186,14 @@ impl Decoder {
                 body.len()
             )));
         }
-        match reader.data_type {
-            None => SyncRunEvent::from_avro(&value)
+        match reader.kind {
+            Kind::SyncRun => SyncRunEvent::from_avro(&value)
                 .map(Change::SyncRun)
                 .map_err(|e| poison(e.to_string())),
-            Some(data_type) => Event::from_avro(data_type, &value)
+            Kind::Manifest => ManifestEvent::from_avro(&value)
+                .map(Change::Manifest)
+                .map_err(|e| poison(e.to_string())),
+            Kind::Record(data_type) => Event::from_avro(data_type, &value)
                 .map(Change::Record)
                 .map_err(|e| poison(e.to_string())),
         }

@@ -33,8 +33,10 @@ use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use tokio::sync::watch;
 use tracing::Instrument;
 use tributary_kafka::{DeadLetter, Origin};
-use tributary_projection::{Batch, Checkpoint, Item, Partition, Projection, ProjectionError};
-use tributary_schemas::{DeadLetterStage, dead_letter};
+use tributary_projection::{
+    Batch, Change, Checkpoint, DeadLetterSeen, Item, Partition, Projection, ProjectionError,
+};
+use tributary_schemas::{DataType, DeadLetterStage, dead_letter};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectorError {
@@ -346,6 +348,7 @@ pub async fn run<P: Projection>(
         }
     }
     let reader = Reader {
+        dead_letter_topic: tributary_schemas::dead_letter_topic(),
         consumer: Arc::clone(&consumer),
         decoder: Decoder::new(registry_url),
         dead_letters: DeadLetters::new(client),
@@ -527,6 +530,56 @@ struct Reader {
     name: String,
     /// Every partition it reads, when it reads them all.
     partitions: Vec<Partition>,
+    /// Its messages are read by their headers, never dead-lettered again.
+    dead_letter_topic: String,
+}
+
+/// A dead-letter message as its headers describe it. Never fails: one
+/// whose headers do not make a dead letter is seen as stage `unknown`.
+fn dead_letter_seen(message: &BorrowedMessage<'_>) -> DeadLetterSeen {
+    let headers = tributary_kafka::read_headers(message);
+    let company_id = message
+        .key()
+        .map(|k| String::from_utf8_lossy(k).into_owned());
+    match DeadLetter::read(&headers, None, Vec::new()) {
+        Ok(letter) => {
+            let mut seen = DeadLetterSeen {
+                stage: letter.stage.as_str().to_string(),
+                reason: letter.reason,
+                company_id,
+                ..DeadLetterSeen::default()
+            };
+            match letter.origin {
+                Origin::Source {
+                    connection_id,
+                    data_type,
+                    ..
+                } => {
+                    seen.connection_id = Some(connection_id);
+                    seen.data_type = Some(data_type);
+                }
+                Origin::Topic {
+                    projection,
+                    topic,
+                    partition,
+                    offset,
+                } => {
+                    seen.data_type = DataType::from_topic(&topic).map(|d| d.as_str().to_string());
+                    seen.projection = Some(projection);
+                    seen.source_topic = Some(topic);
+                    seen.source_partition = Some(partition);
+                    seen.source_offset = Some(offset);
+                }
+            }
+            seen
+        }
+        Err(why) => DeadLetterSeen {
+            stage: "unknown".into(),
+            reason: format!("unreadable dead letter: {why}"),
+            company_id,
+            ..DeadLetterSeen::default()
+        },
+    }
 }
 
 impl Reader {
@@ -567,7 +620,12 @@ impl Reader {
             let raw = Raw::of(&message);
             let (topic, partition, offset) = (raw.topic.clone(), raw.partition, raw.offset);
             loop {
-                match self.decoder.decode(&topic, message.payload()).await {
+                let decoded = if topic == self.dead_letter_topic {
+                    Ok(Change::DeadLetter(dead_letter_seen(&message)))
+                } else {
+                    self.decoder.decode(&topic, message.payload()).await
+                };
+                match decoded {
                     Ok(change) => {
                         metrics::arrived(&change, message.timestamp().to_millis());
                         batch.items.push(Item {

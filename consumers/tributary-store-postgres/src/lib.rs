@@ -92,6 +92,8 @@ impl PostgresStore {
             match &item.change {
                 Change::Record(event) => events.push(event),
                 Change::SyncRun(run) => runs.push(run),
+                // Not on the topics a store reads.
+                Change::Manifest(_) | Change::DeadLetter(_) => {}
             }
         }
         upsert_records(&mut tx, newest_per_record(events)).await?;

@@ -92,6 +92,8 @@ impl SqliteStore {
             match &item.change {
                 Change::Record(event) => upsert_record(&mut tx, event).await?,
                 Change::SyncRun(run) => upsert_sync_run(&mut tx, run).await?,
+                // Not on the topics a store reads.
+                Change::Manifest(_) | Change::DeadLetter(_) => {}
             }
         }
         for (topic, partition, next) in batch.positions.iter() {

@@ -97,6 +97,7 @@ pub struct Config {
     pub projector: ProjectorConfig,
     pub roles: RolesConfig,
     pub metrics: MetricsConfig,
+    pub webhooks: WebhooksConfig,
     /// Settings of connectors that define their own (`[connectors.<name>]`,
     /// `TRIBUTARY__CONNECTORS__<NAME>__<KEY>`): each connector's crate reads
     /// its table and names its keys; the binary refuses a table no
@@ -149,6 +150,7 @@ impl Default for Config {
             sync: SyncConfig::default(),
             projector: ProjectorConfig::default(),
             roles: RolesConfig::default(),
+            webhooks: WebhooksConfig::default(),
             metrics: MetricsConfig::default(),
             connectors: Default::default(),
             security: SecurityConfig::default(),
@@ -482,6 +484,12 @@ pub struct RolesConfig {
     pub index_projector: bool,
     /// The HTTP API.
     pub api: bool,
+    /// The webhook dispatcher: queues an event for each subscription that
+    /// wants it, from the sync runs, connections and dead-letter topics,
+    /// and delivers them. Any number of processes may run it (they share
+    /// the deliveries through the state store); with a PostgreSQL state
+    /// and `projector.consumer_group`, they split the partitions too.
+    pub dispatcher: bool,
 }
 
 impl Default for RolesConfig {
@@ -491,6 +499,7 @@ impl Default for RolesConfig {
             store_projector: true,
             index_projector: true,
             api: true,
+            dispatcher: true,
         }
     }
 }
@@ -525,6 +534,31 @@ impl Default for MetricsConfig {
             sync_age_series: 50,
             stale_after_secs: 7_200,
             health_every_secs: 15.0,
+        }
+    }
+}
+
+/// How the webhook dispatcher delivers (`roles.dispatcher`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhooksConfig {
+    /// Seconds to wait after each failed attempt before the next; when
+    /// they are spent, the delivery is given up (and shown as `failed`).
+    /// The default retries for about 27.6 hours over 8 attempts.
+    pub retry_schedule_secs: Vec<f64>,
+    /// Longest wait for a subscriber's answer.
+    pub timeout_secs: f64,
+    /// Longest wait between two looks for due deliveries queued by other
+    /// processes (tests and replays through the API elsewhere).
+    pub poll_ms: u64,
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        WebhooksConfig {
+            retry_schedule_secs: vec![5.0, 300.0, 1_800.0, 7_200.0, 18_000.0, 36_000.0, 36_000.0],
+            timeout_secs: 10.0,
+            poll_ms: 2_000,
         }
     }
 }
@@ -697,6 +731,22 @@ impl Config {
         }
         if self.metrics.stale_after_secs == 0 {
             return Err("metrics.stale_after_secs must be at least 1".into());
+        }
+        let w = &self.webhooks;
+        if let Some(bad) = w
+            .retry_schedule_secs
+            .iter()
+            .find(|s| !(**s >= 0.0 && **s <= 604_800.0))
+        {
+            return Err(format!(
+                "webhooks.retry_schedule_secs: {bad} is not a wait between 0 and 604800 seconds"
+            ));
+        }
+        if !(w.timeout_secs >= 0.1 && w.timeout_secs <= 300.0) {
+            return Err("webhooks.timeout_secs must be between 0.1 and 300".into());
+        }
+        if w.poll_ms == 0 {
+            return Err("webhooks.poll_ms must be at least 1".into());
         }
         Ok(())
     }

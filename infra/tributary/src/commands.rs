@@ -15,7 +15,7 @@ use tributary_schemas::{
 };
 
 use crate::wiring;
-use crate::{ConnectionsAction, DlqAction, SyncsAction};
+use crate::{ConnectionsAction, DlqAction, SyncsAction, WebhooksAction};
 
 /// `tributary topics`.
 pub(crate) fn topics() {
@@ -115,8 +115,9 @@ pub(crate) async fn connections(config: &Config, action: ConnectionsAction) -> a
         }
         ConnectionsAction::RotateKey => {
             let n = admin.rotate_key().await?;
+            let hooks = wiring::webhooks(config, &admin).rotate_key().await?;
             println!(
-                "re-encrypted the credentials of {n} connection(s) with key {}",
+                "re-encrypted the credentials of {n} connection(s) and the secrets of {hooks} webhook subscription(s) with key {}",
                 admin.cipher.current_key_id()
             );
         }
@@ -391,4 +392,107 @@ pub(crate) async fn dlq(config: &Config, action: DlqAction) -> anyhow::Result<()
             Ok(())
         }
     }
+}
+
+/// `tributary webhooks ...`.
+pub(crate) async fn webhooks(config: &Config, action: WebhooksAction) -> anyhow::Result<()> {
+    use tributary_connector_api::admin::{DeliveryFilter, NewSubscription, WebhookAdmin};
+    let admin = wiring::admin(config).await?;
+    let hooks = wiring::webhooks(config, &admin);
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or("-").to_string();
+    match action {
+        WebhooksAction::Add {
+            url,
+            events,
+            company,
+            description,
+        } => {
+            let (view, secret) = hooks
+                .subscribe(NewSubscription {
+                    url,
+                    event_types: events,
+                    company_id: company,
+                    description,
+                })
+                .await?;
+            println!("added {} -> {}", text(&view["id"]), text(&view["url"]));
+            println!("signing secret (shown once, keep it secret): {secret}");
+        }
+        WebhooksAction::List => {
+            let counts = admin.state.delivery_counts().await?;
+            for s in hooks.subscriptions().await? {
+                let id = text(&s["id"]);
+                let by_status: Vec<String> = counts
+                    .iter()
+                    .filter(|(sub, _, _)| *sub == id)
+                    .map(|(_, status, n)| format!("{status}={n}"))
+                    .collect();
+                let events: Vec<String> = s["event_types"]
+                    .as_array()
+                    .map(|a| a.iter().map(text).collect())
+                    .unwrap_or_default();
+                println!(
+                    "{id}\t{}\tevents={}\tcompany={}\t{}\t{}",
+                    text(&s["url"]),
+                    events.join(","),
+                    s["company_id"].as_str().unwrap_or("*"),
+                    if s["removed_at"].is_null() {
+                        "active".to_string()
+                    } else {
+                        format!("removed {}", text(&s["removed_at"]))
+                    },
+                    by_status.join(" "),
+                );
+            }
+        }
+        WebhooksAction::Remove { id } => {
+            hooks.unsubscribe(&id).await?;
+            println!("removed {id}");
+        }
+        WebhooksAction::Test { id } => {
+            let d = hooks.test(&id).await?;
+            println!(
+                "queued {} ({}); the dispatcher sends it",
+                text(&d["id"]),
+                text(&d["event_type"])
+            );
+        }
+        WebhooksAction::Deliveries {
+            delivery: Some(id), ..
+        } => {
+            let d = hooks.delivery(&id).await?;
+            println!("{}", serde_json::to_string_pretty(&d)?);
+        }
+        WebhooksAction::Deliveries {
+            id, status, limit, ..
+        } => {
+            let id = id.context("name a subscription, or --delivery ID")?;
+            let filter = DeliveryFilter {
+                status,
+                before: None,
+                limit,
+            };
+            for d in hooks.deliveries(&id, &filter).await? {
+                println!(
+                    "{}\t{}\t{}\t{}\tattempts={}\tlast={}\t{}",
+                    text(&d["id"]),
+                    text(&d["created_at"]),
+                    text(&d["event_type"]),
+                    text(&d["status"]),
+                    d["attempts"],
+                    d["last_status_code"],
+                    d["last_error"].as_str().unwrap_or(""),
+                );
+            }
+        }
+        WebhooksAction::Replay { delivery } => {
+            let d = hooks.replay(&delivery).await?;
+            println!(
+                "queued {} (webhook-id {}); the dispatcher sends it",
+                text(&d["id"]),
+                text(&d["message_id"])
+            );
+        }
+    }
+    Ok(())
 }

@@ -65,6 +65,12 @@ enum Command {
         #[command(subcommand)]
         action: ApiKeyAction,
     },
+    /// Outbound webhooks: subscribe, test, read the delivery log, replay
+    /// (works on the state store; the dispatcher of `tributary up` sends).
+    Webhooks {
+        #[command(subcommand)]
+        action: WebhooksAction,
+    },
     /// Inspect and replay dead letters (needs the broker: `tributary up` running, or kafka.bootstrap_servers).
     Dlq {
         #[command(subcommand)]
@@ -186,6 +192,47 @@ enum ApiKeyAction {
 }
 
 #[derive(Subcommand)]
+pub(crate) enum WebhooksAction {
+    /// Subscribe a URL; prints the signing secret, once.
+    Add {
+        #[arg(long)]
+        url: String,
+        /// Event types, comma-separated: sync.completed, sync.failed,
+        /// connection.status_changed, dead_letters.added, webhook.test.
+        #[arg(long, value_delimiter = ',', required = true)]
+        events: Vec<String>,
+        /// Only this company's events (default: every company's).
+        #[arg(long)]
+        company: Option<String>,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// List subscriptions (removed ones too) with their deliveries by status.
+    List,
+    /// Remove a subscription: nothing more is sent, pending deliveries are
+    /// cancelled; its log stays.
+    Remove { id: String },
+    /// Queue a webhook.test event to a subscription.
+    Test { id: String },
+    /// A subscription's deliveries, newest first; or one delivery with its
+    /// attempts (--delivery).
+    Deliveries {
+        /// The subscription.
+        id: Option<String>,
+        /// pending, delivered, failed or cancelled.
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Show this delivery and its attempts.
+        #[arg(long, conflicts_with_all = ["id", "status"])]
+        delivery: Option<String>,
+    },
+    /// Send a delivery again, with the same webhook-id.
+    Replay { delivery: String },
+}
+
+#[derive(Subcommand)]
 pub(crate) enum DlqAction {
     /// List every dead letter: where it is, stage, reason, origin, replays.
     List,
@@ -236,6 +283,12 @@ fn main() -> anyhow::Result<()> {
                 .enable_all()
                 .build()?;
             runtime.block_on(commands::connections(&config, action))
+        }
+        Command::Webhooks { action } => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(commands::webhooks(&config, action))
         }
         Command::Syncs { action } => {
             let runtime = tokio::runtime::Builder::new_current_thread()

@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tributary_api::ApiState;
 use tributary_config::Config;
-use tributary_connector_api::admin::{ConnectionAdmin, DeadLetterAdmin};
+use tributary_connector_api::admin::{ConnectionAdmin, DeadLetterAdmin, WebhookAdmin};
 use tributary_kafka::Doorbell;
 use tributary_producer::health::HealthSettings;
 use tributary_producer::{Admin, Publisher, Redrive, Worker};
@@ -89,6 +89,15 @@ pub(crate) async fn up(config: Config) -> anyhow::Result<()> {
         }
         _ => None,
     };
+    let webhooks: Option<Arc<dyn WebhookAdmin>> = admin
+        .as_ref()
+        .map(|a| Arc::new(wiring::webhooks(&config, a)) as Arc<dyn WebhookAdmin>);
+    if roles.dispatcher {
+        match &admin {
+            Some(admin) => start_dispatcher(&mut cx, admin)?,
+            None => start_dispatcher(&mut cx, &wiring::admin(&config).await?)?,
+        }
+    }
     let admin = admin.map(|a| a as Arc<dyn ConnectionAdmin>);
     let (store, search) = start_projections(&mut cx).await?;
     let api_address = match (roles.api, store, search) {
@@ -100,6 +109,7 @@ pub(crate) async fn up(config: Config) -> anyhow::Result<()> {
                 keys: Arc::new(wiring::api_keys(&config)?),
                 connections: admin,
                 dead_letters,
+                webhooks,
             };
             Some(start_api(&mut cx, state).await?)
         }
@@ -111,7 +121,7 @@ pub(crate) async fn up(config: Config) -> anyhow::Result<()> {
     };
     if tasks.is_empty() {
         bail!(
-            "no role to run: enable at least one of roles.workers, roles.store_projector, roles.index_projector, roles.api"
+            "no role to run: enable at least one of roles.workers, roles.store_projector, roles.index_projector, roles.api, roles.dispatcher"
         );
     }
     print_where(
@@ -241,6 +251,57 @@ async fn start_workers(cx: &mut Roles<'_>) -> anyhow::Result<(Arc<Publisher>, Ar
     Ok((publisher, Arc::new(admin)))
 }
 
+/// Role `dispatcher`: the outbox projector (queues webhook deliveries
+/// from the sync runs, connections and dead-letter topics) and the
+/// dispatcher that sends them.
+fn start_dispatcher(cx: &mut Roles<'_>, admin: &Admin) -> anyhow::Result<()> {
+    let w = &cx.config.webhooks;
+    let clock = tributary_webhooks::Clock::start();
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let outbox = tributary_webhooks::Outbox::new(admin.state.clone(), clock, Arc::clone(&wake));
+    let assignment = if cx.config.projector.consumer_group {
+        Assignment::Group("tributary-webhooks".into())
+    } else {
+        Assignment::All
+    };
+    spawn_projector(
+        cx,
+        assignment,
+        vec![Box::new(outbox)],
+        tributary_webhooks::topics(),
+    );
+    let timeout = Duration::from_secs_f64(w.timeout_secs);
+    let policy = tributary_connector_http::NetworkPolicy {
+        allow_private: cx.config.security.allow_private_network,
+    };
+    let transport = tributary_webhooks::HttpTransport::new(policy, timeout)
+        .map_err(|e| anyhow::anyhow!("webhook dispatcher: {e}"))?;
+    let dispatcher = Arc::new(tributary_webhooks::Dispatcher {
+        state: admin.state.clone(),
+        cipher: Arc::clone(&admin.cipher),
+        transport: Arc::new(transport),
+        settings: tributary_webhooks::DispatchSettings {
+            owner: format!("{}#dispatcher", wiring::worker_id(cx.config)),
+            schedule: w
+                .retry_schedule_secs
+                .iter()
+                .map(|s| Duration::from_secs_f64(*s))
+                .collect(),
+            timeout,
+            batch: 10,
+            poll: Duration::from_millis(w.poll_ms),
+        },
+        clock,
+        wake,
+    });
+    let shutdown = cx.shutdown.clone();
+    cx.tasks.spawn(async move {
+        dispatcher.run(shutdown).await;
+        Ok(())
+    });
+    Ok(())
+}
+
 impl Roles<'_> {
     /// A publisher that rings this process's doorbell.
     fn publisher(&self) -> anyhow::Result<Publisher> {
@@ -267,7 +328,7 @@ async fn start_projections(
         if roles.store_projector {
             match store.assignment {
                 Assignment::All => together.push(store.projection),
-                group => spawn_projector(cx, group, vec![store.projection]),
+                group => spawn_projector(cx, group, vec![store.projection], data_topics()),
             }
         }
         Some(store.read)
@@ -284,9 +345,18 @@ async fn start_projections(
         None
     };
     if !together.is_empty() {
-        spawn_projector(cx, Assignment::All, together);
+        spawn_projector(cx, Assignment::All, together, data_topics());
     }
     Ok((store, search))
+}
+
+/// What the store and the index read: every data type and the sync runs.
+fn data_topics() -> Vec<String> {
+    DataType::ALL
+        .iter()
+        .map(|t| t.topic())
+        .chain([SyncRunEvent::topic()])
+        .collect()
 }
 
 /// Role `api`: the HTTP API on `api.listen`.
@@ -352,6 +422,7 @@ fn spawn_projector(
     cx: &mut Roles<'_>,
     assignment: Assignment,
     projections: Vec<Box<dyn Projection>>,
+    topics: Vec<String>,
 ) {
     let config = &cx.config.projector;
     let rest = match &cx.doorbell {
@@ -365,11 +436,7 @@ fn spawn_projector(
     let settings = ProjectorSettings {
         batch_size: config.batch_size,
         linger: Duration::from_millis(config.linger_ms),
-        topics: DataType::ALL
-            .iter()
-            .map(|t| t.topic())
-            .chain([SyncRunEvent::topic()])
-            .collect(),
+        topics,
         assignment,
         rest,
     };
@@ -417,8 +484,8 @@ fn print_where(
         println!("  metrics:  http://{address}/metrics");
     }
     println!(
-        "  roles:    workers={} store_projector={} index_projector={} api={}",
-        roles.workers, roles.store_projector, roles.index_projector, roles.api
+        "  roles:    workers={} store_projector={} index_projector={} api={} dispatcher={}",
+        roles.workers, roles.store_projector, roles.index_projector, roles.api, roles.dispatcher
     );
     println!(
         "  broker:   {bootstrap}{}",

@@ -291,3 +291,16 @@ pub(crate) async fn ensure_topics(config: &Config, client: &ClientConfig) -> any
     .await?;
     Ok(())
 }
+
+/// Webhook subscriptions and their log over the configured state store,
+/// its secrets sealed with the connections' key.
+pub(crate) fn webhooks(config: &Config, admin: &Admin) -> tributary_webhooks::Webhooks {
+    tributary_webhooks::Webhooks {
+        state: admin.state.clone(),
+        cipher: Arc::clone(&admin.cipher),
+        policy: tributary_connector_http::NetworkPolicy {
+            allow_private: config.security.allow_private_network,
+        },
+        clock: tributary_webhooks::Clock::start(),
+    }
+}

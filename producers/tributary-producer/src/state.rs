@@ -37,8 +37,12 @@ use crate::secrets::Sealed;
 
 mod passes;
 mod runs;
+mod webhooks;
 pub use passes::Seen;
 pub use runs::{AlreadyOpen, RunFilter, SyncRun};
+pub use webhooks::{
+    Attempt, AttemptOutcome, Delivery, NewDelivery, Occurrence, Subscription, message_id,
+};
 
 /// Saves a cursor if its owner holds the lease: $1 connection, $2 data
 /// type, $3 cursor, $4 time, $5 owner.

@@ -1,0 +1,165 @@
+//! The event types subscribers can ask for, and how each is read from the
+//! topics. Every body is `{"type", "timestamp", "data"}`; the `data` of
+//! each type is listed in the README ("Webhooks") and pinned by the tests
+//! below.
+
+use std::collections::BTreeMap;
+
+use serde_json::json;
+use tributary_producer::state::Occurrence;
+use tributary_projection::{Change, DeadLetterSeen, Item};
+use tributary_schemas::{Record, SyncRunEvent, SyncRunStatus};
+
+/// A sync of one connection and data type succeeded.
+pub const SYNC_COMPLETED: &str = "sync.completed";
+/// A sync of one connection and data type failed or was paused.
+pub const SYNC_FAILED: &str = "sync.failed";
+/// A connection's status changed (linked, deauthorized, unlinked...).
+pub const CONNECTION_STATUS_CHANGED: &str = "connection.status_changed";
+/// Records of a company were set aside as dead letters.
+pub const DEAD_LETTERS_ADDED: &str = "dead_letters.added";
+/// Sent by `tributary webhooks test` only.
+pub const TEST: &str = "webhook.test";
+
+/// Every event type a subscription may ask for.
+pub const EVENT_TYPES: [&str; 5] = [
+    SYNC_COMPLETED,
+    SYNC_FAILED,
+    CONNECTION_STATUS_CHANGED,
+    DEAD_LETTERS_ADDED,
+    TEST,
+];
+
+/// Letters listed in full in one `dead_letters.added` event (the rest are
+/// counted).
+const LETTERS_LISTED: usize = 20;
+
+/// Dead letters told together: of one company (if known) and stage.
+type LetterGroup = (Option<String>, String);
+
+/// What `items` (read from the sync runs, connections and dead-letter
+/// topics) tell subscribers. Dead letters are told once per company and
+/// stage per batch, counted, not one event each.
+pub fn occurrences<'a>(items: impl IntoIterator<Item = &'a Item>) -> Vec<Occurrence> {
+    let mut out = Vec::new();
+    let mut letters: BTreeMap<LetterGroup, Vec<(&Item, &DeadLetterSeen)>> = BTreeMap::new();
+    for item in items {
+        match &item.change {
+            Change::SyncRun(run) => out.push(sync_run(item, run)),
+            Change::Record(event) => {
+                if let Some(Record::Connection(c)) = &event.record {
+                    out.push(occurrence(
+                        item,
+                        CONNECTION_STATUS_CHANGED,
+                        Some(&c.company_id),
+                        event.source_modified_at,
+                        json!({
+                            "company_id": c.company_id,
+                            "connection_id": c.id,
+                            "source": c.source,
+                            "status": c.status.as_str(),
+                            "reason": c.status_reason,
+                        }),
+                        Some((c.id.clone(), c.status.as_str().to_string())),
+                    ));
+                }
+            }
+            Change::DeadLetter(letter) => letters
+                .entry((letter.company_id.clone(), letter.stage.clone()))
+                .or_default()
+                .push((item, letter)),
+            Change::Manifest(_) => {}
+        }
+    }
+    for ((company, stage), group) in letters {
+        let Some((first, _)) = group.first() else {
+            continue;
+        };
+        let listed: Vec<serde_json::Value> = group
+            .iter()
+            .take(LETTERS_LISTED)
+            .map(|(item, l)| {
+                json!({
+                    "reason": l.reason,
+                    "connection_id": l.connection_id,
+                    "data_type": l.data_type,
+                    "projection": l.projection,
+                    "source_topic": l.source_topic,
+                    "source_partition": l.source_partition,
+                    "source_offset": l.source_offset,
+                    "dead_letter_id": format!("{}@{}", item.partition, item.offset),
+                })
+            })
+            .collect();
+        out.push(occurrence(
+            first,
+            DEAD_LETTERS_ADDED,
+            company.as_deref(),
+            tributary_schemas::Timestamp::now(),
+            json!({
+                "company_id": company,
+                "stage": stage,
+                "count": group.len(),
+                "letters": listed,
+            }),
+            None,
+        ));
+    }
+    out
+}
+
+fn sync_run(item: &Item, run: &SyncRunEvent) -> Occurrence {
+    let succeeded = run.status == SyncRunStatus::Succeeded;
+    let mut data = json!({
+        "company_id": run.company_id,
+        "connection_id": run.connection_id,
+        "source": run.source,
+        "data_type": run.data_type,
+        "run_id": run.run_id,
+        "trigger": run.trigger.as_str(),
+        "started_at": run.started_at.to_string(),
+        "finished_at": run.finished_at.to_string(),
+        "records_fetched": run.records_fetched,
+        "records_changed": run.records_published,
+        "changed": run.records_published > 0,
+        "records_dead_lettered": run.records_dead_lettered,
+    });
+    if !succeeded {
+        data["status"] = run.status.as_str().into();
+        data["error"] = run.error.clone().into();
+        data["error_fault"] = run.error_fault.clone().into();
+    }
+    occurrence(
+        item,
+        if succeeded {
+            SYNC_COMPLETED
+        } else {
+            SYNC_FAILED
+        },
+        Some(&run.company_id),
+        run.finished_at,
+        data,
+        None,
+    )
+}
+
+fn occurrence(
+    item: &Item,
+    event_type: &str,
+    company: Option<&str>,
+    at: tributary_schemas::Timestamp,
+    data: serde_json::Value,
+    connection_status: Option<(String, String)>,
+) -> Occurrence {
+    Occurrence {
+        topic: item.topic.clone(),
+        partition: item.partition,
+        offset: item.offset,
+        key: event_type.to_string(),
+        event_type: event_type.to_string(),
+        company_id: company.map(str::to_string),
+        at,
+        data,
+        connection_status,
+    }
+}
