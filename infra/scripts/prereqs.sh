@@ -14,7 +14,8 @@
 #   - Tansu 0.6.0, the local durable Kafka-protocol broker (built from
 #     crates.io; about 20 minutes the first time);
 #   - with --python: a virtualenv with confluent-kafka, for the test that
-#     reads the topics with standard clients.
+#     reads the topics with standard clients, and standardwebhooks, for the
+#     webhook receiver that verifies every signature.
 # With --run, only what `tributary up` needs (the build tools and Tansu):
 # the run command does not wait for what only the tests use. Prints
 # nothing else.
@@ -76,10 +77,10 @@ fi
 
 if $want_python; then
   venv="${TRIBUTARY_VENV:-$HOME/.cache/tributary/venv}"
-  if ! "$venv/bin/python" -c "import confluent_kafka.schema_registry.avro, fastavro" 2>/dev/null; then
-    say "creating $venv with confluent-kafka"
+  if ! "$venv/bin/python" -c "import confluent_kafka.schema_registry.avro, fastavro, standardwebhooks" 2>/dev/null; then
+    say "creating $venv with confluent-kafka and standardwebhooks"
     python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check "confluent-kafka[avro,schemaregistry]"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "confluent-kafka[avro,schemaregistry]" standardwebhooks
   fi
   echo "$venv/bin/python"
 fi

@@ -61,7 +61,7 @@ impl Model {
         }
         let events = unapplied.iter().filter_map(|item| match &item.change {
             Change::Record(e) => Some(e),
-            Change::SyncRun(_) => None,
+            _ => None,
         });
         for e in newest_per_record(events) {
             let v = e.source_modified_at.millis();

@@ -18,9 +18,9 @@ use async_trait::async_trait;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use tributary_connector_http::NetworkPolicy;
-use tributary_producer::StateStore;
 use tributary_producer::secrets::Cipher;
 use tributary_producer::state::{Attempt, AttemptOutcome, Delivery, Subscription};
+use tributary_producer::{ProducerError, StateStore};
 use tributary_schemas::Timestamp;
 
 use crate::sign::SigningSecret;
@@ -119,9 +119,76 @@ impl Transport for HttpTransport {
     }
 }
 
+/// What the dispatcher keeps its deliveries in: the state store (any
+/// dispatcher process continues another's work), or in a test a model of it.
+#[async_trait]
+pub trait DeliveryStore: Send + Sync {
+    /// Frees every claim `owner` holds; how many.
+    async fn release_claims_of(&self, owner: &str) -> Result<u64, ProducerError>;
+    /// Subscriptions with an unclaimed delivery due at `now`.
+    async fn subscriptions_due(&self, now: Timestamp) -> Result<Vec<String>, ProducerError>;
+    /// When the next pending delivery is due.
+    async fn next_due(&self) -> Result<Option<Timestamp>, ProducerError>;
+    /// Claims up to `limit` of a subscription's due deliveries until `until`.
+    async fn claim(
+        &self,
+        subscription_id: &str,
+        owner: &str,
+        now: Timestamp,
+        until: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<Delivery>, ProducerError>;
+    async fn subscription(&self, id: &str) -> Result<Option<Subscription>, ProducerError>;
+    /// Saves an attempt and its outcome if `owner` still holds the delivery.
+    async fn record(
+        &self,
+        delivery_id: &str,
+        owner: &str,
+        attempt: &Attempt,
+        outcome: &AttemptOutcome,
+    ) -> Result<bool, ProducerError>;
+}
+
+#[async_trait]
+impl DeliveryStore for StateStore {
+    async fn release_claims_of(&self, owner: &str) -> Result<u64, ProducerError> {
+        self.release_deliveries_of(owner).await
+    }
+    async fn subscriptions_due(&self, now: Timestamp) -> Result<Vec<String>, ProducerError> {
+        StateStore::subscriptions_due(self, now).await
+    }
+    async fn next_due(&self) -> Result<Option<Timestamp>, ProducerError> {
+        self.next_delivery_due().await
+    }
+    async fn claim(
+        &self,
+        subscription_id: &str,
+        owner: &str,
+        now: Timestamp,
+        until: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<Delivery>, ProducerError> {
+        self.claim_deliveries(subscription_id, owner, now, until, limit)
+            .await
+    }
+    async fn subscription(&self, id: &str) -> Result<Option<Subscription>, ProducerError> {
+        StateStore::subscription(self, id).await
+    }
+    async fn record(
+        &self,
+        delivery_id: &str,
+        owner: &str,
+        attempt: &Attempt,
+        outcome: &AttemptOutcome,
+    ) -> Result<bool, ProducerError> {
+        self.record_attempt(delivery_id, owner, attempt, outcome)
+            .await
+    }
+}
+
 /// Sends what is due until `shutdown`.
 pub struct Dispatcher {
-    pub state: StateStore,
+    pub store: Arc<dyn DeliveryStore>,
     pub cipher: Arc<Cipher>,
     pub transport: Arc<dyn Transport>,
     pub settings: DispatchSettings,
@@ -132,7 +199,7 @@ pub struct Dispatcher {
 
 impl Dispatcher {
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
-        match self.state.release_deliveries_of(&self.settings.owner).await {
+        match self.store.release_claims_of(&self.settings.owner).await {
             Ok(0) => {}
             Ok(n) => {
                 tracing::info!(owner = %self.settings.owner, deliveries = n, "freed this dispatcher's claims from before its restart")
@@ -145,7 +212,7 @@ impl Dispatcher {
         loop {
             sending.retain(|_, task| !task.is_finished());
             let now = self.clock.now();
-            match self.state.subscriptions_due(now).await {
+            match self.store.subscriptions_due(now).await {
                 Ok(due) => {
                     for subscription in due {
                         if sending.contains_key(&subscription) {
@@ -161,7 +228,7 @@ impl Dispatcher {
                 }
                 Err(e) => metrics::error("find due deliveries", &e.to_string()),
             }
-            let wait = match self.state.next_delivery_due().await {
+            let wait = match self.store.next_due().await {
                 Ok(Some(next)) => Duration::from_millis(
                     u64::try_from(next.millis() - self.clock.now().millis()).unwrap_or(0),
                 )
@@ -186,8 +253,8 @@ impl Dispatcher {
             let now = self.clock.now();
             let until = Timestamp(now.millis() + millis(self.settings.claim()));
             let claimed = match self
-                .state
-                .claim_deliveries(
+                .store
+                .claim(
                     subscription_id,
                     &self.settings.owner,
                     now,
@@ -200,7 +267,7 @@ impl Dispatcher {
                 Ok(claimed) => claimed,
                 Err(e) => return metrics::error("claim deliveries", &e.to_string()),
             };
-            let subscription = match self.state.subscription(subscription_id).await {
+            let subscription = match self.store.subscription(subscription_id).await {
                 Ok(Some(s)) => s,
                 Ok(None) => {
                     return metrics::error(
@@ -260,9 +327,11 @@ impl Dispatcher {
             Ok(code) => (Some(i64::from(*code)), Some(format!("answered {code}"))),
             Err(why) => (None, Some(why.clone())),
         };
+        // The wait runs from the attempt's end: a subscriber that times
+        // out is not tried again the moment it gave up.
         let outcome = match error {
             None => AttemptOutcome::Delivered,
-            Some(_) => self.settings.after_failure(number, at),
+            Some(_) => self.settings.after_failure(number, self.clock.now()),
         };
         let attempt = Attempt {
             attempt: number,
@@ -275,8 +344,8 @@ impl Dispatcher {
         // Saved until it is: an outcome lost would send the delivery again.
         loop {
             match self
-                .state
-                .record_attempt(&delivery.id, &self.settings.owner, &attempt, &outcome)
+                .store
+                .record(&delivery.id, &self.settings.owner, &attempt, &outcome)
                 .await
             {
                 Ok(true) => return,

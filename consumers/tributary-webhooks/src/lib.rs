@@ -29,7 +29,7 @@ use tributary_projection::{Batch, Checkpoint, Projection, ProjectionError};
 use tributary_schemas::{SyncRunEvent, Timestamp};
 
 pub use admin::Webhooks;
-pub use dispatch::{DispatchSettings, Dispatcher, HttpTransport, Transport};
+pub use dispatch::{DeliveryStore, DispatchSettings, Dispatcher, HttpTransport, Transport};
 
 /// The topics the dispatcher reads.
 pub fn topics() -> Vec<String> {

@@ -277,7 +277,7 @@ fn start_dispatcher(cx: &mut Roles<'_>, admin: &Admin) -> anyhow::Result<()> {
     let transport = tributary_webhooks::HttpTransport::new(policy, timeout)
         .map_err(|e| anyhow::anyhow!("webhook dispatcher: {e}"))?;
     let dispatcher = Arc::new(tributary_webhooks::Dispatcher {
-        state: admin.state.clone(),
+        store: Arc::new(admin.state.clone()),
         cipher: Arc::clone(&admin.cipher),
         transport: Arc::new(transport),
         settings: tributary_webhooks::DispatchSettings {
