@@ -17,15 +17,18 @@ use tributary_webhooks::dispatch::Answer;
 use tributary_webhooks::sign::SigningSecret;
 use tributary_webhooks::{Clock, DeliveryStore, DispatchSettings, Dispatcher, Transport};
 
+/// Who holds a delivery, until when.
+type Claim = Option<(String, Timestamp)>;
+
 /// The state store's delivery rules, in memory.
 #[derive(Default)]
 struct Model {
     subscriptions: Vec<Subscription>,
-    deliveries: Mutex<Vec<(Delivery, Option<(String, Timestamp)>)>>,
+    deliveries: Mutex<Vec<(Delivery, Claim)>>,
     attempts: Mutex<Vec<(String, Attempt)>>,
 }
 
-fn due(d: &Delivery, claim: &Option<(String, Timestamp)>, now: Timestamp) -> bool {
+fn due(d: &Delivery, claim: &Claim, now: Timestamp) -> bool {
     d.next_attempt_at.is_some_and(|at| at <= now)
         && claim.as_ref().is_none_or(|(_, until)| *until <= now)
 }
@@ -159,7 +162,7 @@ fn subscription(id: &str, url: &str, cipher: &Cipher) -> Subscription {
     }
 }
 
-fn pending(id: &str, subscription: &str, at: Timestamp) -> (Delivery, Option<(String, Timestamp)>) {
+fn pending(id: &str, subscription: &str, at: Timestamp) -> (Delivery, Claim) {
     let d = Delivery {
         id: id.into(),
         message_id: id.into(),

@@ -287,7 +287,7 @@ async fn rules(state: StateStore) {
             .is_empty()
     );
     // acme's are due and unclaimed; all's one is held.
-    assert_eq!(state.subscriptions_due(now).await.unwrap(), [acme.clone()]);
+    assert_eq!(state.subscriptions_due(now).await.unwrap(), vec![acme.clone()]);
     let taken = state
         .claim_deliveries(&all, "b", later, Timestamp(later.millis() + 60_000), 10)
         .await
