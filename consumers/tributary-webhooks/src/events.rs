@@ -6,9 +6,9 @@
 use std::collections::BTreeMap;
 
 use serde_json::json;
-use tributary_producer::state::Occurrence;
+use tributary_producer::state::{Check, Occurrence};
 use tributary_projection::{Change, DeadLetterSeen, Item};
-use tributary_schemas::{Record, SyncRunEvent, SyncRunStatus};
+use tributary_schemas::{Record, SyncRunEvent, SyncRunStatus, Timestamp};
 
 /// A sync of one connection and data type succeeded.
 pub const SYNC_COMPLETED: &str = "sync.completed";
@@ -18,15 +18,19 @@ pub const SYNC_FAILED: &str = "sync.failed";
 pub const CONNECTION_STATUS_CHANGED: &str = "connection.status_changed";
 /// Records of a company were set aside as dead letters.
 pub const DEAD_LETTERS_ADDED: &str = "dead_letters.added";
+/// The store does not hold what a company's connections published of a
+/// data type (count or digest), twice in a row after a manifest.
+pub const RECONCILIATION_MISMATCH: &str = "reconciliation.mismatch";
 /// Sent by `tributary webhooks test` only.
 pub const TEST: &str = "webhook.test";
 
 /// Every event type a subscription may ask for.
-pub const EVENT_TYPES: [&str; 5] = [
+pub const EVENT_TYPES: [&str; 6] = [
     SYNC_COMPLETED,
     SYNC_FAILED,
     CONNECTION_STATUS_CHANGED,
     DEAD_LETTERS_ADDED,
+    RECONCILIATION_MISMATCH,
     TEST,
 ];
 
@@ -95,7 +99,7 @@ pub fn occurrences<'a>(items: impl IntoIterator<Item = &'a Item>) -> Vec<Occurre
             first,
             DEAD_LETTERS_ADDED,
             company.as_deref(),
-            tributary_schemas::Timestamp::now(),
+            Timestamp::now(),
             json!({
                 "company_id": company,
                 "stage": stage,
@@ -106,6 +110,55 @@ pub fn occurrences<'a>(items: impl IntoIterator<Item = &'a Item>) -> Vec<Occurre
         ));
     }
     out
+}
+
+/// The reconciliation checks `items` call for: one per company and data
+/// type a manifest was read for, due at `due_at`.
+pub fn checks<'a>(items: impl IntoIterator<Item = &'a Item>, due_at: Timestamp) -> Vec<Check> {
+    let mut out: Vec<Check> = Vec::new();
+    for item in items {
+        if let Change::Manifest(m) = &item.change
+            && !out
+                .iter()
+                .any(|c| c.company_id == m.company_id && c.data_type == m.data_type)
+        {
+            out.push(Check {
+                company_id: m.company_id.clone(),
+                data_type: m.data_type.clone(),
+                due_at,
+                attempt: 1,
+            });
+        }
+    }
+    out
+}
+
+/// A `reconciliation.mismatch`: what the manifests say against what the
+/// store holds.
+pub fn mismatch(
+    check: &Check,
+    expected: (i64, Option<String>),
+    stored: (i64, String),
+    at: Timestamp,
+) -> Occurrence {
+    Occurrence {
+        topic: "reconciliation".into(),
+        partition: 0,
+        offset: check.due_at.millis(),
+        key: format!("{}/{}", check.company_id, check.data_type),
+        event_type: RECONCILIATION_MISMATCH.into(),
+        company_id: Some(check.company_id.clone()),
+        at,
+        data: json!({
+            "company_id": check.company_id,
+            "data_type": check.data_type,
+            "expected_count": expected.0,
+            "expected_digest": expected.1,
+            "stored_count": stored.0,
+            "stored_digest": stored.1,
+        }),
+        connection_status: None,
+    }
 }
 
 fn sync_run(item: &Item, run: &SyncRunEvent) -> Occurrence {
@@ -147,7 +200,7 @@ fn occurrence(
     item: &Item,
     event_type: &str,
     company: Option<&str>,
-    at: tributary_schemas::Timestamp,
+    at: Timestamp,
     data: serde_json::Value,
     connection_status: Option<(String, String)>,
 ) -> Occurrence {

@@ -18,6 +18,7 @@ pub mod admin;
 pub mod dispatch;
 pub mod events;
 pub mod metrics;
+pub mod reconcile;
 pub mod sign;
 
 use std::sync::Arc;
@@ -26,7 +27,7 @@ use async_trait::async_trait;
 use tokio::sync::Notify;
 use tributary_producer::StateStore;
 use tributary_projection::{Batch, Checkpoint, Projection, ProjectionError};
-use tributary_schemas::{SyncRunEvent, Timestamp};
+use tributary_schemas::{ManifestEvent, SyncRunEvent, Timestamp};
 
 pub use admin::Webhooks;
 pub use dispatch::{DeliveryStore, DispatchSettings, Dispatcher, HttpTransport, Transport};
@@ -37,6 +38,7 @@ pub fn topics() -> Vec<String> {
         SyncRunEvent::topic(),
         tributary_schemas::DataType::Connection.topic(),
         tributary_schemas::dead_letter_topic(),
+        ManifestEvent::topic(),
     ]
 }
 
@@ -77,15 +79,23 @@ pub struct Outbox {
     applied: Checkpoint,
     /// Rung after queueing, so the dispatcher sends at once.
     wake: Arc<Notify>,
+    /// How long after a manifest the store is checked against it.
+    grace: std::time::Duration,
 }
 
 impl Outbox {
-    pub fn new(state: StateStore, clock: Clock, wake: Arc<Notify>) -> Outbox {
+    pub fn new(
+        state: StateStore,
+        clock: Clock,
+        wake: Arc<Notify>,
+        grace: std::time::Duration,
+    ) -> Outbox {
         Outbox {
             state,
             clock,
             applied: Checkpoint::new(),
             wake,
+            grace,
         }
     }
 }
@@ -117,7 +127,10 @@ impl Projection for Outbox {
     }
 
     async fn apply(&mut self, batch: &Batch) -> Result<(), ProjectionError> {
+        let now = self.clock.now();
         let occurrences = events::occurrences(self.applied.unapplied(batch));
+        let due = Timestamp(now.millis() + i64::try_from(self.grace.as_millis()).unwrap_or(0));
+        let checks = events::checks(self.applied.unapplied(batch), due);
         let positions: Vec<(String, i32, i64)> = batch
             .positions
             .iter()
@@ -125,7 +138,7 @@ impl Projection for Outbox {
             .collect();
         let queued = self
             .state
-            .queue_occurrences(&occurrences, &positions, self.clock.now())
+            .queue_occurrences(&occurrences, &checks, &positions, now)
             .await
             .map_err(unavailable)?;
         self.applied.advance_all(&batch.positions);

@@ -8,6 +8,9 @@ pub const ATTEMPTS: &str = "tributary_webhook_attempts_total";
 pub const GIVEN_UP: &str = "tributary_webhook_given_up_total";
 /// Deliveries queued (one per event and subscription that wants it).
 pub const QUEUED: &str = "tributary_webhook_queued_total";
+/// Reconciliation checks of the store against the manifests, by outcome
+/// (`match`, or `mismatch` when it stayed through a second look).
+pub const RECONCILIATION_CHECKS: &str = "tributary_reconciliation_checks_total";
 /// Errors of the dispatcher itself (the state store), by what it was doing.
 pub const ERRORS: &str = "tributary_webhook_errors_total";
 
@@ -40,4 +43,8 @@ pub(crate) fn queued(n: u64) {
 pub(crate) fn error(doing: &'static str, error: &str) {
     metrics::counter!(ERRORS, "doing" => doing).increment(1);
     tracing::warn!(doing, error, "webhook dispatcher error; trying again");
+}
+
+pub(crate) fn reconciled(matches: bool) {
+    metrics::counter!(RECONCILIATION_CHECKS, "sink" => "store", "outcome" => if matches { "match" } else { "mismatch" }).increment(1);
 }

@@ -3,6 +3,7 @@
 //! SQLite and on PostgreSQL: the same rules on both.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use tokio::sync::Notify;
@@ -14,9 +15,11 @@ use tributary_producer::state::{Attempt, AttemptOutcome};
 use tributary_projection::{Batch, Change, Checkpoint, DeadLetterSeen, Item, Projection};
 use tributary_schemas::model::Connection;
 use tributary_schemas::{
-    ConnectionStatus, DataType, Event, Record, SyncRunEvent, SyncRunStatus, SyncTrigger, Timestamp,
+    ConnectionStatus, DataType, Event, ManifestEvent, Record, SyncRunEvent, SyncRunStatus,
+    SyncTrigger, Timestamp,
 };
 use tributary_testkit::PgCluster;
+use tributary_webhooks::reconcile::{Found, Reconciler};
 use tributary_webhooks::{Clock, Outbox, Webhooks};
 
 fn sync_run(company: &str, published: i64) -> Change {
@@ -197,7 +200,12 @@ async fn rules(state: StateStore) {
         (&letters, 8, letter("acme")),
         (&letters, 9, letter("globex")),
     ]);
-    let mut outbox = Outbox::new(state.clone(), clock, Arc::new(Notify::new()));
+    let mut outbox = Outbox::new(
+        state.clone(),
+        clock,
+        Arc::new(Notify::new()),
+        Duration::ZERO,
+    );
     assert!(outbox.checkpoint().await.unwrap().is_empty());
     outbox.apply(&read).await.unwrap();
     let filter = DeliveryFilter {
@@ -261,7 +269,12 @@ async fn rules(state: StateStore) {
 
     // Read again, by this outbox or a new one: nothing more is queued.
     outbox.apply(&read).await.unwrap();
-    let mut again = Outbox::new(state.clone(), clock, Arc::new(Notify::new()));
+    let mut again = Outbox::new(
+        state.clone(),
+        clock,
+        Arc::new(Notify::new()),
+        Duration::ZERO,
+    );
     assert_eq!(
         again.checkpoint().await.unwrap().next_offset(&letters, 0),
         Some(10)
@@ -287,7 +300,10 @@ async fn rules(state: StateStore) {
             .is_empty()
     );
     // acme's are due and unclaimed; all's one is held.
-    assert_eq!(state.subscriptions_due(now).await.unwrap(), vec![acme.clone()]);
+    assert_eq!(
+        state.subscriptions_due(now).await.unwrap(),
+        vec![acme.clone()]
+    );
     let taken = state
         .claim_deliveries(&all, "b", later, Timestamp(later.millis() + 60_000), 10)
         .await
@@ -427,6 +443,152 @@ async fn rules(state: StateStore) {
         )
         .unwrap();
     assert_eq!(String::from_utf8(opened).unwrap(), secret);
+}
+
+fn manifest(company: &str, data_type: &str, live_count: i64, digest: &str) -> ManifestEvent {
+    ManifestEvent {
+        event_id: format!("m-{company}-{data_type}"),
+        company_id: company.into(),
+        connection_id: format!("{company}-xero"),
+        source: "xero".into(),
+        data_type: data_type.into(),
+        run_id: "run_1".into(),
+        as_of: Timestamp(5_000),
+        full_pass: true,
+        live_count,
+        digest: digest.into(),
+    }
+}
+
+/// After a manifest, the store is checked against it: a match ends the
+/// check quietly; a mismatch is looked at again, and told only if it stays.
+async fn reconciliation_rules(state: StateStore, dir: &std::path::Path) {
+    let cipher = Arc::new(Cipher::new(Key::generate(), vec![]));
+    let clock = Clock::start();
+    let admin = Webhooks {
+        state: state.clone(),
+        cipher,
+        policy: NetworkPolicy::default(),
+        clock,
+    };
+    let (sub, _) = admin
+        .subscribe(NewSubscription {
+            url: "https://example.com/hook".into(),
+            event_types: vec!["reconciliation.mismatch".into()],
+            company_id: None,
+            description: String::new(),
+        })
+        .await
+        .unwrap();
+    let sub = sub["id"].as_str().unwrap().to_string();
+    let now = clock.now();
+    for (id, company) in [("acme-xero", "acme"), ("globex-xero", "globex")] {
+        let info = tributary_connector_api::ConnectionInfo {
+            connection_id: id.into(),
+            company_id: company.into(),
+            source: "xero".into(),
+            settings: json!({}),
+        };
+        state.add_connection(&info, now).await.unwrap();
+    }
+    // The store is empty: acme's manifest says nothing live (a match),
+    // globex's says two invoices (a mismatch).
+    let empty = tributary_schemas::manifest_digest([]);
+    let read = vec![
+        manifest("acme", "invoices", 0, &empty),
+        manifest("globex", "invoices", 2, "0000000000000000000000000000002a"),
+    ];
+    for m in &read {
+        state.save_manifest(m).await.unwrap();
+    }
+    let topic = tributary_schemas::ManifestEvent::topic();
+    let mut outbox = Outbox::new(
+        state.clone(),
+        clock,
+        Arc::new(Notify::new()),
+        Duration::ZERO,
+    );
+    outbox.checkpoint().await.unwrap();
+    outbox
+        .apply(&batch(
+            read.into_iter()
+                .enumerate()
+                .map(|(i, m)| (topic.as_str(), i as i64, Change::Manifest(m)))
+                .collect(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(state.due_checks(clock.now(), 10).await.unwrap().len(), 2);
+    let store = tributary_store_sqlite::SqliteStore::open(&dir.join("store.db"))
+        .await
+        .unwrap();
+    let reconciler = Reconciler {
+        state: state.clone(),
+        store: Arc::new(store),
+        clock,
+        grace: Duration::ZERO,
+        every: Duration::from_secs(1),
+        wake: Arc::new(Notify::new()),
+    };
+    assert_eq!(
+        reconciler.compare("acme", "invoices").await.unwrap(),
+        Found::Match
+    );
+    assert!(matches!(
+        reconciler.compare("globex", "invoices").await.unwrap(),
+        Found::Mismatch((2, _), (0, _))
+    ));
+    assert_eq!(
+        reconciler.compare("globex", "bills").await.unwrap(),
+        Found::Nothing
+    );
+    let filter = DeliveryFilter {
+        limit: 10,
+        ..DeliveryFilter::default()
+    };
+    // First look: acme ends, globex is looked at again; nothing told yet.
+    reconciler.check_due().await.unwrap();
+    let left = state.due_checks(clock.now(), 10).await.unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(
+        (left[0].company_id.as_str(), left[0].attempt),
+        ("globex", 2)
+    );
+    assert!(admin.deliveries(&sub, &filter).await.unwrap().is_empty());
+    // Second look: still missing, told once.
+    reconciler.check_due().await.unwrap();
+    reconciler.check_due().await.unwrap();
+    assert!(state.due_checks(clock.now(), 10).await.unwrap().is_empty());
+    let told = admin.deliveries(&sub, &filter).await.unwrap();
+    assert_eq!(told.len(), 1, "{told:?}");
+    let data = &told[0]["payload"]["data"];
+    assert_eq!(told[0]["payload"]["type"], "reconciliation.mismatch");
+    assert_eq!(
+        (data["company_id"].clone(), data["data_type"].clone()),
+        (json!("globex"), json!("invoices"))
+    );
+    assert_eq!(
+        (data["expected_count"].clone(), data["stored_count"].clone()),
+        (json!(2), json!(0))
+    );
+    assert_eq!(data["stored_digest"], json!(empty));
+}
+
+#[tokio::test]
+async fn sqlite_reconciliation_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = StateStore::open(&dir.path().join("state.db"))
+        .await
+        .unwrap();
+    reconciliation_rules(state, dir.path()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_reconciliation_rules() {
+    let cluster = PgCluster::start();
+    let dir = tempfile::tempdir().unwrap();
+    let state = StateStore::connect_postgres(&cluster.url()).await.unwrap();
+    reconciliation_rules(state, dir.path()).await;
 }
 
 #[tokio::test]

@@ -551,6 +551,10 @@ pub struct WebhooksConfig {
     /// Longest wait between two looks for due deliveries queued by other
     /// processes (tests and replays through the API elsewhere).
     pub poll_ms: u64,
+    /// After each manifest, how long the store is given to catch up before
+    /// it is checked against it; a mismatch is looked at once more this
+    /// long after, and only then told (`reconciliation.mismatch`).
+    pub reconcile_after_secs: f64,
 }
 
 impl Default for WebhooksConfig {
@@ -559,6 +563,7 @@ impl Default for WebhooksConfig {
             retry_schedule_secs: vec![5.0, 300.0, 1_800.0, 7_200.0, 18_000.0, 36_000.0, 36_000.0],
             timeout_secs: 10.0,
             poll_ms: 2_000,
+            reconcile_after_secs: 60.0,
         }
     }
 }
@@ -747,6 +752,9 @@ impl Config {
         }
         if w.poll_ms == 0 {
             return Err("webhooks.poll_ms must be at least 1".into());
+        }
+        if !(w.reconcile_after_secs >= 0.1 && w.reconcile_after_secs <= 86_400.0) {
+            return Err("webhooks.reconcile_after_secs must be between 0.1 and 86400".into());
         }
         Ok(())
     }

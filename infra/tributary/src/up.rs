@@ -94,8 +94,8 @@ pub(crate) async fn up(config: Config) -> anyhow::Result<()> {
         .map(|a| Arc::new(wiring::webhooks(&config, a)) as Arc<dyn WebhookAdmin>);
     if roles.dispatcher {
         match &admin {
-            Some(admin) => start_dispatcher(&mut cx, admin)?,
-            None => start_dispatcher(&mut cx, &wiring::admin(&config).await?)?,
+            Some(admin) => start_dispatcher(&mut cx, admin).await?,
+            None => start_dispatcher(&mut cx, &wiring::admin(&config).await?).await?,
         }
     }
     let admin = admin.map(|a| a as Arc<dyn ConnectionAdmin>);
@@ -252,13 +252,16 @@ async fn start_workers(cx: &mut Roles<'_>) -> anyhow::Result<(Arc<Publisher>, Ar
 }
 
 /// Role `dispatcher`: the outbox projector (queues webhook deliveries
-/// from the sync runs, connections and dead-letter topics) and the
-/// dispatcher that sends them.
-fn start_dispatcher(cx: &mut Roles<'_>, admin: &Admin) -> anyhow::Result<()> {
-    let w = &cx.config.webhooks;
+/// from the sync runs, connections, dead-letter and manifests topics), the
+/// reconciler (checks the store against each manifest) and the dispatcher
+/// that sends what is queued.
+async fn start_dispatcher(cx: &mut Roles<'_>, admin: &Admin) -> anyhow::Result<()> {
+    let w = cx.config.webhooks.clone();
     let clock = tributary_webhooks::Clock::start();
     let wake = Arc::new(tokio::sync::Notify::new());
-    let outbox = tributary_webhooks::Outbox::new(admin.state.clone(), clock, Arc::clone(&wake));
+    let grace = Duration::from_secs_f64(w.reconcile_after_secs);
+    let outbox =
+        tributary_webhooks::Outbox::new(admin.state.clone(), clock, Arc::clone(&wake), grace);
     let assignment = if cx.config.projector.consumer_group {
         Assignment::Group("tributary-webhooks".into())
     } else {
@@ -292,11 +295,24 @@ fn start_dispatcher(cx: &mut Roles<'_>, admin: &Admin) -> anyhow::Result<()> {
             poll: Duration::from_millis(w.poll_ms),
         },
         clock,
-        wake,
+        wake: Arc::clone(&wake),
     });
     let shutdown = cx.shutdown.clone();
     cx.tasks.spawn(async move {
         dispatcher.run(shutdown).await;
+        Ok(())
+    });
+    let reconciler = tributary_webhooks::reconcile::Reconciler {
+        state: admin.state.clone(),
+        store: wiring::open_store(cx.config).await?.read,
+        clock,
+        grace,
+        every: Duration::from_secs(5).min(grace),
+        wake,
+    };
+    let shutdown = cx.shutdown.clone();
+    cx.tasks.spawn(async move {
+        reconciler.run(shutdown).await;
         Ok(())
     });
     Ok(())

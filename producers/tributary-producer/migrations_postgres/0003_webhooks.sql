@@ -68,3 +68,14 @@ CREATE TABLE webhook_connection_status (
     connection_id TEXT PRIMARY KEY,
     status TEXT NOT NULL
 );
+
+-- Reconciliation checks the dispatcher owes: after a manifest, whether the
+-- store holds what it says (count and digest), checked `due_at` (a grace
+-- for the store to catch up), and once more before telling a mismatch.
+CREATE TABLE webhook_checks (
+    company_id TEXT NOT NULL,
+    data_type TEXT NOT NULL,
+    due_at BIGINT NOT NULL,
+    attempt BIGINT NOT NULL,              -- 1, then 2 after a first mismatch
+    PRIMARY KEY (company_id, data_type)
+);

@@ -41,7 +41,7 @@ mod webhooks;
 pub use passes::Seen;
 pub use runs::{AlreadyOpen, RunFilter, SyncRun};
 pub use webhooks::{
-    Attempt, AttemptOutcome, Delivery, NewDelivery, Occurrence, Subscription, message_id,
+    Attempt, AttemptOutcome, Check, Delivery, NewDelivery, Occurrence, Subscription, message_id,
 };
 
 /// Saves a cursor if its owner holds the lease: $1 connection, $2 data

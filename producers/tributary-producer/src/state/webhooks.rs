@@ -60,6 +60,17 @@ pub struct Occurrence {
     pub connection_status: Option<(String, String)>,
 }
 
+/// A reconciliation check owed after a manifest: does the store hold
+/// what the company's connections published of this data type?
+#[derive(Debug, Clone, PartialEq)]
+pub struct Check {
+    pub company_id: String,
+    pub data_type: String,
+    pub due_at: Timestamp,
+    /// 1, then 2 after a first mismatch (told only if it stays).
+    pub attempt: i64,
+}
+
 /// A delivery as the log shows it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Delivery {
@@ -360,6 +371,7 @@ impl StateStore {
     pub async fn queue_occurrences(
         &self,
         occurrences: &[Occurrence],
+        checks: &[Check],
         positions: &[(String, i32, i64)],
         now: Timestamp,
     ) -> Result<u64, ProducerError> {
@@ -435,6 +447,17 @@ impl StateStore {
                         .rows_affected();
                 }
             }
+            for check in checks {
+                sqlx::query(
+                    "INSERT INTO webhook_checks (company_id, data_type, due_at, attempt) VALUES ($1, $2, $3, 1) \
+                     ON CONFLICT (company_id, data_type) DO UPDATE SET due_at = excluded.due_at, attempt = 1",
+                )
+                .bind(&check.company_id)
+                .bind(&check.data_type)
+                .bind(check.due_at.millis())
+                .execute(&mut *tx)
+                .await?;
+            }
             for (topic, partition, next) in positions {
                 sqlx::query(
                     "INSERT INTO webhook_checkpoints (topic, partition, next_offset) VALUES ($1, $2, $3) \
@@ -452,6 +475,64 @@ impl StateStore {
             Ok::<_, sqlx::Error>(queued)
         }
         .await)
+        .map_err(state_err)
+    }
+
+    /// Reconciliation checks due at `now`, oldest first, at most `limit`.
+    pub async fn due_checks(
+        &self,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<Check>, ProducerError> {
+        const SQL: &str = "SELECT company_id, data_type, due_at, attempt FROM webhook_checks \
+             WHERE due_at <= $1 ORDER BY due_at LIMIT $2";
+        let rows = on_pool!(self, p => sqlx::query_as::<_, (String, String, i64, i64)>(SQL)
+            .bind(now.millis())
+            .bind(limit as i64)
+            .fetch_all(p)
+            .await)
+        .map_err(state_err)?;
+        Ok(rows
+            .into_iter()
+            .map(|(company_id, data_type, due, attempt)| Check {
+                company_id,
+                data_type,
+                due_at: Timestamp(due),
+                attempt,
+            })
+            .collect())
+    }
+
+    /// Ends a check, if it is still as read (no newer manifest replaced
+    /// it, no other dispatcher ended it): whether this caller ended it.
+    pub async fn end_check(&self, check: &Check) -> Result<bool, ProducerError> {
+        const SQL: &str = "DELETE FROM webhook_checks WHERE company_id = $1 AND data_type = $2 \
+             AND due_at = $3 AND attempt = $4";
+        on_pool!(self, p => sqlx::query(SQL)
+            .bind(&check.company_id)
+            .bind(&check.data_type)
+            .bind(check.due_at.millis())
+            .bind(check.attempt)
+            .execute(p)
+            .await
+            .map(|done| done.rows_affected() == 1))
+        .map_err(state_err)
+    }
+
+    /// Makes a check due again at `due_at` as its next attempt, if it is
+    /// still as read.
+    pub async fn recheck(&self, check: &Check, due_at: Timestamp) -> Result<bool, ProducerError> {
+        const SQL: &str = "UPDATE webhook_checks SET due_at = $1, attempt = attempt + 1 \
+             WHERE company_id = $2 AND data_type = $3 AND due_at = $4 AND attempt = $5";
+        on_pool!(self, p => sqlx::query(SQL)
+            .bind(due_at.millis())
+            .bind(&check.company_id)
+            .bind(&check.data_type)
+            .bind(check.due_at.millis())
+            .bind(check.attempt)
+            .execute(p)
+            .await
+            .map(|done| done.rows_affected() == 1))
         .map_err(state_err)
     }
 
