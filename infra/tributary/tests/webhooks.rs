@@ -9,8 +9,9 @@
 //! Checked: every sync run of the history, both connections and the dead
 //! letters arrive, each exactly once after deduplicating by `webhook-id`
 //! (the held one twice: sent again after the kill, with the same id);
-//! every delivery in the log ends `delivered`; a replay arrives again with
-//! the same id; a test event arrives.
+//! every delivery in the log ends `delivered`; the dispatcher checks the
+//! store against the manifests; a replay arrives again with the same id; a
+//! test event arrives.
 
 mod common;
 
@@ -58,10 +59,11 @@ async fn post(url: &str, body: Value) -> Value {
     serde_json::from_str(&text).unwrap()
 }
 
-async fn wait_until<F: AsyncFnMut() -> Option<String>>(what: &str, dir: &Path, mut check: F) {
+/// Waits until `check` is `Ok`, or fails with its last `Err` and the logs.
+async fn wait_until<F: AsyncFnMut() -> Result<(), String>>(what: &str, dir: &Path, mut check: F) {
     let started = Instant::now();
     loop {
-        let Some(why) = check().await else { return };
+        let Err(why) = check().await else { return };
         assert!(
             started.elapsed() < Duration::from_secs(180),
             "{what}: {why}\n{}",
@@ -110,7 +112,7 @@ async fn webhooks_arrive_signed_once_each_through_failures_a_kill_and_a_replay()
     let common = format!(
         "data_dir = {data:?}\nlog = \"info,librdkafka=warn\"\n\
          [security]\nallow_private_network = true\n\
-         [webhooks]\nretry_schedule_secs = [1, 1, 2]\ntimeout_secs = 30\npoll_ms = 200\n",
+         [webhooks]\nretry_schedule_secs = [1, 1, 2]\ntimeout_secs = 30\npoll_ms = 200\nreconcile_after_secs = 2\n",
         data = d.join("data"),
     );
     let home = d.join("home.toml");
@@ -168,7 +170,11 @@ async fn webhooks_arrive_signed_once_each_through_failures_a_kill_and_a_replay()
 
     // Killed while the receiver holds a request: it is sent again.
     wait_until("the receiver never held a request", d, async || {
-        (!hold_file.exists()).then(|| "not yet".to_string())
+        if hold_file.exists() {
+            Ok(())
+        } else {
+            Err("not yet".to_string())
+        }
     })
     .await;
     dispatching.0.kill().unwrap();
@@ -184,12 +190,14 @@ async fn webhooks_arrive_signed_once_each_through_failures_a_kill_and_a_replay()
     wait_until("not every event arrived", d, async || {
         runs.clear();
         for company in &companies {
-            let history = get(&format!("{api}/v1/companies/{company}/syncs?limit=1000")).await?;
-            for run in history["runs"].as_array()? {
+            let history = get(&format!("{api}/v1/companies/{company}/syncs?limit=1000"))
+                .await
+                .ok_or("no sync history yet")?;
+            for run in history["runs"].as_array().ok_or("no runs")? {
                 if run["status"] != "succeeded" {
-                    return Some(format!("run still open or failed: {run}"));
+                    return Err(format!("run still open or failed: {run}"));
                 }
-                runs.insert(run["id"].as_str()?.to_string());
+                runs.insert(run["id"].as_str().unwrap().to_string());
             }
         }
         let taken = taken(&out);
@@ -208,11 +216,12 @@ async fn webhooks_arrive_signed_once_each_through_failures_a_kill_and_a_replay()
             .map(|(e, _)| e["data"]["count"].as_u64().unwrap())
             .sum();
         // Two data types synced per company at least, hourly: no more runs come.
-        (runs.len() < 4 || told != runs || connections != 2 || letters != 3).then(|| {
-            format!(
+        if runs.len() < 4 || told != runs || connections != 2 || letters != 3 {
+            return Err(format!(
                 "runs {runs:?}, told {told:?}, {connections} connection events, {letters} letters"
-            )
-        })
+            ));
+        }
+        Ok(())
     })
     .await;
 
@@ -261,6 +270,27 @@ async fn webhooks_arrive_signed_once_each_through_failures_a_kill_and_a_replay()
         "{log}"
     );
 
+    // The dispatcher checked the store against the manifests by itself.
+    wait_until("no reconciliation check matched", d, async || {
+        let text = match reqwest::get(format!("http://127.0.0.1:{metrics}/metrics")).await {
+            Ok(resp) => resp.text().await.unwrap_or_default(),
+            Err(e) => return Err(e.to_string()),
+        };
+        let matched = text.lines().any(|l| {
+            l.starts_with("tributary_reconciliation_checks_total")
+                && l.contains("outcome=\"match\"")
+        });
+        if matched {
+            return Ok(());
+        }
+        Err(text
+            .lines()
+            .filter(|l| l.contains("reconciliation"))
+            .collect::<Vec<_>>()
+            .join("\n"))
+    })
+    .await;
+
     // A replay arrives again with the same id; a test event arrives.
     let first = &deliveries[deliveries.len() - 1];
     let replayed = post(
@@ -283,8 +313,12 @@ async fn webhooks_arrive_signed_once_each_through_failures_a_kill_and_a_replay()
         let taken = taken(&out);
         let replays = taken.get(&replay_id).map_or(0, |t| t.1);
         let test = taken.get(&test_id).map(|t| t.0["type"].clone());
-        (replays != before + 1 || test != Some(json!("webhook.test")))
-            .then(|| format!("replays {replays} (before {before}), test {test:?}"))
+        if replays != before + 1 || test != Some(json!("webhook.test")) {
+            return Err(format!(
+                "replays {replays} (before {before}), test {test:?}"
+            ));
+        }
+        Ok(())
     })
     .await;
     let one = get(&format!(
