@@ -41,6 +41,8 @@ pub struct DispatchSettings {
     /// Longest wait between two looks for due deliveries (others' replays
     /// and tests; this process's own queueing wakes it at once).
     pub poll: Duration,
+    /// How long an ended delivery stays in the log.
+    pub keep: Duration,
 }
 
 impl DispatchSettings {
@@ -139,6 +141,8 @@ pub trait DeliveryStore: Send + Sync {
         limit: usize,
     ) -> Result<Vec<Delivery>, ProducerError>;
     async fn subscription(&self, id: &str) -> Result<Option<Subscription>, ProducerError>;
+    /// Forgets deliveries that ended before `before`; how many.
+    async fn prune(&self, before: Timestamp) -> Result<u64, ProducerError>;
     /// Saves an attempt and its outcome if `owner` still holds the delivery.
     async fn record(
         &self,
@@ -173,6 +177,9 @@ impl DeliveryStore for StateStore {
     }
     async fn subscription(&self, id: &str) -> Result<Option<Subscription>, ProducerError> {
         StateStore::subscription(self, id).await
+    }
+    async fn prune(&self, before: Timestamp) -> Result<u64, ProducerError> {
+        self.prune_deliveries(before).await
     }
     async fn record(
         &self,
@@ -209,9 +216,21 @@ impl Dispatcher {
             }
         }
         let mut sending: HashMap<String, JoinHandle<()>> = HashMap::new();
+        let mut pruned_at: Option<Timestamp> = None;
         loop {
             sending.retain(|_, task| !task.is_finished());
             let now = self.clock.now();
+            if pruned_at.is_none_or(|at| now.millis() - at.millis() >= PRUNE_EVERY_MS) {
+                pruned_at = Some(now);
+                let before = Timestamp(now.millis() - millis(self.settings.keep));
+                match self.store.prune(before).await {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        tracing::info!(deliveries = n, before = %before, "forgot webhook deliveries past webhooks.log_days")
+                    }
+                    Err(e) => metrics::error("prune the delivery log", &e.to_string()),
+                }
+            }
             match self.store.subscriptions_due(now).await {
                 Ok(due) => {
                     for subscription in due {
@@ -359,6 +378,9 @@ impl Dispatcher {
         }
     }
 }
+
+/// How often ended deliveries past `keep` are forgotten.
+const PRUNE_EVERY_MS: i64 = 3_600_000;
 
 fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)

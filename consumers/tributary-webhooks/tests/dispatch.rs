@@ -86,6 +86,12 @@ impl DeliveryStore for Model {
     async fn subscription(&self, id: &str) -> Result<Option<Subscription>, ProducerError> {
         Ok(self.subscriptions.iter().find(|s| s.id == id).cloned())
     }
+    async fn prune(&self, before: Timestamp) -> Result<u64, ProducerError> {
+        let mut deliveries = self.deliveries.lock().unwrap();
+        let was = deliveries.len();
+        deliveries.retain(|(d, _)| d.finished_at.is_none_or(|at| at >= before));
+        Ok((was - deliveries.len()) as u64)
+    }
     async fn record(
         &self,
         delivery_id: &str,
@@ -102,10 +108,10 @@ impl DeliveryStore for Model {
         };
         *claim = None;
         d.attempts += 1;
-        (d.status, d.next_attempt_at) = match outcome {
-            AttemptOutcome::Delivered => ("delivered".into(), None),
-            AttemptOutcome::RetryAt(at) => ("pending".into(), Some(*at)),
-            AttemptOutcome::GiveUp => ("failed".into(), None),
+        (d.status, d.next_attempt_at, d.finished_at) = match outcome {
+            AttemptOutcome::Delivered => ("delivered".into(), None, Some(attempt.at)),
+            AttemptOutcome::RetryAt(at) => ("pending".into(), Some(*at), None),
+            AttemptOutcome::GiveUp => ("failed".into(), None, Some(attempt.at)),
         };
         self.attempts
             .lock()
@@ -222,6 +228,7 @@ async fn retries_by_the_schedule_then_gives_up_and_a_dead_subscriber_holds_up_no
             timeout: Duration::from_secs(10),
             batch: 10,
             poll: Duration::from_secs(3_600),
+            keep: Duration::from_secs(30 * 86_400),
         },
         clock,
         wake: Arc::new(Notify::new()),
@@ -352,6 +359,7 @@ async fn a_dispatcher_restarted_under_its_name_takes_back_its_claims_at_once() {
             timeout: Duration::from_secs(10),
             batch: 10,
             poll: Duration::from_secs(1),
+            keep: Duration::from_secs(30 * 86_400),
         },
         clock,
         wake: Arc::new(Notify::new()),
@@ -365,4 +373,68 @@ async fn a_dispatcher_restarted_under_its_name_takes_back_its_claims_at_once() {
     assert_eq!(calls.len(), 4, "{calls:?}");
     assert!((calls[0].2.millis() - t0.millis()) < 1_000, "{calls:?}");
     assert_eq!(model.deliveries.lock().unwrap()[0].0.status, "delivered");
+}
+
+#[tokio::test(start_paused = true)]
+async fn ended_deliveries_leave_the_log_after_keep_pending_ones_stay() {
+    let clock = Clock::start();
+    let t0 = clock.now();
+    let cipher = Arc::new(Cipher::new(Key::generate(), vec![]));
+    let model = Arc::new(Model {
+        subscriptions: vec![
+            subscription("sub_good", "https://good.example/hook", &cipher),
+            subscription("sub_dead", "https://dead.example/hook", &cipher),
+        ],
+        ..Model::default()
+    });
+    model
+        .deliveries
+        .lock()
+        .unwrap()
+        .push(pending("g1", "sub_good", t0));
+    // Due in a week: pending all along.
+    model.deliveries.lock().unwrap().push(pending(
+        "d1",
+        "sub_dead",
+        Timestamp(t0.millis() + 7 * 86_400_000),
+    ));
+    let dispatcher = Arc::new(Dispatcher {
+        store: model.clone(),
+        cipher,
+        transport: Arc::new(Subscribers {
+            clock,
+            calls: Mutex::default(),
+        }),
+        settings: DispatchSettings {
+            owner: "test".into(),
+            schedule: vec![Duration::from_secs(1); 3],
+            timeout: Duration::from_secs(10),
+            batch: 10,
+            poll: Duration::from_secs(60),
+            keep: Duration::from_secs(86_400),
+        },
+        clock,
+        wake: Arc::new(Notify::new()),
+    });
+    let (stop, shutdown) = watch::channel(false);
+    let running = tokio::spawn(dispatcher.run(shutdown));
+    let ids = || -> Vec<String> {
+        model
+            .deliveries
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(d, _)| d.id.clone())
+            .collect()
+    };
+    tokio::time::sleep(Duration::from_secs(3_600)).await;
+    assert_eq!(ids(), ["g1", "d1"], "delivered, but not yet a day ago");
+    tokio::time::sleep(Duration::from_secs(2 * 86_400)).await;
+    assert_eq!(
+        ids(),
+        ["d1"],
+        "a day after it ended, the delivered one is forgotten"
+    );
+    stop.send(true).unwrap();
+    running.await.unwrap();
 }

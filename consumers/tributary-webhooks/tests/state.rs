@@ -427,6 +427,18 @@ async fn rules(state: StateStore) {
     outbox.apply(&more).await.unwrap();
     assert_eq!(admin.deliveries(&acme, &filter).await.unwrap().len(), 3);
     assert_eq!(admin.subscriptions().await.unwrap().len(), 2);
+    // The log forgets what ended before a time; pending ones stay.
+    assert_eq!(
+        state
+            .prune_deliveries(Timestamp(i64::MAX / 2))
+            .await
+            .unwrap(),
+        4
+    );
+    let kept = admin.deliveries(&all, &filter).await.unwrap();
+    assert_eq!(kept.len(), 2);
+    assert!(kept.iter().all(|d| d["status"] == "pending"), "{kept:?}");
+    assert!(admin.deliveries(&acme, &filter).await.unwrap().is_empty());
     // Key rotation re-seals every secret with the new key.
     let new_key = Key::generate();
     let rotated = Webhooks {

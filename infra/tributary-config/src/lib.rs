@@ -555,6 +555,9 @@ pub struct WebhooksConfig {
     /// it is checked against it; a mismatch is looked at once more this
     /// long after, and only then told (`reconciliation.mismatch`).
     pub reconcile_after_secs: f64,
+    /// How long an ended delivery (delivered, given up, cancelled) stays
+    /// in the delivery log.
+    pub log_days: f64,
 }
 
 impl Default for WebhooksConfig {
@@ -564,6 +567,7 @@ impl Default for WebhooksConfig {
             timeout_secs: 10.0,
             poll_ms: 2_000,
             reconcile_after_secs: 60.0,
+            log_days: 30.0,
         }
     }
 }
@@ -755,6 +759,9 @@ impl Config {
         }
         if !(w.reconcile_after_secs >= 0.1 && w.reconcile_after_secs <= 86_400.0) {
             return Err("webhooks.reconcile_after_secs must be between 0.1 and 86400".into());
+        }
+        if !(w.log_days > 0.0 && w.log_days <= 3_650.0) {
+            return Err("webhooks.log_days must be above 0 and at most 3650".into());
         }
         Ok(())
     }

@@ -293,6 +293,7 @@ async fn start_dispatcher(cx: &mut Roles<'_>, admin: &Admin) -> anyhow::Result<(
             timeout,
             batch: 10,
             poll: Duration::from_millis(w.poll_ms),
+            keep: Duration::from_secs_f64(w.log_days * 86_400.0),
         },
         clock,
         wake: Arc::clone(&wake),

@@ -683,6 +683,30 @@ impl StateStore {
         .map_err(state_err)
     }
 
+    /// Forgets deliveries that ended before `before`, with their attempts;
+    /// how many. Pending ones are kept, however old.
+    pub async fn prune_deliveries(&self, before: Timestamp) -> Result<u64, ProducerError> {
+        on_pool!(self, p => async {
+            let mut tx = p.begin().await?;
+            sqlx::query(
+                "DELETE FROM webhook_attempts WHERE delivery_id IN \
+                 (SELECT id FROM webhook_deliveries WHERE finished_at < $1)",
+            )
+            .bind(before.millis())
+            .execute(&mut *tx)
+            .await?;
+            let pruned = sqlx::query("DELETE FROM webhook_deliveries WHERE finished_at < $1")
+                .bind(before.millis())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(pruned)
+        }
+        .await)
+        .map_err(state_err)
+    }
+
     /// A subscription's deliveries, newest first, at most `limit`, older
     /// than delivery `before` when given; of one status when given.
     pub async fn deliveries(
