@@ -7,7 +7,7 @@
 //! holds one while the test kills the dispatcher with SIGKILL.
 //!
 //! Checked: every sync run of the history, both connections and the dead
-//! letters arrive, each exactly once after deduplicating by `webhook-id`
+//! letters arrive, and later an operator's unlink, each exactly once after deduplicating by `webhook-id`
 //! (the held one twice: sent again after the kill, with the same id);
 //! every delivery in the log ends `delivered`; the dispatcher checks the
 //! store against the manifests; a replay arrives again with the same id; a
@@ -238,7 +238,10 @@ async fn webhooks_arrive_signed_once_each_through_failures_a_kill_and_a_replay()
     for (event, _) in taken_now.values() {
         let key = match event["type"].as_str().unwrap() {
             "sync.completed" | "sync.failed" => event["data"]["run_id"].to_string(),
-            "connection.status_changed" => event["data"]["connection_id"].to_string(),
+            "connection.status_changed" => format!(
+                "{}/{}",
+                event["data"]["connection_id"], event["data"]["status"]
+            ),
             _ => event["data"]["letters"].to_string(),
         };
         *by_event.entry(key).or_default() += 1;
@@ -288,6 +291,35 @@ async fn webhooks_arrive_signed_once_each_through_failures_a_kill_and_a_replay()
             .filter(|l| l.contains("reconciliation"))
             .collect::<Vec<_>>()
             .join("\n"))
+    })
+    .await;
+
+    // An operator unlinks a connection: told, with the status it had.
+    let gone = reqwest::Client::new()
+        .delete(format!("{api}/v1/connections/conn-sandbox-002"))
+        .bearer_auth(API_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert!(gone.status().is_success(), "{}", gone.text().await.unwrap());
+    wait_until("the unlink was not told", d, async || {
+        let unlinked: Vec<Value> = taken(&out)
+            .into_values()
+            .map(|(e, _)| e)
+            .filter(|e| {
+                e["type"] == "connection.status_changed" && e["data"]["status"] == "unlinked"
+            })
+            .collect();
+        match unlinked.as_slice() {
+            [one]
+                if one["data"]["connection_id"] == "conn-sandbox-002"
+                    && one["data"]["previous_status"] == "linked"
+                    && one["data"]["company_id"] == "sandbox-002" =>
+            {
+                Ok(())
+            }
+            other => Err(format!("unlink events: {other:?}")),
+        }
     })
     .await;
 

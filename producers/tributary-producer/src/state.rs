@@ -250,6 +250,20 @@ impl StateStore {
         rows.into_iter().map(stored_connection).collect()
     }
 
+    /// The connections no worker syncs: unlinked, or waiting for a person
+    /// to grant access.
+    pub async fn connections_unsynced(&self) -> Result<Vec<StoredConnection>, ProducerError> {
+        let sql = format!(
+            "{SELECT_CONNECTIONS} WHERE status IN ('unlinked', 'pending_auth') ORDER BY id"
+        );
+        let rows =
+            on_pool!(self, p => sqlx::query_as::<_, ConnectionRow>(AssertSqlSafe(sql.as_str()))
+            .fetch_all(p)
+            .await)
+            .map_err(state_err)?;
+        rows.into_iter().map(stored_connection).collect()
+    }
+
     /// How many connections are in each status, by its name.
     pub async fn connections_by_status(
         &self,

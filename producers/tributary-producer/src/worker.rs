@@ -235,6 +235,10 @@ pub struct Ran {
     pub counted_only: bool,
 }
 
+/// How often the connections no worker syncs are published (each once
+/// per version per worker process).
+const ANNOUNCE_EVERY: Duration = Duration::from_secs(15);
+
 /// How often a worker prunes the sync history.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
@@ -514,6 +518,21 @@ impl Worker {
         updated.status_reason = reason.map(str::to_string);
         updated.updated_at = now;
         self.publish_connection(&updated).await
+    }
+
+    /// Publishes the connections no worker syncs (unlinked, waiting for
+    /// authorization), so their status reaches the connections topic (and
+    /// webhook subscribers) too: a synced one is published as it is synced.
+    async fn announce_unsynced(&self) {
+        let unsynced = match self.state.connections_unsynced().await {
+            Ok(list) => list,
+            Err(e) => return tracing::warn!(error = %e, "cannot read the connections not synced"),
+        };
+        for stored in unsynced {
+            if let Err(e) = self.publish_connection(&stored).await {
+                tracing::warn!(connection = %stored.info.connection_id, error = %e, "cannot publish the connection's status");
+            }
+        }
     }
 
     /// The connection itself is a record: published so subscribers see its
@@ -1188,7 +1207,12 @@ impl Worker {
             (self.settings.interval / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
         let mut syncing = tokio::task::JoinSet::new();
         let mut pruned: Option<Instant> = None;
+        let mut announced: Option<Instant> = None;
         loop {
+            if announced.is_none_or(|at| at.elapsed() >= ANNOUNCE_EVERY) {
+                announced = Some(Instant::now());
+                self.announce_unsynced().await;
+            }
             if pruned.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
                 pruned = Some(Instant::now());
                 match self.state.prune_runs(self.settings.history).await {
