@@ -194,6 +194,17 @@ impl StateStore {
         })
     }
 
+    /// The statement that opens a transaction which reads, then writes:
+    /// SQLite must take the write lock at once, or a write committed by
+    /// another connection between the two fails it (`SQLITE_BUSY_SNAPSHOT`,
+    /// which its busy timeout does not wait out).
+    fn begin_write(&self) -> &'static str {
+        match self.pool {
+            Pool::Sqlite(_) => "BEGIN IMMEDIATE",
+            Pool::Postgres(_) => "BEGIN",
+        }
+    }
+
     /// `text` with `{now}` replaced by the database's clock in milliseconds
     /// since the Unix epoch.
     fn sql(&self, text: &str) -> String {

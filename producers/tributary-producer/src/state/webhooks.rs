@@ -381,8 +381,9 @@ impl StateStore {
             .into_iter()
             .filter(|s| s.removed_at.is_none())
             .collect();
+        let begin = self.begin_write();
         on_pool!(self, p => async {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_with(begin).await?;
             let mut stored = std::collections::HashMap::new();
             for (topic, partition, _) in positions {
                 let row: Option<(i64,)> = sqlx::query_as(
