@@ -58,9 +58,7 @@ use tributary_connector_api::admin::{
     AdminError, ConnectionAdmin, ConnectionView, DeadLetterAdmin, DeliveryFilter, LetterFilter,
     NewSubscription, RunFilter, WebhookAdmin, WebhookView,
 };
-use tributary_schemas::{
-    DataType, ManifestEvent, SyncTrigger, Timestamp, add_digests, manifest_digest,
-};
+use tributary_schemas::{DataType, ManifestEvent, SyncTrigger, Timestamp};
 use tributary_store::{ListQuery, ReadStore, Search, SearchQuery};
 
 /// What the handlers share.
@@ -430,18 +428,11 @@ async fn manifest_check(
     manifests: &[&ManifestEvent],
     indexed: Option<usize>,
 ) -> Result<serde_json::Value, ApiError> {
-    let live_count: i64 = manifests.iter().map(|m| m.live_count).sum();
-    let digest = add_digests(manifests.iter().map(|m| m.digest.as_str()));
-    let stored = tributary_store::live_versions(s.store.as_ref(), company, data_type)
+    let check = tributary_store::check_manifests(s.store.as_ref(), company, data_type, manifests)
         .await
         .map_err(ApiError::internal)?;
-    let stored_digest = manifest_digest(
-        stored
-            .iter()
-            .map(|(id, (modified, revision))| (id.as_str(), Timestamp(*modified), *revision)),
-    );
-    let store_matches =
-        stored.len() as i64 == live_count && Some(&stored_digest) == digest.as_ref();
+    let store_matches = check.store_matches();
+    let live_count = check.live_count;
     let index_matches = indexed.is_some_and(|n| n as i64 == live_count);
     for (sink, matches) in [("store", store_matches), ("index", index_matches)] {
         metrics::counter!("tributary_api_manifest_checks_total", "sink" => sink, "outcome" => if matches { "match" } else { "mismatch" }).increment(1);
@@ -450,7 +441,7 @@ async fn manifest_check(
     Ok(json!({
         "as_of": as_of.map(|t| t.to_string()),
         "live_count": live_count,
-        "digest": digest,
+        "digest": check.digest,
         "full_pass": manifests.iter().all(|m| m.full_pass),
         "store_matches": store_matches,
         "index_matches": index_matches,

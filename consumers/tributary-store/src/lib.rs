@@ -167,6 +167,50 @@ pub async fn live_versions(
     store.live_versions(company_id, data_type).await
 }
 
+/// What the workers' manifests of one company's data type (one per
+/// connection) say is live, against what the store holds: counts and
+/// digests (see [`tributary_schemas::manifest_digest`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ManifestCheck {
+    pub live_count: i64,
+    /// `None` when a manifest's digest is not one.
+    pub digest: Option<String>,
+    pub stored_count: i64,
+    pub stored_digest: String,
+}
+
+impl ManifestCheck {
+    /// Whether the store holds exactly what the manifests say.
+    pub fn store_matches(&self) -> bool {
+        self.stored_count == self.live_count && Some(&self.stored_digest) == self.digest.as_ref()
+    }
+}
+
+/// Checks the store's live records of one company and data type against
+/// that data type's manifests.
+pub async fn check_manifests(
+    store: &dyn ReadStore,
+    company_id: &str,
+    data_type: &str,
+    manifests: &[&tributary_schemas::ManifestEvent],
+) -> Result<ManifestCheck, StoreError> {
+    let stored = store.live_versions(company_id, data_type).await?;
+    let stored_digest =
+        tributary_schemas::manifest_digest(stored.iter().map(|(id, (modified, revision))| {
+            (
+                id.as_str(),
+                tributary_schemas::Timestamp(*modified),
+                *revision,
+            )
+        }));
+    Ok(ManifestCheck {
+        live_count: manifests.iter().map(|m| m.live_count).sum(),
+        digest: tributary_schemas::add_digests(manifests.iter().map(|m| m.digest.as_str())),
+        stored_count: stored.len() as i64,
+        stored_digest,
+    })
+}
+
 /// The cursor after `record`, for [`RecordPage::next_cursor`].
 pub fn cursor_after(record: &StoredRecord) -> String {
     format!("{}:{}", record.source_modified_at.millis(), record.id)

@@ -105,15 +105,10 @@ impl Transport for HttpTransport {
         for (name, value) in headers {
             request = request.header(*name, value);
         }
-        let response = request.send().await.map_err(|e| {
-            let mut text = e.to_string();
-            let mut source = std::error::Error::source(&e);
-            while let Some(inner) = source {
-                text = format!("{text}: {inner}");
-                source = inner.source();
-            }
-            text
-        })?;
+        let response = request
+            .send()
+            .await
+            .map_err(|e| tributary_connector_http::oauth::error_chain(&e))?;
         let status = response.status().as_u16();
         // Read, so the connection can be used again; what it says is not kept.
         let _ = tributary_connector_http::read_body(response, ANSWER_LIMIT).await;

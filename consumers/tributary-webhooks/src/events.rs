@@ -9,6 +9,7 @@ use serde_json::json;
 use tributary_producer::state::{Check, Occurrence};
 use tributary_projection::{Change, DeadLetterSeen, Item};
 use tributary_schemas::{Record, SyncRunEvent, SyncRunStatus, Timestamp};
+use tributary_store::ManifestCheck;
 
 /// A sync of one connection and data type succeeded.
 pub const SYNC_COMPLETED: &str = "sync.completed";
@@ -135,12 +136,7 @@ pub fn checks<'a>(items: impl IntoIterator<Item = &'a Item>, due_at: Timestamp) 
 
 /// A `reconciliation.mismatch`: what the manifests say against what the
 /// store holds.
-pub fn mismatch(
-    check: &Check,
-    expected: (i64, Option<String>),
-    stored: (i64, String),
-    at: Timestamp,
-) -> Occurrence {
+pub fn mismatch(check: &Check, found: &ManifestCheck, at: Timestamp) -> Occurrence {
     Occurrence {
         topic: "reconciliation".into(),
         partition: 0,
@@ -152,10 +148,10 @@ pub fn mismatch(
         data: json!({
             "company_id": check.company_id,
             "data_type": check.data_type,
-            "expected_count": expected.0,
-            "expected_digest": expected.1,
-            "stored_count": stored.0,
-            "stored_digest": stored.1,
+            "expected_count": found.live_count,
+            "expected_digest": found.digest,
+            "stored_count": found.stored_count,
+            "stored_digest": found.stored_digest,
         }),
         connection_status: None,
     }

@@ -12,8 +12,8 @@ use std::time::Duration;
 use tokio::sync::{Notify, watch};
 use tributary_producer::StateStore;
 use tributary_producer::state::Check;
-use tributary_schemas::{Timestamp, add_digests, manifest_digest};
-use tributary_store::ReadStore;
+use tributary_schemas::{ManifestEvent, Timestamp};
+use tributary_store::{ManifestCheck, ReadStore};
 
 use crate::{Clock, events, metrics};
 
@@ -34,8 +34,7 @@ pub struct Reconciler {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Found {
     Match,
-    /// Manifests' (count, digest) against the store's.
-    Mismatch((i64, Option<String>), (i64, String)),
+    Mismatch(ManifestCheck),
     /// No manifest (yet) for it: nothing to compare.
     Nothing,
 }
@@ -79,25 +78,16 @@ impl Reconciler {
         if manifests.is_empty() {
             return Ok(Found::Nothing);
         }
-        let count: i64 = manifests.iter().map(|m| m.live_count).sum();
-        let digest = add_digests(manifests.iter().map(|m| m.digest.as_str()));
-        let stored = tributary_store::live_versions(self.store.as_ref(), company, data_type)
-            .await
-            .map_err(|e| e.to_string())?;
-        let stored_digest = manifest_digest(
-            stored
-                .iter()
-                .map(|(id, (modified, revision))| (id.as_str(), Timestamp(*modified), *revision)),
-        );
-        let stored_count = stored.len() as i64;
-        if stored_count == count && Some(&stored_digest) == digest.as_ref() {
-            Ok(Found::Match)
+        let of_type: Vec<&ManifestEvent> = manifests.iter().collect();
+        let check =
+            tributary_store::check_manifests(self.store.as_ref(), company, data_type, &of_type)
+                .await
+                .map_err(|e| e.to_string())?;
+        Ok(if check.store_matches() {
+            Found::Match
         } else {
-            Ok(Found::Mismatch(
-                (count, digest),
-                (stored_count, stored_digest),
-            ))
-        }
+            Found::Mismatch(check)
+        })
     }
 
     async fn check(&self, check: &Check) -> Result<(), String> {
@@ -112,7 +102,7 @@ impl Reconciler {
                     .await
                     .map_err(|e| e.to_string())?;
             }
-            Found::Mismatch(expected, stored) => {
+            Found::Mismatch(found) => {
                 if self
                     .state
                     .end_check(check)
@@ -120,8 +110,8 @@ impl Reconciler {
                     .map_err(|e| e.to_string())?
                 {
                     metrics::reconciled(false);
-                    tracing::warn!(company = %check.company_id, data_type = %check.data_type, expected = ?expected, stored = ?stored, "the store does not hold what the workers published");
-                    let told = events::mismatch(check, expected, stored, now);
+                    tracing::warn!(company = %check.company_id, data_type = %check.data_type, ?found, "the store does not hold what the workers published");
+                    let told = events::mismatch(check, &found, now);
                     let queued = self
                         .state
                         .queue_occurrences(&[told], &[], &[], now)

@@ -189,6 +189,36 @@ fn pending(id: &str, subscription: &str, at: Timestamp) -> (Delivery, Claim) {
     (d, None)
 }
 
+/// Runs a dispatcher named `test` (10 s timeout, batches of 10) over
+/// `model` until `true` is sent on the returned sender.
+fn start(
+    model: &Arc<Model>,
+    cipher: Arc<Cipher>,
+    subscribers: &Arc<Subscribers>,
+    clock: Clock,
+    schedule: Vec<Duration>,
+    poll: Duration,
+    keep: Duration,
+) -> (watch::Sender<bool>, tokio::task::JoinHandle<()>) {
+    let dispatcher = Arc::new(Dispatcher {
+        store: model.clone(),
+        cipher,
+        transport: subscribers.clone(),
+        settings: DispatchSettings {
+            owner: "test".into(),
+            schedule,
+            timeout: Duration::from_secs(10),
+            batch: 10,
+            poll,
+            keep,
+        },
+        clock,
+        wake: Arc::new(Notify::new()),
+    });
+    let (stop, shutdown) = watch::channel(false);
+    (stop, tokio::spawn(dispatcher.run(shutdown)))
+}
+
 const SCHEDULE_SECS: [u64; 7] = [5, 300, 1_800, 7_200, 18_000, 36_000, 36_000];
 
 #[tokio::test(start_paused = true)]
@@ -215,26 +245,18 @@ async fn retries_by_the_schedule_then_gives_up_and_a_dead_subscriber_holds_up_no
         clock,
         calls: Mutex::default(),
     });
-    let dispatcher = Arc::new(Dispatcher {
-        store: model.clone(),
+    let (stop, running) = start(
+        &model,
         cipher,
-        transport: subscribers.clone(),
-        settings: DispatchSettings {
-            owner: "test".into(),
-            schedule: SCHEDULE_SECS
-                .iter()
-                .map(|s| Duration::from_secs(*s))
-                .collect(),
-            timeout: Duration::from_secs(10),
-            batch: 10,
-            poll: Duration::from_secs(3_600),
-            keep: Duration::from_secs(30 * 86_400),
-        },
+        &subscribers,
         clock,
-        wake: Arc::new(Notify::new()),
-    });
-    let (stop, shutdown) = watch::channel(false);
-    let running = tokio::spawn(dispatcher.run(shutdown));
+        SCHEDULE_SECS
+            .iter()
+            .map(|s| Duration::from_secs(*s))
+            .collect(),
+        Duration::from_secs(3_600),
+        Duration::from_secs(30 * 86_400),
+    );
     // Two days of the clock, an instant of the machine's.
     while model
         .deliveries
@@ -349,23 +371,15 @@ async fn a_dispatcher_restarted_under_its_name_takes_back_its_claims_at_once() {
         clock,
         calls: Mutex::default(),
     });
-    let dispatcher = Arc::new(Dispatcher {
-        store: model.clone(),
+    let (stop, running) = start(
+        &model,
         cipher,
-        transport: subscribers.clone(),
-        settings: DispatchSettings {
-            owner: "test".into(),
-            schedule: vec![Duration::from_secs(1); 3],
-            timeout: Duration::from_secs(10),
-            batch: 10,
-            poll: Duration::from_secs(1),
-            keep: Duration::from_secs(30 * 86_400),
-        },
+        &subscribers,
         clock,
-        wake: Arc::new(Notify::new()),
-    });
-    let (stop, shutdown) = watch::channel(false);
-    let running = tokio::spawn(dispatcher.run(shutdown));
+        vec![Duration::from_secs(1); 3],
+        Duration::from_secs(1),
+        Duration::from_secs(30 * 86_400),
+    );
     tokio::time::sleep(Duration::from_secs(30)).await;
     stop.send(true).unwrap();
     running.await.unwrap();
@@ -398,26 +412,19 @@ async fn ended_deliveries_leave_the_log_after_keep_pending_ones_stay() {
         "sub_dead",
         Timestamp(t0.millis() + 7 * 86_400_000),
     ));
-    let dispatcher = Arc::new(Dispatcher {
-        store: model.clone(),
-        cipher,
-        transport: Arc::new(Subscribers {
-            clock,
-            calls: Mutex::default(),
-        }),
-        settings: DispatchSettings {
-            owner: "test".into(),
-            schedule: vec![Duration::from_secs(1); 3],
-            timeout: Duration::from_secs(10),
-            batch: 10,
-            poll: Duration::from_secs(60),
-            keep: Duration::from_secs(86_400),
-        },
+    let subscribers = Arc::new(Subscribers {
         clock,
-        wake: Arc::new(Notify::new()),
+        calls: Mutex::default(),
     });
-    let (stop, shutdown) = watch::channel(false);
-    let running = tokio::spawn(dispatcher.run(shutdown));
+    let (stop, running) = start(
+        &model,
+        cipher,
+        &subscribers,
+        clock,
+        vec![Duration::from_secs(1); 3],
+        Duration::from_secs(60),
+        Duration::from_secs(86_400),
+    );
     let ids = || -> Vec<String> {
         model
             .deliveries

@@ -656,9 +656,10 @@ impl StateStore {
             if held {
                 sqlx::query(
                     "INSERT INTO webhook_attempts (delivery_id, attempt, at, duration_ms, status_code, error) \
-                     VALUES ($1, (SELECT COUNT(*) FROM webhook_attempts WHERE delivery_id = $1) + 1, $2, $3, $4, $5)",
+                     VALUES ($1, $2, $3, $4, $5, $6)",
                 )
                 .bind(delivery_id)
+                .bind(attempt.attempt)
                 .bind(attempt.at.millis())
                 .bind(attempt.duration_ms)
                 .bind(attempt.status_code)
