@@ -375,12 +375,16 @@ impl StateStore {
         positions: &[(String, i32, i64)],
         now: Timestamp,
     ) -> Result<u64, ProducerError> {
-        let subscriptions: Vec<Subscription> = self
-            .subscriptions()
-            .await?
-            .into_iter()
-            .filter(|s| s.removed_at.is_none())
-            .collect();
+        // A batch of manifests only tells no one: no need to read whom.
+        let subscriptions: Vec<Subscription> = if occurrences.is_empty() {
+            Vec::new()
+        } else {
+            self.subscriptions()
+                .await?
+                .into_iter()
+                .filter(|s| s.removed_at.is_none())
+                .collect()
+        };
         let begin = self.begin_write();
         on_pool!(self, p => async {
             let mut tx = p.begin_with(begin).await?;
