@@ -214,15 +214,24 @@ impl Drop for PgCluster {
     }
 }
 
+/// One HTTP client for a test process. Building one loads the system's
+/// certificates, a tenth of a second of CPU: a test polling an API with a
+/// new client each time took a core from the pipeline it waited for. It
+/// keeps no idle connections, so tests on different runtimes can share it.
+pub fn http() -> &'static reqwest::Client {
+    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    CLIENT.get_or_init(|| {
+        reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()
+            .expect("an HTTP client")
+    })
+}
+
 /// GETs `url` from a pipeline's API with `key`: the JSON answer, or `None`
 /// when it is not there (yet), refused, or not reachable.
 pub async fn api_get(url: &str, key: &str) -> Option<serde_json::Value> {
-    let resp = reqwest::Client::new()
-        .get(url)
-        .bearer_auth(key)
-        .send()
-        .await
-        .ok()?;
+    let resp = http().get(url).bearer_auth(key).send().await.ok()?;
     if !resp.status().is_success() {
         return None;
     }

@@ -89,7 +89,7 @@ async fn open_banking_from_a_fake_bank_to_the_api() {
     wait_for_health(&api, dir.path()).await;
 
     // One through the API.
-    let http = reqwest::Client::new();
+    let http = tributary_testkit::http();
     let created: Value = http
         .post(format!("{api}/v1/connections"))
         .bearer_auth(API_KEY)

@@ -76,7 +76,7 @@ async fn store_projectors_share_partitions_and_survive_a_rebalance() {
                 "data_dir = {data:?}\n{common_config}\
                  [kafka]\nbootstrap_servers = \"127.0.0.1:{broker}\"\n[registry]\nurl = \"http://127.0.0.1:{registry}\"\n\
                  [sandbox]\nenabled = false\n\
-                 [roles]\nworkers = false\nindex_projector = false\napi = false\n",
+                 [roles]\nworkers = false\nindex_projector = false\napi = false\ndispatcher = false\n",
                 data = dir.path().join(name),
             ),
         )
@@ -216,7 +216,7 @@ async fn workers_share_connections_and_take_over_a_dead_ones() {
                  [sandbox]\ncompanies = {COMPANIES}\nrecords = {records}\ngenerations = 1\ngeneration_interval_secs = 0\nkinds = [\"accounting\"]\n\
                  seed = {seed}\nepoch_ms = {epoch}\nmax_page_size = 20\n\
                  [sync]\ninterval_secs = 1\npage_size = 20\nconcurrency = 2\nlease_secs = 2\nworker_id = \"{name}\"\n\
-                 [roles]\nstore_projector = false\nindex_projector = false\napi = false\n",
+                 [roles]\nstore_projector = false\nindex_projector = false\napi = false\ndispatcher = false\n",
                 data = dir.path().join(name),
                 key = "5f".repeat(32),
                 records = sandbox.records,
@@ -300,7 +300,7 @@ async fn workers_share_connections_and_take_over_a_dead_ones() {
         "{listed}"
     );
     let before = requested_syncs(&url).await;
-    let response = reqwest::Client::new()
+    let response = tributary_testkit::http()
         .post(format!("{api}/v1/sync"))
         .bearer_auth(API_KEY)
         .send()

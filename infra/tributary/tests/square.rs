@@ -30,7 +30,7 @@ fn state_of(url: &str) -> String {
 
 /// What Prism answers for `path` (GET, or POST of `body`).
 async fn prism_answer(prism: &str, path: &str, body: Option<Value>) -> Value {
-    let http = reqwest::Client::new();
+    let http = tributary_testkit::http();
     let call = match body {
         Some(body) => http.post(format!("{prism}{path}")).json(&body),
         None => http.get(format!("{prism}{path}")),
@@ -95,7 +95,7 @@ async fn square_from_prism_to_the_api_through_cli_and_api_connections() {
     wait_for_health(&api, dir.path()).await;
 
     // ... and one through the API.
-    let http = reqwest::Client::new();
+    let http = tributary_testkit::http();
     let created: Value = http
         .post(format!("{api}/v1/connections"))
         .bearer_auth(API_KEY)

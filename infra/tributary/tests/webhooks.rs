@@ -46,7 +46,7 @@ fn taken(path: &Path) -> BTreeMap<String, (Value, usize)> {
 }
 
 async fn post(url: &str, body: Value) -> Value {
-    let resp = reqwest::Client::new()
+    let resp = tributary_testkit::http()
         .post(url)
         .bearer_auth(API_KEY)
         .json(&body)
@@ -295,7 +295,7 @@ async fn webhooks_arrive_signed_once_each_through_failures_a_kill_and_a_replay()
     .await;
 
     // An operator unlinks a connection: told, with the status it had.
-    let gone = reqwest::Client::new()
+    let gone = tributary_testkit::http()
         .delete(format!("{api}/v1/connections/conn-sandbox-002"))
         .bearer_auth(API_KEY)
         .send()

@@ -20,7 +20,7 @@ const CREDENTIALS_KEY: &str = "9f1c2b3a4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708
 const WEBHOOK_KEY: &str = "xero-webhook-key-SECRET";
 
 async fn get_with(url: &str, key: &str) -> (u16, Value) {
-    let resp = reqwest::Client::new()
+    let resp = tributary_testkit::http()
         .get(url)
         .bearer_auth(key)
         .send()
@@ -136,7 +136,7 @@ async fn xero_from_prism_to_the_api_with_no_secret_in_any_log() {
     ];
     wait_for_types(&api, company, &expected, dir.path()).await;
 
-    let prism_invoices: Value = reqwest::Client::new()
+    let prism_invoices: Value = tributary_testkit::http()
         .get(format!("{}/Invoices", prism.url))
         .header("xero-tenant-id", TENANT)
         .bearer_auth("x")
@@ -208,7 +208,7 @@ async fn xero_from_prism_to_the_api_with_no_secret_in_any_log() {
 
     // Connections through the API: add (a source without OAuth is linked at
     // once), refused for a company the key does not cover, then removed.
-    let http = reqwest::Client::new();
+    let http = tributary_testkit::http();
     let sandbox = serde_json::json!({
         "company_id": "sbx",
         "source": "sandbox",
@@ -335,7 +335,7 @@ async fn xero_from_prism_to_the_api_with_no_secret_in_any_log() {
 /// of invoices and bills with trigger `source_webhook`; a wrongly signed
 /// one makes none.
 async fn source_webhooks(api: &str, company: &str) {
-    let http = reqwest::Client::new();
+    let http = tributary_testkit::http();
     let send = |body: String, signature: Option<String>| {
         let mut request = http
             .post(format!("{api}/v1/sources/xero/webhooks"))

@@ -65,7 +65,7 @@ pub(crate) async fn get(url: &str) -> Option<Value> {
 pub(crate) async fn ask_sync(api: &str, company: &str, body: Value) -> Value {
     let asked = Instant::now();
     loop {
-        let resp = reqwest::Client::new()
+        let resp = tributary_testkit::http()
             .post(format!("{api}/v1/companies/{company}/syncs"))
             .bearer_auth(API_KEY)
             .json(&body)
@@ -437,9 +437,25 @@ pub(crate) async fn settled_tally(
     store_url: &str,
 ) -> Tally {
     let started = Instant::now();
-    let mut t = tally(api, sandbox, n, store_url).await;
-    while !t.clean() && started.elapsed() < Duration::from_secs(180) {
+    let limit = Duration::from_secs(180);
+    // The status counts first: a full tally lists every record and
+    // generates the source's, which on a loaded machine takes a core from
+    // the pipeline it waits for.
+    let names = companies(n);
+    let expected = expected_counts(sandbox, &names, 1);
+    loop {
+        let counts = api_counts(api, &names).await;
+        let short = expected
+            .iter()
+            .any(|(pair, want)| counts.get(pair).copied().unwrap_or(0) < *want);
+        if !short || started.elapsed() >= limit {
+            break;
+        }
         tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let mut t = tally(api, sandbox, n, store_url).await;
+    while !t.clean() && started.elapsed() < limit {
+        tokio::time::sleep(Duration::from_secs(2)).await;
         t = tally(api, sandbox, n, store_url).await;
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
