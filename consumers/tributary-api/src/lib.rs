@@ -1,41 +1,9 @@
 //! The HTTP API over the store and the search index.
 //!
-//! Routes (JSON unless said otherwise):
-//! - `GET /health`: liveness, and whether the store answers.
-//! - `GET /metrics`: Prometheus text format.
-//! - `GET /v1/companies`: companies.
-//! - `GET /v1/companies/{company}/data/{data_type}?limit=&cursor=&modified_since=&include_deleted=`:
-//!   a page of records, oldest version first, with `next_cursor`.
-//! - `GET /v1/companies/{company}/data/{data_type}/{id}`: one record;
-//!   `POST .../{id}/refetch` queues fetching it again from its source.
-//! - `GET /v1/companies/{company}/status`: per data type, record counts (in
-//!   the store, and `indexed` in the search index) and the latest sync outcome.
-//! - `GET /v1/search?q=&company=&data_type=&limit=`: full-text search.
-//! - `POST /v1/sync`: asks the connector workers to sync every connection now.
-//! - `POST /v1/companies/{company}/syncs` (`{data_types, resync}`): queues a
-//!   sync or resync of one company; `GET /v1/companies/{company}/syncs` and
-//!   `.../syncs/{run}`: its sync history.
-//! - `GET /v1/dead-letters?company=&stage=&data_type=&limit=&after=` and
-//!   `POST /v1/dead-letters/{id}/replay`: dead letters of every stage.
-//! - `GET /v1/connections`, `POST /v1/connections` (`{company_id, source,
-//!   settings}`; answers the authorization URL when the source needs one),
-//!   `POST /v1/connections/{id}/check`, `DELETE /v1/connections/{id}`.
-//! - `GET /v1/oauth/{source}/callback?code=&state=`: where the source sends
-//!   the person back after granting access (no API key: the one-time
-//!   `state` proves the request).
-//! - `POST /v1/sources/{source}/webhooks`: a source's webhook (Xero's, with
-//!   `connectors.xero.webhook_key` set): verified by its signature (no API
-//!   key), it queues a sync of what it says changed (trigger
-//!   `source_webhook`). Answers 200 or 401 with no body, as Xero expects.
-//!
-//! - `GET /v1/webhooks`, `POST /v1/webhooks` (`{url, event_types,
-//!   company_id, description}`; answers the signing secret, once),
-//!   `GET /v1/webhooks/{id}`, `DELETE /v1/webhooks/{id}`,
-//!   `POST /v1/webhooks/{id}/test`, `GET /v1/webhooks/{id}/deliveries?status=&before=&limit=`,
-//!   `GET /v1/webhook-deliveries/{id}` (with its attempts) and
-//!   `POST /v1/webhook-deliveries/{id}/replay`: outbound webhooks. A key
-//!   limited to some companies manages only subscriptions filtered to one
-//!   of them.
+//! Each route is a handler annotated with `#[utoipa::path]` (method, path,
+//! parameters, answers), registered through `routes!`, which reads them: the
+//! router and the OpenAPI document ([`openapi`], served at `/openapi.json`
+//! and committed as `docs/openapi.json`) come from the same place.
 //!
 //! Every `/v1` route but the callback and source webhooks needs an API key (`Authorization:
 //! Bearer <key>` or `X-Api-Key: <key>`). A key limited to some companies
@@ -51,7 +19,6 @@ use axum::extract::{Extension, Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 use tributary_connector_api::admin::{
@@ -59,7 +26,14 @@ use tributary_connector_api::admin::{
     NewSubscription, RunFilter, WebhookAdmin, WebhookView,
 };
 use tributary_schemas::{DataType, ManifestEvent, SyncTrigger, Timestamp};
-use tributary_store::{ListQuery, ReadStore, Search, SearchQuery};
+use tributary_store::{ListQuery, ReadStore, Search, SearchQuery, StoredRecord};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+mod bodies;
+mod doc;
+
+pub use bodies::*;
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -181,74 +155,94 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
-            self.status,
-            Json(match self.run {
-                Some(run) => {
-                    json!({"error": {"code": self.code, "message": self.message}, "run": run})
-                }
-                None => json!({"error": {"code": self.code, "message": self.message}}),
-            }),
-        )
-            .into_response()
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code.to_string(),
+                message: self.message,
+            },
+            run: self.run,
+        };
+        (self.status, Json(body)).into_response()
     }
 }
 
 type ApiResult = Result<Response, ApiError>;
 
+/// The routes that need an API key. Every route is registered through
+/// `routes!`, which takes its method and path from the handler's
+/// `#[utoipa::path]`: the router and the OpenAPI document cannot disagree.
+fn protected_routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::new()
+        .routes(routes!(companies))
+        .routes(routes!(status))
+        .routes(routes!(list))
+        .routes(routes!(one))
+        .routes(routes!(refetch))
+        .routes(routes!(search))
+        .routes(routes!(sync))
+        .routes(routes!(syncs_list, syncs_request))
+        .routes(routes!(syncs_one))
+        .routes(routes!(letters_list))
+        .routes(routes!(letters_replay))
+        .routes(routes!(connections_list, connections_add))
+        .routes(routes!(connections_remove))
+        .routes(routes!(connections_check))
+        .routes(routes!(sync_settings_get, sync_settings_put))
+        .routes(routes!(webhooks_list, webhooks_add))
+        .routes(routes!(webhooks_one, webhooks_remove))
+        .routes(routes!(webhooks_test))
+        .routes(routes!(webhooks_deliveries))
+        .routes(routes!(webhooks_delivery))
+        .routes(routes!(webhooks_replay))
+}
+
+/// The routes anyone may call: the callback and the source webhooks prove
+/// themselves otherwise.
+fn public_routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::new()
+        .routes(routes!(health))
+        .routes(routes!(metrics))
+        .routes(routes!(openapi_json))
+        .routes(routes!(oauth_callback))
+        .routes(routes!(source_webhook))
+}
+
 pub fn router(state: ApiState) -> Router {
-    let protected = Router::new()
-        .route("/v1/companies", get(companies))
-        .route("/v1/companies/{company}/status", get(status))
-        .route("/v1/companies/{company}/data/{data_type}", get(list))
-        .route("/v1/companies/{company}/data/{data_type}/{id}", get(one))
-        .route(
-            "/v1/companies/{company}/data/{data_type}/{id}/refetch",
-            post(refetch),
-        )
-        .route("/v1/search", get(search))
-        .route("/v1/sync", post(sync))
-        .route(
-            "/v1/companies/{company}/syncs",
-            get(syncs_list).post(syncs_request),
-        )
-        .route("/v1/companies/{company}/syncs/{run}", get(syncs_one))
-        .route("/v1/dead-letters", get(letters_list))
-        .route("/v1/dead-letters/{id}/replay", post(letters_replay))
-        .route(
-            "/v1/connections",
-            get(connections_list).post(connections_add),
-        )
-        .route(
-            "/v1/connections/{id}",
-            axum::routing::delete(connections_remove),
-        )
-        .route("/v1/connections/{id}/check", post(connections_check))
-        .route("/v1/webhooks", get(webhooks_list).post(webhooks_add))
-        .route(
-            "/v1/webhooks/{id}",
-            get(webhooks_one).delete(webhooks_remove),
-        )
-        .route("/v1/webhooks/{id}/test", post(webhooks_test))
-        .route("/v1/webhooks/{id}/deliveries", get(webhooks_deliveries))
-        .route("/v1/webhook-deliveries/{id}", get(webhooks_delivery))
-        .route("/v1/webhook-deliveries/{id}/replay", post(webhooks_replay))
-        .route(
-            "/v1/connections/{id}/sync-settings",
-            get(sync_settings_get).put(sync_settings_put),
-        )
+    let (protected, _) = protected_routes()
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             authenticate,
-        ));
-    Router::new()
-        .route("/health", get(health))
-        .route("/metrics", get(metrics))
-        .route("/v1/oauth/{source}/callback", get(oauth_callback))
-        .route("/v1/sources/{source}/webhooks", post(source_webhook))
+        ))
+        .split_for_parts();
+    let (public, _) = public_routes().split_for_parts();
+    public
         .merge(protected)
-        .fallback(|| async { ApiError::not_found("no such route; see the README for the API") })
+        .fallback(|| async { ApiError::not_found("no such route; see /openapi.json") })
         .with_state(state)
+}
+
+/// The OpenAPI 3.1 document of the API, from the handlers' annotations and
+/// the body types (`docs/openapi.json` is this, committed).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    doc::document(
+        protected_routes().into_openapi(),
+        public_routes().into_openapi(),
+    )
+}
+
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "operations",
+    summary = "This document",
+    responses(
+        (status = 200, description = "The OpenAPI 3.1 document of this API", body = serde_json::Value),
+    ),
+)]
+async fn openapi_json() -> Response {
+    static DOCUMENT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let text = DOCUMENT.get_or_init(|| openapi().to_pretty_json().unwrap_or_default());
+    ([(header::CONTENT_TYPE, "application/json")], text.as_str()).into_response()
 }
 
 /// Checks the API key and records who called.
@@ -320,9 +314,13 @@ fn param<T: std::str::FromStr>(
 
 /// Where the next page of a list paged by `after` starts: the last item's
 /// id when the page is full, else none (the page was the last).
-fn next_after(items: &[serde_json::Value], limit: u32) -> Option<serde_json::Value> {
+fn next_after(items: &[serde_json::Value], limit: u32) -> Option<String> {
     (items.len() == limit as usize)
-        .then(|| items.last().map(|item| item["id"].clone()))
+        .then(|| {
+            items
+                .last()
+                .and_then(|item| item["id"].as_str().map(str::to_string))
+        })
         .flatten()
 }
 
@@ -346,22 +344,57 @@ fn only(params: &HashMap<String, String>, allowed: &[&str]) -> Result<(), ApiErr
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "operations",
+    summary = "Liveness, and whether the store answers",
+    responses(
+        (status = 200, description = "The store answers", body = Health),
+        (status = 503, description = "The store does not answer", body = Health),
+    ),
+)]
 async fn health(State(s): State<ApiState>) -> ApiResult {
     match s.store.companies().await {
-        Ok(_) => Ok(Json(json!({"status": "ok"})).into_response()),
+        Ok(_) => Ok(Json(Health {
+            status: "ok".into(),
+            error: None,
+        })
+        .into_response()),
         Err(e) => Ok((
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "unavailable", "error": e.to_string()})),
+            Json(Health {
+                status: "unavailable".into(),
+                error: Some(e.to_string()),
+            }),
         )
             .into_response()),
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    summary = "This process's metrics, Prometheus text format",
+    responses(
+        (status = 200, description = "Metrics", body = String, content_type = "text/plain"),
+    ),
+)]
 async fn metrics(State(s): State<ApiState>) -> ApiResult {
     let text = s.metrics.as_ref().map(|m| m.render()).unwrap_or_default();
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/companies",
+    tag = "data",
+    summary = "The companies the key may read",
+    responses(
+        (status = 200, description = "Companies", body = Companies),
+    ),
+)]
 async fn companies(State(s): State<ApiState>, Extension(caller): Extension<Caller>) -> ApiResult {
     let companies = s.store.companies().await.map_err(ApiError::internal)?;
     let list: Vec<_> = companies
@@ -369,9 +402,22 @@ async fn companies(State(s): State<ApiState>, Extension(caller): Extension<Calle
         .filter(|c| caller.scope.allows(&c.company_id))
         .map(|c| c.data)
         .collect();
-    Ok(Json(json!({"companies": list})).into_response())
+    Ok(Json(Companies { companies: list }).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/companies/{company}/status",
+    tag = "data",
+    summary = "Per data type: counts in the store and the index, the manifests check, and the runs open now",
+    params(
+        ("company" = String, Path, description = "A company id"),
+    ),
+    responses(
+        (status = 200, description = "Status", body = CompanyStatus),
+        (status = 404, description = "No data for the company (or not the key's)", body = ErrorBody),
+    ),
+)]
 async fn status(
     State(s): State<ApiState>,
     Extension(caller): Extension<Caller>,
@@ -411,10 +457,12 @@ async fn status(
         Some(admin) => Some(admin.open_runs(&company).await?),
         None => None,
     };
-    Ok(
-        Json(json!({"company_id": company, "data_types": entries, "running": running}))
-            .into_response(),
-    )
+    Ok(Json(CompanyStatus {
+        company_id: company,
+        data_types: entries,
+        running,
+    })
+    .into_response())
 }
 
 /// A data type's manifests (one per connection) against the sinks: the
@@ -448,6 +496,24 @@ async fn manifest_check(
     }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/companies/{company}/data/{data_type}",
+    tag = "data",
+    summary = "A page of records, oldest version first",
+    params(
+        ("company" = String, Path, description = "A company id"),
+        ("data_type" = String, Path, description = "A data type (`invoices`, `customers`, ...)"),
+        ("limit" = Option<u32>, Query, description = "1 to 1000; default 100"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+        ("modified_since" = Option<String>, Query, description = "RFC 3339: only records modified at or after it"),
+        ("include_deleted" = Option<bool>, Query, description = "Also records the source deleted"),
+    ),
+    responses(
+        (status = 200, description = "A page", body = RecordsPage),
+        (status = 400, description = "Unknown data type or parameter, bad value", body = ErrorBody),
+    ),
+)]
 async fn list(
     State(s): State<ApiState>,
     Extension(caller): Extension<Caller>,
@@ -485,9 +551,30 @@ async fn list(
         .list(&company, data_type.as_str(), &query)
         .await
         .map_err(ApiError::internal)?;
-    Ok(Json(json!({"data_type": data_type.as_str(), "records": page.records, "next_cursor": page.next_cursor})).into_response())
+    Ok(Json(RecordsPage {
+        data_type: data_type.as_str().to_string(),
+        records: page.records,
+        next_cursor: page.next_cursor,
+    })
+    .into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/companies/{company}/data/{data_type}/{id}",
+    tag = "data",
+    summary = "One record with its envelope",
+    params(
+        ("company" = String, Path, description = "A company id"),
+        ("data_type" = String, Path, description = "A data type (`invoices`, `customers`, ...)"),
+        ("id" = String, Path, description = "The record's id at its source"),
+    ),
+    responses(
+        (status = 200, description = "The record envelope", body = StoredRecord),
+        (status = 400, description = "Unknown data type", body = ErrorBody),
+        (status = 404, description = "No such record", body = ErrorBody),
+    ),
+)]
 async fn one(
     State(s): State<ApiState>,
     Extension(caller): Extension<Caller>,
@@ -508,6 +595,22 @@ async fn one(
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/search",
+    tag = "data",
+    summary = "Full-text search over the records the key may read",
+    params(
+        ("q" = String, Query, description = "The words to find"),
+        ("company" = Option<String>, Query, description = "Only this company"),
+        ("data_type" = Option<String>, Query, description = "Only this data type"),
+        ("limit" = Option<u32>, Query, description = "1 to 100; default 20"),
+    ),
+    responses(
+        (status = 200, description = "Hits, best first", body = Hits),
+        (status = 400, description = "No q, unknown parameter or bad value", body = ErrorBody),
+    ),
+)]
 async fn search(
     State(s): State<ApiState>,
     Extension(caller): Extension<Caller>,
@@ -527,7 +630,7 @@ async fn search(
     // A limited key searches its own companies only, whatever it asks.
     let companies = match (params.get("company"), &caller.scope) {
         (Some(c), scope) if !scope.allows(c) => {
-            return Ok(Json(json!({"hits": []})).into_response());
+            return Ok(Json(Hits { hits: Vec::new() }).into_response());
         }
         (Some(c), _) => Some(vec![c.clone()]),
         (None, Scope::All) => None,
@@ -540,9 +643,19 @@ async fn search(
         limit,
     };
     let hits = s.search.search(&query).await.map_err(ApiError::internal)?;
-    Ok(Json(json!({"hits": hits})).into_response())
+    Ok(Json(Hits { hits }).into_response())
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/sync",
+    tag = "syncs",
+    summary = "Asks the workers to sync every connection now (a key for all companies only)",
+    responses(
+        (status = 202, description = "Requested", body = SyncRequested),
+        (status = 403, description = "The key is limited to some companies", body = ErrorBody),
+    ),
+)]
 async fn sync(State(s): State<ApiState>, Extension(caller): Extension<Caller>) -> ApiResult {
     if caller.scope != Scope::All {
         return Err(ApiError::new(
@@ -552,26 +665,34 @@ async fn sync(State(s): State<ApiState>, Extension(caller): Extension<Caller>) -
         ));
     }
     admin(&s)?.request_sync().await?;
-    Ok((StatusCode::ACCEPTED, Json(json!({"status": "requested"}))).into_response())
-}
-
-#[derive(serde::Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct SyncRequest {
-    /// None or empty: every data type the company's sources offer.
-    #[serde(default)]
-    data_types: Vec<String>,
-    /// Fetch everything again instead of from the cursor.
-    #[serde(default)]
-    resync: bool,
-    /// A full pass that deletes what the source no longer lists.
-    #[serde(default)]
-    reconcile: bool,
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(SyncRequested {
+            status: "requested".into(),
+        }),
+    )
+        .into_response())
 }
 
 /// Queues a sync (or a resync) of one company, for some data types or all.
 /// 202 with the queued runs; 409 with the open run when one of them is
 /// queued or running already.
+#[utoipa::path(
+    post,
+    path = "/v1/companies/{company}/syncs",
+    tag = "syncs",
+    summary = "Queues a sync, resync or reconciliation of one company",
+    request_body(content = Option<SyncRequest>, description = "What to sync; an empty body syncs every data type", content_type = "application/json"),
+    params(
+        ("company" = String, Path, description = "A company id"),
+    ),
+    responses(
+        (status = 202, description = "The queued runs", body = RunsQueued),
+        (status = 400, description = "Unknown data type, or both resync and reconcile", body = ErrorBody),
+        (status = 404, description = "Unknown company", body = ErrorBody),
+        (status = 409, description = "A run of one of them is queued or running (`run`)", body = ErrorBody),
+    ),
+)]
 async fn syncs_request(
     State(s): State<ApiState>,
     Extension(caller): Extension<Caller>,
@@ -603,11 +724,27 @@ async fn syncs_request(
     let runs = admin(&s)?
         .request_company_sync(&company, &data_types, trigger)
         .await?;
-    Ok((StatusCode::ACCEPTED, Json(json!({"runs": runs}))).into_response())
+    Ok((StatusCode::ACCEPTED, Json(RunsQueued { runs })).into_response())
 }
 
 /// Queues a refetch of one record by its source id: 202 with the queued
 /// runs; 400 when no connection of the company can fetch one record.
+#[utoipa::path(
+    post,
+    path = "/v1/companies/{company}/data/{data_type}/{id}/refetch",
+    tag = "syncs",
+    summary = "Queues fetching one record again from its source",
+    params(
+        ("company" = String, Path, description = "A company id"),
+        ("data_type" = String, Path, description = "A data type (`invoices`, `customers`, ...)"),
+        ("id" = String, Path, description = "The record's id at its source"),
+    ),
+    responses(
+        (status = 202, description = "Queued", body = RunsQueued),
+        (status = 400, description = "No connection of the company can fetch one record", body = ErrorBody),
+        (status = 409, description = "A run of that data type is open", body = ErrorBody),
+    ),
+)]
 async fn refetch(
     State(s): State<ApiState>,
     Extension(caller): Extension<Caller>,
@@ -616,10 +753,28 @@ async fn refetch(
     allowed(&caller, &company)?;
     let data_type = data_type(&type_name)?;
     let runs = admin(&s)?.request_refetch(&company, data_type, &id).await?;
-    Ok((StatusCode::ACCEPTED, Json(json!({"runs": runs}))).into_response())
+    Ok((StatusCode::ACCEPTED, Json(RunsQueued { runs })).into_response())
 }
 
 /// A company's sync history, newest first, paged by `after`.
+#[utoipa::path(
+    get,
+    path = "/v1/companies/{company}/syncs",
+    tag = "syncs",
+    summary = "A company's sync history, newest first",
+    params(
+        ("company" = String, Path, description = "A company id"),
+        ("limit" = Option<u32>, Query, description = "1 to 1000; default 50"),
+        ("after" = Option<String>, Query, description = "`next` of the previous page"),
+        ("data_type" = Option<String>, Query, description = "Only this data type"),
+        ("status" = Option<String>, Query, description = "`queued`, `fetching`, `publishing`, `succeeded`, `failed` or `paused`"),
+        ("trigger" = Option<String>, Query, description = "`schedule`, `request`, `resync`, `reconcile`, `refetch`, `source_webhook`"),
+    ),
+    responses(
+        (status = 200, description = "A page of runs", body = RunsPage),
+        (status = 400, description = "Unknown parameter or bad value", body = ErrorBody),
+    ),
+)]
 async fn syncs_list(
     State(s): State<ApiState>,
     Extension(caller): Extension<Caller>,
@@ -641,9 +796,23 @@ async fn syncs_list(
     };
     let runs = admin(&s)?.runs(&company, &filter).await?;
     let next = next_after(&runs, limit);
-    Ok(Json(json!({"runs": runs, "next": next})).into_response())
+    Ok(Json(RunsPage { runs, next }).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/companies/{company}/syncs/{run}",
+    tag = "syncs",
+    summary = "One run of the sync history",
+    params(
+        ("company" = String, Path, description = "A company id"),
+        ("run" = String, Path, description = "A run id"),
+    ),
+    responses(
+        (status = 200, description = "The run", body = serde_json::Value),
+        (status = 404, description = "No such run", body = ErrorBody),
+    ),
+)]
 async fn syncs_one(
     State(s): State<ApiState>,
     Extension(caller): Extension<Caller>,
@@ -664,6 +833,23 @@ fn dead_letters(s: &ApiState) -> Result<&Arc<dyn DeadLetterAdmin>, ApiError> {
 
 /// Dead letters of every stage, in the dead-letter topic's order; a key
 /// limited to some companies sees only theirs.
+#[utoipa::path(
+    get,
+    path = "/v1/dead-letters",
+    tag = "dead letters",
+    summary = "Dead letters of every stage, in the dead-letter topic's order",
+    params(
+        ("company" = Option<String>, Query, description = "Only this company's"),
+        ("stage" = Option<String>, Query, description = "`map`, `decode` or `store`"),
+        ("data_type" = Option<String>, Query, description = "Only this data type"),
+        ("limit" = Option<u32>, Query, description = "1 to 1000; default 100"),
+        ("after" = Option<String>, Query, description = "`next` of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "A page of letters", body = DeadLettersPage),
+        (status = 400, description = "Unknown parameter or bad value", body = ErrorBody),
+    ),
+)]
 async fn letters_list(
     State(s): State<ApiState>,
     Extension(caller): Extension<Caller>,
@@ -691,11 +877,29 @@ async fn letters_list(
     };
     let letters = dead_letters(&s)?.letters(&filter).await?;
     let next = next_after(&letters, limit);
-    Ok(Json(json!({"dead_letters": letters, "next": next})).into_response())
+    Ok(Json(DeadLettersPage {
+        dead_letters: letters,
+        next,
+    })
+    .into_response())
 }
 
 /// Replays one dead letter: 200 with what happened; 400 naming why when it
 /// is refused or still fails.
+#[utoipa::path(
+    post,
+    path = "/v1/dead-letters/{id}/replay",
+    tag = "dead letters",
+    summary = "Replays one dead letter",
+    params(
+        ("id" = String, Path, description = "`PARTITION@OFFSET` in the dead-letter topic"),
+    ),
+    responses(
+        (status = 200, description = "What happened", body = serde_json::Value),
+        (status = 400, description = "Refused, or it still fails (why)", body = ErrorBody),
+        (status = 404, description = "No such letter", body = ErrorBody),
+    ),
+)]
 async fn letters_replay(
     State(s): State<ApiState>,
     Extension(caller): Extension<Caller>,
@@ -733,6 +937,15 @@ async fn visible_connection(
         .ok_or_else(|| ApiError::not_found(format!("no connection {id:?}")))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/connections",
+    tag = "connections",
+    summary = "The connections of the companies the key may manage",
+    responses(
+        (status = 200, description = "Connections", body = Connections),
+    ),
+)]
 async fn connections_list(
     State(s): State<ApiState>,
     Extension(caller): Extension<Caller>,
@@ -747,18 +960,21 @@ async fn connections_list(
                 .allows(c["company_id"].as_str().unwrap_or_default())
         })
         .collect();
-    Ok(Json(json!({"connections": list})).into_response())
+    Ok(Json(Connections { connections: list }).into_response())
 }
 
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AddConnection {
-    company_id: String,
-    source: String,
-    #[serde(default)]
-    settings: Option<serde_json::Value>,
-}
-
+#[utoipa::path(
+    post,
+    path = "/v1/connections",
+    tag = "connections",
+    summary = "Adds a connection; answers where to grant access when the source needs it",
+    request_body = AddConnection,
+    responses(
+        (status = 201, description = "Added", body = ConnectionAdded),
+        (status = 400, description = "Unknown source, bad settings", body = ErrorBody),
+        (status = 403, description = "The key may not manage the company", body = ErrorBody),
+    ),
+)]
 async fn connections_add(
     State(s): State<ApiState>,
     Extension(caller): Extension<Caller>,
@@ -781,11 +997,28 @@ async fn connections_add(
         .await?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({"connection": connection, "authorize_url": authorize_url})),
+        Json(ConnectionAdded {
+            connection,
+            authorize_url,
+        }),
     )
         .into_response())
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/connections/{id}/check",
+    tag = "connections",
+    summary = "Authenticates and fetches one page, publishing nothing",
+    params(
+        ("id" = String, Path, description = "A connection id"),
+    ),
+    responses(
+        (status = 200, description = "The source answered", body = ConnectionChecked),
+        (status = 404, description = "No such connection", body = ErrorBody),
+        (status = 502, description = "The source refused (why)", body = ErrorBody),
+    ),
+)]
 async fn connections_check(
     State(s): State<ApiState>,
     Extension(caller): Extension<Caller>,
@@ -793,9 +1026,27 @@ async fn connections_check(
 ) -> ApiResult {
     visible_connection(&s, &caller, &id).await?;
     let outcome = admin(&s)?.check(&id).await?;
-    Ok(Json(json!({"connection_id": id, "ok": true, "outcome": outcome})).into_response())
+    Ok(Json(ConnectionChecked {
+        connection_id: id,
+        ok: true,
+        outcome,
+    })
+    .into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/connections/{id}/sync-settings",
+    tag = "connections",
+    summary = "A connection's sync settings per data type",
+    params(
+        ("id" = String, Path, description = "A connection id"),
+    ),
+    responses(
+        (status = 200, description = "The settings", body = serde_json::Value),
+        (status = 404, description = "No such connection", body = ErrorBody),
+    ),
+)]
 async fn sync_settings_get(
     State(s): State<ApiState>,
     Extension(caller): Extension<Caller>,
@@ -807,6 +1058,21 @@ async fn sync_settings_get(
 
 /// Replaces a connection's sync settings overrides; 400 naming what is
 /// wrong in them.
+#[utoipa::path(
+    put,
+    path = "/v1/connections/{id}/sync-settings",
+    tag = "connections",
+    summary = "Replaces a connection's sync settings overrides",
+    request_body(content = serde_json::Value, description = "The overrides: `order` (data types, fetched in that order) and `data_types` (per data type `interval_secs`, `reconcile_hours`, `enabled`)", content_type = "application/json"),
+    params(
+        ("id" = String, Path, description = "A connection id"),
+    ),
+    responses(
+        (status = 200, description = "The settings now", body = serde_json::Value),
+        (status = 400, description = "What is wrong in them", body = ErrorBody),
+        (status = 404, description = "No such connection", body = ErrorBody),
+    ),
+)]
 async fn sync_settings_put(
     State(s): State<ApiState>,
     Extension(caller): Extension<Caller>,
@@ -818,6 +1084,19 @@ async fn sync_settings_put(
     Ok(Json(admin(&s)?.set_sync_settings(&id, overrides).await?).into_response())
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/connections/{id}",
+    tag = "connections",
+    summary = "Unlinks a connection: stops syncing, erases its credentials, keeps its records",
+    params(
+        ("id" = String, Path, description = "A connection id"),
+    ),
+    responses(
+        (status = 200, description = "Unlinked", body = ConnectionRemoved),
+        (status = 404, description = "No such connection", body = ErrorBody),
+    ),
+)]
 async fn connections_remove(
     State(s): State<ApiState>,
     Extension(caller): Extension<Caller>,
@@ -825,9 +1104,29 @@ async fn connections_remove(
 ) -> ApiResult {
     visible_connection(&s, &caller, &id).await?;
     admin(&s)?.remove(&id).await?;
-    Ok(Json(json!({"connection_id": id, "status": "unlinked"})).into_response())
+    Ok(Json(ConnectionRemoved {
+        connection_id: id,
+        status: "unlinked".into(),
+    })
+    .into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/oauth/{source}/callback",
+    tag = "connections",
+    summary = "Where the source sends the person back after granting access (no API key: the one-time state proves the request)",
+    params(
+        ("source" = String, Path, description = "The source"),
+        ("code" = Option<String>, Query, description = "The authorization code"),
+        ("state" = Option<String>, Query, description = "The one-time state of the authorization URL"),
+        ("error" = Option<String>, Query, description = "The source's refusal"),
+    ),
+    responses(
+        (status = 200, description = "Linked", body = Authorized),
+        (status = 400, description = "Refused, missing code or state, unknown or used state", body = ErrorBody),
+    ),
+)]
 async fn oauth_callback(
     State(s): State<ApiState>,
     Path(source): Path<String>,
@@ -849,12 +1148,28 @@ async fn oauth_callback(
     if let Err(e) = admin(&s)?.request_sync().await {
         tracing::warn!(error = %e, "cannot request a sync after an authorization");
     }
-    Ok(Json(json!({"connection": connection})).into_response())
+    Ok(Json(Authorized { connection }).into_response())
 }
 
 /// A source's webhook: the connector verifies the signature over the raw
 /// body. Xero wants 200 or 401 with no body, within 5 seconds: queueing
 /// runs is all that happens here.
+#[utoipa::path(
+    post,
+    path = "/v1/sources/{source}/webhooks",
+    tag = "connections",
+    summary = "A source's webhook (Xero's): verified by its signature (no API key), it queues syncs of what changed",
+    request_body(content = serde_json::Value, description = "The source's signed JSON body, as it sent it", content_type = "application/json"),
+    params(
+        ("source" = String, Path, description = "The source"),
+    ),
+    responses(
+        (status = 200, description = "Verified (no body)"),
+        (status = 401, description = "Not signed with the configured key (no body)"),
+        (status = 400, description = "Signed, but not the source's shape", body = ErrorBody),
+        (status = 404, description = "No webhook key configured for the source", body = ErrorBody),
+    ),
+)]
 async fn source_webhook(
     State(s): State<ApiState>,
     Path(source): Path<String>,
@@ -912,6 +1227,15 @@ async fn visible_subscription(
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/webhooks",
+    tag = "webhooks",
+    summary = "Webhook subscriptions the key may manage",
+    responses(
+        (status = 200, description = "Subscriptions", body = Webhooks),
+    ),
+)]
 async fn webhooks_list(
     State(s): State<ApiState>,
     Extension(caller): Extension<Caller>,
@@ -922,20 +1246,21 @@ async fn webhooks_list(
         .into_iter()
         .filter(|w| may_manage(&caller, w["company_id"].as_str()))
         .collect();
-    Ok(Json(json!({"webhooks": list})).into_response())
+    Ok(Json(Webhooks { webhooks: list }).into_response())
 }
 
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AddWebhook {
-    url: String,
-    event_types: Vec<String>,
-    #[serde(default)]
-    company_id: Option<String>,
-    #[serde(default)]
-    description: Option<String>,
-}
-
+#[utoipa::path(
+    post,
+    path = "/v1/webhooks",
+    tag = "webhooks",
+    summary = "Subscribes a URL to events; answers the signing secret, once",
+    request_body = AddWebhook,
+    responses(
+        (status = 201, description = "Subscribed", body = WebhookAdded),
+        (status = 400, description = "The URL or an event type is refused (why)", body = ErrorBody),
+        (status = 403, description = "A limited key must name one of its companies", body = ErrorBody),
+    ),
+)]
 async fn webhooks_add(
     State(s): State<ApiState>,
     Extension(caller): Extension<Caller>,
@@ -959,20 +1284,49 @@ async fn webhooks_add(
         .await?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({"webhook": subscription, "secret": secret})),
+        Json(WebhookAdded {
+            webhook: subscription,
+            secret,
+        }),
     )
         .into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/webhooks/{id}",
+    tag = "webhooks",
+    summary = "One subscription",
+    params(
+        ("id" = String, Path, description = "A subscription id"),
+    ),
+    responses(
+        (status = 200, description = "The subscription", body = WebhookOne),
+        (status = 404, description = "No such subscription", body = ErrorBody),
+    ),
+)]
 async fn webhooks_one(
     State(s): State<ApiState>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> ApiResult {
     let found = visible_subscription(&s, &caller, &id).await?;
-    Ok(Json(json!({"webhook": found})).into_response())
+    Ok(Json(WebhookOne { webhook: found }).into_response())
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/webhooks/{id}",
+    tag = "webhooks",
+    summary = "Removes a subscription (its pending deliveries are cancelled; the log stays)",
+    params(
+        ("id" = String, Path, description = "A subscription id"),
+    ),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 404, description = "No such subscription", body = ErrorBody),
+    ),
+)]
 async fn webhooks_remove(
     State(s): State<ApiState>,
     Extension(caller): Extension<Caller>,
@@ -983,6 +1337,19 @@ async fn webhooks_remove(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/webhooks/{id}/test",
+    tag = "webhooks",
+    summary = "Queues a `webhook.test` event to the subscription",
+    params(
+        ("id" = String, Path, description = "A subscription id"),
+    ),
+    responses(
+        (status = 202, description = "Queued", body = DeliveryOne),
+        (status = 404, description = "No such subscription", body = ErrorBody),
+    ),
+)]
 async fn webhooks_test(
     State(s): State<ApiState>,
     Extension(caller): Extension<Caller>,
@@ -990,9 +1357,26 @@ async fn webhooks_test(
 ) -> ApiResult {
     visible_subscription(&s, &caller, &id).await?;
     let delivery = webhooks(&s)?.test(&id).await?;
-    Ok((StatusCode::ACCEPTED, Json(json!({"delivery": delivery}))).into_response())
+    Ok((StatusCode::ACCEPTED, Json(DeliveryOne { delivery })).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/webhooks/{id}/deliveries",
+    tag = "webhooks",
+    summary = "A subscription's deliveries, newest first",
+    params(
+        ("id" = String, Path, description = "A subscription id"),
+        ("status" = Option<String>, Query, description = "`pending`, `delivered`, `failed` or `cancelled`"),
+        ("before" = Option<String>, Query, description = "`next_before` of the previous page"),
+        ("limit" = Option<u32>, Query, description = "1 to 1000; default 50"),
+    ),
+    responses(
+        (status = 200, description = "A page of deliveries", body = DeliveriesPage),
+        (status = 400, description = "Unknown parameter or bad value", body = ErrorBody),
+        (status = 404, description = "No such subscription", body = ErrorBody),
+    ),
+)]
 async fn webhooks_deliveries(
     State(s): State<ApiState>,
     Extension(caller): Extension<Caller>,
@@ -1009,7 +1393,11 @@ async fn webhooks_deliveries(
     };
     let list = webhooks(&s)?.deliveries(&id, &filter).await?;
     let next_before = next_after(&list, limit);
-    Ok(Json(json!({"deliveries": list, "next_before": next_before})).into_response())
+    Ok(Json(DeliveriesPage {
+        deliveries: list,
+        next_before,
+    })
+    .into_response())
 }
 
 /// A delivery, if the caller may see its subscription.
@@ -1026,15 +1414,41 @@ async fn visible_delivery(
     Ok(delivery)
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/webhook-deliveries/{id}",
+    tag = "webhooks",
+    summary = "One delivery with its attempts",
+    params(
+        ("id" = String, Path, description = "A delivery id"),
+    ),
+    responses(
+        (status = 200, description = "The delivery", body = DeliveryOne),
+        (status = 404, description = "No such delivery", body = ErrorBody),
+    ),
+)]
 async fn webhooks_delivery(
     State(s): State<ApiState>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> ApiResult {
     let delivery = visible_delivery(&s, &caller, &id).await?;
-    Ok(Json(json!({"delivery": delivery})).into_response())
+    Ok(Json(DeliveryOne { delivery }).into_response())
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/webhook-deliveries/{id}/replay",
+    tag = "webhooks",
+    summary = "Sends a delivery again, as a new delivery under the same `webhook-id`",
+    params(
+        ("id" = String, Path, description = "A delivery id"),
+    ),
+    responses(
+        (status = 202, description = "Queued", body = DeliveryOne),
+        (status = 404, description = "No such delivery", body = ErrorBody),
+    ),
+)]
 async fn webhooks_replay(
     State(s): State<ApiState>,
     Extension(caller): Extension<Caller>,
@@ -1042,5 +1456,5 @@ async fn webhooks_replay(
 ) -> ApiResult {
     visible_delivery(&s, &caller, &id).await?;
     let delivery = webhooks(&s)?.replay(&id).await?;
-    Ok((StatusCode::ACCEPTED, Json(json!({"delivery": delivery}))).into_response())
+    Ok((StatusCode::ACCEPTED, Json(DeliveryOne { delivery })).into_response())
 }

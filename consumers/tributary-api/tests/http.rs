@@ -621,3 +621,57 @@ async fn dead_letters_are_listed_and_replayed_within_a_keys_companies() {
         ]
     );
 }
+
+/// Every operation of the OpenAPI document is served: a protected one asks
+/// for a key (the router's fallback would answer 404), a public one answers
+/// anything but the fallback's 404 or a 405. And the router has no route
+/// but those `routes!` registers from the handlers' annotations, so it
+/// serves nothing the document lacks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_router_serves_exactly_the_documented_routes() {
+    let api = serve().await;
+    let doc = serde_json::to_value(tributary_api::openapi()).unwrap();
+    let client = reqwest::Client::new();
+    let mut operations = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        // Every `{param}` a plain value.
+        let concrete: String = path
+            .split('/')
+            .map(|part| if part.starts_with('{') { "x" } else { part })
+            .collect::<Vec<_>>()
+            .join("/");
+        for (method, operation) in item.as_object().unwrap() {
+            let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let resp = client
+                .request(method.clone(), format!("{}{concrete}", api.url))
+                .send()
+                .await
+                .unwrap();
+            let status = resp.status().as_u16();
+            let body: Value = resp.json().await.unwrap_or(Value::Null);
+            if operation.get("security").is_some() {
+                assert_eq!(status, 401, "{method} {path}: {body}");
+            } else {
+                let fallback = status == 404
+                    && body["error"]["message"]
+                        .as_str()
+                        .is_some_and(|m| m.starts_with("no such route"));
+                assert!(
+                    !fallback && status != 405,
+                    "{method} {path}: {status} {body}"
+                );
+            }
+            operations += 1;
+        }
+    }
+    assert!(operations >= 30, "only {operations} operations documented");
+    // Routes only come from `routes!` (method and path from the handler's
+    // `#[utoipa::path]`): a plain `.route(` would serve an undocumented one.
+    let source = include_str!("../src/lib.rs");
+    for plain in [".route(", ".route_service(", ".nest(", ".nest_service("] {
+        assert!(
+            !source.contains(plain),
+            "src/lib.rs registers a route with {plain}: use routes! so the document has it"
+        );
+    }
+}

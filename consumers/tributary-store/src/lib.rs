@@ -26,8 +26,8 @@ pub enum StoreError {
     Search(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
-/// One stored record.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// One stored record: the envelope the API answers.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct StoredRecord {
     pub company_id: String,
     pub data_type: String,
@@ -35,9 +35,14 @@ pub struct StoredRecord {
     pub connection_id: String,
     pub source: String,
     pub event_id: String,
+    /// When the source last changed it (RFC 3339).
+    #[schema(value_type = String, format = DateTime)]
     pub source_modified_at: tributary_schemas::Timestamp,
+    #[schema(value_type = String, format = DateTime)]
     pub fetched_at: tributary_schemas::Timestamp,
     pub deleted: bool,
+    /// The record in the common data model (its data type's schema).
+    #[schema(value_type = Object)]
     pub data: serde_json::Value,
     /// Re-publications of this source version (see the envelope's `revision`).
     pub revision: i64,
@@ -123,7 +128,7 @@ pub trait ReadStore: Send + Sync {
 }
 
 /// One search hit.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Hit {
     pub company_id: String,
     pub data_type: String,

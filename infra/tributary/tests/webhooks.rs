@@ -17,7 +17,6 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::{Value, json};
@@ -57,20 +56,6 @@ async fn post(url: &str, body: Value) -> Value {
     let text = resp.text().await.unwrap();
     assert!(status.is_success(), "POST {url}: {status} {text}");
     serde_json::from_str(&text).unwrap()
-}
-
-/// Waits until `check` is `Ok`, or fails with its last `Err` and the logs.
-async fn wait_until<F: AsyncFnMut() -> Result<(), String>>(what: &str, dir: &Path, mut check: F) {
-    let started = Instant::now();
-    loop {
-        let Err(why) = check().await else { return };
-        assert!(
-            started.elapsed() < Duration::from_secs(180),
-            "{what}: {why}\n{}",
-            logs(dir)
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -620,3 +620,21 @@ pub(crate) fn up(config: &Path, log: &Path, env: &[(&str, &str)]) -> Proc {
             .unwrap(),
     )
 }
+
+/// Waits until `check` is `Ok`, or fails with its last `Err` and the logs.
+pub(crate) async fn wait_until<F: AsyncFnMut() -> Result<(), String>>(
+    what: &str,
+    dir: &Path,
+    mut check: F,
+) {
+    let started = Instant::now();
+    loop {
+        let Err(why) = check().await else { return };
+        assert!(
+            started.elapsed() < Duration::from_secs(180),
+            "{what}: {why}\n{}",
+            logs(dir)
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
