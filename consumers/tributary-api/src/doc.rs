@@ -2,12 +2,15 @@
 //! say each time (the API's name, its tags, the key every protected route
 //! takes and the errors every route may answer).
 
-use utoipa::openapi::path::Operation;
+use tributary_connector_api::webhook_events::{EVENT_TYPES, WebhookEvent};
+use utoipa::openapi::path::{Operation, OperationBuilder, ParameterBuilder, ParameterIn};
+use utoipa::openapi::request_body::RequestBodyBuilder;
+use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::tag::TagBuilder;
 use utoipa::openapi::{
-    ComponentsBuilder, ContentBuilder, InfoBuilder, OpenApi, OpenApiBuilder, Ref, ResponseBuilder,
-    SecurityRequirement,
+    ComponentsBuilder, ContentBuilder, HttpMethod, InfoBuilder, OpenApi, OpenApiBuilder, PathItem,
+    Paths, Ref, Required, ResponseBuilder, SecurityRequirement,
 };
 
 /// Tags in the order a reader meets them, with what each holds.
@@ -105,12 +108,74 @@ pub(crate) fn document(mut protected: OpenApi, public: OpenApi) -> OpenApi {
                         "The same key in its own header",
                     ))),
                 )
+                .schema_from::<WebhookEvent>()
                 .build(),
         ))
+        .webhooks(Some(webhooks()))
         .build();
     doc.merge(protected);
     doc.merge(public);
     doc
+}
+
+/// The outbound webhooks (OpenAPI 3.1 `webhooks`): one per event type, as
+/// the dispatcher sends it to a subscriber's URL.
+fn webhooks() -> Paths {
+    let header = |name: &str, about: &str| {
+        ParameterBuilder::new()
+            .name(name)
+            .parameter_in(ParameterIn::Header)
+            .required(Required::True)
+            .description(Some(about))
+            .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+            .build()
+    };
+    let mut paths = Paths::new();
+    for event in EVENT_TYPES {
+        let operation = OperationBuilder::new()
+            .tag("webhooks")
+            .operation_id(Some(event.name))
+            .summary(Some(event.when))
+            .description(Some(format!(
+                "`POST` to the subscription's URL, signed the Standard Webhooks way. `data`: {}",
+                event.data
+            )))
+            .parameter(header(
+                "webhook-id",
+                "The message id: the same on every retry and replay (deduplicate by it)",
+            ))
+            .parameter(header("webhook-timestamp", "The attempt's Unix time, seconds"))
+            .parameter(header(
+                "webhook-signature",
+                "`v1,` and the base64 HMAC-SHA256 of `{id}.{timestamp}.{body}` under the subscription's secret",
+            ))
+            .request_body(Some(
+                RequestBodyBuilder::new()
+                    .required(Some(Required::True))
+                    .content(
+                        "application/json",
+                        ContentBuilder::new()
+                            .schema(Some(Ref::from_schema_name("WebhookEvent")))
+                            .build(),
+                    )
+                    .build(),
+            ))
+            .response(
+                "2XX",
+                ResponseBuilder::new().description("Taken: not sent again"),
+            )
+            .response(
+                "default",
+                ResponseBuilder::new().description(
+                    "Anything else, or no answer within `webhooks.timeout_secs`: retried by `webhooks.retry_schedule_secs`",
+                ),
+            );
+        paths.paths.insert(
+            event.name.to_string(),
+            PathItem::new(HttpMethod::Post, operation),
+        );
+    }
+    paths
 }
 
 fn operations(item: &mut utoipa::openapi::PathItem) -> impl Iterator<Item = &mut Operation> {

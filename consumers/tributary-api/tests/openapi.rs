@@ -53,6 +53,21 @@ fn the_document_is_openapi_3_1_with_its_parts() {
         list["responses"]["401"]["content"]["application/json"]["schema"]["$ref"],
         "#/components/schemas/ErrorBody"
     );
+    // The outbound webhooks: every event type, its body the dispatcher's.
+    for event in tributary_connector_api::webhook_events::EVENT_TYPES {
+        let body =
+            &doc["webhooks"][event.name]["post"]["requestBody"]["content"]["application/json"];
+        assert_eq!(
+            body["schema"]["$ref"], "#/components/schemas/WebhookEvent",
+            "{}",
+            event.name
+        );
+    }
+    let event = &doc["components"]["schemas"]["WebhookEvent"]["properties"];
+    assert!(
+        event["type"].is_object() && event["data"].is_object(),
+        "{event}"
+    );
     // Public routes take no key.
     assert!(doc["paths"]["/health"]["get"].get("security").is_none());
 }

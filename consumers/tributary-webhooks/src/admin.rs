@@ -12,9 +12,10 @@ use tributary_producer::secrets::Cipher;
 use tributary_producer::state::{Attempt, Delivery, NewDelivery, Subscription};
 use tributary_schemas::Timestamp;
 
-use crate::events::{EVENT_TYPES, TEST};
+use crate::events::TEST;
 use crate::sign::SigningSecret;
 use crate::{Clock, secret_aad};
+use tributary_connector_api::webhook_events::{WebhookEvent, event_type_names, is_event_type};
 
 /// [`WebhookAdmin`] over the state store.
 pub struct Webhooks {
@@ -135,16 +136,16 @@ impl WebhookAdmin for Webhooks {
         if new.event_types.is_empty() {
             return Err(AdminError::BadRequest(format!(
                 "name at least one event type; known: {}",
-                EVENT_TYPES.join(", ")
+                event_type_names()
             )));
         }
         let mut event_types = Vec::new();
         for t in new.event_types {
             let t = t.trim().to_string();
-            if !EVENT_TYPES.contains(&t.as_str()) {
+            if !is_event_type(&t) {
                 return Err(AdminError::BadRequest(format!(
                     "unknown event type {t:?}; known: {}",
-                    EVENT_TYPES.join(", ")
+                    event_type_names()
                 )));
             }
             if !event_types.contains(&t) {
@@ -186,12 +187,12 @@ impl WebhookAdmin for Webhooks {
         let s = self.active(id).await?;
         let now = self.clock.now();
         let message_id = random_id("msg");
-        let payload = json!({
-            "type": TEST,
-            "timestamp": now.to_string(),
-            "data": {"subscription_id": s.id, "company_id": s.company_id},
-        })
-        .to_string();
+        let payload = WebhookEvent {
+            event_type: TEST.to_string(),
+            timestamp: now.to_string(),
+            data: json!({"subscription_id": s.id, "company_id": s.company_id}),
+        }
+        .to_body();
         let delivery = NewDelivery {
             id: &message_id,
             message_id: &message_id,

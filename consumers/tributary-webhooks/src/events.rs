@@ -1,7 +1,7 @@
-//! The event types subscribers can ask for, and how each is read from the
-//! topics. Every body is `{"type", "timestamp", "data"}`; the `data` of
-//! each type is listed in the README ("Webhooks") and pinned by the tests
-//! below.
+//! How each event type subscribers can ask for is read from the topics.
+//! The types, their bodies and each type's `data` are the contract in
+//! `tributary_connector_api::webhook_events`; the tests below pin the
+//! fields.
 
 use std::collections::BTreeMap;
 
@@ -11,29 +11,10 @@ use tributary_projection::{Change, DeadLetterSeen, Item};
 use tributary_schemas::{Record, SyncRunEvent, SyncRunStatus, Timestamp};
 use tributary_store::ManifestCheck;
 
-/// A sync of one connection and data type succeeded.
-pub const SYNC_COMPLETED: &str = "sync.completed";
-/// A sync of one connection and data type failed or was paused.
-pub const SYNC_FAILED: &str = "sync.failed";
-/// A connection's status changed (linked, deauthorized, unlinked...).
-pub const CONNECTION_STATUS_CHANGED: &str = "connection.status_changed";
-/// Records of a company were set aside as dead letters.
-pub const DEAD_LETTERS_ADDED: &str = "dead_letters.added";
-/// The store does not hold what a company's connections published of a
-/// data type (count or digest), twice in a row after a manifest.
-pub const RECONCILIATION_MISMATCH: &str = "reconciliation.mismatch";
-/// Sent by `tributary webhooks test` only.
-pub const TEST: &str = "webhook.test";
-
-/// Every event type a subscription may ask for.
-pub const EVENT_TYPES: [&str; 6] = [
-    SYNC_COMPLETED,
-    SYNC_FAILED,
-    CONNECTION_STATUS_CHANGED,
-    DEAD_LETTERS_ADDED,
-    RECONCILIATION_MISMATCH,
-    TEST,
-];
+pub use tributary_connector_api::webhook_events::{
+    CONNECTION_STATUS_CHANGED, DEAD_LETTERS_ADDED, RECONCILIATION_MISMATCH, SYNC_COMPLETED,
+    SYNC_FAILED, TEST,
+};
 
 /// Letters listed in full in one `dead_letters.added` event (the rest are
 /// counted).

@@ -243,12 +243,12 @@ pub fn message_id(subscription_id: &str, occurrence: &Occurrence) -> String {
 
 /// The JSON body of an occurrence: `type`, `timestamp`, `data`.
 fn body(occurrence: &Occurrence) -> String {
-    serde_json::json!({
-        "type": occurrence.event_type,
-        "timestamp": occurrence.at.to_string(),
-        "data": occurrence.data,
-    })
-    .to_string()
+    tributary_connector_api::webhook_events::WebhookEvent {
+        event_type: occurrence.event_type.clone(),
+        timestamp: occurrence.at.to_string(),
+        data: occurrence.data.clone(),
+    }
+    .to_body()
 }
 
 const INSERT_DELIVERY: &str = "INSERT INTO webhook_deliveries \
