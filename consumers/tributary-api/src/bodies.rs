@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tributary_store::{Hit, StoredRecord};
+use tributary_store::{DataTypeStatus, Hit, StoredRecord};
 use utoipa::ToSchema;
 
 /// Every 4xx and 5xx answer (but the source webhook's, which has none).
@@ -47,16 +47,41 @@ pub struct Companies {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CompanyStatus {
     pub company_id: String,
-    /// Per data type: `records` (live, in the store), `deleted`,
-    /// `last_modified_at`, `indexed` (in the search index), and `manifest`
-    /// (what the workers published, and whether the store and the index
-    /// hold exactly that) when the workers' state is visible.
-    #[schema(value_type = Vec<Object>)]
-    pub data_types: Vec<Value>,
+    pub data_types: Vec<DataTypeEntry>,
     /// The runs queued or running now (absent when this process cannot see
     /// the workers' state).
     #[schema(value_type = Option<Vec<Object>>)]
     pub running: Option<Vec<Value>>,
+}
+
+/// One data type of a company: the store's counts and syncs, the index's
+/// count, and the manifests check.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DataTypeEntry {
+    #[serde(flatten)]
+    pub status: DataTypeStatus,
+    /// Live records in the search index (absent when it does not answer):
+    /// equal to `records` once the index projector has caught up.
+    pub indexed: Option<usize>,
+    /// When the workers' state is visible and they published manifests.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub manifest: Option<ManifestReport>,
+}
+
+/// The data type's manifests (one per connection) against the sinks: the
+/// count and digest of what the workers published live, and whether the
+/// store (count and digest) and the index (count) hold exactly that. They
+/// differ while a sink is behind; a difference that stays is a loss.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ManifestReport {
+    /// The newest manifest's time (RFC 3339).
+    pub as_of: Option<String>,
+    pub live_count: i64,
+    pub digest: Option<String>,
+    /// Whether every manifest came from a full pass.
+    pub full_pass: bool,
+    pub store_matches: bool,
+    pub index_matches: bool,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -440,17 +440,20 @@ async fn status(
     let mut entries = Vec::with_capacity(status.len());
     for entry in status {
         let indexed = s.search.count(&company, &entry.data_type).await.ok();
-        let mut value = json!(entry);
-        value["indexed"] = json!(indexed);
         let of_type: Vec<&ManifestEvent> = manifests
             .iter()
             .filter(|m| m.data_type == entry.data_type)
             .collect();
-        if !of_type.is_empty() {
-            value["manifest"] =
-                manifest_check(&s, &company, &entry.data_type, &of_type, indexed).await?;
-        }
-        entries.push(value);
+        let manifest = if of_type.is_empty() {
+            None
+        } else {
+            Some(manifest_check(&s, &company, &entry.data_type, &of_type, indexed).await?)
+        };
+        entries.push(DataTypeEntry {
+            status: entry,
+            indexed,
+            manifest,
+        });
     }
     // What runs now, when this process can see the workers' state.
     let running = match &s.connections {
@@ -465,17 +468,14 @@ async fn status(
     .into_response())
 }
 
-/// A data type's manifests (one per connection) against the sinks: the
-/// count and digest of what the workers published live, and whether the
-/// store (count and digest) and the index (count) hold exactly that. They
-/// differ while a sink is behind; a difference that stays is a loss.
+/// A data type's manifests against the sinks (see [`ManifestReport`]).
 async fn manifest_check(
     s: &ApiState,
     company: &str,
     data_type: &str,
     manifests: &[&ManifestEvent],
     indexed: Option<usize>,
-) -> Result<serde_json::Value, ApiError> {
+) -> Result<ManifestReport, ApiError> {
     let check = tributary_store::check_manifests(s.store.as_ref(), company, data_type, manifests)
         .await
         .map_err(ApiError::internal)?;
@@ -486,14 +486,14 @@ async fn manifest_check(
         metrics::counter!("tributary_api_manifest_checks_total", "sink" => sink, "outcome" => if matches { "match" } else { "mismatch" }).increment(1);
     }
     let as_of = manifests.iter().map(|m| m.as_of).max();
-    Ok(json!({
-        "as_of": as_of.map(|t| t.to_string()),
-        "live_count": live_count,
-        "digest": check.digest,
-        "full_pass": manifests.iter().all(|m| m.full_pass),
-        "store_matches": store_matches,
-        "index_matches": index_matches,
-    }))
+    Ok(ManifestReport {
+        as_of: as_of.map(|t| t.to_string()),
+        live_count,
+        digest: check.digest,
+        full_pass: manifests.iter().all(|m| m.full_pass),
+        store_matches,
+        index_matches,
+    })
 }
 
 #[utoipa::path(

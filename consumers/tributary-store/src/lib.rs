@@ -67,23 +67,30 @@ pub struct ListQuery {
 }
 
 /// Status of one data type of one company.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct DataTypeStatus {
     pub data_type: String,
+    /// Live records in the store.
     pub records: i64,
     pub deleted: i64,
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub last_modified_at: Option<tributary_schemas::Timestamp>,
+    /// The latest sync through each connection.
     pub syncs: Vec<SyncStatus>,
 }
 
 /// The latest sync outcome through one connection.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct SyncStatus {
     pub connection_id: String,
     pub source: String,
+    /// `succeeded`, `failed` or `paused`.
     pub last_status: String,
+    #[schema(value_type = String, format = DateTime)]
     pub last_started_at: tributary_schemas::Timestamp,
+    #[schema(value_type = String, format = DateTime)]
     pub last_finished_at: tributary_schemas::Timestamp,
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub last_success_at: Option<tributary_schemas::Timestamp>,
     pub last_error: Option<String>,
     pub runs: i64,
