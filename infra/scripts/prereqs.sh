@@ -7,6 +7,8 @@
 #     throwaway clusters, unless TRIBUTARY_PG_BIN points at some;
 #   - Prometheus and promtool (Debian `prometheus`), for the alert rules'
 #     unit tests and the test that runs a real Prometheus;
+#   - npm, which builds the console (for running too);
+#   - Debian's chromium, for the console's browser test;
 #   - Prism (npm ci in infra/xero-mock), the mock of Xero's API for the
 #     Xero connector's tests;
 #   - cargo-machete, which the test command runs to find unused
@@ -16,7 +18,7 @@
 #   - with --python: a virtualenv with confluent-kafka, for the test that
 #     reads the topics with standard clients, and standardwebhooks, for the
 #     webhook receiver that verifies every signature.
-# With --run, only what `tributary up` needs (the build tools and Tansu):
+# With --run, only what `tributary up` needs (the build tools, npm and Tansu):
 # the run command does not wait for what only the tests use. Prints
 # nothing else.
 set -euo pipefail
@@ -37,8 +39,11 @@ command -v cmake >/dev/null 2>&1 || missing+=(cmake)
 command -v g++ >/dev/null 2>&1 || missing+=(g++)
 [ -f /usr/include/openssl/ssl.h ] || missing+=(libssl-dev)
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+# npm builds the console (infra/scripts/console.sh), for running too.
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 if ! $only_run; then
-  command -v npm >/dev/null 2>&1 || missing+=(npm)
+  # Debian's chromium, for the console's browser test.
+  command -v chromium >/dev/null 2>&1 || missing+=(chromium)
   # promtool and Prometheus, for the alert rules' tests.
   command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
   if [ -z "${TRIBUTARY_PG_BIN:-}" ] && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The test command: installs what the tests need, checks formatting, lints
+# The test command: installs what the tests need, builds and unit-tests the
+# console, checks formatting, lints
 # and unused dependencies, runs the fast tier with no service reachable,
 # checks that no store or index backend links rdkafka, then runs every test
 # of the workspace, the end-to-end run through a real broker included, and
@@ -8,6 +9,9 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 python_bin="$(infra/scripts/prereqs.sh --python)"
 export TRIBUTARY_PYTHON="$python_bin"
+# The console first: its type check against docs/openapi.json, its unit
+# tests, and the build the binary embeds (for the browser test).
+infra/scripts/console.sh --test
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked --quiet -- -D warnings
 cargo machete

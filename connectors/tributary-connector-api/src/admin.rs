@@ -142,6 +142,10 @@ pub trait DeadLetterAdmin: Send + Sync {
     async fn letters(&self, filter: &LetterFilter) -> Result<Vec<LetterView>, AdminError>;
     /// One letter by its id (`PARTITION@OFFSET` in the dead-letter topic).
     async fn letter(&self, id: &str) -> Result<LetterView, AdminError>;
+    /// The bytes one letter set aside (the source's record, or the message
+    /// that could not be decoded or stored); a letter unreadable itself is
+    /// a [`AdminError::BadRequest`] saying why.
+    async fn payload(&self, id: &str) -> Result<Vec<u8>, AdminError>;
     /// Replays one letter: a `map` record is mapped again and published, a
     /// `decode` or `store` message is sent back to its topic. Returns what
     /// happened; a record that still fails is a [`AdminError::BadRequest`]

@@ -96,7 +96,7 @@ pub struct WebhookEvent {
     #[schema(format = DateTime)]
     pub timestamp: String,
     /// What happened: each type's fields.
-    #[schema(value_type = Object)]
+    #[schema(value_type = HashMap<String, serde_json::Value>)]
     pub data: serde_json::Value,
 }
 

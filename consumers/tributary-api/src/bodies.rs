@@ -14,7 +14,7 @@ pub struct ErrorBody {
     pub error: ErrorDetail,
     /// With `409 conflict`: the run that is queued or running already.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<HashMap<String, serde_json::Value>>)]
     pub run: Option<Value>,
 }
 
@@ -40,7 +40,7 @@ pub struct Health {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Companies {
     /// Each company's own record (`companies` data type).
-    #[schema(value_type = Vec<Object>)]
+    #[schema(value_type = Vec<HashMap<String, serde_json::Value>>)]
     pub companies: Vec<Value>,
 }
 
@@ -50,7 +50,7 @@ pub struct CompanyStatus {
     pub data_types: Vec<DataTypeEntry>,
     /// The runs queued or running now (absent when this process cannot see
     /// the workers' state).
-    #[schema(value_type = Option<Vec<Object>>)]
+    #[schema(value_type = Option<Vec<HashMap<String, serde_json::Value>>>)]
     pub running: Option<Vec<Value>>,
 }
 
@@ -124,14 +124,14 @@ pub struct SyncRequest {
 /// The runs a request queued.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RunsQueued {
-    #[schema(value_type = Vec<Object>)]
+    #[schema(value_type = Vec<HashMap<String, serde_json::Value>>)]
     pub runs: Vec<Value>,
 }
 
 /// A page of a company's sync history, newest first.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RunsPage {
-    #[schema(value_type = Vec<Object>)]
+    #[schema(value_type = Vec<HashMap<String, serde_json::Value>>)]
     pub runs: Vec<Value>,
     /// Pass as `after` for the next page; absent on the last one.
     pub next: Option<String>,
@@ -139,7 +139,7 @@ pub struct RunsPage {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DeadLettersPage {
-    #[schema(value_type = Vec<Object>)]
+    #[schema(value_type = Vec<HashMap<String, serde_json::Value>>)]
     pub dead_letters: Vec<Value>,
     /// Pass as `after` for the next page; absent on the last one.
     pub next: Option<String>,
@@ -147,7 +147,7 @@ pub struct DeadLettersPage {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Connections {
-    #[schema(value_type = Vec<Object>)]
+    #[schema(value_type = Vec<HashMap<String, serde_json::Value>>)]
     pub connections: Vec<Value>,
 }
 
@@ -160,13 +160,13 @@ pub struct AddConnection {
     pub source: String,
     /// The source's own settings for this connection.
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<HashMap<String, serde_json::Value>>)]
     pub settings: Option<Value>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ConnectionAdded {
-    #[schema(value_type = Object)]
+    #[schema(value_type = HashMap<String, serde_json::Value>)]
     pub connection: Value,
     /// Where the person grants access, when the source needs it (OAuth2
     /// consent): the source sends them back to the callback.
@@ -190,13 +190,13 @@ pub struct ConnectionRemoved {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Authorized {
-    #[schema(value_type = Object)]
+    #[schema(value_type = HashMap<String, serde_json::Value>)]
     pub connection: Value,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Webhooks {
-    #[schema(value_type = Vec<Object>)]
+    #[schema(value_type = Vec<HashMap<String, serde_json::Value>>)]
     pub webhooks: Vec<Value>,
 }
 
@@ -219,7 +219,7 @@ pub struct AddWebhook {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct WebhookAdded {
-    #[schema(value_type = Object)]
+    #[schema(value_type = HashMap<String, serde_json::Value>)]
     pub webhook: Value,
     /// The signing secret (`whsec_...`), shown this once.
     pub secret: String,
@@ -227,13 +227,13 @@ pub struct WebhookAdded {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct WebhookOne {
-    #[schema(value_type = Object)]
+    #[schema(value_type = HashMap<String, serde_json::Value>)]
     pub webhook: Value,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DeliveriesPage {
-    #[schema(value_type = Vec<Object>)]
+    #[schema(value_type = Vec<HashMap<String, serde_json::Value>>)]
     pub deliveries: Vec<Value>,
     /// Pass as `before` for the next page; absent on the last one.
     pub next_before: Option<String>,
@@ -242,6 +242,18 @@ pub struct DeliveriesPage {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DeliveryOne {
     /// The delivery, with its `attempts` when one is asked for by id.
-    #[schema(value_type = Object)]
+    #[schema(value_type = HashMap<String, serde_json::Value>)]
     pub delivery: Value,
+}
+
+/// One dead letter with the bytes it set aside.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LetterDetail {
+    /// As listed: stage, reason, origin, company, data type, replays.
+    #[schema(value_type = HashMap<String, serde_json::Value>)]
+    pub letter: Value,
+    /// The bytes, base64.
+    pub payload_base64: String,
+    /// The bytes as text, when they are UTF-8 (a source's JSON record).
+    pub payload_text: Option<String>,
 }

@@ -183,6 +183,7 @@ fn protected_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(syncs_list, syncs_request))
         .routes(routes!(syncs_one))
         .routes(routes!(letters_list))
+        .routes(routes!(letters_one))
         .routes(routes!(letters_replay))
         .routes(routes!(connections_list, connections_add))
         .routes(routes!(connections_remove))
@@ -884,6 +885,43 @@ async fn letters_list(
     .into_response())
 }
 
+/// One dead letter with its raw payload; a key limited to some companies
+/// sees only theirs.
+#[utoipa::path(
+    get,
+    path = "/v1/dead-letters/{id}",
+    tag = "dead letters",
+    summary = "One dead letter with the bytes it set aside",
+    params(
+        ("id" = String, Path, description = "`PARTITION@OFFSET` in the dead-letter topic"),
+    ),
+    responses(
+        (status = 200, description = "The letter and its payload", body = LetterDetail),
+        (status = 400, description = "Not a letter id, or the letter cannot be read", body = ErrorBody),
+        (status = 404, description = "No such letter", body = ErrorBody),
+    ),
+)]
+async fn letters_one(
+    State(s): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> ApiResult {
+    use base64::Engine as _;
+    let letters = dead_letters(&s)?;
+    let letter = letters.letter(&id).await?;
+    let company = letter["company_id"].as_str().unwrap_or_default();
+    if caller.scope != Scope::All && !caller.scope.allows(company) {
+        return Err(ApiError::not_found(format!("no dead letter {id:?}")));
+    }
+    let payload = letters.payload(&id).await?;
+    Ok(Json(LetterDetail {
+        letter,
+        payload_base64: base64::engine::general_purpose::STANDARD.encode(&payload),
+        payload_text: String::from_utf8(payload).ok(),
+    })
+    .into_response())
+}
+
 /// Replays one dead letter: 200 with what happened; 400 naming why when it
 /// is refused or still fails.
 #[utoipa::path(
@@ -1124,6 +1162,7 @@ async fn connections_remove(
     ),
     responses(
         (status = 200, description = "Linked", body = Authorized),
+        (status = 303, description = "Linked, asked by a browser (`Accept: text/html`): back to the company's page in the console"),
         (status = 400, description = "Refused, missing code or state, unknown or used state", body = ErrorBody),
     ),
 )]
@@ -1131,6 +1170,7 @@ async fn oauth_callback(
     State(s): State<ApiState>,
     Path(source): Path<String>,
     Query(params): Query<HashMap<String, String>>,
+    headers: axum::http::HeaderMap,
 ) -> ApiResult {
     if let Some(e) = params.get("error") {
         return Err(ApiError::bad_request(format!(
@@ -1147,6 +1187,16 @@ async fn oauth_callback(
     // the connection is due anyway.
     if let Err(e) = admin(&s)?.request_sync().await {
         tracing::warn!(error = %e, "cannot request a sync after an authorization");
+    }
+    // A person's browser goes back to the company's page in the console.
+    let browser = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/html"));
+    if browser {
+        let company = connection["company_id"].as_str().unwrap_or_default();
+        let to = format!("/console/#/companies/{}", percent_encode(company));
+        return Ok(axum::response::Redirect::to(&to).into_response());
     }
     Ok(Json(Authorized { connection }).into_response())
 }
@@ -1457,4 +1507,18 @@ async fn webhooks_replay(
     visible_delivery(&s, &caller, &id).await?;
     let delivery = webhooks(&s)?.replay(&id).await?;
     Ok((StatusCode::ACCEPTED, Json(DeliveryOne { delivery })).into_response())
+}
+
+/// `text` safe in a URL path segment or fragment: unreserved characters
+/// as they are, every other byte `%XX`.
+fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }

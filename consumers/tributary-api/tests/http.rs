@@ -557,6 +557,11 @@ impl DeadLetterAdmin for Letters {
             _ => Err(AdminError::NotFound(format!("no dead letter {id:?}"))),
         }
     }
+    async fn payload(&self, id: &str) -> Result<Vec<u8>, AdminError> {
+        self.letter(id)
+            .await
+            .map(|_| format!("{{\"letter\": \"{id}\"}}").into_bytes())
+    }
     async fn replay(&self, id: &str) -> Result<Value, AdminError> {
         self.asked.lock().unwrap().push(format!("replay {id}"));
         if id == "0@2" {
@@ -599,6 +604,24 @@ async fn dead_letters_are_listed_and_replayed_within_a_keys_companies() {
         let (status, body) = get_as(&format!("{u}/v1/dead-letters?{bad}"), Some(ADMIN_KEY)).await;
         assert_eq!(status, 400, "{bad}: {body}");
     }
+    // One letter with its payload: another company's is as if it did not exist.
+    let (status, body) = get_as(&format!("{u}/v1/dead-letters/0@2"), Some(B_KEY)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["letter"]["id"], "0@2");
+    assert_eq!(body["payload_text"], "{\"letter\": \"0@2\"}");
+    assert_eq!(body["payload_base64"], "eyJsZXR0ZXIiOiAiMEAyIn0=");
+    assert_eq!(
+        get_as(&format!("{u}/v1/dead-letters/0@1"), Some(B_KEY))
+            .await
+            .0,
+        404
+    );
+    assert_eq!(
+        get_as(&format!("{u}/v1/dead-letters/0@9"), Some(ADMIN_KEY))
+            .await
+            .0,
+        404
+    );
     // Replays: another company's letter is as if it did not exist.
     let replay = |id: &str| format!("{u}/v1/dead-letters/{id}/replay");
     assert_eq!(post_as(&replay("0@1"), B_KEY, "").await.0, 404);

@@ -42,7 +42,7 @@ pub struct StoredRecord {
     pub fetched_at: tributary_schemas::Timestamp,
     pub deleted: bool,
     /// The record in the common data model (its data type's schema).
-    #[schema(value_type = Object)]
+    #[schema(value_type = HashMap<String, serde_json::Value>)]
     pub data: serde_json::Value,
     /// Re-publications of this source version (see the envelope's `revision`).
     pub revision: i64,

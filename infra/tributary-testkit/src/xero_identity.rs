@@ -1,13 +1,14 @@
 //! A fake Xero identity server: the OAuth2 token endpoint and the
 //! connections (tenants) endpoint, with Xero's refresh-token rotation: each
 //! refresh retires the refresh token used, which keeps working only for a
-//! grace period.
+//! grace period; and a consent page (`/authorize`) a browser can click
+//! through, which sends it back to the redirect URI with a fresh code.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Form, Json, Router};
@@ -30,6 +31,16 @@ struct Identity {
     refreshes: u32,
 }
 
+impl Identity {
+    fn mint_code(&mut self) -> String {
+        self.counter += 1;
+        let code = format!("code-SECRET-{}", self.counter);
+        self.codes.insert(code.clone());
+        self.issued.push(code.clone());
+        code
+    }
+}
+
 /// The running server; shuts down with the test's runtime.
 #[derive(Clone)]
 pub struct FakeIdentity {
@@ -48,6 +59,8 @@ impl FakeIdentity {
             ..Identity::default()
         }));
         let app = Router::new()
+            .route("/authorize", get(consent_page))
+            .route("/authorize/allow", get(allow))
             .route("/connect/token", post(token))
             .route("/connections", get(connections))
             .with_state(Arc::clone(&state));
@@ -69,12 +82,7 @@ impl FakeIdentity {
 
     /// A one-time authorization code, as Xero's redirect would carry.
     pub fn new_code(&self) -> String {
-        let mut s = self.state.lock().unwrap();
-        s.counter += 1;
-        let code = format!("code-SECRET-{}", s.counter);
-        s.codes.insert(code.clone());
-        s.issued.push(code.clone());
-        code
+        self.state.lock().unwrap().mint_code()
     }
 
     /// Issues a token pair directly, as if authorized earlier.
@@ -187,4 +195,62 @@ async fn connections(
         .map(|t| json!({ "tenantId": t, "tenantType": "ORGANISATION", "tenantName": format!("Org {t}") }))
         .collect();
     (StatusCode::OK, Json(Value::Array(tenants)))
+}
+
+/// What `/authorize` and `/authorize/allow` are given.
+#[derive(serde::Deserialize)]
+struct Consent {
+    client_id: Option<String>,
+    redirect_uri: String,
+    state: String,
+}
+
+/// Xero's consent page, reduced to one button.
+async fn consent_page(Query(q): Query<Consent>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if q.client_id.as_deref() != Some(CLIENT_ID) {
+        return (StatusCode::BAD_REQUEST, "unknown client_id").into_response();
+    }
+    let allow = format!(
+        "/authorize/allow?redirect_uri={}&state={}",
+        form_encode(&q.redirect_uri),
+        form_encode(&q.state)
+    );
+    axum::response::Html(format!(
+        "<!doctype html><html><head><meta name=\"viewport\" content=\"width=device-width\"><title>Fake Xero: allow access</title></head>\
+         <body><h1>Allow Tributary to access your organisation?</h1>\
+         <a id=\"allow\" href=\"{allow}\">Allow access</a></body></html>"
+    ))
+    .into_response()
+}
+
+/// The person allowed: back to the redirect URI with a new code.
+async fn allow(
+    State(s): State<Arc<Mutex<Identity>>>,
+    Query(q): Query<Consent>,
+) -> axum::response::Redirect {
+    let code = s.lock().unwrap().mint_code();
+    let sep = if q.redirect_uri.contains('?') {
+        '&'
+    } else {
+        '?'
+    };
+    axum::response::Redirect::to(&format!(
+        "{}{sep}code={}&state={}",
+        q.redirect_uri,
+        form_encode(&code),
+        form_encode(&q.state)
+    ))
+}
+
+fn form_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }

@@ -378,7 +378,7 @@ fn data_topics() -> Vec<String> {
 
 /// Role `api`: the HTTP API on `api.listen`.
 async fn start_api(cx: &mut Roles<'_>, state: ApiState) -> anyhow::Result<SocketAddr> {
-    let router = tributary_api::router(state);
+    let router = tributary_api::router(state).merge(tributary_console::router());
     let listen = cx.config.api.listen.clone();
     let address = listen
         .parse()
@@ -486,7 +486,14 @@ fn print_where(
     println!("tributary is up");
     match api {
         Some(address) => {
-            println!("  API:      http://{address}/v1/companies");
+            println!("  API:      http://{address}/v1/companies (described at /openapi.json)");
+            if tributary_console::built() {
+                println!("  console:  http://{address}/console/ (sign in with an API key)");
+            } else {
+                println!(
+                    "  console:  not built into this binary (npm run build in consumers/tributary-console/web; see http://{address}/console/)"
+                );
+            }
             println!("  metrics:  http://{address}/metrics");
             if config.api.keys.is_empty() {
                 println!(

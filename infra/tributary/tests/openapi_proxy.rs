@@ -262,8 +262,43 @@ async fn every_answer_of_the_running_api_validates_against_the_document() {
     )
     .await;
 
-    // Dead letters.
-    c.call("GET", "/v1/dead-letters?limit=10", None, key, &[200])
+    // Dead letters: three bad messages set aside, one read and replayed.
+    send_bad_messages(&format!("127.0.0.1:{broker}"), 1).await;
+    wait_until("no dead letters", d, async || {
+        let letters = get(&format!("{api}/v1/dead-letters")).await;
+        if letters.is_some_and(|l| l["dead_letters"].as_array().is_some_and(|a| !a.is_empty())) {
+            Ok(())
+        } else {
+            Err("waiting".into())
+        }
+    })
+    .await;
+    let letters = c
+        .call("GET", "/v1/dead-letters?limit=10", None, key, &[200])
+        .await;
+    let letter = letters["dead_letters"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let detail = c
+        .call(
+            "GET",
+            &format!("/v1/dead-letters/{letter}"),
+            None,
+            key,
+            &[200],
+        )
+        .await;
+    assert!(detail["payload_base64"].is_string(), "{detail}");
+    c.call(
+        "POST",
+        &format!("/v1/dead-letters/{letter}/replay"),
+        None,
+        key,
+        &[200],
+    )
+    .await;
+    c.call("GET", "/v1/dead-letters/0@999999", None, key, &[404])
         .await;
     c.call("GET", "/v1/dead-letters?stage=nowhere", None, key, &[400])
         .await;

@@ -297,6 +297,16 @@ impl DeadLetterAdmin for Redrive {
         Ok(letter_view(&self.find(id).await?))
     }
 
+    async fn payload(&self, id: &str) -> Result<Vec<u8>, AdminError> {
+        parse_id(id)?;
+        match self.find(id).await?.letter {
+            Ok(letter) => Ok(letter.payload),
+            Err(why) => Err(AdminError::BadRequest(format!(
+                "dead letter {id} cannot be read: {why}"
+            ))),
+        }
+    }
+
     async fn replay(&self, id: &str) -> Result<Value, AdminError> {
         let (partition, offset) = parse_id(id)?;
         let stored = self.find(id).await?;
