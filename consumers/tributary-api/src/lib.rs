@@ -32,6 +32,7 @@ use utoipa_axum::routes;
 
 mod bodies;
 mod doc;
+pub mod pipeline;
 
 pub use bodies::*;
 
@@ -50,6 +51,8 @@ pub struct ApiState {
     pub dead_letters: Option<Arc<dyn DeadLetterAdmin>>,
     /// Outbound webhooks; `None` when this process sees no state store.
     pub webhooks: Option<Arc<dyn WebhookAdmin>>,
+    /// The pipeline's recent history, for the console's charts.
+    pub pipeline: Option<Arc<dyn pipeline::PipelineHistory>>,
 }
 
 /// Which companies a key may read.
@@ -195,6 +198,7 @@ fn protected_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(webhooks_deliveries))
         .routes(routes!(webhooks_delivery))
         .routes(routes!(webhooks_replay))
+        .routes(routes!(pipeline_metrics))
 }
 
 /// The routes anyone may call: the callback and the source webhooks prove
@@ -950,6 +954,32 @@ async fn letters_replay(
         return Err(ApiError::not_found(format!("no dead letter {id:?}")));
     }
     Ok(Json(letters.replay(&id).await?).into_response())
+}
+
+/// The pipeline's last hour, from a configured Prometheus (every role) or
+/// this process's own metrics.
+#[utoipa::path(
+    get,
+    path = "/v1/pipeline/metrics",
+    tag = "operations",
+    summary = "The last hour of throughput, consumer lag and freshness, a point every 15 s",
+    responses(
+        (status = 200, description = "Series per metric", body = pipeline::PipelineMetrics),
+        (status = 502, description = "The configured Prometheus did not answer (why)", body = ErrorBody),
+        (status = 503, description = "No history in this process", body = ErrorBody),
+    ),
+)]
+async fn pipeline_metrics(State(s): State<ApiState>) -> ApiResult {
+    let history = s.pipeline.as_ref().ok_or(ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "no_metrics",
+        "this process keeps no pipeline history",
+    ))?;
+    let metrics = history
+        .history()
+        .await
+        .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, "failed", e))?;
+    Ok(Json(metrics).into_response())
 }
 
 fn admin(s: &ApiState) -> Result<&Arc<dyn ConnectionAdmin>, ApiError> {

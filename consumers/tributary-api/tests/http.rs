@@ -60,6 +60,7 @@ async fn serve_with(
         connections,
         dead_letters,
         webhooks: None,
+        pipeline: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());

@@ -239,6 +239,10 @@ pub struct ApiConfig {
     /// Who may call the API. Empty: `tributary up` creates one key for all
     /// companies in `<data_dir>/api-key` (readable by its owner only).
     pub keys: Vec<ApiKeyConfig>,
+    /// A Prometheus that scrapes every role (`http://prometheus:9090`): the
+    /// console's pipeline charts come from it. Unset: from this process's
+    /// own metrics, which see every role only when it runs them all.
+    pub prometheus_url: Option<String>,
 }
 
 impl Default for ApiConfig {
@@ -246,6 +250,7 @@ impl Default for ApiConfig {
         ApiConfig {
             listen: "127.0.0.1:8080".into(),
             keys: Vec::new(),
+            prometheus_url: None,
         }
     }
 }

@@ -102,6 +102,7 @@ pub(crate) async fn up(config: Config) -> anyhow::Result<()> {
     let (store, search) = start_projections(&mut cx).await?;
     let api_address = match (roles.api, store, search) {
         (true, Some(store), Some(search)) => {
+            let pipeline = pipeline_history(&mut cx, &config, &metrics)?;
             let state = ApiState {
                 store,
                 search,
@@ -110,6 +111,7 @@ pub(crate) async fn up(config: Config) -> anyhow::Result<()> {
                 connections: admin,
                 dead_letters,
                 webhooks,
+                pipeline: Some(pipeline),
             };
             Some(start_api(&mut cx, state).await?)
         }
@@ -374,6 +376,30 @@ fn data_topics() -> Vec<String> {
         .map(|t| t.topic())
         .chain([SyncRunEvent::topic()])
         .collect()
+}
+
+/// The console's pipeline charts: from `api.prometheus_url`, else from
+/// this process's metrics, sampled from now on.
+fn pipeline_history(
+    cx: &mut Roles<'_>,
+    config: &Config,
+    metrics: &Exposition,
+) -> anyhow::Result<Arc<dyn tributary_api::pipeline::PipelineHistory>> {
+    use tributary_api::pipeline::{ProcessHistory, PrometheusHistory};
+    if let Some(url) = &config.api.prometheus_url {
+        let history =
+            PrometheusHistory::new(url).map_err(|e| anyhow::anyhow!("api.prometheus_url: {e}"))?;
+        return Ok(Arc::new(history));
+    }
+    let history = ProcessHistory::default();
+    let sampler = history.clone();
+    let metrics = metrics.clone();
+    let shutdown = cx.shutdown.clone();
+    cx.tasks.spawn(async move {
+        sampler.run(move || metrics.render(), shutdown).await;
+        Ok(())
+    });
+    Ok(Arc::new(history))
 }
 
 /// Role `api`: the HTTP API on `api.listen`.

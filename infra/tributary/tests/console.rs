@@ -170,6 +170,7 @@ async fn an_operator_does_the_days_work_in_the_console() {
         "company-syncs",
         "dead-letters",
         "webhooks",
+        "pipeline",
         "companies-scoped",
     ] {
         for suffix in ["", "-390"] {

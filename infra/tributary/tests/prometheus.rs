@@ -77,7 +77,7 @@ async fn prometheus_scrapes_every_role_and_the_stale_tenant_alert_fires() {
         format!(
             "data_dir = {data:?}\nlog = \"info,librdkafka=warn\"\n\
              [broker]\nport = {broker}\n[registry]\nport = {registry}\n\
-             [api]\nlisten = \"127.0.0.1:{api}\"\n{API_KEYS_TOML}\n\
+             [api]\nlisten = \"127.0.0.1:{api}\"\nprometheus_url = \"http://127.0.0.1:{web}\"\n{API_KEYS_TOML}\n\
              [sandbox]\ncompanies = 1\nrecords = 20\ngenerations = 1\ngeneration_interval_secs = 0\nkinds = [\"accounting\"]\n\
              [sync]\ninterval_secs = 1\n[sync.data_types.invoices]\ninterval_secs = 3600\n\
              [metrics]\nstale_after_secs = 15\nhealth_every_secs = 1\n",
@@ -187,6 +187,30 @@ async fn prometheus_scrapes_every_role_and_the_stale_tenant_alert_fires() {
         .find(|alert| alert["labels"]["data_type"] == "invoices")
         .unwrap();
     assert_eq!(stale["labels"]["company"], "sandbox-001", "{stale}");
+    // The console's pipeline charts come from this Prometheus: the index
+    // projector of the other process is in them.
+    let started = std::time::Instant::now();
+    loop {
+        let history = get(&format!("{api}/v1/pipeline/metrics")).await;
+        let from_elsewhere = history.as_ref().is_some_and(|h| {
+            h["source"] == "prometheus"
+                && h["series"].as_array().is_some_and(|series| {
+                    series.iter().any(|s| {
+                        s["metric"] == "projected"
+                            && s["label"] == "search-index"
+                            && s["points"].as_array().is_some_and(|p| !p.is_empty())
+                    })
+                })
+        });
+        if from_elsewhere {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "the pipeline history shows no index projection from Prometheus: {history:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
     assert!(
         stale["annotations"]["summary"]
             .as_str()

@@ -8,6 +8,7 @@ import { Records } from "./pages/Records";
 import { RecordPage } from "./pages/Record";
 import { DeadLetters } from "./pages/DeadLetters";
 import { Webhooks } from "./pages/Webhooks";
+import { Pipeline } from "./pages/Pipeline";
 
 export function App() {
   const [signedIn, setSignedIn] = useState(session.key() !== null);
@@ -18,6 +19,7 @@ export function App() {
     ["companies", "Companies"],
     ["dead-letters", "Dead letters"],
     ["webhooks", "Webhooks"],
+    ["pipeline", "Pipeline"],
   ];
   return (
     <>
@@ -61,6 +63,8 @@ function Page({ route }: { route: string[] }) {
       return <DeadLetters />;
     case "webhooks":
       return <Webhooks selected={id} />;
+    case "pipeline":
+      return <Pipeline />;
     default:
       return <p>No such page. <a href={href("companies")}>Companies</a></p>;
   }

@@ -234,6 +234,19 @@ try {
     await bothWidths("webhooks");
   });
 
+  await step("the pipeline's charts", async () => {
+    await go("#/pipeline");
+    await page.waitForSelector("figure[data-chart]");
+    const charts = await page.$$("figure[data-chart]");
+    if (charts.length !== 4) throw new Error(`${charts.length} charts`);
+    // The history fills every 15 s: wait for lines to draw.
+    await page.waitForFunction(
+      () => [...document.querySelectorAll("svg.chart polyline")].some((l) => l.getAttribute("points").split(" ").length >= 2),
+      { timeout: 90_000, polling: 1000 },
+    );
+    await bothWidths("pipeline");
+  });
+
   await step("a scoped key sees only its company", async () => {
     await clickText("button", "Sign out");
     await signIn(scopedKey);
