@@ -25,6 +25,7 @@
 
 pub mod admin;
 pub mod fields;
+pub mod views;
 pub mod webhook_events;
 
 use std::collections::BTreeMap;

@@ -5,6 +5,9 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use tributary_connector_api::views::{
+    ConnectionBody, DeliveryBody, LetterBody, RunBody, SubscriptionBody,
+};
 use tributary_store::{DataTypeStatus, Hit, StoredRecord};
 use utoipa::ToSchema;
 
@@ -14,7 +17,7 @@ pub struct ErrorBody {
     pub error: ErrorDetail,
     /// With `409 conflict`: the run that is queued or running already.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<HashMap<String, serde_json::Value>>)]
+    #[schema(value_type = Option<RunBody>)]
     pub run: Option<Value>,
 }
 
@@ -50,7 +53,7 @@ pub struct CompanyStatus {
     pub data_types: Vec<DataTypeEntry>,
     /// The runs queued or running now (absent when this process cannot see
     /// the workers' state).
-    #[schema(value_type = Option<Vec<HashMap<String, serde_json::Value>>>)]
+    #[schema(value_type = Option<Vec<RunBody>>)]
     pub running: Option<Vec<Value>>,
 }
 
@@ -124,14 +127,14 @@ pub struct SyncRequest {
 /// The runs a request queued.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RunsQueued {
-    #[schema(value_type = Vec<HashMap<String, serde_json::Value>>)]
+    #[schema(value_type = Vec<RunBody>)]
     pub runs: Vec<Value>,
 }
 
 /// A page of a company's sync history, newest first.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RunsPage {
-    #[schema(value_type = Vec<HashMap<String, serde_json::Value>>)]
+    #[schema(value_type = Vec<RunBody>)]
     pub runs: Vec<Value>,
     /// Pass as `after` for the next page; absent on the last one.
     pub next: Option<String>,
@@ -139,7 +142,7 @@ pub struct RunsPage {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DeadLettersPage {
-    #[schema(value_type = Vec<HashMap<String, serde_json::Value>>)]
+    #[schema(value_type = Vec<LetterBody>)]
     pub dead_letters: Vec<Value>,
     /// Pass as `after` for the next page; absent on the last one.
     pub next: Option<String>,
@@ -147,7 +150,7 @@ pub struct DeadLettersPage {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Connections {
-    #[schema(value_type = Vec<HashMap<String, serde_json::Value>>)]
+    #[schema(value_type = Vec<ConnectionBody>)]
     pub connections: Vec<Value>,
 }
 
@@ -166,7 +169,7 @@ pub struct AddConnection {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ConnectionAdded {
-    #[schema(value_type = HashMap<String, serde_json::Value>)]
+    #[schema(value_type = ConnectionBody)]
     pub connection: Value,
     /// Where the person grants access, when the source needs it (OAuth2
     /// consent): the source sends them back to the callback.
@@ -190,13 +193,13 @@ pub struct ConnectionRemoved {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Authorized {
-    #[schema(value_type = HashMap<String, serde_json::Value>)]
+    #[schema(value_type = ConnectionBody)]
     pub connection: Value,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Webhooks {
-    #[schema(value_type = Vec<HashMap<String, serde_json::Value>>)]
+    #[schema(value_type = Vec<SubscriptionBody>)]
     pub webhooks: Vec<Value>,
 }
 
@@ -219,7 +222,7 @@ pub struct AddWebhook {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct WebhookAdded {
-    #[schema(value_type = HashMap<String, serde_json::Value>)]
+    #[schema(value_type = SubscriptionBody)]
     pub webhook: Value,
     /// The signing secret (`whsec_...`), shown this once.
     pub secret: String,
@@ -227,13 +230,13 @@ pub struct WebhookAdded {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct WebhookOne {
-    #[schema(value_type = HashMap<String, serde_json::Value>)]
+    #[schema(value_type = SubscriptionBody)]
     pub webhook: Value,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DeliveriesPage {
-    #[schema(value_type = Vec<HashMap<String, serde_json::Value>>)]
+    #[schema(value_type = Vec<DeliveryBody>)]
     pub deliveries: Vec<Value>,
     /// Pass as `before` for the next page; absent on the last one.
     pub next_before: Option<String>,
@@ -242,7 +245,7 @@ pub struct DeliveriesPage {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DeliveryOne {
     /// The delivery, with its `attempts` when one is asked for by id.
-    #[schema(value_type = HashMap<String, serde_json::Value>)]
+    #[schema(value_type = DeliveryBody)]
     pub delivery: Value,
 }
 
@@ -250,7 +253,7 @@ pub struct DeliveryOne {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct LetterDetail {
     /// As listed: stage, reason, origin, company, data type, replays.
-    #[schema(value_type = HashMap<String, serde_json::Value>)]
+    #[schema(value_type = LetterBody)]
     pub letter: Value,
     /// The bytes, base64.
     pub payload_base64: String,

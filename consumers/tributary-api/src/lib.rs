@@ -814,7 +814,7 @@ async fn syncs_list(
         ("run" = String, Path, description = "A run id"),
     ),
     responses(
-        (status = 200, description = "The run", body = serde_json::Value),
+        (status = 200, description = "The run", body = tributary_connector_api::views::RunBody),
         (status = 404, description = "No such run", body = ErrorBody),
     ),
 )]

@@ -15,6 +15,7 @@ use tributary_schemas::Timestamp;
 use crate::events::TEST;
 use crate::sign::SigningSecret;
 use crate::{Clock, secret_aad};
+use tributary_connector_api::views::{self, AttemptBody, DeliveryBody, SubscriptionBody};
 use tributary_connector_api::webhook_events::{WebhookEvent, event_type_names, is_event_type};
 
 /// [`WebhookAdmin`] over the state store.
@@ -39,47 +40,52 @@ fn random_id(prefix: &str) -> String {
 }
 
 fn subscription_view(s: &Subscription) -> WebhookView {
-    json!({
-        "id": s.id,
-        "url": s.url,
-        "event_types": s.event_types,
-        "company_id": s.company_id,
-        "description": s.description,
-        "created_at": s.created_at.to_string(),
-        "removed_at": s.removed_at.map(|t| t.to_string()),
+    views::json(&SubscriptionBody {
+        id: s.id.clone(),
+        url: s.url.clone(),
+        event_types: s.event_types.clone(),
+        company_id: s.company_id.clone(),
+        description: s.description.clone(),
+        created_at: s.created_at.to_string(),
+        removed_at: s.removed_at.map(|t| t.to_string()),
     })
+}
+
+fn delivery_body(d: &Delivery) -> DeliveryBody {
+    let payload: serde_json::Value =
+        serde_json::from_str(&d.payload).unwrap_or_else(|_| d.payload.clone().into());
+    DeliveryBody {
+        id: d.id.clone(),
+        message_id: d.message_id.clone(),
+        subscription_id: d.subscription_id.clone(),
+        event_type: d.event_type.clone(),
+        company_id: d.company_id.clone(),
+        status: d.status.clone(),
+        attempts: d.attempts,
+        created_at: d.created_at.to_string(),
+        next_attempt_at: d.next_attempt_at.map(|t| t.to_string()),
+        last_attempt_at: d.last_attempt_at.map(|t| t.to_string()),
+        last_status_code: d.last_status_code,
+        last_error: d.last_error.clone(),
+        finished_at: d.finished_at.map(|t| t.to_string()),
+        replay_of: d.replay_of.clone(),
+        payload,
+        attempt_log: None,
+    }
 }
 
 fn delivery_view(d: &Delivery) -> WebhookView {
-    let payload: serde_json::Value =
-        serde_json::from_str(&d.payload).unwrap_or_else(|_| d.payload.clone().into());
-    json!({
-        "id": d.id,
-        "message_id": d.message_id,
-        "subscription_id": d.subscription_id,
-        "event_type": d.event_type,
-        "company_id": d.company_id,
-        "status": d.status,
-        "attempts": d.attempts,
-        "created_at": d.created_at.to_string(),
-        "next_attempt_at": d.next_attempt_at.map(|t| t.to_string()),
-        "last_attempt_at": d.last_attempt_at.map(|t| t.to_string()),
-        "last_status_code": d.last_status_code,
-        "last_error": d.last_error,
-        "finished_at": d.finished_at.map(|t| t.to_string()),
-        "replay_of": d.replay_of,
-        "payload": payload,
-    })
+    views::json(&delivery_body(d))
 }
 
-fn attempt_view(a: &Attempt) -> WebhookView {
-    json!({
-        "attempt": a.attempt,
-        "at": a.at.to_string(),
-        "duration_ms": a.duration_ms,
-        "status_code": a.status_code,
-        "error": a.error,
-    })
+fn attempt_body(a: &Attempt) -> AttemptBody {
+    AttemptBody {
+        attempt: a.attempt,
+        at: a.at.to_string(),
+        duration_ms: a.duration_ms,
+        status_code: a.status_code,
+        error: a.error.clone(),
+    }
 }
 
 impl Webhooks {
@@ -243,9 +249,9 @@ impl WebhookAdmin for Webhooks {
             .map_err(failed)?
             .ok_or_else(|| AdminError::NotFound(format!("no webhook delivery {id:?}")))?;
         let attempts = self.state.attempts(id).await.map_err(failed)?;
-        let mut view = delivery_view(&d);
-        view["attempt_log"] = attempts.iter().map(attempt_view).collect();
-        Ok(view)
+        let mut body = delivery_body(&d);
+        body.attempt_log = Some(attempts.iter().map(attempt_body).collect());
+        Ok(views::json(&body))
     }
 
     async fn replay(&self, id: &str) -> Result<WebhookView, AdminError> {

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use tributary_connector_api::admin::{
     AdminError, ConnectionAdmin, ConnectionView, RunFilter, RunView,
 };
+use tributary_connector_api::views::{self, ConnectionBody, RunBody, RunStateBody};
 use tributary_connector_api::{ConnectionInfo, ConnectorRegistry, Webhook, WebhookRefusal};
 use tributary_schemas::{ConnectionStatus, DataType, ManifestEvent, SyncTrigger, Timestamp};
 
@@ -35,44 +36,46 @@ pub struct Admin {
 }
 
 fn view(c: &StoredConnection) -> ConnectionView {
-    json!({
-        "id": c.info.connection_id,
-        "company_id": c.info.company_id,
-        "source": c.info.source,
-        "status": c.status,
-        "status_reason": c.status_reason,
-        "settings": c.info.settings,
-        "created_at": c.created_at.to_string(),
-        "updated_at": c.updated_at.to_string(),
+    views::json(&ConnectionBody {
+        id: c.info.connection_id.clone(),
+        company_id: c.info.company_id.clone(),
+        source: c.info.source.clone(),
+        status: c.status.as_str().to_string(),
+        status_reason: c.status_reason.clone(),
+        settings: c.info.settings.clone(),
+        created_at: c.created_at.to_string(),
+        updated_at: c.updated_at.to_string(),
     })
 }
 
 /// A run as the API shows it: its states in order, each with its time.
 pub fn run_view(r: &SyncRun) -> RunView {
-    let states: Vec<_> = r
-        .states()
-        .into_iter()
-        .map(|(state, at)| json!({"state": state, "at": at.to_string()}))
-        .collect();
-    json!({
-        "id": r.id,
-        "company_id": r.company_id,
-        "connection_id": r.connection_id,
-        "data_type": r.data_type.as_str(),
-        "trigger": r.trigger,
-        "record_id": r.record_id,
-        "status": r.status,
-        "states": states,
-        "worker": r.worker,
-        "pages_fetched": r.pages_fetched,
-        "records_fetched": r.records_fetched,
-        "records_published": r.records_published,
-        "records_dead_lettered": r.records_dead_lettered,
-        "records_deleted": r.records_deleted,
-        "error": r.error,
-        "error_fault": r.error_fault,
-        "resumed_from": r.resumed_from,
-        "repeats": r.repeats,
+    views::json(&RunBody {
+        id: r.id.clone(),
+        company_id: r.company_id.clone(),
+        connection_id: r.connection_id.clone(),
+        data_type: r.data_type.as_str().to_string(),
+        trigger: r.trigger.as_str().to_string(),
+        record_id: r.record_id.clone(),
+        status: r.status.as_str().to_string(),
+        states: r
+            .states()
+            .into_iter()
+            .map(|(state, at)| RunStateBody {
+                state: state.as_str().to_string(),
+                at: at.to_string(),
+            })
+            .collect(),
+        worker: r.worker.clone(),
+        pages_fetched: r.pages_fetched,
+        records_fetched: r.records_fetched,
+        records_published: r.records_published,
+        records_dead_lettered: r.records_dead_lettered,
+        records_deleted: r.records_deleted,
+        error: r.error.clone(),
+        error_fault: r.error_fault.clone(),
+        resumed_from: r.resumed_from.clone(),
+        repeats: r.repeats,
     })
 }
 

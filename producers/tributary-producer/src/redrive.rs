@@ -14,6 +14,7 @@ use rdkafka::ClientConfig;
 use serde_json::{Value, json};
 use tributary_connector_api::ConnectorRegistry;
 use tributary_connector_api::admin::{AdminError, DeadLetterAdmin, LetterFilter, LetterView};
+use tributary_connector_api::views::{self, LetterBody};
 use tributary_kafka::dead_letters::{self, ReplayError, StoredLetter};
 use tributary_kafka::{DeadLetter, Origin};
 use tributary_schemas::{DataType, DeadLetterStage, SyncTrigger, Timestamp};
@@ -90,22 +91,25 @@ fn data_type_of(letter: &DeadLetter) -> Option<DataType> {
 
 /// A letter as the API shows it.
 pub fn letter_view(stored: &StoredLetter) -> LetterView {
-    let mut view = json!({"id": stored.at(), "replayed": stored.replayed});
+    let mut view = LetterBody {
+        id: stored.at(),
+        replayed: stored.replayed,
+        ..LetterBody::default()
+    };
     match &stored.letter {
-        Err(why) => view["unreadable"] = json!(why),
+        Err(why) => view.unreadable = Some(why.to_string()),
         Ok(l) => {
-            view["stage"] = json!(l.stage);
-            view["reason"] = json!(l.reason);
-            view["company_id"] = json!(company_of(l));
-            view["data_type"] = json!(data_type_of(l).map(DataType::as_str));
-            view["replays"] = json!(l.replays);
-            view["payload_bytes"] = json!(l.payload.len());
-            view["cut"] = json!(
-                l.cut
-                    .as_ref()
-                    .map(|c| json!({"original_size": c.original_size, "sha256": c.sha256}))
-            );
-            view["origin"] = match &l.origin {
+            view.stage = Some(l.stage.as_str().to_string());
+            view.reason = Some(l.reason.clone());
+            view.company_id = company_of(l);
+            view.data_type = data_type_of(l).map(|t| t.as_str().to_string());
+            view.replays = Some(i64::from(l.replays));
+            view.payload_bytes = Some(l.payload.len() as i64);
+            view.cut = l
+                .cut
+                .as_ref()
+                .map(|c| json!({"original_size": c.original_size, "sha256": c.sha256}));
+            view.origin = Some(match &l.origin {
                 Origin::Source {
                     connection_id,
                     data_type,
@@ -121,10 +125,10 @@ pub fn letter_view(stored: &StoredLetter) -> LetterView {
                 } => {
                     json!({"projection": projection, "topic": topic, "partition": partition, "offset": offset})
                 }
-            };
+            });
         }
     }
-    view
+    views::json(&view)
 }
 
 impl Redrive {

@@ -5,6 +5,11 @@ import createClient from "openapi-fetch";
 import type { components, paths } from "./schema";
 
 export type Schemas = components["schemas"];
+export type Connection = Schemas["ConnectionBody"];
+export type Run = Schemas["RunBody"];
+export type Letter = Schemas["LetterBody"];
+export type Subscription = Schemas["SubscriptionBody"];
+export type Delivery = Schemas["DeliveryBody"];
 
 const KEY = "tributary.apiKey";
 

@@ -1,6 +1,5 @@
 import { useEffect, useState } from "react";
-import { api, ApiFailure, call } from "../api/client";
-import type { Connection, Run } from "../api/views";
+import { api, ApiFailure, call, type Run } from "../api/client";
 import { dataTypeHealth, lastSuccess } from "../health";
 import { href } from "../route";
 import { Action, Badge, ErrorBox, Loading, Table, useLoad, when } from "../ui";
@@ -17,7 +16,7 @@ export function Company({ company }: { company: string }) {
   const runs = useLoad(
     () =>
       call(api.GET("/v1/companies/{company}/syncs", { params: { path: { company }, query: { limit: 30 } } })).then(
-        (page) => page.runs as unknown as Run[],
+        (page) => page.runs,
       ),
     [company],
   );
@@ -170,7 +169,7 @@ function Connections({ company, onChange }: { company: string; onChange: () => v
   const list = useLoad(
     () =>
       call(api.GET("/v1/connections")).then((r) =>
-        (r.connections as unknown as Connection[]).filter((c) => c.company_id === company),
+        (r.connections).filter((c) => c.company_id === company),
       ),
     [company],
   );

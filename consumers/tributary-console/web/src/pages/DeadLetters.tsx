@@ -1,6 +1,5 @@
 import { useState } from "react";
-import { api, call, type Schemas } from "../api/client";
-import type { Letter } from "../api/views";
+import { api, call, type Letter, type Schemas } from "../api/client";
 import { Action, Badge, ErrorBox, Loading, Table, useLoad } from "../ui";
 
 /// Dead letters of every stage, filtered by stage and company: why each
@@ -14,7 +13,7 @@ export function DeadLetters() {
         api.GET("/v1/dead-letters", {
           params: { query: { limit: 200, ...(stage ? { stage } : {}), ...(company.trim() ? { company: company.trim() } : {}) } },
         }),
-      ).then((r) => r.dead_letters as unknown as Letter[]),
+      ).then((r) => r.dead_letters),
     [stage, company],
   );
   const [open, setOpen] = useState<string | null>(null);

@@ -1,6 +1,5 @@
 import { useState } from "react";
-import { api, call } from "../api/client";
-import type { Delivery, Subscription } from "../api/views";
+import { api, call, type Delivery } from "../api/client";
 import { href } from "../route";
 import { Action, Badge, ErrorBox, Loading, Table, useLoad, when } from "../ui";
 
@@ -9,7 +8,7 @@ const EVENT_TYPES = ["sync.completed", "sync.failed", "connection.status_changed
 /// Webhook subscriptions; one's deliveries, their attempts, and replay.
 export function Webhooks({ selected }: { selected?: string }) {
   const list = useLoad(
-    () => call(api.GET("/v1/webhooks")).then((r) => r.webhooks as unknown as Subscription[]),
+    () => call(api.GET("/v1/webhooks")).then((r) => r.webhooks),
     [],
   );
   return (
@@ -136,7 +135,7 @@ function Deliveries({ subscription }: { subscription: string }) {
   const list = useLoad(
     () =>
       call(api.GET("/v1/webhooks/{id}/deliveries", { params: { path: { id: subscription }, query: { limit: 100 } } })).then(
-        (r) => r.deliveries as unknown as Delivery[],
+        (r) => r.deliveries,
       ),
     [subscription],
   );
@@ -217,7 +216,7 @@ function DeliveryRow({ delivery: d, open, toggle, replayed }: { delivery: Delive
 
 function Attempts({ id }: { id: string }) {
   const one = useLoad(
-    () => call(api.GET("/v1/webhook-deliveries/{id}", { params: { path: { id } } })).then((r) => r.delivery as unknown as Delivery),
+    () => call(api.GET("/v1/webhook-deliveries/{id}", { params: { path: { id } } })).then((r) => r.delivery),
     [id],
   );
   const d = one.value;
