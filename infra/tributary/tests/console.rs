@@ -74,35 +74,9 @@ async fn an_operator_does_the_days_work_in_the_console() {
     let api = format!("http://127.0.0.1:{api_port}");
     wait_for_health(&api, d).await;
     for company in ["sandbox-001", "sandbox-002"] {
-        wait_until(
-            &format!("{company}'s invoices never arrived"),
-            d,
-            async || {
-                let status = get(&format!("{api}/v1/companies/{company}/status")).await;
-                let arrived = status.is_some_and(|s| {
-                    s["data_types"]
-                        .as_array()
-                        .is_some_and(|t| t.iter().any(|e| e["data_type"] == "invoices"))
-                });
-                if arrived {
-                    Ok(())
-                } else {
-                    Err("waiting".into())
-                }
-            },
-        )
-        .await;
+        wait_for_data_type(&api, company, "invoices", d).await;
     }
-    send_bad_messages(&format!("127.0.0.1:{broker}"), 1).await;
-    wait_until("no dead letters", d, async || {
-        let letters = get(&format!("{api}/v1/dead-letters")).await;
-        if letters.is_some_and(|l| l["dead_letters"].as_array().is_some_and(|a| !a.is_empty())) {
-            Ok(())
-        } else {
-            Err("waiting".into())
-        }
-    })
-    .await;
+    make_dead_letters(&api, broker, d).await;
 
     let shots = std::env::var_os("TRIBUTARY_SCREENSHOTS")
         .map(std::path::PathBuf::from)

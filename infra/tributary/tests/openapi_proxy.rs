@@ -78,20 +78,7 @@ async fn every_answer_of_the_running_api_validates_against_the_document() {
     let _pipeline = up(&config, &d.join("up.log"), &[]);
     let api = format!("http://127.0.0.1:{api_port}");
     wait_for_health(&api, d).await;
-    wait_until("sandbox-001's invoices never arrived", d, async || {
-        let status = get(&format!("{api}/v1/companies/sandbox-001/status")).await;
-        let has_invoices = status.is_some_and(|s| {
-            s["data_types"]
-                .as_array()
-                .is_some_and(|t| t.iter().any(|e| e["data_type"] == "invoices"))
-        });
-        if has_invoices {
-            Ok(())
-        } else {
-            Err("waiting".to_string())
-        }
-    })
-    .await;
+    wait_for_data_type(&api, "sandbox-001", "invoices", d).await;
 
     let spec = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/openapi.json");
     let upstream = api.clone();
@@ -263,16 +250,7 @@ async fn every_answer_of_the_running_api_validates_against_the_document() {
     .await;
 
     // Dead letters: three bad messages set aside, one read and replayed.
-    send_bad_messages(&format!("127.0.0.1:{broker}"), 1).await;
-    wait_until("no dead letters", d, async || {
-        let letters = get(&format!("{api}/v1/dead-letters")).await;
-        if letters.is_some_and(|l| l["dead_letters"].as_array().is_some_and(|a| !a.is_empty())) {
-            Ok(())
-        } else {
-            Err("waiting".into())
-        }
-    })
-    .await;
+    make_dead_letters(&api, broker, d).await;
     let letters = c
         .call("GET", "/v1/dead-letters?limit=10", None, key, &[200])
         .await;

@@ -638,3 +638,38 @@ pub(crate) async fn wait_until<F: AsyncFnMut() -> Result<(), String>>(
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
+
+/// Waits until `company`'s status lists `data_type` (its first records
+/// arrived in the store).
+pub(crate) async fn wait_for_data_type(api: &str, company: &str, data_type: &str, dir: &Path) {
+    let what = format!("{company}'s {data_type} never arrived");
+    wait_until(&what, dir, async || {
+        let status = get(&format!("{api}/v1/companies/{company}/status")).await;
+        let arrived = status.is_some_and(|s| {
+            s["data_types"]
+                .as_array()
+                .is_some_and(|t| t.iter().any(|e| e["data_type"] == data_type))
+        });
+        if arrived {
+            Ok(())
+        } else {
+            Err("waiting".into())
+        }
+    })
+    .await;
+}
+
+/// Sends [`send_bad_messages`] to a one-partition pipeline on `broker` and
+/// waits until the dead letters list them.
+pub(crate) async fn make_dead_letters(api: &str, broker: u16, dir: &Path) {
+    send_bad_messages(&format!("127.0.0.1:{broker}"), 1).await;
+    wait_until("no dead letters", dir, async || {
+        let letters = get(&format!("{api}/v1/dead-letters")).await;
+        if letters.is_some_and(|l| l["dead_letters"].as_array().is_some_and(|a| !a.is_empty())) {
+            Ok(())
+        } else {
+            Err("waiting".into())
+        }
+    })
+    .await;
+}
