@@ -17,6 +17,9 @@ const COMPANIES: [&str; 2] = ["sandbox-001", "sandbox-002"];
 
 use tributary_testkit::free_port;
 
+/// Records per company and data type, as the API counts them.
+type Counts = std::collections::BTreeMap<(String, String), i64>;
+
 struct Setup {
     dir: tempfile::TempDir,
     config: PathBuf,
@@ -112,21 +115,30 @@ async fn hard_deletes_become_tombstones_after_a_reconciliation() {
     // the ones deleted since they were synced linger.
     let last_generation_at = setup.sandbox.epoch_ms
         + i64::from(generations) * setup.sandbox.generation_interval_secs as i64 * 1000;
+    // Settled: every live record there, and the counts unchanged for 3 s
+    // (records synced before their deletion may still be on their way to
+    // the store; counting before they land undercounts the lingering).
     let started = Instant::now();
+    let mut last: Option<(Counts, Instant)> = None;
     let lingering = loop {
         let counts = api_counts(&api, &companies(2)).await;
-        let settled = Timestamp::now().millis() > last_generation_at + 3_000
+        let complete = Timestamp::now().millis() > last_generation_at + 3_000
             && expected
                 .iter()
                 .all(|(k, n)| counts.get(k).is_some_and(|c| c >= n));
-        if settled {
+        let steady_since = match &last {
+            Some((before, since)) if *before == counts => *since,
+            _ => Instant::now(),
+        };
+        if complete && steady_since.elapsed() >= Duration::from_secs(3) {
             break expected.iter().map(|(k, n)| counts[k] - n).sum::<i64>();
         }
         assert!(
             started.elapsed() < Duration::from_secs(90),
-            "the store never held every live record: {counts:?}\n{}",
+            "the store never held every live record, or kept changing: {counts:?}\n{}",
             logs(setup.dir.path())
         );
+        last = Some((counts, steady_since));
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     assert!(
