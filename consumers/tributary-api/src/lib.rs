@@ -1225,7 +1225,8 @@ async fn oauth_callback(
         .is_some_and(|v| v.contains("text/html"));
     if browser {
         let company = connection["company_id"].as_str().unwrap_or_default();
-        let to = format!("/console/#/companies/{}", percent_encode(company));
+        let company = percent_encoding::utf8_percent_encode(company, UNRESERVED);
+        let to = format!("/console/#/companies/{company}");
         return Ok(axum::response::Redirect::to(&to).into_response());
     }
     Ok(Json(Authorized { connection }).into_response())
@@ -1539,16 +1540,10 @@ async fn webhooks_replay(
     Ok((StatusCode::ACCEPTED, Json(DeliveryOne { delivery })).into_response())
 }
 
-/// `text` safe in a URL path segment or fragment: unreserved characters
-/// as they are, every other byte `%XX`.
-fn percent_encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
+/// What a URL path segment or fragment escapes: all but RFC 3986's
+/// unreserved characters.
+const UNRESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');

@@ -79,16 +79,13 @@ fn parse_line(line: &str) -> Option<Line> {
     if line.is_empty() || line.starts_with('#') {
         return None;
     }
-    let (head, value) = match line.find('{') {
-        Some(_) => {
-            let close = line.rfind('}')?;
-            (&line[..=close], line[close + 1..].trim())
-        }
-        None => {
-            let space = line.find(' ')?;
-            (&line[..space], line[space..].trim())
-        }
+    // The value follows the labels' closing brace, or the name's space.
+    let end = if line.contains('{') {
+        line.rfind('}')? + 1
+    } else {
+        line.find(' ')?
     };
+    let (head, value) = (&line[..end], line[end..].trim());
     let value: f64 = value.split_whitespace().next()?.parse().ok()?;
     let (name, labels) = match head.find('{') {
         Some(open) => (&head[..open], labels(&head[open + 1..head.len() - 1])),

@@ -1,8 +1,7 @@
-import { useState } from "react";
+import { useEffect, useState } from "react";
 import { api, call, type Schemas } from "../api/client";
 import { go, href } from "../route";
 import { ErrorBox, Loading, Table, when } from "../ui";
-import { useEffect } from "react";
 
 type Rec = Schemas["StoredRecord"];
 type Hit = Schemas["Hit"];
