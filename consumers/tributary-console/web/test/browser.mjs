@@ -185,30 +185,38 @@ try {
     await bothWidths("company-linked");
   });
 
-  await step("a sync asked for shows its run", async () => {
+  /// Clicks `label` and waits until the run it queued shows in the history
+  /// and has ended (the page follows open runs).
+  async function queueAndFollow(label, trigger) {
+    const before = await page.$eval(".queued", (e) => e.dataset.runs).catch(() => null);
+    await clickText("button", label);
+    await page.waitForFunction((b) => {
+      const q = document.querySelector(".queued");
+      return q && q.dataset.runs !== b;
+    }, { timeout: TIMEOUT }, before);
+    const id = await page.$eval(".queued", (e) => e.dataset.runs);
+    await page.waitForFunction(
+      (id, trigger) => {
+        const run = document.querySelector(`li.run[data-run="${id}"]`);
+        return run && run.textContent.includes(trigger) && run.classList.contains("run-good");
+      },
+      { timeout: TIMEOUT },
+      id,
+      trigger,
+    );
+  }
+
+  await step("a sync asked for shows its run, followed until it ends", async () => {
     await go("#/companies/sandbox-002");
     await page.waitForSelector("li.run");
+    // The data types come with the company's status.
+    await page.waitForSelector("select[aria-label='data type to sync'] option[value=customers]");
     await page.select("select[aria-label='data type to sync']", "customers");
-    await clickText("button", "Sync now");
-    await waitText(".actions .muted", "queued");
-    await page.waitForFunction(
-      () => [...document.querySelectorAll("li.run")].some((r) => r.textContent.includes("customers") && r.textContent.includes("request")),
-      { timeout: TIMEOUT },
-    );
+    await queueAndFollow("Sync now", "request");
   });
 
-  await step("a resync once the sync ended", async () => {
-    // While a run of customers is open a resync of it is refused (409,
-    // shown); the page follows the run until it ends.
-    await page.waitForFunction(
-      () => ![...document.querySelectorAll("li.run .badge")].some((b) => ["queued", "fetching", "publishing"].includes(b.textContent)),
-      { timeout: TIMEOUT },
-    );
-    await clickText("button", "Resync");
-    await page.waitForFunction(
-      () => [...document.querySelectorAll("li.run")].some((r) => r.textContent.includes("customers") && r.textContent.includes("resync")),
-      { timeout: TIMEOUT },
-    );
+  await step("a resync of the same data type, once the sync ended", async () => {
+    await queueAndFollow("Resync", "resync");
     await bothWidths("company-syncs");
   });
 

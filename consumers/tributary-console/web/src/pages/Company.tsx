@@ -136,7 +136,7 @@ function RunItem({ run }: { run: Run }) {
 
 function SyncActions({ company, types, onQueued }: { company: string; types: string[]; onQueued: () => void }) {
   const [only, setOnly] = useState("");
-  const [queued, setQueued] = useState<string | null>(null);
+  const [queued, setQueued] = useState<string[] | null>(null);
   const ask = (resync: boolean) => async () => {
     const answer = await call(
       api.POST("/v1/companies/{company}/syncs", {
@@ -144,7 +144,7 @@ function SyncActions({ company, types, onQueued }: { company: string; types: str
         body: { data_types: only ? [only] : [], resync, reconcile: false },
       }),
     );
-    setQueued(`${answer.runs.length} run(s) queued`);
+    setQueued(answer.runs.map((r) => r.id));
     onQueued();
   };
   return (
@@ -154,13 +154,19 @@ function SyncActions({ company, types, onQueued }: { company: string; types: str
         <select value={only} onChange={(e) => setOnly(e.target.value)} aria-label="data type to sync">
           <option value="">all</option>
           {types.map((t) => (
-            <option key={t}>{t}</option>
+            <option key={t} value={t}>
+              {t}
+            </option>
           ))}
         </select>
       </label>
       <Action label="Sync now" busyLabel="Queueing…" run={ask(false)} />
       <Action label="Resync" busyLabel="Queueing…" run={ask(true)} className="secondary" />
-      {queued && <span className="muted">{queued}</span>}
+      {queued && (
+        <span className="muted queued" data-runs={queued.join(" ")}>
+          queued {queued.length === 1 ? queued[0] : `${queued.length} runs`}
+        </span>
+      )}
     </div>
   );
 }
