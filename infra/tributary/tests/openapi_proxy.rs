@@ -171,7 +171,19 @@ async fn every_answer_of_the_running_api_validates_against_the_document() {
         .await;
     c.call("GET", "/v1/search?q=%20", None, key, &[400]).await;
 
-    // Syncs: ask, conflict, refused, history, one run.
+    // Syncs: ask (once the first syncs ended), conflict, refused, history,
+    // one run.
+    wait_until("sandbox-001's first syncs never ended", d, async || {
+        let status = get(&format!("{api}/v1/companies/sandbox-001/status")).await;
+        match status {
+            Some(s) if s["running"].as_array().is_some_and(Vec::is_empty) => Ok(()),
+            other => Err(format!(
+                "running: {:?}",
+                other.map(|s| s["running"].clone())
+            )),
+        }
+    })
+    .await;
     let body = json!({"data_types": ["invoices"]});
     c.call(
         "POST",
